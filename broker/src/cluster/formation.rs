@@ -1,0 +1,62 @@
+//! How brokers become one Raft group without ever splitting it: a broker with Raft state
+//! on disk just resumes. A new (or wiped) broker never starts a group of its own, except
+//! broker 0 of a brand-new cluster (no other broker answers as a member); every other one asks
+//! the brokers to add it, and the leader adds it (as a voter while there are fewer than five).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Peers;
+use crate::consensus::RaftNode;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub node_id: u64,
+    pub peer_addr: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub initialized: bool,
+    pub leader: Option<String>,
+}
+
+const RETRY: Duration = Duration::from_millis(500);
+
+pub async fn form_cluster(raft: RaftNode, peers: Peers) {
+    if !raft.is_pristine() {
+        return;
+    }
+    let first_of_new_cluster = peers.ordinal() == 0 && !any_peer_is_member(&peers).await;
+    if peers.count() == 1 || first_of_new_cluster {
+        if let Err(e) = raft.initialize_alone().await {
+            tracing::error!("could not initialize the Raft group: {e}");
+        }
+        return;
+    }
+    let request = JoinRequest { node_id: raft.node_id(), peer_addr: peers.peer_addr(peers.ordinal()) };
+    while !raft.is_initialized() {
+        for peer in peers.others() {
+            match peers.http().post(peers.url(peer, "/cluster/join")).json(&request).send().await {
+                Ok(r) if r.status().is_success() => break,
+                Ok(r) => tracing::debug!(peer, status = %r.status(), "join not accepted yet"),
+                Err(e) => tracing::debug!(peer, "join request failed: {e}"),
+            }
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+    tracing::info!(node = raft.node_id(), "joined the cluster");
+}
+
+async fn any_peer_is_member(peers: &Peers) -> bool {
+    for peer in peers.others() {
+        let info = peers.http().get(peers.url(peer, "/cluster/info")).timeout(Duration::from_secs(2)).send().await;
+        if let Ok(response) = info {
+            if response.json::<ClusterInfo>().await.is_ok_and(|i| i.initialized) {
+                return true;
+            }
+        }
+    }
+    false
+}

@@ -1,0 +1,199 @@
+//! The replicated state machine's data: consumer registrations, groups and committed
+//! offsets. Every broker applies the same Raft log to this, so every broker computes the
+//! same view (and the same partition assignment) without asking anyone.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// Where a brand-new group starts reading (SPEC §4 `onNewGroup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum StartPolicy {
+    #[default]
+    Latest,
+    Earliest,
+}
+
+/// One registered consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consumer {
+    pub id: String,
+    pub group: String,
+    /// Topics in registration order; compared as a set for "Already registered".
+    pub topics: Vec<String>,
+    pub policy: StartPolicy,
+}
+
+/// A committed offset: the next offset the group will read in `topic`/`partition`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetCommit {
+    pub group: String,
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// A change to the cluster state. Each is one Raft log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Register(Consumer),
+    /// Offsets from auto-commits and explicit commits, batched.
+    Commit(Vec<OffsetCommit>),
+    /// Commit (possibly nothing) and unregister in one entry, so a goodbye is atomic.
+    Goodbye {
+        consumer_id: String,
+        offsets: Vec<OffsetCommit>,
+    },
+    /// Consumers that timed out; those already gone are ignored.
+    Expire {
+        consumer_ids: Vec<String>,
+    },
+}
+
+/// What applying a [`Command`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    Registered {
+        new_group: bool,
+    },
+    AlreadyRegistered,
+    /// Same consumer id registered with another group or other topics.
+    Conflict,
+    Committed,
+    GoodbyeDone {
+        found: bool,
+    },
+    Expired {
+        removed: Vec<String>,
+    },
+}
+
+/// The applied state: what every broker agrees on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub consumers: BTreeMap<String, Consumer>,
+    /// group -> topic -> partition -> committed offset.
+    pub offsets: BTreeMap<String, BTreeMap<String, BTreeMap<u32, u64>>>,
+    /// Bumped on every membership change, so pollers can tell an assignment went stale.
+    pub membership_version: u64,
+}
+
+impl ClusterState {
+    pub fn apply(&mut self, command: Command) -> CommandResult {
+        match command {
+            Command::Register(consumer) => self.register(consumer),
+            Command::Commit(offsets) => {
+                self.commit(offsets);
+                CommandResult::Committed
+            }
+            Command::Goodbye { consumer_id, offsets } => {
+                self.commit(offsets);
+                let found = self.consumers.remove(&consumer_id).is_some();
+                if found {
+                    self.membership_version += 1;
+                }
+                CommandResult::GoodbyeDone { found }
+            }
+            Command::Expire { consumer_ids } => {
+                let removed: Vec<String> =
+                    consumer_ids.into_iter().filter(|id| self.consumers.remove(id).is_some()).collect();
+                if !removed.is_empty() {
+                    self.membership_version += 1;
+                }
+                CommandResult::Expired { removed }
+            }
+        }
+    }
+
+    fn register(&mut self, consumer: Consumer) -> CommandResult {
+        if let Some(existing) = self.consumers.get(&consumer.id) {
+            let same_topics =
+                existing.topics.iter().collect::<BTreeSet<_>>() == consumer.topics.iter().collect::<BTreeSet<_>>();
+            return if existing.group == consumer.group && same_topics {
+                CommandResult::AlreadyRegistered
+            } else {
+                CommandResult::Conflict
+            };
+        }
+        let new_group = !self.group_exists(&consumer.group);
+        self.consumers.insert(consumer.id.clone(), consumer);
+        self.membership_version += 1;
+        CommandResult::Registered { new_group }
+    }
+
+    /// A group exists while it has members or committed offsets.
+    pub fn group_exists(&self, group: &str) -> bool {
+        self.offsets.contains_key(group) || self.consumers.values().any(|c| c.group == group)
+    }
+
+    /// Committed offsets only move forward: a late auto-commit from a consumer that lost
+    /// the partition in a rebalance must not rewind the group.
+    fn commit(&mut self, offsets: Vec<OffsetCommit>) {
+        for c in offsets {
+            let slot =
+                self.offsets.entry(c.group).or_default().entry(c.topic).or_default().entry(c.partition).or_insert(0);
+            *slot = (*slot).max(c.offset);
+        }
+    }
+
+    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
+        self.offsets.get(group)?.get(topic)?.get(&partition).copied()
+    }
+
+    /// Members of `group`, sorted by id (the order assignment deals in).
+    pub fn members(&self, group: &str) -> Vec<&Consumer> {
+        self.consumers.values().filter(|c| c.group == group).collect()
+    }
+}
+
+/// A `startFromLatest` consumer, for tests across the crate.
+#[cfg(test)]
+pub(crate) fn consumer(id: &str, group: &str, topics: &[&str]) -> Consumer {
+    Consumer {
+        id: id.into(),
+        group: group.into(),
+        topics: topics.iter().map(|t| t.to_string()).collect(),
+        policy: StartPolicy::Latest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_twice_is_already_registered_and_other_params_conflict() {
+        let mut s = ClusterState::default();
+        assert_eq!(
+            s.apply(Command::Register(consumer("c1", "g", &["a", "b"]))),
+            CommandResult::Registered { new_group: true }
+        );
+        assert_eq!(s.apply(Command::Register(consumer("c1", "g", &["b", "a"]))), CommandResult::AlreadyRegistered);
+        assert_eq!(s.apply(Command::Register(consumer("c1", "g", &["a"]))), CommandResult::Conflict);
+        assert_eq!(
+            s.apply(Command::Register(consumer("c2", "g", &["a"]))),
+            CommandResult::Registered { new_group: false }
+        );
+    }
+
+    #[test]
+    fn commits_never_go_backwards() {
+        let mut s = ClusterState::default();
+        let at = |offset| OffsetCommit { group: "g".into(), topic: "t".into(), partition: 1, offset };
+        s.apply(Command::Commit(vec![at(10)]));
+        s.apply(Command::Commit(vec![at(7)]));
+        assert_eq!(s.committed("g", "t", 1), Some(10));
+    }
+
+    #[test]
+    fn goodbye_commits_then_removes() {
+        let mut s = ClusterState::default();
+        s.apply(Command::Register(consumer("c1", "g", &["t"])));
+        let offsets = vec![OffsetCommit { group: "g".into(), topic: "t".into(), partition: 0, offset: 5 }];
+        let r = s.apply(Command::Goodbye { consumer_id: "c1".into(), offsets });
+        assert_eq!(r, CommandResult::GoodbyeDone { found: true });
+        assert!(s.consumers.is_empty());
+        assert_eq!(s.committed("g", "t", 0), Some(5));
+        assert!(s.group_exists("g"), "a group with offsets survives its last member");
+    }
+}

@@ -1,0 +1,124 @@
+//! Every setting of a broker, from flags or `RUNNEL_*` environment variables.
+//! The README's configuration table lists the same defaults.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "runnel-broker", version, about = "Runnel broker: a partitioned event log with a stateless HTTP API")]
+pub struct Config {
+    /// Data directory (segments, Raft log and snapshots).
+    #[arg(long, env = "RUNNEL_HOME", default_value = "./runnel-data")]
+    pub home: PathBuf,
+
+    /// Address every listener binds to (use 127.0.0.2, 127.0.0.3, … to run several brokers on one machine).
+    #[arg(long, env = "RUNNEL_LISTEN", default_value = "0.0.0.0")]
+    pub listen: IpAddr,
+
+    #[arg(long, env = "RUNNEL_DISCOVERY_PORT", default_value_t = 9250)]
+    pub discovery_port: u16,
+    #[arg(long, env = "RUNNEL_PRODUCER_PORT", default_value_t = 9251)]
+    pub producer_port: u16,
+    #[arg(long, env = "RUNNEL_CONSUMER_PORT", default_value_t = 9252)]
+    pub consumer_port: u16,
+    #[arg(long, env = "RUNNEL_METRICS_PORT", default_value_t = 9253)]
+    pub metrics_port: u16,
+    /// Broker-to-broker traffic (Raft, replication, forwarding).
+    #[arg(long, env = "RUNNEL_PEER_PORT", default_value_t = 9255)]
+    pub peer_port: u16,
+
+    /// Comma-separated broker host names in ordinal order; empty means a single-broker cluster.
+    #[arg(long, env = "RUNNEL_BROKER_NAMES", value_delimiter = ',', default_value = "")]
+    pub broker_names: Vec<String>,
+    /// This broker's index in `broker_names`.
+    #[arg(long, env = "RUNNEL_ORDINAL", default_value_t = 0)]
+    pub ordinal: u32,
+
+    /// Partitions each broker holds per topic (PolarStreams' consumer ranges).
+    #[arg(long, env = "RUNNEL_CONSUMER_RANGES", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub consumer_ranges: u32,
+
+    /// Largest produce request body in bytes; larger ones get 413.
+    #[arg(long, env = "RUNNEL_MAX_REQUEST_SIZE", default_value_t = 1024 * 1024)]
+    pub max_request_size: usize,
+    /// Produce bytes in flight (received, not yet durable) across all requests; beyond it requests wait.
+    #[arg(long, env = "RUNNEL_PRODUCE_BUFFER", default_value_t = 64 * 1024 * 1024)]
+    pub produce_buffer: usize,
+    /// Most record bytes one poll returns.
+    #[arg(long, env = "RUNNEL_POLL_MAX_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub poll_max_bytes: usize,
+
+    /// A consumer that makes no request for this long is unregistered.
+    #[arg(long, env = "RUNNEL_CONSUMER_TIMEOUT_MS", default_value_t = 120_000)]
+    pub consumer_timeout_ms: u64,
+    /// How often auto-commits from polls are gathered into one Raft entry.
+    #[arg(long, env = "RUNNEL_AUTO_COMMIT_INTERVAL_MS", default_value_t = 200)]
+    pub auto_commit_interval_ms: u64,
+
+    /// Segment file size at which a partition rolls to a new segment.
+    #[arg(long, env = "RUNNEL_SEGMENT_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub segment_bytes: u64,
+    /// Delete segments older than this ("168h", "30m", or "none" to keep forever).
+    #[arg(long, env = "RUNNEL_RETENTION", default_value = "168h", value_parser = parse_retention)]
+    pub retention: Retention,
+    /// Delete the oldest segments of a partition while it is larger than this many bytes (0 = no limit).
+    #[arg(long, env = "RUNNEL_RETENTION_BYTES", default_value_t = 0)]
+    pub retention_bytes: u64,
+    /// How often retention runs.
+    #[arg(long, env = "RUNNEL_RETENTION_CHECK_MS", default_value_t = 60_000)]
+    pub retention_check_ms: u64,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. "info" or "runnel_broker=debug".
+    #[arg(long, env = "RUNNEL_LOG", default_value = "info,openraft=warn")]
+    pub log: String,
+}
+
+/// How long records are kept; `None` keeps them forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+fn parse_retention(value: &str) -> Result<Retention, String> {
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(Retention(None));
+    }
+    humantime::parse_duration(value).map(|d| Retention(Some(d))).map_err(|e| format!("{e} (examples: 168h, 30m, none)"))
+}
+
+impl Config {
+    /// Number of brokers in the static topology (1 when no names are given).
+    pub fn broker_count(&self) -> u32 {
+        self.broker_names.iter().filter(|n| !n.is_empty()).count().max(1) as u32
+    }
+
+    pub fn consumer_timeout(&self) -> Duration {
+        Duration::from_millis(self.consumer_timeout_ms)
+    }
+
+    pub fn auto_commit_interval(&self) -> Duration {
+        Duration::from_millis(self.auto_commit_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_single_broker() {
+        let c = Config::try_parse_from(["runnel-broker"]).expect("defaults parse");
+        assert_eq!(c.home, PathBuf::from("./runnel-data"));
+        assert_eq!(c.broker_count(), 1);
+        assert_eq!(c.retention, Retention(Some(Duration::from_secs(168 * 3600))));
+        assert_eq!((c.producer_port, c.consumer_port, c.peer_port), (9251, 9252, 9255));
+    }
+
+    #[test]
+    fn retention_none_disables() {
+        let c = Config::try_parse_from(["runnel-broker", "--retention", "none"]).expect("parse");
+        assert_eq!(c.retention, Retention(None));
+        assert!(Config::try_parse_from(["runnel-broker", "--retention", "soon"]).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! Replicated consumer state with openraft: the log store, the state machine, the network
+//! (HTTP on the peer port) and the node that ties them together, as in openraft's examples.
+
+mod durable_file;
+mod log_store;
+mod network;
+mod node;
+mod peer_api;
+mod state_machine;
+mod type_config;
+
+pub use network::peer_http_client;
+pub use node::{RaftConfig, RaftError, RaftNode};
+
+#[cfg(test)]
+mod tests;

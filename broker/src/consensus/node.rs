@@ -1,0 +1,279 @@
+//! One broker's Raft member: starts openraft on the on-disk stores, proposes commands
+//! (forwarding them to the leader when needed) and exposes the applied state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError as OpenRaftError};
+use openraft::{BasicNode, Config, SnapshotPolicy};
+
+use super::log_store::LogStore;
+use super::network::PeerNetwork;
+use super::state_machine::StateMachine;
+use super::type_config::{NodeId, Raft};
+use crate::cluster_state::{ClusterState, Command, CommandResult};
+
+/// How long a proposal may wait for its commit before the caller gets "unavailable".
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between attempts while no leader can take a proposal.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+pub struct RaftConfig {
+    pub node_id: NodeId,
+    /// `host:port` of this node's peer listener, as other nodes reach it.
+    pub peer_addr: String,
+    pub dir: PathBuf,
+    /// Build a snapshot (and purge the log before it) after this many entries.
+    pub snapshot_every: u64,
+}
+
+/// Voters beyond this many make commits slower without adding useful fault tolerance;
+/// further brokers join as learners (they still apply every entry).
+pub const MAX_VOTERS: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RaftError {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("raft storage: {0}")]
+    Storage(#[from] std::io::Error),
+    #[error("raft: {0}")]
+    Fatal(String),
+}
+
+#[derive(Clone)]
+pub struct RaftNode {
+    raft: Raft,
+    state: Arc<RwLock<ClusterState>>,
+    network: PeerNetwork,
+    /// Set once this node has caught up with the log it found at start; stays set.
+    caught_up: Arc<AtomicBool>,
+    node_id: NodeId,
+    peer_addr: String,
+    /// The store held no Raft state at start (a new or wiped broker).
+    pristine: bool,
+}
+
+impl RaftNode {
+    pub async fn start(config: RaftConfig) -> Result<RaftNode, RaftError> {
+        let log_store = LogStore::open(&config.dir)?;
+        let state_machine = StateMachine::open(&config.dir)?;
+        let pristine = log_store.is_pristine();
+        let raft_config = Config {
+            cluster_name: "runnel".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 300,
+            election_timeout_max: 600,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every.max(1)),
+            max_in_snapshot_log_to_keep: 1000,
+            // Chunks and entry batches small enough for the peer port's body limit and for
+            // a slow follower to take within the RPC timeouts.
+            snapshot_max_chunk_size: 1024 * 1024,
+            install_snapshot_timeout: 5000,
+            max_payload_entries: 64,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| RaftError::Fatal(e.to_string()))?;
+        let network = PeerNetwork::new();
+        let state = state_machine.state.clone();
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log_store, state_machine)
+            .await
+            .map_err(|e| RaftError::Fatal(e.to_string()))?;
+        let node = RaftNode {
+            raft,
+            state,
+            network,
+            caught_up: Arc::new(AtomicBool::new(false)),
+            node_id: config.node_id,
+            peer_addr: config.peer_addr,
+            pristine,
+        };
+        node.watch_catch_up();
+        Ok(node)
+    }
+
+    /// Marks the node caught up once a leader is known and everything logged at that point is applied.
+    fn watch_catch_up(&self) {
+        let mut metrics = self.raft.metrics();
+        let caught_up = self.caught_up.clone();
+        tokio::spawn(async move {
+            loop {
+                let done = {
+                    let m = metrics.borrow();
+                    let applied = m.last_applied.map_or(0, |id| id.index);
+                    m.current_leader.is_some() && applied >= m.last_log_index.unwrap_or(0)
+                };
+                if done {
+                    caught_up.store(true, Ordering::Release);
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    pub(super) fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Proposes `command`, waits until it is committed and applied, and returns its result.
+    /// A follower forwards the command to the leader.
+    /// While leadership moves (the leader died, an election runs), it retries for up to 5 s.
+    pub async fn propose(&self, command: Command) -> Result<CommandResult, RaftError> {
+        let deadline = Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            let attempt = match self.write(command.clone()).await {
+                Ok(result) => return Ok(result),
+                Err(Forward::To(addr)) => self.forward(&addr, command.clone()).await,
+                Err(Forward::Failed(e)) => Err(e),
+            };
+            match attempt {
+                Err(RaftError::Unavailable(reason)) if Instant::now() + RETRY_PAUSE < deadline => {
+                    tracing::debug!("proposal not accepted yet, retrying: {reason}");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Like [`RaftNode::propose`], but never forwards (used for commands forwarded to us).
+    pub async fn propose_local(&self, command: Command) -> Result<CommandResult, RaftError> {
+        match self.write(command).await {
+            Ok(result) => Ok(result),
+            Err(Forward::To(addr)) => Err(RaftError::Unavailable(format!("leadership moved to {addr}"))),
+            Err(Forward::Failed(e)) => Err(e),
+        }
+    }
+
+    async fn write(&self, command: Command) -> Result<CommandResult, Forward> {
+        let written = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(command)).await;
+        match written {
+            Err(_) => Err(Forward::Failed(RaftError::Unavailable("no Raft commit within 5 s (no quorum?)".into()))),
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(OpenRaftError::APIError(ClientWriteError::ForwardToLeader(to)))) => match to.leader_node {
+                Some(node) => Err(Forward::To(node.addr)),
+                None => Err(Forward::Failed(RaftError::Unavailable("no Raft leader elected".into()))),
+            },
+            Ok(Err(e)) => Err(Forward::Failed(RaftError::Unavailable(e.to_string()))),
+        }
+    }
+
+    async fn forward(&self, addr: &str, command: Command) -> Result<CommandResult, RaftError> {
+        let response = self
+            .network
+            .http()
+            .post(format!("http://{addr}/raft/propose"))
+            .json(&command)
+            .timeout(PROPOSE_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| RaftError::Unavailable(format!("Raft leader {addr} unreachable: {e}")))?;
+        let result: Result<CommandResult, String> = response
+            .json()
+            .await
+            .map_err(|e| RaftError::Unavailable(format!("bad answer from Raft leader {addr}: {e}")))?;
+        result.map_err(RaftError::Unavailable)
+    }
+
+    /// Runs `f` on the applied state.
+    pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
+        f(&self.state.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.current_leader == Some(m.id)
+    }
+
+    /// A leader is known and this node caught up with the log it had at start.
+    pub fn is_ready(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire) && self.raft.metrics().borrow().current_leader.is_some()
+    }
+
+    /// The store held no Raft state when this node started.
+    pub fn is_pristine(&self) -> bool {
+        self.pristine
+    }
+
+    /// This node knows a membership (it initialized a group or was added to one).
+    pub fn is_initialized(&self) -> bool {
+        self.raft.metrics().borrow().membership_config.membership().nodes().next().is_some()
+    }
+
+    /// Starts a new group with this node as its only voter. Only for a brand-new cluster:
+    /// the caller has made sure no other broker already belongs to one.
+    pub async fn initialize_alone(&self) -> Result<(), RaftError> {
+        let members = BTreeMap::from([(self.node_id, BasicNode { addr: self.peer_addr.clone() })]);
+        self.raft.initialize(members).await.map_err(|e| RaftError::Fatal(e.to_string()))?;
+        tracing::info!(node = self.node_id, addr = %self.peer_addr, "initialized a new Raft group");
+        Ok(())
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Peer address of the current leader, if one is known.
+    pub fn leader_addr(&self) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let leader = m.current_leader?;
+        m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
+    }
+
+    /// Adds a broker (on the leader): as a learner that catches up, then as a voter while
+    /// there are fewer than [`MAX_VOTERS`]. An older node id at the same address (the broker
+    /// was wiped and came back with a new id) is removed, so it does not count as a dead voter.
+    pub async fn add_member(&self, node_id: NodeId, peer_addr: String) -> Result<(), RaftError> {
+        let unavailable = |e: &dyn std::fmt::Display| RaftError::Unavailable(e.to_string());
+        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        let stale: Vec<NodeId> =
+            membership.nodes().filter(|(id, n)| **id != node_id && n.addr == peer_addr).map(|(id, _)| *id).collect();
+        let mut voters: BTreeSet<NodeId> = membership.voter_ids().filter(|id| !stale.contains(id)).collect();
+        if membership.get_node(&node_id).is_none() {
+            self.raft
+                .add_learner(node_id, BasicNode { addr: peer_addr.clone() }, true)
+                .await
+                .map_err(|e| unavailable(&e))?;
+        }
+        if voters.len() < MAX_VOTERS {
+            voters.insert(node_id);
+        }
+        let changed = voters != membership.voter_ids().collect::<BTreeSet<_>>();
+        if changed || !stale.is_empty() {
+            self.raft.change_membership(voters, false).await.map_err(|e| unavailable(&e))?;
+        }
+        if !stale.is_empty() {
+            let learners: BTreeSet<NodeId> = stale.iter().copied().collect();
+            self.raft
+                .change_membership(openraft::ChangeMembers::RemoveNodes(learners), false)
+                .await
+                .map_err(|e| unavailable(&e))?;
+        }
+        tracing::info!(node = node_id, addr = %peer_addr, replaced = ?stale, "broker joined the Raft group");
+        Ok(())
+    }
+
+    pub fn peer_router(&self) -> axum::Router {
+        super::peer_api::router(self.clone())
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+    }
+}
+
+enum Forward {
+    To(String),
+    Failed(RaftError),
+}

@@ -1,0 +1,67 @@
+//! Read positions of consumer groups on this broker. A cursor belongs to the member that
+//! read it last; when another member takes the partition over (rebalance, timeout), it
+//! restarts from the group's committed offset, so records delivered but not committed are
+//! delivered again rather than skipped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::assignment::TopicPartition;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub owner: String,
+    /// Next offset to read: the position reached by the owner's last poll.
+    pub next: u64,
+    /// The last position queued for commit, so unchanged cursors are not committed again.
+    pub committed: u64,
+}
+
+pub type GroupCursors = HashMap<TopicPartition, Cursor>;
+
+/// One lock per group: polls of one group are serialised (they share cursors), polls of
+/// different groups run in parallel.
+#[derive(Default)]
+pub struct Cursors {
+    groups: Mutex<HashMap<String, Arc<tokio::sync::Mutex<GroupCursors>>>>,
+}
+
+impl Cursors {
+    pub fn group(&self, group: &str) -> Arc<tokio::sync::Mutex<GroupCursors>> {
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        groups.entry(group.to_string()).or_default().clone()
+    }
+
+    /// Drops the cursors of groups that no longer have members here.
+    pub fn retain_groups(&self, keep: impl Fn(&str) -> bool) {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).retain(|g, _| keep(g));
+    }
+}
+
+/// Positions owned by `consumer` that moved since they were last committed; marks them committed.
+pub fn take_uncommitted(cursors: &mut GroupCursors, consumer: &str) -> Vec<(TopicPartition, u64)> {
+    cursors
+        .iter_mut()
+        .filter(|(_, c)| c.owner == consumer && c.next > c.committed)
+        .map(|(tp, c)| {
+            c.committed = c.next;
+            (tp.clone(), c.next)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_owners_moved_cursors_are_taken_once() {
+        let tp = |p| TopicPartition { topic: "t".into(), partition: p };
+        let mut cursors = GroupCursors::new();
+        cursors.insert(tp(0), Cursor { owner: "a".into(), next: 10, committed: 4 });
+        cursors.insert(tp(1), Cursor { owner: "a".into(), next: 3, committed: 3 });
+        cursors.insert(tp(2), Cursor { owner: "b".into(), next: 9, committed: 0 });
+        assert_eq!(take_uncommitted(&mut cursors, "a"), vec![(tp(0), 10)]);
+        assert!(take_uncommitted(&mut cursors, "a").is_empty());
+    }
+}

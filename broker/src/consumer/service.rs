@@ -1,0 +1,365 @@
+//! The consumer API's behaviour (SPEC §4): register, poll, commit, goodbye and the
+//! inactivity timeout, on top of the Raft-replicated [`ClusterState`] and local storage.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cluster::{ActivityReport, Peers, PositionsRequest, StartLatest};
+use crate::cluster_state::{ClusterState, Command, CommandResult, Consumer, OffsetCommit, StartPolicy};
+use crate::consensus::RaftNode;
+use crate::error::ApiError;
+use crate::partitioning::Ring;
+use crate::replication::Replication;
+use crate::store::{Storage, StoredRecord};
+
+use super::activity::Activity;
+use super::assignment::{assigned_to, TopicPartition};
+use super::cursors::{take_uncommitted, Cursor, Cursors, GroupCursors};
+use super::pending_commits::PendingCommits;
+
+/// What a registration did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Registration {
+    Registered,
+    AlreadyRegistered,
+}
+
+/// Records of one partition returned by a poll.
+pub struct Chunk {
+    pub topic: String,
+    pub partition: u32,
+    pub records: Vec<StoredRecord>,
+}
+
+pub enum PollOutcome {
+    Records(Vec<Chunk>),
+    /// Assigned partitions here, but nothing new in them.
+    NoData,
+    /// This broker leads none of the consumer's partitions.
+    NothingAssignedHere,
+}
+
+pub struct ConsumerService {
+    raft: RaftNode,
+    storage: Storage,
+    replication: Arc<Replication>,
+    ring: Ring,
+    peers: Peers,
+    my_broker: u32,
+    poll_max_bytes: usize,
+    timeout: Duration,
+    cursors: Cursors,
+    activity: Activity,
+    pending: PendingCommits,
+    /// Rotates which partition a poll reads first, so one busy partition cannot starve the rest.
+    poll_turn: AtomicUsize,
+}
+
+impl ConsumerService {
+    pub fn new(
+        raft: RaftNode,
+        storage: Storage,
+        replication: Arc<Replication>,
+        peers: Peers,
+        ring: Ring,
+        poll_max_bytes: usize,
+        timeout: Duration,
+    ) -> Self {
+        ConsumerService {
+            raft,
+            storage,
+            replication,
+            ring,
+            my_broker: peers.ordinal(),
+            peers,
+            poll_max_bytes,
+            timeout,
+            cursors: Cursors::default(),
+            activity: Activity::default(),
+            pending: PendingCommits::default(),
+            poll_turn: AtomicUsize::new(0),
+        }
+    }
+
+    pub async fn register(&self, consumer: Consumer) -> Result<Registration, ApiError> {
+        let id = consumer.id.clone();
+        let (group, topics, policy) = (consumer.group.clone(), consumer.topics.clone(), consumer.policy);
+        match self.raft.propose(Command::Register(consumer)).await? {
+            CommandResult::Registered { .. } => {
+                self.activity.touch(&id);
+                if policy == StartPolicy::Latest {
+                    self.start_unread_partitions_at_end(&group, &topics).await?;
+                    self.start_latest_on_peers(&group, &topics).await;
+                }
+                tracing::info!(consumer = %id, %group, ?topics, "consumer registered");
+                Ok(Registration::Registered)
+            }
+            CommandResult::AlreadyRegistered => {
+                self.activity.touch(&id);
+                Ok(Registration::AlreadyRegistered)
+            }
+            CommandResult::Conflict => Err(ApiError::ConsumerConflict(id)),
+            other => Err(ApiError::Internal(format!("unexpected registration result {other:?}"))),
+        }
+    }
+
+    /// `startFromLatest` is resolved when the consumer registers, not when it first polls, so
+    /// records produced between the two are delivered. Only partitions the group has never
+    /// read are moved; a returning group keeps its committed offsets.
+    pub async fn start_unread_partitions_at_end(&self, group: &str, topics: &[String]) -> Result<(), ApiError> {
+        let cursors = self.cursors.group(group);
+        let cursors = cursors.lock().await;
+        let offsets: Vec<OffsetCommit> = self.raft.read(|state| {
+            topics
+                .iter()
+                .flat_map(|topic| self.local_partitions().map(move |p| (topic, p)))
+                .filter(|(topic, p)| state.committed(group, topic, *p).is_none())
+                .filter(|(topic, p)| self.pending.get(group, topic, *p).is_none())
+                .filter(|(topic, p)| !cursors.contains_key(&TopicPartition { topic: topic.to_string(), partition: *p }))
+                .filter_map(|(topic, p)| {
+                    let (_, end) = self.storage.bounds(topic, p)?;
+                    (end > 0).then(|| OffsetCommit {
+                        group: group.into(),
+                        topic: topic.clone(),
+                        partition: p,
+                        offset: end,
+                    })
+                })
+                .collect()
+        });
+        if !offsets.is_empty() {
+            self.raft.propose(Command::Commit(offsets)).await?;
+        }
+        Ok(())
+    }
+
+    /// Asks every other broker to do the same for the partitions it leads. A broker that is
+    /// down then starts those partitions at the earliest offset instead: records may come
+    /// twice in that corner, never go missing.
+    async fn start_latest_on_peers(&self, group: &str, topics: &[String]) {
+        let request = StartLatest { group: group.to_string(), topics: topics.to_vec() };
+        for (peer, result) in self.peers.post_to_others("/cluster/start-latest", &request).await {
+            match result {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => {
+                    tracing::warn!(peer, %group, status = %r.status(), "broker could not set the new group's start")
+                }
+                Err(e) => tracing::warn!(peer, %group, "broker unreachable to set the new group's start: {e}"),
+            }
+        }
+    }
+
+    /// Requests that another broker saw, reported so the Raft leader can time consumers out.
+    pub fn note_activity(&self, consumers: &[String]) {
+        consumers.iter().for_each(|id| self.activity.seen(id));
+    }
+
+    /// Sends the consumers seen here to the Raft leader, which alone decides timeouts.
+    async fn report_activity(&self) {
+        let consumers = self.activity.take_unreported();
+        if consumers.is_empty() || self.raft.is_leader() {
+            return;
+        }
+        let Some(leader) = self.raft.leader_addr() else { return };
+        let report = ActivityReport { consumers };
+        if let Err(e) = self.peers.http().post(format!("http://{leader}/cluster/activity")).json(&report).send().await {
+            tracing::debug!(%leader, "could not report consumer activity: {e}");
+        }
+    }
+
+    fn local_partitions(&self) -> std::ops::Range<u32> {
+        self.ring.partitions_of_broker(self.my_broker)
+    }
+
+    fn registered(&self, consumer_id: &str) -> Result<(Consumer, Vec<TopicPartition>), ApiError> {
+        let partitions = self.ring.partitions();
+        self.raft
+            .read(|state| {
+                let consumer = state.consumers.get(consumer_id)?.clone();
+                Some((consumer, assigned_to(state, consumer_id, partitions)))
+            })
+            .ok_or_else(|| ApiError::ConsumerNotRegistered(consumer_id.to_string()))
+    }
+
+    pub async fn poll(&self, consumer_id: &str) -> Result<PollOutcome, ApiError> {
+        let (consumer, assigned) = self.registered(consumer_id)?;
+        self.activity.touch(consumer_id);
+        let group_cursors = self.cursors.group(&consumer.group);
+        let mut cursors = group_cursors.lock().await;
+        for (tp, offset) in take_uncommitted(&mut cursors, consumer_id) {
+            self.pending.add(&consumer.group, &tp.topic, tp.partition, offset);
+        }
+        let mut local: Vec<TopicPartition> =
+            assigned.into_iter().filter(|tp| self.ring.broker_of(tp.partition) == self.my_broker).collect();
+        if local.is_empty() {
+            return Ok(PollOutcome::NothingAssignedHere);
+        }
+        let turn = self.poll_turn.fetch_add(1, Ordering::Relaxed) % local.len();
+        local.rotate_left(turn);
+
+        let mut budget = self.poll_max_bytes;
+        let mut chunks = Vec::new();
+        for tp in local {
+            if budget == 0 {
+                break;
+            }
+            let next = self.cursor_position(&mut cursors, &consumer, &tp);
+            let mut read = self.storage.read(&tp.topic, tp.partition, next, budget).await?;
+            // Only what a majority of the partition's copies hold is delivered.
+            let readable = self.replication.readable_end(&tp.topic, tp.partition);
+            read.records.retain(|r| r.offset < readable);
+            let reached = read.records.last().map_or(next.max(read.next_offset.min(readable)), |r| r.offset + 1);
+            if let Some(cursor) = cursors.get_mut(&tp) {
+                cursor.next = cursor.next.max(reached);
+            }
+            if read.records.is_empty() {
+                continue;
+            }
+            let bytes: usize = read.records.iter().map(|r| r.value.len()).sum();
+            budget = budget.saturating_sub(bytes);
+            chunks.push(Chunk { topic: tp.topic, partition: tp.partition, records: read.records });
+        }
+        Ok(if chunks.is_empty() { PollOutcome::NoData } else { PollOutcome::Records(chunks) })
+    }
+
+    /// Where `consumer` reads `tp` next: its own cursor, or, when it takes the partition over,
+    /// the group's committed offset (earliest retained when the group never committed one).
+    fn cursor_position(&self, cursors: &mut GroupCursors, consumer: &Consumer, tp: &TopicPartition) -> u64 {
+        if let Some(cursor) = cursors.get(tp).filter(|c| c.owner == consumer.id) {
+            return cursor.next;
+        }
+        let committed = self.raft.read(|s: &ClusterState| s.committed(&consumer.group, &tp.topic, tp.partition));
+        let pending = self.pending.get(&consumer.group, &tp.topic, tp.partition);
+        let start = committed
+            .max(pending)
+            .unwrap_or_else(|| self.storage.bounds(&tp.topic, tp.partition).map(|(start, _)| start).unwrap_or(0));
+        if let Some(previous) = cursors.get(tp) {
+            tracing::info!(group = %consumer.group, topic = %tp.topic, partition = tp.partition,
+                from = %previous.owner, to = %consumer.id, offset = start, "partition handed over");
+        }
+        cursors.insert(tp.clone(), Cursor { owner: consumer.id.clone(), next: start, committed: start });
+        start
+    }
+
+    /// Commits the positions this consumer reached, and waits for the Raft commit.
+    pub async fn commit(&self, consumer_id: &str) -> Result<(), ApiError> {
+        let (consumer, _) = self.registered(consumer_id)?;
+        self.activity.touch(consumer_id);
+        let offsets = self.cluster_positions(&consumer).await;
+        if !offsets.is_empty() {
+            self.raft.propose(Command::Commit(offsets)).await?;
+        }
+        Ok(())
+    }
+
+    /// Positions this consumer reached on this broker since they were last committed.
+    pub async fn local_positions(&self, consumer: &Consumer) -> Vec<OffsetCommit> {
+        let group_cursors = self.cursors.group(&consumer.group);
+        let mut cursors = group_cursors.lock().await;
+        take_uncommitted(&mut cursors, &consumer.id)
+            .into_iter()
+            .map(|(tp, offset)| OffsetCommit {
+                group: consumer.group.clone(),
+                topic: tp.topic,
+                partition: tp.partition,
+                offset,
+            })
+            .collect()
+    }
+
+    /// The consumer's positions on every broker (each serves other partitions), so a commit
+    /// or goodbye on any broker covers everything it read. A broker that does not answer
+    /// keeps its positions uncommitted: those records may come again, none are skipped.
+    async fn cluster_positions(&self, consumer: &Consumer) -> Vec<OffsetCommit> {
+        let request = PositionsRequest { consumer_id: consumer.id.clone() };
+        let answers = self.peers.post_to_others("/cluster/positions", &request).await;
+        let mut offsets = self.local_positions(consumer).await;
+        for (peer, result) in answers {
+            match result {
+                Ok(r) if r.status().is_success() => match r.json::<Vec<OffsetCommit>>().await {
+                    Ok(theirs) => offsets.extend(theirs),
+                    Err(e) => tracing::warn!(peer, consumer = %consumer.id, "bad positions answer: {e}"),
+                },
+                Ok(r) => tracing::warn!(peer, consumer = %consumer.id, status = %r.status(), "positions not available"),
+                Err(e) => tracing::warn!(peer, consumer = %consumer.id, "broker unreachable for positions: {e}"),
+            }
+        }
+        offsets
+    }
+
+    /// Commits (unless `commit` is false) and unregisters.
+    pub async fn goodbye(&self, consumer_id: &str, commit: bool) -> Result<(), ApiError> {
+        let (consumer, _) = self.registered(consumer_id)?;
+        let offsets = if commit { self.cluster_positions(&consumer).await } else { Vec::new() };
+        let result = self.raft.propose(Command::Goodbye { consumer_id: consumer_id.to_string(), offsets }).await?;
+        self.activity.forget(consumer_id);
+        match result {
+            CommandResult::GoodbyeDone { found: true } => {
+                tracing::info!(consumer = %consumer_id, group = %consumer.group, commit, "consumer said goodbye");
+                Ok(())
+            }
+            _ => Err(ApiError::ConsumerNotRegistered(consumer_id.to_string())),
+        }
+    }
+
+    /// Writes the auto-commits gathered since the last flush as one Raft entry.
+    pub async fn flush_auto_commits(&self) {
+        let batch = self.pending.take();
+        if batch.is_empty() {
+            return;
+        }
+        let count = batch.len();
+        if let Err(e) = self.raft.propose(Command::Commit(batch.clone())).await {
+            tracing::warn!(offsets = count, "auto-commit failed, will retry: {e}");
+            self.pending.restore(batch);
+        }
+    }
+
+    /// Unregisters consumers idle past the timeout (the Raft leader decides, so it happens once).
+    pub async fn expire_idle(&self) {
+        if !self.raft.is_leader() {
+            return;
+        }
+        let expired = self.raft.read(|s| self.activity.expired(s.consumers.keys().map(String::as_str), self.timeout));
+        if !expired.is_empty() {
+            match self.raft.propose(Command::Expire { consumer_ids: expired }).await {
+                Ok(CommandResult::Expired { removed }) if !removed.is_empty() => {
+                    tracing::info!(consumers = ?removed, "consumers timed out and were unregistered")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("could not expire idle consumers: {e}"),
+            }
+        }
+        self.cursors.retain_groups(|group| self.raft.read(|s| s.consumers.values().any(|c| c.group == group)));
+    }
+
+    /// (registered consumers, groups with members), for metrics.
+    pub fn counts(&self) -> (usize, usize) {
+        self.raft.read(|s| {
+            let groups: std::collections::BTreeSet<&str> = s.consumers.values().map(|c| c.group.as_str()).collect();
+            (s.consumers.len(), groups.len())
+        })
+    }
+
+    /// Runs auto-commit flushes and the inactivity sweep until `stop` fires, then flushes once more.
+    pub async fn run_background(
+        self: Arc<Self>,
+        auto_commit_every: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let sweep_every = (self.timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let mut flush = tokio::time::interval(auto_commit_every);
+        let mut sweep = tokio::time::interval(sweep_every);
+        let mut report = tokio::time::interval(sweep_every);
+        loop {
+            tokio::select! {
+                _ = flush.tick() => self.flush_auto_commits().await,
+                _ = sweep.tick() => self.expire_idle().await,
+                _ = report.tick() => self.report_activity().await,
+                _ = stop.changed() => break,
+            }
+        }
+        self.flush_auto_commits().await;
+    }
+}

@@ -1,0 +1,118 @@
+//! The one error type of the HTTP API and the one place it maps to status codes.
+//! Each variant has a stable `error` code that clients can match on.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::consensus::RaftError;
+use crate::store::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("the request body is empty: send at least one record")]
+    EmptyBody,
+    #[error("the request body is larger than {limit} bytes: split it into smaller requests")]
+    BodyTooLarge { limit: usize },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("consumer '{0}' is not registered: register it again, then retry")]
+    ConsumerNotRegistered(String),
+    #[error("consumer '{0}' is already registered with a different group or topics")]
+    ConsumerConflict(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("no such endpoint: {0}")]
+    NotFound(String),
+    #[error("{0}: retry shortly")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidTopic(_)
+            | ApiError::EmptyBody
+            | ApiError::BadRequest(_)
+            | ApiError::ConsumerConflict(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ConsumerNotRegistered(_) => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidTopic(_) => "invalid_topic",
+            ApiError::EmptyBody => "empty_body",
+            ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::ConsumerNotRegistered(_) => "consumer_not_registered",
+            ApiError::ConsumerConflict(_) => "consumer_conflict",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(code = self.code(), "{self}");
+        }
+        let body = ErrorBody { error: self.code(), message: self.to_string() };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::InvalidTopic(reason) => ApiError::InvalidTopic(reason),
+            StorageError::Closed => ApiError::Unavailable("the broker is shutting down".into()),
+            other => ApiError::Unavailable(format!("the write could not be made durable ({other})")),
+        }
+    }
+}
+
+impl From<RaftError> for ApiError {
+    fn from(e: RaftError) -> Self {
+        match e {
+            RaftError::Unavailable(reason) => ApiError::Unavailable(format!("consumer state unavailable ({reason})")),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_carries_retry_after() {
+        let r = ApiError::Unavailable("no quorum".into()).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+    }
+}

@@ -1,0 +1,182 @@
+//! Register, poll, commit, goodbye (SPEC §4).
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+
+use super::{status::status, with_fallbacks, SharedState};
+use crate::cluster_state::{Consumer, StartPolicy};
+use crate::consumer::{write_record, Chunk, PollOutcome, Registration};
+use crate::error::ApiError;
+use crate::store::validate_topic_name;
+
+pub fn router(app: SharedState) -> Router {
+    with_fallbacks(
+        Router::new()
+            .route("/v1/consumer/register", put(register).post(register))
+            .route("/v1/consumer/poll", post(poll))
+            .route("/v1/consumer/commit", post(commit))
+            .route("/v1/consumer/goodbye", post(goodbye))
+            .route("/status", get(status)),
+    )
+    .with_state(app)
+}
+
+/// Query parameters in order, so `topic` may repeat.
+type Params = Query<Vec<(String, String)>>;
+
+fn first<'a>(params: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
+    params.iter().find(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.as_str())
+}
+
+/// Consumer ids and group names are free text, but bounded and printable.
+fn check_name(what: &str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > 249 || value.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!("{what} must be 1 to 249 printable characters")));
+    }
+    Ok(())
+}
+
+fn consumer_id(params: &[(String, String)]) -> Result<String, ApiError> {
+    let id = first(params, &["consumerId", "consumer_id"])
+        .ok_or_else(|| ApiError::BadRequest("the consumerId query parameter is required".into()))?;
+    check_name("consumerId", id)?;
+    Ok(id.to_string())
+}
+
+fn finish(app: &SharedState, endpoint: &'static str, result: Result<Response, ApiError>) -> Response {
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    app.metrics.request(endpoint, response.status().as_u16());
+    response
+}
+
+#[tracing::instrument(name = "register", skip_all)]
+async fn register(State(app): State<SharedState>, Query(params): Params) -> Response {
+    let result = async {
+        let id = consumer_id(&params)?;
+        let group = first(&params, &["group"]).unwrap_or("default");
+        check_name("group", group)?;
+        let topics: Vec<String> = params.iter().filter(|(k, _)| k == "topic").map(|(_, v)| v.clone()).collect();
+        if topics.is_empty() {
+            return Err(ApiError::BadRequest("at least one topic query parameter is required".into()));
+        }
+        for topic in &topics {
+            validate_topic_name(topic)?;
+        }
+        let policy = match first(&params, &["onNewGroup"]) {
+            None | Some("startFromLatest") => StartPolicy::Latest,
+            Some("startFromEarliest") => StartPolicy::Earliest,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid onNewGroup '{other}': use startFromLatest or startFromEarliest"
+                )))
+            }
+        };
+        let consumer = Consumer { id, group: group.to_string(), topics, policy };
+        let body = match app.consumers.register(consumer).await? {
+            Registration::Registered => "OK",
+            Registration::AlreadyRegistered => "Already registered",
+        };
+        Ok(text(StatusCode::OK, body))
+    }
+    .await;
+    finish(&app, "register", result)
+}
+
+#[tracing::instrument(name = "poll", skip_all, fields(consumer = tracing::field::Empty))]
+async fn poll(State(app): State<SharedState>, Query(params): Params) -> Response {
+    let result = async {
+        let id = consumer_id(&params)?;
+        tracing::Span::current().record("consumer", id.as_str());
+        Ok(match app.consumers.poll(&id).await? {
+            PollOutcome::Records(chunks) => {
+                let (records, bytes) = chunks
+                    .iter()
+                    .flat_map(|c| &c.records)
+                    .fold((0u64, 0u64), |(n, b), r| (n + 1, b + r.value.len() as u64));
+                app.metrics.consume_records.inc_by(records);
+                app.metrics.consume_bytes.inc_by(bytes);
+                json_chunks(&app, &chunks)
+            }
+            PollOutcome::NoData => no_content("1"),
+            PollOutcome::NothingAssignedHere => no_content("5"),
+        })
+    }
+    .await;
+    finish(&app, "poll", result)
+}
+
+#[tracing::instrument(name = "commit", skip_all)]
+async fn commit(State(app): State<SharedState>, Query(params): Params) -> Response {
+    let result = async {
+        let id = consumer_id(&params)?;
+        app.consumers.commit(&id).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    finish(&app, "commit", result)
+}
+
+#[tracing::instrument(name = "goodbye", skip_all)]
+async fn goodbye(State(app): State<SharedState>, Query(params): Params) -> Response {
+    let result = async {
+        let id = consumer_id(&params)?;
+        let commit = match first(&params, &["commit"]) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => return Err(ApiError::BadRequest(format!("invalid commit '{other}': use true or false"))),
+        };
+        app.consumers.goodbye(&id, commit).await?;
+        Ok(text(StatusCode::OK, "OK"))
+    }
+    .await;
+    finish(&app, "goodbye", result)
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+fn no_content(retry_after: &'static str) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `[{"topic","token","rangeIndex","version","startOffset","partition","values":[…]}]`, written
+/// by hand so stored records are copied once, straight into the body.
+fn json_chunks(app: &SharedState, chunks: &[Chunk]) -> Response {
+    let size: usize = chunks.iter().flat_map(|c| &c.records).map(|r| r.value.len() + 1).sum();
+    let mut out = Vec::with_capacity(size + chunks.len() * 160 + 2);
+    out.push(b'[');
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let info = app.ring.info(chunk.partition);
+        let start = chunk.records.first().map_or(0, |r| r.offset);
+        out.extend_from_slice(b"{\"topic\":");
+        // Serialising a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &chunk.topic);
+        out.extend_from_slice(
+            format!(
+                ",\"token\":\"{}\",\"rangeIndex\":{},\"version\":1,\"partition\":{},\"startOffset\":\"{}\",\"values\":[",
+                info.token, info.range_index, chunk.partition, start
+            )
+            .as_bytes(),
+        );
+        for (j, record) in chunk.records.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            write_record(&mut out, &record.value);
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.push(b']');
+    ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+}

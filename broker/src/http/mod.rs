@@ -1,0 +1,63 @@
+//! The HTTP listeners: one router per port (SPEC §2), sharing one [`AppState`].
+
+mod consumer_api;
+mod discovery_api;
+mod metrics_api;
+mod producer_api;
+mod status;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::http::{Method, Uri};
+use axum::Router;
+
+use crate::cluster::Peers;
+use crate::consensus::RaftNode;
+use crate::consumer::ConsumerService;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::partitioning::Ring;
+use crate::replication::Replication;
+use crate::store::Storage;
+
+pub use consumer_api::router as consumer_router;
+pub use discovery_api::router as discovery_router;
+pub use metrics_api::router as metrics_router;
+pub use producer_api::router as producer_router;
+
+/// Everything a request handler needs.
+pub struct AppState {
+    pub storage: Storage,
+    pub raft: RaftNode,
+    pub consumers: Arc<ConsumerService>,
+    pub replication: Arc<Replication>,
+    pub metrics: Arc<Metrics>,
+    pub ring: Ring,
+    pub peers: Peers,
+    pub producer_port: u16,
+    pub consumer_port: u16,
+    pub max_request_size: usize,
+    /// Produce bytes that may be in flight at once; requests beyond wait (back-pressure).
+    pub produce_budget: tokio::sync::Semaphore,
+    pub produce_turn: AtomicUsize,
+    pub shutting_down: AtomicBool,
+}
+
+impl AppState {
+    /// The broker can serve clients: Raft has a leader and applied what it knows, and no shutdown began.
+    pub fn ready(&self) -> bool {
+        !self.shutting_down.load(Ordering::Relaxed) && self.raft.is_ready()
+    }
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// JSON 404/405 for every router, so no client ever gets an empty error.
+fn with_fallbacks(router: Router<SharedState>) -> Router<SharedState> {
+    router.fallback(|uri: Uri| async move { ApiError::NotFound(uri.path().to_string()) }).method_not_allowed_fallback(
+        |method: Method, uri: Uri| async move {
+            ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+        },
+    )
+}

@@ -1,0 +1,224 @@
+//! `POST /v1/topic/{topic}/messages` (SPEC §3).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http_body_util::BodyExt;
+use serde::Serialize;
+
+use super::{status::status, with_fallbacks, SharedState};
+use crate::cluster::forward_produce;
+use crate::error::ApiError;
+use crate::store::validate_topic_name;
+
+pub fn router(app: SharedState) -> Router {
+    let messages = post(produce).get(|| async {
+        ApiError::MethodNotAllowed("the producer port only accepts writes: poll records on the consumer port".into())
+    });
+    with_fallbacks(Router::new().route("/v1/topic/{topic}/messages", messages).route("/status", get(status)))
+        .with_state(app)
+}
+
+/// The JSON acknowledgement (with `Accept: application/json`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Produced {
+    topic: String,
+    partition: u32,
+    token: String,
+    range_index: u32,
+    /// Offset of the first record; record i got `startOffset + i`.
+    start_offset: String,
+    count: u32,
+}
+
+#[tracing::instrument(name = "produce", skip_all, fields(topic = %topic))]
+async fn produce(
+    State(app): State<SharedState>,
+    Path(topic): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let result = store(&app, &topic, params.get("partitionKey"), &headers, body).await;
+    let response = match result {
+        Ok(produced) => {
+            app.metrics.produce_latency(started.elapsed());
+            if accepts_json(&headers) {
+                Json(produced).into_response()
+            } else {
+                ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response()
+            }
+        }
+        Err(e) => {
+            tracing::debug!("produce rejected: {e}");
+            e.into_response()
+        }
+    };
+    app.metrics.request("produce", response.status().as_u16());
+    response
+}
+
+async fn store(
+    app: &SharedState,
+    topic: &str,
+    key: Option<&String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Produced, ApiError> {
+    validate_topic_name(topic)?;
+    let limit = app.max_request_size;
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit + DRAIN_LIMIT) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    // Reserve the body's size before reading it: when the broker is saturated, requests wait
+    // here with their bodies still in the socket, so memory stays bounded.
+    let reserve = declared.unwrap_or(limit).max(1).min(limit) as u32;
+    let _permit = app
+        .produce_budget
+        .acquire_many(reserve)
+        .await
+        .map_err(|_| ApiError::Unavailable("the broker is shutting down".into()))?;
+    let body = read_body(body, limit).await?;
+    // Checked once the body is in: a request still uploading when shutdown begins is refused
+    // (the client retries elsewhere), one already writing is finished.
+    if !app.ready() {
+        return Err(ApiError::Unavailable(
+            "the broker is not ready to accept writes (starting or shutting down)".into(),
+        ));
+    }
+    let records = split_records(&body, is_ndjson(headers));
+    if records.is_empty() {
+        return Err(ApiError::EmptyBody);
+    }
+    let partition = match key {
+        Some(key) => app.ring.partition_of_key(key.as_bytes()),
+        None => {
+            let local = app.ring.partitions_of_broker(app.peers.ordinal());
+            let turn = app.produce_turn.fetch_add(1, Ordering::Relaxed) as u32;
+            local.start + turn % (local.end - local.start)
+        }
+    };
+    let bytes: usize = records.iter().map(Bytes::len).sum();
+    let owner = app.ring.broker_of(partition);
+    let appended = if owner == app.peers.ordinal() {
+        app.replication.append(topic, partition, records).await?
+    } else {
+        forward_produce(&app.peers, owner, topic, partition, &records).await?
+    };
+    app.metrics.produce_records.inc_by(appended.count as u64);
+    app.metrics.produce_bytes.inc_by(bytes as u64);
+    let info = app.ring.info(partition);
+    Ok(Produced {
+        topic: topic.to_string(),
+        partition,
+        token: info.token.to_string(),
+        range_index: info.range_index,
+        start_offset: appended.base_offset.to_string(),
+        count: appended.count,
+    })
+}
+
+/// How much of an over-size body is read and thrown away before answering 413, so that a
+/// client still sending gets the answer instead of a reset connection.
+const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Reads the whole body (chunked or not), refusing more than `limit` bytes. A body that
+/// arrives in one piece is returned without a copy.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut size = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        size += data.len();
+        if size > limit {
+            if size > limit + DRAIN_LIMIT {
+                break;
+            }
+            parts.clear();
+            continue;
+        }
+        parts.push(data);
+    }
+    if size > limit {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    Ok(match parts.len() {
+        1 => parts.swap_remove(0),
+        _ => parts.concat().into(),
+    })
+}
+
+fn media_type(headers: &HeaderMap, name: header::HeaderName) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .collect()
+}
+
+fn is_ndjson(headers: &HeaderMap) -> bool {
+    media_type(headers, header::CONTENT_TYPE).iter().any(|m| m == "application/x-ndjson")
+}
+
+pub(super) fn accepts_json(headers: &HeaderMap) -> bool {
+    media_type(headers, header::ACCEPT).iter().any(|m| m == "application/json")
+}
+
+/// NDJSON: one record per non-empty line (`\n` or `\r\n`); otherwise the body is one record.
+/// Records are slices of the body, not copies.
+fn split_records(body: &Bytes, ndjson: bool) -> Vec<Bytes> {
+    if !ndjson {
+        return if body.is_empty() { Vec::new() } else { vec![body.clone()] };
+    }
+    let mut records = Vec::new();
+    let mut start = 0;
+    while start < body.len() {
+        let end = body[start..].iter().position(|&b| b == b'\n').map_or(body.len(), |i| start + i);
+        let mut line_end = end;
+        if line_end > start && body[line_end - 1] == b'\r' {
+            line_end -= 1;
+        }
+        if line_end > start {
+            records.push(body.slice(start..line_end));
+        }
+        start = end + 1;
+    }
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ndjson_splits_on_lf_and_crlf_and_skips_blank_lines() {
+        let body = Bytes::from_static(b"{\"a\":1}\r\n\n{\"b\":2}\n  \nlast");
+        let records = split_records(&body, true);
+        assert_eq!(records, vec![&b"{\"a\":1}"[..], b"{\"b\":2}", b"  ", b"last"]);
+        assert_eq!(split_records(&body, false).len(), 1);
+        assert!(split_records(&Bytes::from_static(b"\n\r\n"), true).is_empty());
+    }
+
+    #[test]
+    fn content_type_parameters_and_case_are_ignored() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, "Application/X-NDJSON; charset=utf-8".parse().expect("header"));
+        h.insert(header::ACCEPT, "text/plain, application/json;q=0.9".parse().expect("header"));
+        assert!(is_ndjson(&h));
+        assert!(accepts_json(&h));
+    }
+}

@@ -1,0 +1,18 @@
+//! The Runnel broker: a partitioned, durable event log with PolarStreams' v1 HTTP API.
+//!
+//! One folder per concern: `store/` (segments on disk), `consensus/` (Raft-replicated
+//! consumer state), `consumer/` (groups, cursors, offsets), `http/` (the listeners),
+//! `partitioning/` (keys to partitions to brokers).
+
+pub mod cluster;
+pub mod cluster_state;
+pub mod config;
+pub mod consensus;
+pub mod consumer;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod partitioning;
+pub mod replication;
+pub mod server;
+pub mod store;

@@ -1,0 +1,24 @@
+use std::io::IsTerminal;
+
+use clap::Parser;
+use runnel_broker::config::Config;
+use runnel_broker::server::Broker;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
+    let mut terminate = signal(SignalKind::terminate())?;
+    let broker = Broker::start(config).await?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    broker.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Prometheus metrics (served on the metrics port as text exposition format).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    pub produce_bytes: Counter,
+    pub produce_records: Counter,
+    pub consume_bytes: Counter,
+    pub consume_records: Counter,
+    produce_latency: Histogram,
+    fsync_latency: Histogram,
+    consumers: Gauge,
+    groups: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("runnel");
+        let requests = Family::<Labels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by endpoint and status code", requests.clone());
+        let produce_bytes = Counter::default();
+        registry.register("produce_bytes", "Record bytes acknowledged to producers", produce_bytes.clone());
+        let produce_records = Counter::default();
+        registry.register("produce_records", "Records acknowledged to producers", produce_records.clone());
+        let consume_bytes = Counter::default();
+        registry.register("consume_bytes", "Record bytes delivered to consumers", consume_bytes.clone());
+        let consume_records = Counter::default();
+        registry.register("consume_records", "Records delivered to consumers", consume_records.clone());
+        let produce_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        registry.register(
+            "produce_latency_seconds",
+            "Time from receiving a produce request to its acknowledgement",
+            produce_latency.clone(),
+        );
+        let fsync_latency = Histogram::new(exponential_buckets(0.00005, 2.0, 18));
+        registry.register("fsync_latency_seconds", "Duration of each segment fsync", fsync_latency.clone());
+        let consumers = Gauge::default();
+        registry.register("consumers", "Registered consumers", consumers.clone());
+        let groups = Gauge::default();
+        registry.register("consumer_groups", "Consumer groups with at least one member", groups.clone());
+        Metrics {
+            registry,
+            requests,
+            produce_bytes,
+            produce_records,
+            consume_bytes,
+            consume_records,
+            produce_latency,
+            fsync_latency,
+            consumers,
+            groups,
+        }
+    }
+
+    pub fn request(&self, endpoint: &'static str, status: u16) {
+        self.requests.get_or_create(&vec![("endpoint", endpoint.to_string()), ("status", status.to_string())]).inc();
+    }
+
+    pub fn produce_latency(&self, d: Duration) {
+        self.produce_latency.observe(d.as_secs_f64());
+    }
+
+    pub fn fsync(&self, d: Duration) {
+        self.fsync_latency.observe(d.as_secs_f64());
+    }
+
+    /// Text exposition, with the consumer gauges set to `(consumers, groups)` first.
+    pub fn render(&self, consumer_counts: (usize, usize)) -> String {
+        self.consumers.set(consumer_counts.0 as i64);
+        self.groups.set(consumer_counts.1 as i64);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_what_was_counted() {
+        let m = Metrics::new();
+        m.request("produce", 200);
+        m.produce_records.inc_by(3);
+        m.fsync(Duration::from_millis(2));
+        let text = m.render((2, 1));
+        assert!(text.contains("runnel_http_requests_total{endpoint=\"produce\",status=\"200\"} 1"), "{text}");
+        assert!(text.contains("runnel_produce_records_total 3"));
+        assert!(text.contains("runnel_consumers 2"));
+        assert!(text.contains("runnel_fsync_latency_seconds_count 1"));
+    }
+}

@@ -1,0 +1,161 @@
+//! Starting and stopping a broker: storage, Raft, the consumer service, the five listeners
+//! and the background tasks, and the graceful shutdown order.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cluster::{form_cluster, load_or_create_node_id, peer_router, Peers};
+use crate::config::Config;
+use crate::consensus::{RaftConfig, RaftNode};
+use crate::consumer::ConsumerService;
+use crate::http::{consumer_router, discovery_router, metrics_router, producer_router, AppState};
+use crate::metrics::Metrics;
+use crate::partitioning::Ring;
+use crate::replication::{follower_router, Replication};
+use crate::store::{Storage, StorageConfig};
+
+/// A running broker.
+pub struct Broker {
+    app: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Broker {
+    pub async fn start(config: Config) -> anyhow::Result<Broker> {
+        std::fs::create_dir_all(&config.home)
+            .with_context(|| format!("cannot create RUNNEL_HOME {}", config.home.display()))?;
+        let metrics = Arc::new(Metrics::new());
+        let (storage, report) = Storage::open(StorageConfig {
+            dir: config.home.join("topics"),
+            segment_bytes: config.segment_bytes,
+            index_interval_bytes: 4096,
+            retention: config.retention.0,
+            retention_bytes: (config.retention_bytes > 0).then_some(config.retention_bytes),
+        })
+        .context("cannot open the segment store")?;
+        for t in &report.truncated {
+            tracing::warn!(topic = %t.topic, partition = t.partition, segment = %t.segment.display(),
+                kept_bytes = t.valid_bytes, dropped_bytes = t.dropped_bytes, reason = %t.reason,
+                "dropped a torn or corrupt tail found at start-up");
+        }
+        tracing::info!(partitions = report.partitions, truncated = report.truncated.len(), "storage recovered");
+        let observer = metrics.clone();
+        storage.set_fsync_observer(Arc::new(move |d| observer.fsync(d)));
+
+        let peers = Peers::new(advertised_names(&config), config.ordinal, config.peer_port);
+        let node_id = load_or_create_node_id(&config.home).context("cannot read this broker's node id")?;
+        let raft = RaftNode::start(RaftConfig {
+            node_id,
+            peer_addr: peers.peer_addr(config.ordinal),
+            dir: config.home.join("raft"),
+            snapshot_every: 5000,
+        })
+        .await
+        .context("cannot start Raft")?;
+
+        let ring = Ring::new(peers.count(), config.consumer_ranges);
+        let replication = Replication::new(storage.clone(), peers.clone(), ring);
+        let consumers = Arc::new(ConsumerService::new(
+            raft.clone(),
+            storage.clone(),
+            replication.clone(),
+            peers.clone(),
+            ring,
+            config.poll_max_bytes,
+            config.consumer_timeout(),
+        ));
+        let app = Arc::new(AppState {
+            storage: storage.clone(),
+            raft: raft.clone(),
+            consumers: consumers.clone(),
+            replication,
+            metrics,
+            ring,
+            peers: peers.clone(),
+            producer_port: config.producer_port,
+            consumer_port: config.consumer_port,
+            max_request_size: config.max_request_size,
+            produce_budget: tokio::sync::Semaphore::new(config.produce_buffer.max(config.max_request_size)),
+            produce_turn: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+        });
+
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let listeners: [(u16, Router); 5] = [
+            (config.peer_port, raft.peer_router().merge(peer_router(app.clone())).merge(follower_router(app.clone()))),
+            (config.discovery_port, discovery_router(app.clone())),
+            (config.metrics_port, metrics_router(app.clone())),
+            (config.consumer_port, consumer_router(app.clone())),
+            (config.producer_port, producer_router(app.clone())),
+        ];
+        for (port, router) in listeners {
+            let addr = SocketAddr::new(config.listen, port);
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            tasks.push(tokio::spawn(serve(listener, router, stopped.clone())));
+        }
+        tokio::spawn(form_cluster(raft.clone(), peers));
+        tasks.push(tokio::spawn(consumers.run_background(config.auto_commit_interval(), stopped.clone())));
+        tasks.push(tokio::spawn(run_retention(storage, Duration::from_millis(config.retention_check_ms), stopped)));
+        tracing::info!(home = %config.home.display(), listen = %config.listen, producer = config.producer_port,
+            consumer = config.consumer_port, "broker started");
+        Ok(Broker { app, stop, tasks })
+    }
+
+    /// Stops accepting, lets in-flight requests finish (their writes are fsync'd before they
+    /// are answered), writes the last auto-commits, then closes storage and Raft.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.app.shutting_down.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.app.storage.close().await;
+        self.app.raft.shutdown().await;
+        tracing::info!("shutdown complete");
+    }
+}
+
+/// The names clients use to reach each broker: the static list, or this host alone.
+fn advertised_names(config: &Config) -> Vec<String> {
+    let names: Vec<String> = config.broker_names.iter().filter(|n| !n.is_empty()).cloned().collect();
+    if !names.is_empty() {
+        return names;
+    }
+    let host = if config.listen.is_unspecified() { "localhost".to_string() } else { config.listen.to_string() };
+    vec![host]
+}
+
+async fn serve(listener: tokio::net::TcpListener, router: Router, mut stop: watch::Receiver<bool>) {
+    let addr = listener.local_addr().ok();
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+        tracing::error!(?addr, "listener failed: {e}");
+    }
+}
+
+async fn run_retention(storage: Storage, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => match storage.enforce_retention().await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(segments = deleted, "retention deleted old segments"),
+                Err(e) => tracing::warn!("retention failed: {e}"),
+            },
+            _ = stop.changed() => break,
+        }
+    }
+}

@@ -1,0 +1,34 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt data in {path} at byte {position}: {reason}")]
+    Corrupt { path: PathBuf, position: u64, reason: String },
+    #[error("partition {topic}/{partition} stopped accepting writes after a failed fsync; restart the broker")]
+    Poisoned { topic: String, partition: u32 },
+    #[error("a batch must hold between 1 and {max} bytes of records")]
+    BatchSize { max: usize },
+    #[error("storage is closed")]
+    Closed,
+    #[error("the partition ends at offset {end}, not where this append expected")]
+    OffsetMismatch { end: u64 },
+}
+
+pub(super) trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T, StorageError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T, StorageError> {
+        self.map_err(|source| StorageError::Io { op, path: path.to_path_buf(), source })
+    }
+}

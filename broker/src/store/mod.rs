@@ -1,0 +1,291 @@
+//! The segment store: append-only segment files per topic partition, with a checksum on every
+//! batch, a sparse offset index, group-committed fsync, tail recovery and retention.
+//!
+//! Layout: `{dir}/{topic}/{partition}/{base_offset:020}.log` and `.index`.
+//! Must be opened inside a tokio runtime (each partition gets a writer task).
+
+mod batch;
+mod error;
+mod partition_log;
+mod segment;
+mod topic_name;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use error::IoContext;
+pub use error::StorageError;
+use partition_log::PartitionLog;
+pub use topic_name::validate_topic_name;
+use writer::AppendRequest;
+
+pub struct StorageConfig {
+    pub dir: PathBuf,
+    /// A partition rolls to a new segment file at this size (at most 2 GiB: index positions are u32).
+    pub segment_bytes: u64,
+    /// Log bytes between two sparse index entries.
+    pub index_interval_bytes: u64,
+    /// Segments whose newest record is older are deleted.
+    pub retention: Option<Duration>,
+    /// Oldest segments are deleted while a partition is larger.
+    pub retention_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Appended {
+    pub base_offset: u64,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub offset: u64,
+    pub timestamp_ms: i64,
+    pub value: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub records: Vec<StoredRecord>,
+    /// Where the next read continues.
+    pub next_offset: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TruncatedTail {
+    pub topic: String,
+    pub partition: u32,
+    pub segment: PathBuf,
+    pub valid_bytes: u64,
+    pub dropped_bytes: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    pub partitions: usize,
+    pub truncated: Vec<TruncatedTail>,
+}
+
+/// Called with the duration of every fsync (the metrics module records a histogram).
+pub type FsyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
+struct Partition {
+    log: Arc<PartitionLog>,
+    queue: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Inner {
+    config: StorageConfig,
+    partitions: RwLock<HashMap<(String, u32), Arc<Partition>>>,
+    /// Serialises partition creation (directory creation and recovery).
+    creating: Mutex<()>,
+    closed: AtomicBool,
+    observer: RwLock<Option<FsyncObserver>>,
+}
+
+/// Handle to the store; clones share it.
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+impl Storage {
+    pub fn open(mut config: StorageConfig) -> Result<(Storage, RecoveryReport), StorageError> {
+        config.segment_bytes = config.segment_bytes.clamp(64 * 1024, 2 * 1024 * 1024 * 1024 - 1);
+        std::fs::create_dir_all(&config.dir).ctx("create directory", &config.dir)?;
+        let storage = Storage {
+            inner: Arc::new(Inner {
+                config,
+                partitions: RwLock::new(HashMap::new()),
+                creating: Mutex::new(()),
+                closed: AtomicBool::new(false),
+                observer: RwLock::new(None),
+            }),
+        };
+        let mut report = RecoveryReport::default();
+        let dir = storage.inner.config.dir.clone();
+        for topic_entry in std::fs::read_dir(&dir).ctx("list", &dir)?.flatten() {
+            let name = topic_entry.file_name().to_string_lossy().to_string();
+            if validate_topic_name(&name).is_err() || !topic_entry.path().is_dir() {
+                tracing::warn!(entry = %topic_entry.path().display(), "ignoring an entry that is not a topic directory");
+                continue;
+            }
+            for partition_entry in std::fs::read_dir(topic_entry.path()).ctx("list", &topic_entry.path())?.flatten() {
+                let Some(partition) = partition_entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                    tracing::warn!(entry = %partition_entry.path().display(), "ignoring an entry that is not a partition directory");
+                    continue;
+                };
+                let truncated = storage.open_partition(&name, partition)?;
+                report.partitions += 1;
+                report.truncated.extend(truncated);
+            }
+        }
+        Ok((storage, report))
+    }
+
+    pub fn set_fsync_observer(&self, observer: FsyncObserver) {
+        *self.inner.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(observer);
+    }
+
+    fn partition_dir(&self, topic: &str, partition: u32) -> PathBuf {
+        self.inner.config.dir.join(topic).join(partition.to_string())
+    }
+
+    fn get(&self, topic: &str, partition: u32) -> Option<Arc<Partition>> {
+        let partitions = self.inner.partitions.read().unwrap_or_else(|p| p.into_inner());
+        partitions.get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// Opens or creates a partition and starts its writer; returns what recovery cut.
+    fn open_partition(&self, topic: &str, partition: u32) -> Result<Vec<TruncatedTail>, StorageError> {
+        let _creating = self.inner.creating.lock().unwrap_or_else(|p| p.into_inner());
+        if self.get(topic, partition).is_some() {
+            return Ok(Vec::new());
+        }
+        let config = &self.inner.config;
+        let dir = self.partition_dir(topic, partition);
+        let (log, truncated) =
+            PartitionLog::open(topic, partition, &dir, config.segment_bytes, config.index_interval_bytes)?;
+        let log = Arc::new(log);
+        let (sender, queue) = mpsc::channel(writer::QUEUE_DEPTH);
+        let inner = Arc::downgrade(&self.inner);
+        let observer = Arc::new(move || {
+            inner.upgrade().and_then(|i| i.observer.read().unwrap_or_else(|p| p.into_inner()).clone())
+        });
+        let handle = tokio::spawn(writer::run(log.clone(), queue, observer));
+        let entry = Arc::new(Partition { log, queue: Mutex::new(Some(sender)), writer: Mutex::new(Some(handle)) });
+        self.inner.partitions.write().unwrap_or_else(|p| p.into_inner()).insert((topic.to_string(), partition), entry);
+        Ok(truncated)
+    }
+
+    /// Appends `records` as one batch and returns once it is fsync'd (group-committed).
+    pub async fn append(&self, topic: &str, partition: u32, records: Vec<Bytes>) -> Result<Appended, StorageError> {
+        self.submit(topic, partition, records, None).await
+    }
+
+    /// Appends only if the partition ends exactly at `base_offset` (a replica copying its
+    /// leader's log); otherwise fails with [`StorageError::OffsetMismatch`] naming the end.
+    pub async fn append_at(
+        &self,
+        topic: &str,
+        partition: u32,
+        base_offset: u64,
+        records: Vec<Bytes>,
+    ) -> Result<Appended, StorageError> {
+        self.submit(topic, partition, records, Some(base_offset)).await
+    }
+
+    async fn submit(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Bytes>,
+        expected_base: Option<u64>,
+    ) -> Result<Appended, StorageError> {
+        validate_topic_name(topic)?;
+        if records.is_empty() {
+            return Err(StorageError::BatchSize { max: batch::MAX_BODY_LEN });
+        }
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(StorageError::Closed);
+        }
+        let entry = match self.get(topic, partition) {
+            Some(entry) => entry,
+            None => {
+                let storage = self.clone();
+                let t = topic.to_string();
+                tokio::task::spawn_blocking(move || storage.open_partition(&t, partition)).await.map_err(|e| {
+                    StorageError::Io {
+                        op: "create partition",
+                        path: self.partition_dir(topic, partition),
+                        source: std::io::Error::other(e),
+                    }
+                })??;
+                self.get(topic, partition).ok_or(StorageError::Closed)?
+            }
+        };
+        let sender = entry.queue.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(StorageError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender.send(AppendRequest { records, expected_base, reply }).await.map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    pub async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, StorageError> {
+        let Some(entry) = self.get(topic, partition) else {
+            return Ok(ReadResult { records: Vec::new(), next_offset: offset });
+        };
+        let log = entry.log.clone();
+        tokio::task::spawn_blocking(move || log.read(offset, max_bytes)).await.map_err(|e| StorageError::Io {
+            op: "read",
+            path: PathBuf::new(),
+            source: std::io::Error::other(e),
+        })?
+    }
+
+    pub fn bounds(&self, topic: &str, partition: u32) -> Option<(u64, u64)> {
+        self.get(topic, partition).map(|p| p.log.bounds())
+    }
+
+    pub fn topics(&self) -> Vec<String> {
+        let partitions = self.inner.partitions.read().unwrap_or_else(|p| p.into_inner());
+        let mut topics: Vec<String> = partitions.keys().map(|(t, _)| t.clone()).collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
+    pub async fn enforce_retention(&self) -> Result<usize, StorageError> {
+        let logs: Vec<Arc<PartitionLog>> = {
+            let partitions = self.inner.partitions.read().unwrap_or_else(|p| p.into_inner());
+            partitions.values().map(|p| p.log.clone()).collect()
+        };
+        let config = &self.inner.config;
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let min_timestamp = config.retention.map(|r| now_ms - r.as_millis() as i64);
+        let max_bytes = config.retention_bytes;
+        tokio::task::spawn_blocking(move || {
+            logs.iter().map(|log| log.enforce_retention(min_timestamp, max_bytes)).sum()
+        })
+        .await
+        .map_err(|e| StorageError::Io {
+            op: "retention",
+            path: PathBuf::new(),
+            source: std::io::Error::other(e),
+        })
+    }
+
+    /// Lets every queued append finish (fsync'd and answered), then refuses new ones.
+    pub async fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        let partitions: Vec<Arc<Partition>> = {
+            let partitions = self.inner.partitions.read().unwrap_or_else(|p| p.into_inner());
+            partitions.values().cloned().collect()
+        };
+        for partition in partitions {
+            partition.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let writer = partition.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(writer) = writer {
+                let _ = writer.await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,267 @@
+//! One partition: its segments in offset order, the last one active (appended to).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::batch::{self, BatchHeader, MAX_BODY_LEN};
+use super::error::IoContext;
+use super::segment::{sync_dir, Segment};
+use super::{Appended, ReadResult, StorageError, TruncatedTail};
+
+pub struct PartitionLog {
+    pub topic: String,
+    pub partition: u32,
+    dir: PathBuf,
+    segment_bytes: u64,
+    index_interval: u64,
+    segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
+    /// Set after a failed fsync: the page cache may have dropped the data, so nothing more
+    /// is acknowledged until a restart re-reads the log from disk.
+    poisoned: AtomicBool,
+}
+
+/// What one group-committed write did.
+pub struct WriteRound {
+    pub results: Vec<Result<Appended, StorageError>>,
+    pub fsyncs: Vec<Duration>,
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the partition in `dir`, verifying the tail of every segment.
+    pub fn open(
+        topic: &str,
+        partition: u32,
+        dir: &Path,
+        segment_bytes: u64,
+        index_interval: u64,
+    ) -> Result<(PartitionLog, Vec<TruncatedTail>), StorageError> {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).ctx("create directory", dir)?;
+            for ancestor in [dir.parent(), dir.parent().and_then(Path::parent)].into_iter().flatten() {
+                sync_dir(ancestor)?;
+            }
+        }
+        let mut bases: Vec<u64> = std::fs::read_dir(dir)
+            .ctx("list", dir)?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
+            .collect();
+        bases.sort_unstable();
+        let mut segments = BTreeMap::new();
+        let mut truncated = Vec::new();
+        for base in bases {
+            let (segment, cut) = Segment::open(dir, base, index_interval)?;
+            if let Some(cut) = cut {
+                truncated.push(TruncatedTail {
+                    topic: topic.to_string(),
+                    partition,
+                    segment: segment.path.clone(),
+                    valid_bytes: cut.valid_bytes,
+                    dropped_bytes: cut.dropped_bytes,
+                    reason: cut.reason,
+                });
+            }
+            segments.insert(base, Arc::new(segment));
+        }
+        if segments.is_empty() {
+            segments.insert(0, Arc::new(Segment::create(dir, 0)?));
+        }
+        let log = PartitionLog {
+            topic: topic.to_string(),
+            partition,
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            index_interval,
+            segments: RwLock::new(segments),
+            poisoned: AtomicBool::new(false),
+        };
+        Ok((log, truncated))
+    }
+
+    /// The segment appends go to (open() always leaves one and retention keeps the last).
+    fn active(&self) -> Option<Arc<Segment>> {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        segments.values().next_back().cloned()
+    }
+
+    /// (first retained offset, next offset to be written), durable data only.
+    pub fn bounds(&self) -> (u64, u64) {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        let start = segments.keys().next().copied().unwrap_or(0);
+        let end = segments.values().next_back().map_or(start, |s| s.next_offset());
+        (start, end)
+    }
+
+    /// Writes each request as one batch, with one fsync for all of them (more only when the
+    /// active segment fills up and rolls). Blocking: runs on a blocking thread.
+    pub fn append_batches(&self, requests: &[Vec<Bytes>], timestamp_ms: i64) -> WriteRound {
+        let mut round = WriteRound { results: Vec::with_capacity(requests.len()), fsyncs: Vec::new() };
+        if self.poisoned.load(Ordering::Acquire) {
+            round.results.extend(requests.iter().map(|_| Err(self.poisoned_error())));
+            return round;
+        }
+        let Some(mut active) = self.active() else {
+            let missing =
+                || StorageError::Corrupt { path: self.dir.clone(), position: 0, reason: "no segment file".into() };
+            round.results.extend(requests.iter().map(|_| Err(missing())));
+            return round;
+        };
+        let mut next = active.next_offset();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut written: Vec<(BatchHeader, u64)> = Vec::new();
+        let mut unflushed: Vec<usize> = Vec::new();
+        for records in requests {
+            let len = batch::encoded_len(records);
+            if records.is_empty() || len - batch::HEADER_LEN > MAX_BODY_LEN {
+                round.results.push(Err(StorageError::BatchSize { max: MAX_BODY_LEN }));
+                continue;
+            }
+            let used = active.len() + buf.len() as u64;
+            if used > 0 && used + len as u64 > self.segment_bytes {
+                if let Err(e) = self.flush(&active, &mut buf, &mut written, &mut round) {
+                    return self.fail(round, &unflushed, e);
+                }
+                unflushed.clear();
+                match self.roll(next) {
+                    Ok(segment) => active = segment,
+                    Err(e) => {
+                        round.results.push(Err(e));
+                        return round;
+                    }
+                }
+            }
+            let position = active.len() + buf.len() as u64;
+            batch::encode(&mut buf, next, timestamp_ms, records);
+            let header = BatchHeader {
+                record_count: records.len() as u32,
+                base_offset: next,
+                timestamp_ms,
+                body_len: (len - batch::HEADER_LEN) as u32,
+            };
+            written.push((header, position));
+            unflushed.push(round.results.len());
+            round.results.push(Ok(Appended { base_offset: next, count: records.len() as u32 }));
+            next += records.len() as u64;
+        }
+        if let Err(e) = self.flush(&active, &mut buf, &mut written, &mut round) {
+            return self.fail(round, &unflushed, e);
+        }
+        round
+    }
+
+    fn flush(
+        &self,
+        active: &Segment,
+        buf: &mut Vec<u8>,
+        written: &mut Vec<(BatchHeader, u64)>,
+        round: &mut WriteRound,
+    ) -> Result<(), StorageError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = active.write_durably(buf);
+        round.fsyncs.push(started.elapsed());
+        if let Err(e) = result {
+            self.poisoned.store(true, Ordering::Release);
+            if let Err(undo) = active.discard_unpublished() {
+                tracing::error!(topic = %self.topic, partition = self.partition, "could not undo a failed write: {undo}");
+            }
+            tracing::error!(topic = %self.topic, partition = self.partition, "write failed, partition stops accepting writes: {e}");
+            return Err(e);
+        }
+        active.publish(written, self.index_interval);
+        buf.clear();
+        written.clear();
+        Ok(())
+    }
+
+    /// Marks the requests of the failed flush as failed (earlier flushes of the round stand).
+    fn fail(&self, mut round: WriteRound, unflushed: &[usize], error: StorageError) -> WriteRound {
+        let message = error.to_string();
+        for &i in unflushed {
+            round.results[i] = Err(StorageError::Io {
+                op: "append",
+                path: self.dir.clone(),
+                source: std::io::Error::other(message.clone()),
+            });
+        }
+        round
+    }
+
+    fn poisoned_error(&self) -> StorageError {
+        StorageError::Poisoned { topic: self.topic.clone(), partition: self.partition }
+    }
+
+    fn roll(&self, base: u64) -> Result<Arc<Segment>, StorageError> {
+        let segment = Arc::new(Segment::create(&self.dir, base)?);
+        self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(base, segment.clone());
+        tracing::debug!(topic = %self.topic, partition = self.partition, base, "rolled to a new segment");
+        Ok(segment)
+    }
+
+    /// Durable records from `offset` (or from the log start, if retention removed it).
+    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadResult, StorageError> {
+        let (start, end) = self.bounds();
+        let mut offset = offset.max(start);
+        while offset < end {
+            let segment = {
+                let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+                segments.range(..=offset).next_back().map(|(_, s)| s.clone())
+            };
+            let Some(segment) = segment else { break };
+            let records = segment.read(offset, max_bytes)?;
+            if let Some(last) = records.last() {
+                return Ok(ReadResult { next_offset: last.offset + 1, records });
+            }
+            // Past this segment's data (e.g. a cut tail): continue in the next segment.
+            let following = {
+                let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+                segments.range(offset + 1..).next().map(|(base, _)| *base)
+            };
+            match following {
+                Some(base) => offset = base,
+                None => break,
+            }
+        }
+        Ok(ReadResult { records: Vec::new(), next_offset: offset })
+    }
+
+    /// Deletes the oldest sealed segments that are past the age limit or over the size limit.
+    pub fn enforce_retention(&self, min_timestamp_ms: Option<i64>, max_bytes: Option<u64>) -> usize {
+        let removed: Vec<Arc<Segment>> = {
+            let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
+            let mut total: u64 = segments.values().map(|s| s.len()).sum();
+            let mut removed = Vec::new();
+            while segments.len() > 1 {
+                let Some((&base, oldest)) = segments.iter().next() else { break };
+                let too_old = min_timestamp_ms.is_some_and(|min| oldest.last_timestamp() < min);
+                let too_big = max_bytes.is_some_and(|max| total > max);
+                if !(too_old || too_big) {
+                    break;
+                }
+                total -= oldest.len();
+                if let Some(segment) = segments.remove(&base) {
+                    removed.push(segment);
+                }
+            }
+            removed
+        };
+        for segment in &removed {
+            match segment.delete() {
+                Ok(()) => {
+                    tracing::info!(topic = %self.topic, partition = self.partition, segment = %segment.path.display(), "retention deleted segment")
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, partition = self.partition, "retention could not delete a segment: {e}")
+                }
+            }
+        }
+        removed.len()
+    }
+}

@@ -1,0 +1,362 @@
+//! One segment: `{base:020}.log` holding batches back to back, and `{base:020}.index`, a
+//! sparse index of (offset − base: u32, byte position: u32) pairs, 8 bytes each, written through
+//! the page cache (it is rebuilt from the log if it is missing or wrong).
+//!
+//! `len` and `next_offset` only ever cover fsync'd bytes; readers never look past them.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+use super::batch::{self, BatchHeader, HEADER_LEN};
+use super::error::IoContext;
+use super::{StorageError, StoredRecord};
+
+const INDEX_ENTRY: usize = 8;
+/// Reads fetch at least this much at once, so small batches cost few syscalls.
+const MIN_READ: usize = 256 * 1024;
+
+pub struct Segment {
+    pub base: u64,
+    pub path: PathBuf,
+    index_path: PathBuf,
+    file: File,
+    index_file: File,
+    /// (offset − base, position), ascending.
+    index: Mutex<Vec<(u32, u32)>>,
+    /// Position of the last indexed batch, to space entries `index_interval` apart.
+    last_indexed: AtomicU64,
+    len: AtomicU64,
+    next_offset: AtomicU64,
+    last_timestamp: AtomicI64,
+}
+
+/// A damaged tail found and cut while opening a segment.
+#[derive(Debug, Clone)]
+pub struct CutTail {
+    pub valid_bytes: u64,
+    pub dropped_bytes: u64,
+    pub reason: String,
+}
+
+pub fn file_names(dir: &Path, base: u64) -> (PathBuf, PathBuf) {
+    (dir.join(format!("{base:020}.log")), dir.join(format!("{base:020}.index")))
+}
+
+/// Makes a directory entry (a new file or subdirectory) durable.
+pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir).and_then(|d| d.sync_all()).ctx("fsync directory", dir)
+}
+
+impl Segment {
+    /// Creates an empty segment starting at `base` (and makes its directory entry durable).
+    pub fn create(dir: &Path, base: u64) -> Result<Segment, StorageError> {
+        let (path, index_path) = file_names(dir, base);
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).ctx("create", &path)?;
+        let index_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&index_path)
+            .ctx("create", &index_path)?;
+        sync_dir(dir)?;
+        Ok(Segment::new(base, path, index_path, file, index_file, Vec::new(), 0, base, 0))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        base: u64,
+        path: PathBuf,
+        index_path: PathBuf,
+        file: File,
+        index_file: File,
+        index: Vec<(u32, u32)>,
+        len: u64,
+        next_offset: u64,
+        last_timestamp: i64,
+    ) -> Segment {
+        let last_indexed = index.last().map_or(0, |e| u64::from(e.1));
+        Segment {
+            base,
+            path,
+            index_path,
+            file,
+            index_file,
+            index: Mutex::new(index),
+            last_indexed: AtomicU64::new(last_indexed),
+            len: AtomicU64::new(len),
+            next_offset: AtomicU64::new(next_offset),
+            last_timestamp: AtomicI64::new(last_timestamp),
+        }
+    }
+
+    /// Opens an existing segment. The tail after the last index entry is verified batch by
+    /// batch; a torn or corrupt batch and everything after it are cut off (and reported).
+    /// A missing or inconsistent index is rebuilt from the log.
+    pub fn open(dir: &Path, base: u64, index_interval: u64) -> Result<(Segment, Option<CutTail>), StorageError> {
+        let (path, index_path) = file_names(dir, base);
+        let file = OpenOptions::new().read(true).write(true).open(&path).ctx("open", &path)?;
+        let index_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&index_path)
+            .ctx("open", &index_path)?;
+        let file_len = file.metadata().ctx("stat", &path)?.len();
+        let mut index = read_index(&index_file, &index_path, file_len)?;
+
+        // Start at the last index entry that points at a batch with the expected offset.
+        let mut start = (0u64, base);
+        while let Some(&(rel, pos)) = index.last() {
+            match read_header(&file, u64::from(pos)) {
+                Ok(h) if h.base_offset == base + u64::from(rel) => {
+                    start = (u64::from(pos), h.base_offset);
+                    break;
+                }
+                _ => {
+                    index.pop();
+                }
+            }
+        }
+        let mut scan = Scan {
+            index,
+            position: start.0,
+            next_offset: start.1,
+            last_timestamp: 0,
+            last_indexed: start.0,
+            error: None,
+        };
+        scan.run(&file, file_len, base, index_interval);
+
+        let cut = match scan.error.take() {
+            Some(reason) => {
+                file.set_len(scan.position).ctx("truncate", &path)?;
+                file.sync_all().ctx("fsync", &path)?;
+                Some(CutTail { valid_bytes: scan.position, dropped_bytes: file_len - scan.position, reason })
+            }
+            None => None,
+        };
+        write_index(&index_file, &index_path, &scan.index)?;
+        let segment = Segment::new(
+            base,
+            path,
+            index_path,
+            file,
+            index_file,
+            scan.index,
+            scan.position,
+            scan.next_offset,
+            scan.last_timestamp,
+        );
+        Ok((segment, cut))
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len.load(Ordering::Acquire)
+    }
+
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    pub fn last_timestamp(&self) -> i64 {
+        self.last_timestamp.load(Ordering::Acquire)
+    }
+
+    /// Writes `bytes` after the durable end and fsyncs. Nothing becomes visible here;
+    /// [`Segment::publish`] does that once the caller knows the write is durable.
+    pub fn write_durably(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        self.file.write_all_at(bytes, self.len()).ctx("write", &self.path)?;
+        self.file.sync_data().ctx("fsync", &self.path)
+    }
+
+    /// Undoes a failed write, so the next one starts at the durable end with no garbage after it.
+    pub fn discard_unpublished(&self) -> Result<(), StorageError> {
+        self.file.set_len(self.len()).ctx("truncate", &self.path)
+    }
+
+    /// Makes durable batches visible to readers: `batches` are (header, position) of what was written.
+    pub fn publish(&self, batches: &[(BatchHeader, u64)], index_interval: u64) {
+        let Some((last, last_pos)) = batches.last() else { return };
+        {
+            let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            for (header, pos) in batches {
+                let due = index.is_empty() || *pos >= self.last_indexed.load(Ordering::Relaxed) + index_interval;
+                if due {
+                    let entry = ((header.base_offset - self.base) as u32, *pos as u32);
+                    let mut raw = [0u8; INDEX_ENTRY];
+                    raw[..4].copy_from_slice(&entry.0.to_le_bytes());
+                    raw[4..].copy_from_slice(&entry.1.to_le_bytes());
+                    // The index is a cache of the log: a failed write is repaired at the next start.
+                    if let Err(e) = self.index_file.write_all_at(&raw, (index.len() * INDEX_ENTRY) as u64) {
+                        tracing::warn!(index = %self.index_path.display(), "index write failed, it will be rebuilt: {e}");
+                    }
+                    index.push(entry);
+                    self.last_indexed.store(*pos, Ordering::Relaxed);
+                }
+            }
+        }
+        self.last_timestamp.store(last.timestamp_ms, Ordering::Release);
+        self.len.store(last_pos + last.total_len() as u64, Ordering::Release);
+        self.next_offset.store(last.next_offset(), Ordering::Release);
+    }
+
+    /// Durable records from `offset` on, about `max_bytes` of payload (at least one record).
+    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<Vec<StoredRecord>, StorageError> {
+        let end = self.len();
+        if offset >= self.next_offset() {
+            return Ok(Vec::new());
+        }
+        let mut pos = self.position_before(offset);
+        let mut out = Vec::new();
+        let mut taken = 0usize;
+        while pos < end && (out.is_empty() || taken < max_bytes) {
+            let want = (end - pos).min(max_bytes.saturating_sub(taken).max(MIN_READ) as u64) as usize;
+            let block = self.read_bytes(pos, want)?;
+            let mut at = 0usize;
+            while at < block.len() && (out.is_empty() || taken < max_bytes) {
+                let header = batch::parse_header(&block[at..]).map_err(|r| self.corrupt(pos + at as u64, r))?;
+                let total = header.total_len();
+                let whole = if at + total <= block.len() {
+                    block.slice(at..at + total)
+                } else if at == 0 {
+                    self.read_bytes(pos, total)?
+                } else {
+                    break;
+                };
+                batch::verify(&whole, &header).map_err(|r| self.corrupt(pos + at as u64, r))?;
+                if header.next_offset() > offset {
+                    let records = batch::records(&whole, &header).map_err(|r| self.corrupt(pos + at as u64, r))?;
+                    for (i, value) in records.into_iter().enumerate() {
+                        let record_offset = header.base_offset + i as u64;
+                        if !out.is_empty() && taken >= max_bytes {
+                            break;
+                        }
+                        if record_offset >= offset {
+                            taken += value.len();
+                            out.push(StoredRecord { offset: record_offset, timestamp_ms: header.timestamp_ms, value });
+                        }
+                    }
+                }
+                at += total;
+            }
+            pos += at as u64;
+        }
+        Ok(out)
+    }
+
+    fn position_before(&self, offset: u64) -> u64 {
+        let rel = offset.saturating_sub(self.base).min(u64::from(u32::MAX)) as u32;
+        let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        let i = index.partition_point(|e| e.0 <= rel);
+        if i == 0 {
+            0
+        } else {
+            u64::from(index[i - 1].1)
+        }
+    }
+
+    fn read_bytes(&self, pos: u64, len: usize) -> Result<Bytes, StorageError> {
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, pos).ctx("read", &self.path)?;
+        Ok(Bytes::from(buf))
+    }
+
+    fn corrupt(&self, position: u64, reason: String) -> StorageError {
+        StorageError::Corrupt { path: self.path.clone(), position, reason }
+    }
+
+    /// Deletes both files (readers holding the segment keep their open handle).
+    pub fn delete(&self) -> Result<(), StorageError> {
+        std::fs::remove_file(&self.path).ctx("delete", &self.path)?;
+        std::fs::remove_file(&self.index_path).ctx("delete", &self.index_path)
+    }
+}
+
+fn read_header(file: &File, pos: u64) -> Result<BatchHeader, String> {
+    let mut raw = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut raw, pos).map_err(|e| e.to_string())?;
+    batch::parse_header(&raw)
+}
+
+/// Index entries that are ascending and point inside the file; the rest is ignored.
+fn read_index(file: &File, path: &Path, log_len: u64) -> Result<Vec<(u32, u32)>, StorageError> {
+    let len = file.metadata().ctx("stat", path)?.len() as usize;
+    let mut raw = vec![0u8; len - len % INDEX_ENTRY];
+    file.read_exact_at(&mut raw, 0).ctx("read", path)?;
+    let mut entries: Vec<(u32, u32)> = Vec::with_capacity(raw.len() / INDEX_ENTRY);
+    for chunk in raw.chunks_exact(INDEX_ENTRY) {
+        let rel = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        let pos = u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
+        let ascending = entries.last().is_none_or(|&(r, p)| rel > r && pos > p);
+        if !ascending || u64::from(pos) >= log_len {
+            break;
+        }
+        entries.push((rel, pos));
+    }
+    Ok(entries)
+}
+
+fn write_index(file: &File, path: &Path, entries: &[(u32, u32)]) -> Result<(), StorageError> {
+    let mut raw = Vec::with_capacity(entries.len() * INDEX_ENTRY);
+    for (rel, pos) in entries {
+        raw.extend_from_slice(&rel.to_le_bytes());
+        raw.extend_from_slice(&pos.to_le_bytes());
+    }
+    file.set_len(0).ctx("truncate", path)?;
+    file.write_all_at(&raw, 0).ctx("write", path)
+}
+
+/// Batch-by-batch verification of a segment's tail.
+struct Scan {
+    index: Vec<(u32, u32)>,
+    position: u64,
+    next_offset: u64,
+    last_timestamp: i64,
+    last_indexed: u64,
+    error: Option<String>,
+}
+
+impl Scan {
+    fn run(&mut self, file: &File, file_len: u64, base: u64, index_interval: u64) {
+        while self.position < file_len {
+            let header = match read_header(file, self.position) {
+                Ok(h) => h,
+                Err(reason) => return self.fail(reason),
+            };
+            if header.base_offset != self.next_offset {
+                return self
+                    .fail(format!("batch offset {} where {} was expected", header.base_offset, self.next_offset));
+            }
+            let total = header.total_len() as u64;
+            if self.position + total > file_len {
+                return self.fail(format!("torn batch: {} of {total} bytes present", file_len - self.position));
+            }
+            let mut whole = vec![0u8; total as usize];
+            if let Err(e) = file.read_exact_at(&mut whole, self.position) {
+                return self.fail(e.to_string());
+            }
+            if let Err(reason) = batch::verify(&whole, &header) {
+                return self.fail(reason);
+            }
+            let due = self.index.is_empty() || self.position >= self.last_indexed + index_interval;
+            if due && self.index.last().is_none_or(|e| u64::from(e.1) < self.position) {
+                self.index.push(((header.base_offset - base) as u32, self.position as u32));
+                self.last_indexed = self.position;
+            }
+            self.position += total;
+            self.next_offset = header.next_offset();
+            self.last_timestamp = header.timestamp_ms;
+        }
+    }
+
+    fn fail(&mut self, reason: String) {
+        self.error = Some(reason);
+    }
+}

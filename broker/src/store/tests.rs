@@ -1,0 +1,218 @@
+//! Storage behaviour through its public API, on real files in temp directories.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+
+fn config(dir: &Path, segment_bytes: u64) -> StorageConfig {
+    StorageConfig {
+        dir: dir.to_path_buf(),
+        segment_bytes,
+        index_interval_bytes: 256,
+        retention: None,
+        retention_bytes: None,
+    }
+}
+
+fn records(from: usize, n: usize, size: usize) -> Vec<Bytes> {
+    (from..from + n).map(|i| Bytes::from(format!("{i:0size$}"))).collect()
+}
+
+async fn read_all(storage: &Storage, topic: &str, partition: u32) -> Vec<StoredRecord> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let read = storage.read(topic, partition, offset, 4096).await.expect("read");
+        if read.records.is_empty() {
+            return out;
+        }
+        offset = read.next_offset;
+        out.extend(read.records);
+    }
+}
+
+fn segment_files(dir: &Path, topic: &str, partition: u32) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(topic).join(partition.to_string()))
+        .expect("partition dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn appends_read_back_in_order_across_segment_rolls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(config(dir.path(), 64 * 1024)).expect("open");
+    for batch in 0..100 {
+        let appended = storage.append("t", 0, records(batch * 10, 10, 100)).await.expect("append");
+        assert_eq!(appended, Appended { base_offset: batch as u64 * 10, count: 10 });
+    }
+    assert!(segment_files(dir.path(), "t", 0).len() > 1, "100 KB in 64 KiB segments rolls");
+    assert_eq!(storage.bounds("t", 0), Some((0, 1000)));
+    let all = read_all(&storage, "t", 0).await;
+    assert_eq!(all.len(), 1000);
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!((r.offset, r.value.clone()), (i as u64, Bytes::from(format!("{i:0100}"))));
+    }
+    // From the middle of a batch, and the size limit still returns at least one record.
+    let middle = storage.read("t", 0, 555, 1).await.expect("read");
+    assert_eq!(middle.records.len(), 1);
+    assert_eq!((middle.records[0].offset, middle.next_offset), (555, 556));
+    assert!(storage.read("t", 0, 1000, 4096).await.expect("read").records.is_empty());
+    assert!(storage.read("other", 0, 0, 4096).await.expect("read").records.is_empty());
+    assert_eq!(storage.topics(), vec!["t".to_string()]);
+}
+
+#[tokio::test]
+async fn concurrent_appends_get_distinct_contiguous_offsets_that_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(config(dir.path(), 1024 * 1024)).expect("open");
+    let tasks: Vec<_> = (0..50)
+        .map(|t| {
+            let storage = storage.clone();
+            tokio::spawn(async move { storage.append("c", 3, records(t * 4, 4, 10)).await.expect("append") })
+        })
+        .collect();
+    let mut bases = Vec::new();
+    for task in tasks {
+        bases.push(task.await.expect("task").base_offset);
+    }
+    bases.sort();
+    assert_eq!(bases, (0..50).map(|i| i * 4).collect::<Vec<u64>>());
+    storage.close().await;
+    assert!(matches!(storage.append("c", 3, records(0, 1, 1)).await, Err(StorageError::Closed)));
+
+    let (reopened, report) = Storage::open(config(dir.path(), 1024 * 1024)).expect("reopen");
+    assert_eq!((report.partitions, report.truncated.len()), (1, 0));
+    let all = read_all(&reopened, "c", 3).await;
+    assert_eq!(all.len(), 200);
+    // Each request stayed one contiguous batch.
+    for chunk in all.chunks(4) {
+        let first: usize = std::str::from_utf8(&chunk[0].value).expect("utf8").parse().expect("number");
+        assert_eq!(first % 4, 0);
+        for (i, r) in chunk.iter().enumerate() {
+            assert_eq!(r.value, Bytes::from(format!("{:010}", first + i)));
+        }
+    }
+}
+
+async fn damaged_tail_is_cut(damage: impl Fn(&Path, u64)) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (storage, _) = Storage::open(config(dir.path(), 1024 * 1024)).expect("open");
+        for batch in 0..5 {
+            storage.append("d", 1, records(batch * 3, 3, 50)).await.expect("append");
+        }
+        storage.close().await;
+    }
+    let segment = segment_files(dir.path(), "d", 1).pop().expect("segment");
+    let len = std::fs::metadata(&segment).expect("stat").len();
+    damage(&segment, len);
+    let (storage, report) = Storage::open(config(dir.path(), 1024 * 1024)).expect("reopen");
+    assert_eq!(report.truncated.len(), 1, "{report:?}");
+    assert!(report.truncated[0].dropped_bytes > 0);
+    assert_eq!(storage.bounds("d", 1), Some((0, 12)), "four complete batches kept");
+    let appended = storage.append("d", 1, records(100, 1, 5)).await.expect("append after recovery");
+    assert_eq!(appended.base_offset, 12);
+    let all = read_all(&storage, "d", 1).await;
+    assert_eq!(all.len(), 13);
+    assert_eq!(all[12].value, Bytes::from("00100"));
+}
+
+#[tokio::test]
+async fn a_torn_last_batch_is_cut_and_appends_continue_after_the_kept_data() {
+    damaged_tail_is_cut(|segment, len| {
+        std::fs::OpenOptions::new().write(true).open(segment).expect("open").set_len(len - 40).expect("cut")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_the_last_batch_is_cut_too() {
+    damaged_tail_is_cut(|segment, len| {
+        let mut bytes = std::fs::read(segment).expect("read");
+        bytes[len as usize - 10] ^= 0x01;
+        std::fs::write(segment, bytes).expect("write");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_index_is_rebuilt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (storage, _) = Storage::open(config(dir.path(), 1024 * 1024)).expect("open");
+        for batch in 0..40 {
+            storage.append("i", 0, records(batch * 5, 5, 30)).await.expect("append");
+        }
+        storage.close().await;
+    }
+    let index = segment_files(dir.path(), "i", 0)[0].with_extension("index");
+    std::fs::remove_file(&index).expect("remove index");
+    let (storage, report) = Storage::open(config(dir.path(), 1024 * 1024)).expect("reopen");
+    assert!(report.truncated.is_empty());
+    assert!(std::fs::metadata(&index).expect("index rebuilt").len() > 8, "several entries");
+    let read = storage.read("i", 0, 123, 1).await.expect("read");
+    assert_eq!(read.records[0].value, Bytes::from(format!("{:030}", 123)));
+}
+
+#[tokio::test]
+async fn retention_deletes_only_old_sealed_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path(), 64 * 1024);
+    cfg.retention_bytes = Some(200 * 1024);
+    let (storage, _) = Storage::open(cfg).expect("open");
+    for batch in 0..60 {
+        storage.append("r", 0, records(batch * 10, 10, 1000)).await.expect("append");
+    }
+    let before = segment_files(dir.path(), "r", 0).len();
+    let deleted = storage.enforce_retention().await.expect("retention");
+    assert!(deleted > 0 && deleted < before);
+    let (start, end) = storage.bounds("r", 0).expect("bounds");
+    assert!(start > 0 && end == 600);
+    let read = storage.read("r", 0, 0, 10).await.expect("read below the log start");
+    assert_eq!(read.records[0].offset, start, "reads below the start begin at the start");
+    storage.close().await;
+
+    let mut by_age = config(dir.path(), 64 * 1024);
+    by_age.retention = Some(Duration::from_millis(1));
+    let (storage, _) = Storage::open(by_age).expect("reopen");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    storage.enforce_retention().await.expect("retention");
+    assert_eq!(segment_files(dir.path(), "r", 0).len(), 1, "only the active segment remains");
+    assert_eq!(storage.bounds("r", 0).map(|b| b.1), Some(600));
+}
+
+#[tokio::test]
+async fn invalid_topics_never_touch_the_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(config(dir.path(), 1024 * 1024)).expect("open");
+    for topic in ["../escape", "a/b", "..", ""] {
+        assert!(matches!(storage.append(topic, 0, records(0, 1, 1)).await, Err(StorageError::InvalidTopic(_))));
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    assert!(!dir.path().parent().expect("parent").join("escape").exists());
+}
+
+#[tokio::test]
+async fn append_at_only_appends_at_the_expected_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(config(dir.path(), 1024 * 1024)).expect("open");
+    assert_eq!(storage.append_at("r", 0, 0, records(0, 3, 4)).await.expect("at 0").base_offset, 0);
+    assert!(matches!(
+        storage.append_at("r", 0, 0, records(0, 1, 4)).await,
+        Err(StorageError::OffsetMismatch { end: 3 })
+    ));
+    assert!(matches!(
+        storage.append_at("r", 0, 5, records(0, 1, 4)).await,
+        Err(StorageError::OffsetMismatch { end: 3 })
+    ));
+    assert_eq!(storage.append_at("r", 0, 3, records(3, 2, 4)).await.expect("at 3").base_offset, 3);
+    assert_eq!(storage.bounds("r", 0), Some((0, 5)));
+}

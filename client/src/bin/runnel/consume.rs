@@ -1,0 +1,88 @@
+//! `runnel consume`: read a topic with a consumer group and print one record per line.
+
+use std::time::{Duration, Instant};
+
+use runnel_client::{Consumer, ConsumerConfig, StartFrom};
+
+use crate::connection::ConnectionArgs;
+
+#[derive(clap::Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Topics to read.
+    #[arg(required = true)]
+    topics: Vec<String>,
+    #[arg(long, short = 'g', default_value = "runnel-cli")]
+    group: String,
+    /// Consumer id (default: a new one per run).
+    #[arg(long)]
+    id: Option<String>,
+    /// Where a new group starts.
+    #[arg(long, value_enum, default_value = "earliest")]
+    from: From,
+    /// Keep waiting for new records instead of stopping when there are none.
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Stop after this many records.
+    #[arg(long, short = 'n')]
+    max: Option<usize>,
+    /// Print topic, partition and offset before each record.
+    #[arg(long)]
+    offsets: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum From {
+    Earliest,
+    Latest,
+}
+
+/// Without --follow, stop once every broker had nothing new for this long.
+const QUIET: Duration = Duration::from_secs(2);
+
+pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let brokers = args.connection.brokers(&http).await?;
+    let id = args.id.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        format!("runnel-cli-{}-{}", std::process::id(), now.as_millis())
+    });
+    let start = match args.from {
+        From::Earliest => StartFrom::Earliest,
+        From::Latest => StartFrom::Latest,
+    };
+    let config = ConsumerConfig { id, group: args.group.clone(), topics: args.topics.clone(), start };
+    let mut consumer = Consumer::connect(brokers, config).await?;
+    let (mut count, mut last_record) = (0usize, Instant::now());
+    'reading: loop {
+        let records = consumer.poll().await?;
+        if !records.is_empty() {
+            last_record = Instant::now();
+        }
+        for record in records {
+            if args.offsets {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    record.topic,
+                    record.partition.map_or(-1, i64::from),
+                    record.offset,
+                    record.value
+                );
+            } else {
+                println!("{}", record.value);
+            }
+            count += 1;
+            if args.max.is_some_and(|max| count >= max) {
+                break 'reading;
+            }
+        }
+        if !args.follow && last_record.elapsed() > QUIET {
+            break;
+        }
+        tokio::time::sleep(consumer.next_poll_in().min(Duration::from_millis(500))).await;
+    }
+    consumer.close().await?;
+    eprintln!("consumed {count} records");
+    Ok(())
+}

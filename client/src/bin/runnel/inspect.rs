@@ -1,0 +1,43 @@
+//! `runnel brokers` and `runnel status`.
+
+use anyhow::bail;
+
+use crate::connection::ConnectionArgs;
+
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
+pub async fn brokers(args: InspectArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let brokers = args.connection.brokers(&http).await?;
+    for host in &brokers.hosts {
+        println!("{host}\tproducer {}\tconsumer {}", brokers.producer_port, brokers.consumer_port);
+    }
+    Ok(())
+}
+
+/// Exit status 0 when every broker is ready, 1 otherwise.
+pub async fn status(args: InspectArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let brokers = args.connection.brokers(&http).await?;
+    let mut down = 0;
+    for (index, host) in brokers.hosts.iter().enumerate() {
+        let url = brokers.consumer_url(index, "/status");
+        let state = match http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => "ready".to_string(),
+            Ok(r) => format!("not ready ({})", r.status()),
+            Err(e) => format!("unreachable ({e})"),
+        };
+        if state != "ready" {
+            down += 1;
+        }
+        println!("{host}\t{state}");
+    }
+    if down > 0 {
+        bail!("{down} of {} brokers not ready", brokers.hosts.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! `runnel`: the command-line tool for Runnel.
+//!
+//! Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
+
+mod bench;
+mod connection;
+mod consume;
+mod inspect;
+mod produce;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "runnel", version, about = "Command-line tool for Runnel brokers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Produce one record per line of standard input.
+    Produce(produce::ProduceArgs),
+    /// Read topics with a consumer group and print the records.
+    Consume(consume::ConsumeArgs),
+    /// List the brokers of the cluster.
+    Brokers(inspect::InspectArgs),
+    /// Show whether every broker is ready (exit status 1 if not).
+    Status(inspect::InspectArgs),
+    /// Produce records as fast as the broker acknowledges them, then consume them back, and print throughput and latency.
+    Bench(bench::BenchArgs),
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Produce(args) => produce::run(args).await,
+        Command::Consume(args) => consume::run(args).await,
+        Command::Brokers(args) => inspect::brokers(args).await,
+        Command::Status(args) => inspect::status(args).await,
+        Command::Bench(args) => bench::run(args).await,
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

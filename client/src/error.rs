@@ -1,0 +1,39 @@
+use reqwest::StatusCode;
+
+/// Errors of the Runnel client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no broker address could be found")]
+    NoBrokers,
+    #[error("request to {url} failed: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url} answered {status}: {body}")]
+    Status { url: String, status: StatusCode, body: String },
+    #[error("unexpected answer from {url}: {reason}")]
+    InvalidResponse { url: String, reason: String },
+    #[error("gave up after {attempts} attempts: {last}")]
+    RetriesExhausted { attempts: u32, last: Box<ClientError> },
+    #[error("a record sent in an NDJSON batch cannot contain a newline")]
+    NewlineInRecord,
+    /// The batch a record was queued in failed; every record of it gets the same error.
+    #[error("{0}")]
+    Batch(std::sync::Arc<ClientError>),
+    #[error("the producer stopped before the batch was sent")]
+    Dropped,
+}
+
+impl ClientError {
+    /// Worth retrying (possibly on another broker): connection problems and 503.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Status { status, .. } => *status == StatusCode::SERVICE_UNAVAILABLE,
+            ClientError::Batch(inner) => inner.is_retryable(),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Rust client for Runnel's HTTP API: a batching [`Producer`] and a [`Consumer`] that follows
+//! the stateless consumer flow (register, poll every broker, commit, goodbye).
+
+mod brokers;
+mod consumer;
+mod error;
+mod poll_chunk;
+mod producer;
+
+pub use brokers::Brokers;
+pub use consumer::{Consumer, ConsumerConfig, Record, StartFrom};
+pub use error::ClientError;
+pub use poll_chunk::PollChunk;
+pub use producer::{Produced, Producer};
+pub use runnel_discovery::BrokerList;

@@ -1,0 +1,117 @@
+//! The Rust client and the `runnel` tool against real brokers.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runnel_client::{Brokers, Consumer, ConsumerConfig, Producer, StartFrom};
+use runnel_tests::{built_binary, BrokerProcess};
+use serde_json::json;
+
+async fn produce_range(producer: &Producer, from: u64, to: u64) {
+    for n in from..to {
+        let key = format!("k{}", n % 10);
+        producer.send("flow", Some(&key), json!({"n": n}).to_string()).await.expect("produce");
+    }
+}
+
+/// Polls (with `consumers` taking turns) until every n in 0..upto was seen.
+async fn read_until(consumers: &mut [Consumer], seen: &mut BTreeSet<u64>, upto: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (0..upto).any(|n| !seen.contains(&n)) {
+        assert!(
+            Instant::now() < deadline,
+            "missing records: {:?}",
+            (0..upto).filter(|n| !seen.contains(n)).collect::<Vec<_>>()
+        );
+        for consumer in consumers.iter_mut() {
+            for record in consumer.poll().await.expect("poll") {
+                seen.insert(record.value["n"].as_u64().expect("n"));
+            }
+        }
+        let pause = consumers.iter().map(Consumer::next_poll_in).min().unwrap_or_default();
+        tokio::time::sleep(pause.min(Duration::from_millis(200))).await;
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_keeps_going_through_a_timeout_a_broker_restart_and_a_rebalance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = BrokerProcess::start(&dir.path().join("broker"), &[("RUNNEL_CONSUMER_TIMEOUT_MS", "1000")]);
+    let brokers = Brokers::fixed([broker.ip.to_string()]);
+    let producer = Producer::new(brokers.clone());
+    let config = |id: &str| ConsumerConfig {
+        id: id.into(),
+        group: "flow-readers".into(),
+        topics: vec!["flow".into()],
+        start: StartFrom::Earliest,
+    };
+    let mut seen = BTreeSet::new();
+
+    produce_range(&producer, 0, 100).await;
+    let mut consumers = vec![Consumer::connect(brokers.clone(), config("a")).await.expect("connect")];
+    read_until(&mut consumers, &mut seen, 100).await;
+    consumers[0].commit().await.expect("commit");
+
+    // Silent past the timeout: the broker unregisters it, the next poll gets 409 and the
+    // client registers again by itself.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    produce_range(&producer, 100, 150).await;
+    read_until(&mut consumers, &mut seen, 150).await;
+    assert!(broker.log_text().contains("consumers timed out and were unregistered"), "the consumer really timed out");
+
+    // The broker is killed and comes back.
+    broker.kill9();
+    broker.restart();
+    produce_range(&producer, 150, 200).await;
+    read_until(&mut consumers, &mut seen, 200).await;
+
+    // A second member joins: partitions are dealt again, nothing is lost.
+    consumers.push(Consumer::connect(brokers.clone(), config("b")).await.expect("connect b"));
+    produce_range(&producer, 200, 300).await;
+    read_until(&mut consumers, &mut seen, 300).await;
+    for consumer in consumers {
+        consumer.close().await.expect("goodbye");
+    }
+}
+
+#[tokio::test]
+async fn the_cli_produces_stdin_lines_and_consumes_them_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("broker"), &[]);
+    let runnel = built_binary("runnel");
+    let host = broker.ip.to_string();
+
+    let mut produce = Command::new(&runnel)
+        .args(["produce", "--host", &host, "cli-topic", "--key", "k"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runnel produce");
+    {
+        use std::io::Write;
+        let mut stdin = produce.stdin.take().expect("stdin");
+        stdin.write_all(b"{\"n\":1}\nplain text\n{\"n\":3}\n").expect("write");
+    }
+    assert!(produce.wait().expect("wait").success());
+
+    let out = Command::new(&runnel)
+        .args(["consume", "--host", &host, "cli-topic", "-n", "3", "--offsets"])
+        .output()
+        .expect("runnel consume");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    let values: Vec<&str> = lines.iter().map(|l| l.rsplit('\t').next().unwrap_or_default()).collect();
+    assert_eq!(values, vec![r#"{"n":1}"#, r#""plain text""#, r#"{"n":3}"#], "{lines:?}");
+    assert!(lines[0].starts_with("cli-topic\t"));
+
+    let status = Command::new(&runnel).args(["status", "--host", &host]).output().expect("runnel status");
+    assert!(status.status.success());
+    let brokers = Command::new(&runnel).args(["brokers", "--host", &host]).output().expect("runnel brokers");
+    assert!(String::from_utf8_lossy(&brokers.stdout).contains(&host));
+    let unreachable = Command::new(&runnel)
+        .args(["status", "--host", "127.0.0.1", "--discovery-port", "1"])
+        .output()
+        .expect("status");
+    assert_eq!(unreachable.status.code(), Some(1), "scripts can tell a failure");
+}

@@ -1,0 +1,228 @@
+//! Several brokers as one cluster (static topology): Raft-replicated consumer state,
+//! produce forwarding to the partition's broker, a group reading every broker.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use reqwest::StatusCode;
+use runnel_tests::{start_cluster, TestClient};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn keyed_records_spread_over_all_brokers_and_a_group_reads_each_once_in_key_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let brokers = start_cluster(dir.path(), 3, &[]);
+    let clients: Vec<TestClient> = brokers.iter().map(TestClient::new).collect();
+
+    // Everything is produced through broker 0; keys spread over the 12 partitions of 3 brokers.
+    let mut expected: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for round in 0..4 {
+        for k in 0..60 {
+            let key = format!("key-{k}");
+            clients[0].produce_lines("spread", Some(&key), &[json!({"key": key, "seq": round}).to_string()]).await;
+            expected.entry(key).or_default().push(round);
+        }
+    }
+    for i in 0..3 {
+        let partitions =
+            std::fs::read_dir(dir.path().join(format!("broker-{i}/topics/spread"))).expect("topic dir").count();
+        assert_eq!(partitions, 12, "with 3 copies, broker {i} holds all 12 partitions (leads 4, follows 8)");
+    }
+
+    // Registered on broker 1, the group is known everywhere; members poll every broker.
+    for member in ["a", "b", "c"] {
+        let (status, body) = clients[1].register(member, "readers", &["spread"], Some("startFromEarliest")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let mut seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut partitions_by_member: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
+    let mut total = 0;
+    for _ in 0..40 {
+        for member in ["a", "b", "c"] {
+            for client in &clients {
+                let polled = client.poll(member).await;
+                assert!(
+                    polled.status == StatusCode::OK || polled.status == StatusCode::NO_CONTENT,
+                    "{}",
+                    polled.status
+                );
+                for (_, partition, _, value) in polled.records() {
+                    partitions_by_member.entry(member).or_default().insert(partition);
+                    let key = value["key"].as_str().expect("key").to_string();
+                    seen.entry(key).or_default().push(value["seq"].as_i64().expect("seq"));
+                    total += 1;
+                }
+            }
+        }
+        if total >= 240 {
+            break;
+        }
+    }
+    assert_eq!(total, 240, "every record exactly once");
+    assert_eq!(seen, expected, "per-key order holds");
+    let sets: Vec<&BTreeSet<u32>> = partitions_by_member.values().collect();
+    assert_eq!(sets.len(), 3);
+    assert!(sets[0].is_disjoint(sets[1]) && sets[1].is_disjoint(sets[2]) && sets[0].is_disjoint(sets[2]));
+    assert_eq!(sets.iter().map(|s| s.len()).sum::<usize>(), 12, "the three members cover all 12 partitions");
+}
+
+#[tokio::test]
+async fn registration_and_commits_hold_on_every_broker_and_survive_one_broker_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut brokers = start_cluster(dir.path(), 3, &[]);
+    let clients: Vec<TestClient> = brokers.iter().map(TestClient::new).collect();
+    assert_eq!(clients[2].register("c1", "g", &["t"], None).await.0, StatusCode::OK);
+    for client in &clients {
+        assert_eq!(client.register("c1", "g", &["t"], None).await.1, "Already registered", "the same view everywhere");
+        assert_ne!(client.poll("c1").await.status, StatusCode::CONFLICT);
+    }
+
+    // With one broker gone, a majority remains: register, commit and goodbye keep working.
+    brokers[0].kill9();
+    for (i, client) in clients.iter().enumerate().skip(1) {
+        let id = format!("late-{i}");
+        assert_eq!(client.register(&id, "g", &["t"], None).await.0, StatusCode::OK, "register via broker {i}");
+        assert_eq!(client.commit(&id).await, StatusCode::NO_CONTENT);
+        assert_eq!(client.goodbye(&id, true).await.0, StatusCode::OK);
+    }
+    let brokers_json: Value =
+        reqwest::get(brokers[1].url(9250, "/v1/brokers")).await.expect("brokers").json().await.expect("json");
+    assert_eq!(brokers_json["length"], 3);
+}
+
+#[tokio::test]
+async fn a_goodbye_on_one_broker_commits_what_was_read_on_every_broker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let brokers = start_cluster(dir.path(), 3, &[]);
+    let clients: Vec<TestClient> = brokers.iter().map(TestClient::new).collect();
+    for k in 0..60 {
+        clients[k % 3].produce_lines("handoff", Some(&format!("k{k}")), &[json!({"k": k}).to_string()]).await;
+    }
+    clients[0].register("a", "g", &["handoff"], Some("startFromEarliest")).await;
+    let mut read = 0;
+    for _ in 0..20 {
+        for client in &clients {
+            read += client.poll("a").await.records().len();
+        }
+        if read >= 60 {
+            break;
+        }
+    }
+    assert_eq!(read, 60);
+    // Goodbye through one broker only: the positions reached on the other two count too.
+    assert_eq!(clients[2].goodbye("a", true).await.0, StatusCode::OK);
+    clients[1].register("b", "g", &["handoff"], None).await;
+    for client in &clients {
+        let polled = client.poll("b").await;
+        assert_eq!(polled.status, StatusCode::NO_CONTENT, "nothing is delivered twice: {:?}", polled.records());
+    }
+    for k in 0..12 {
+        clients[0].produce_lines("handoff", Some(&format!("k{k}")), &[json!({"new": k}).to_string()]).await;
+    }
+    let mut fresh = Vec::new();
+    for _ in 0..20 {
+        for client in &clients {
+            fresh.extend(client.poll("b").await.records().into_iter().map(|r| r.3));
+        }
+        if fresh.len() >= 12 {
+            break;
+        }
+    }
+    assert_eq!(fresh.len(), 12);
+    assert!(fresh.iter().all(|v| v.get("new").is_some()));
+}
+
+/// Where `broker`'s copy of a partition ends (its peer port's replica endpoint).
+async fn replica_end(broker: &runnel_tests::BrokerProcess, topic: &str, partition: u32) -> u64 {
+    let url = broker.url(9255, &format!("/cluster/end/{topic}/{partition}"));
+    let body: Value = reqwest::get(url).await.expect("end").json().await.expect("json");
+    body["end"].as_u64().expect("end")
+}
+
+async fn produce_acked(client: &TestClient, topic: &str, key: &str, value: Value) -> (StatusCode, Value) {
+    let response = client
+        .http
+        .post(client.messages_url(topic))
+        .query(&[("partitionKey", key)])
+        .header("accept", "application/json")
+        .body(value.to_string())
+        .send()
+        .await
+        .expect("produce");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn acknowledged_records_are_on_a_majority_and_a_returning_follower_catches_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut brokers = start_cluster(dir.path(), 3, &[]);
+    let clients: Vec<TestClient> = brokers.iter().map(TestClient::new).collect();
+    // Partition p is led by broker p / 4 and followed by the next two brokers.
+    let mut acked: BTreeMap<u32, u64> = BTreeMap::new();
+    for k in 0..90 {
+        let (status, ack) = produce_acked(&clients[k % 3], "copies", &format!("k{k}"), json!({"k": k})).await;
+        assert_eq!(status, StatusCode::OK, "{ack}");
+        let partition = ack["partition"].as_u64().expect("partition") as u32;
+        let end = ack["startOffset"].as_str().and_then(|s| s.parse::<u64>().ok()).expect("offset") + 1;
+        let slot = acked.entry(partition).or_default();
+        *slot = (*slot).max(end);
+    }
+    for (&partition, &end) in &acked {
+        let leader = (partition / 4) as usize;
+        let mut copies = 0;
+        for follower in [(leader + 1) % 3, (leader + 2) % 3] {
+            if replica_end(&brokers[follower], "copies", partition).await >= end {
+                copies += 1;
+            }
+        }
+        assert!(copies >= 1, "partition {partition}: an acknowledged record is on the leader and a follower");
+    }
+
+    // Broker 2 goes down; partitions led by 0 and 1 keep acknowledging (2 of 3 copies).
+    brokers[2].kill9();
+    let mut written_while_down = 0;
+    for k in 0..200 {
+        let key = format!("down{k}");
+        let (status, ack) = produce_acked(&clients[0], "copies", &key, json!({"down": k})).await;
+        let partition = ack["partition"].as_u64().unwrap_or(99) as u32;
+        if status == StatusCode::OK {
+            assert!(partition < 8, "only partitions with a live leader acknowledge: {ack}");
+            written_while_down += 1;
+        }
+        if written_while_down >= 30 {
+            break;
+        }
+    }
+    assert_eq!(written_while_down, 30);
+    brokers[2].restart();
+    // Broker 2 follows partitions 0-3 (led by 0) and 4-7 (led by 1): it catches up on both.
+    for partition in 0..8u32 {
+        let leader = (partition / 4) as usize;
+        let leader_end = replica_end(&brokers[leader], "copies", partition).await;
+        let mut caught_up = false;
+        for _ in 0..100 {
+            if replica_end(&brokers[2], "copies", partition).await >= leader_end {
+                caught_up = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(caught_up, "broker 2 caught up on partition {partition} (leader end {leader_end})");
+    }
+}
+
+#[tokio::test]
+async fn without_a_majority_of_copies_a_write_is_not_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut brokers = start_cluster(dir.path(), 3, &[]);
+    let client = TestClient::new(&brokers[0]);
+    brokers[1].kill9();
+    brokers[2].kill9();
+    // Unkeyed records stay on broker 0's own partitions, whose followers are both down.
+    let started = std::time::Instant::now();
+    let response =
+        client.http.post(client.messages_url("lonely")).body("{\"alone\":true}").send().await.expect("produce");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}

@@ -1,0 +1,195 @@
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Path of the `runnel-broker` binary of this build profile, built on first use so that
+/// `cargo test` / `cargo nextest run` alone is enough.
+pub fn broker_binary() -> PathBuf {
+    built_binary("runnel-broker")
+}
+
+/// Path of a binary of this workspace in this build profile. The first call builds all of
+/// them, as `cargo build --workspace --bins` does (so a build CI already made is reused:
+/// the same package set resolves to the same features).
+pub fn built_binary(bin: &str) -> PathBuf {
+    static PROFILE_DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = PROFILE_DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> -> target/<profile>
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir").to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--workspace", "--bins"]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "building the workspace binaries failed");
+        profile_dir
+    });
+    dir.join(bin)
+}
+
+/// A loopback address whose default Runnel ports are all free right now.
+pub fn free_loopback_ip() -> Ipv4Addr {
+    for _ in 0..200 {
+        // A fresh RandomState is seeded by the OS, so concurrent test processes pick different addresses.
+        let r = RandomState::new().build_hasher().finish();
+        let ip = Ipv4Addr::new(127, 10 + (r % 200) as u8, (r >> 8) as u8, 2 + ((r >> 16) % 250) as u8);
+        if [9250u16, 9251, 9252, 9253, 9255].iter().all(|&p| TcpListener::bind((ip, p)).is_ok()) {
+            return ip;
+        }
+    }
+    panic!("no free loopback address found");
+}
+
+/// `GET /status` on the consumer port answers 200 (plain blocking HTTP/1.1, no client needed).
+fn status_is_ok(ip: Ipv4Addr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&(ip, 9252).into(), Duration::from_secs(1)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if stream.write_all(b"GET /status HTTP/1.1\r\nHost: broker\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
+/// One broker process with its own address and data directory.
+pub struct BrokerProcess {
+    pub ip: Ipv4Addr,
+    pub home: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl BrokerProcess {
+    /// Starts a broker with data in `home` and waits until `/status` says it is ready.
+    pub fn start(home: &Path, env: &[(&str, &str)]) -> BrokerProcess {
+        BrokerProcess::start_at(free_loopback_ip(), home, env)
+    }
+
+    /// Like [`BrokerProcess::start`], on a given address.
+    pub fn start_at(ip: Ipv4Addr, home: &Path, env: &[(&str, &str)]) -> BrokerProcess {
+        let mut broker = BrokerProcess {
+            ip,
+            home: home.to_path_buf(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: None,
+            log: home.with_extension("log"),
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open broker log");
+        let mut command = Command::new(broker_binary());
+        command
+            .env_clear()
+            .env("RUNNEL_HOME", &self.home)
+            .env("RUNNEL_LISTEN", self.ip.to_string())
+            .env("RUNNEL_LOG", "info,openraft=warn")
+            .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
+            .stderr(Stdio::from(log));
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        self.child = Some(command.spawn().expect("start runnel-broker"));
+        self.wait_ready(Duration::from_secs(30));
+    }
+
+    pub fn wait_ready(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("broker exited with {status} before becoming ready; log:\n{}", self.log_text());
+                }
+            }
+            let ready = status_is_ok(self.ip);
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "broker not ready in {within:?}; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, port: u16, path: &str) -> String {
+        format!("http://{}:{port}{path}", self.ip)
+    }
+
+    /// Everything the broker logged so far (all runs).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+        self.terminate_wait()
+    }
+
+    /// Waits for a broker that was already sent SIGTERM; returns whether it exited successfully.
+    pub fn terminate_wait(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts the broker again on the same address and data.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Starts `n` brokers of one cluster (static topology, each on its own loopback address).
+pub fn start_cluster(dir: &Path, n: usize, env: &[(&str, &str)]) -> Vec<BrokerProcess> {
+    let mut ips: Vec<Ipv4Addr> = Vec::new();
+    while ips.len() < n {
+        let ip = free_loopback_ip();
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    let names = ips.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(",");
+    (0..n)
+        .map(|i| {
+            let ordinal = i.to_string();
+            let mut all: Vec<(&str, &str)> = vec![("RUNNEL_BROKER_NAMES", &names), ("RUNNEL_ORDINAL", &ordinal)];
+            all.extend_from_slice(env);
+            BrokerProcess::start_at(ips[i], &dir.join(format!("broker-{i}")), &all)
+        })
+        .collect()
+}

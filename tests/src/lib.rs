@@ -1,0 +1,8 @@
+//! Test harness: starts the real `runnel-broker` binary on its own loopback address and
+//! data directory, and offers small HTTP helpers that say what a client would do.
+
+mod broker_process;
+mod client;
+
+pub use broker_process::{broker_binary, built_binary, free_loopback_ip, start_cluster, BrokerProcess};
+pub use client::{Polled, TestClient};
