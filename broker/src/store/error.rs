@@ -21,6 +21,8 @@ pub enum StorageError {
     Closed,
     #[error("the partition ends at offset {end}, not where this append expected")]
     OffsetMismatch { end: u64 },
+    #[error("leader epoch {epoch} is older than the partition's epoch {current}: another broker leads it now")]
+    StaleEpoch { epoch: u64, current: u64 },
 }
 
 pub(super) trait IoContext<T> {

@@ -6,6 +6,7 @@
 
 mod batch;
 mod error;
+mod leader_epochs;
 mod partition_log;
 mod segment;
 mod topic_name;
@@ -23,9 +24,10 @@ use tokio::task::JoinHandle;
 
 use error::IoContext;
 pub use error::StorageError;
+pub use leader_epochs::EpochStart;
 use partition_log::PartitionLog;
 pub use topic_name::validate_topic_name;
-use writer::AppendRequest;
+use writer::{AppendRequest, EpochMark, WriterRequest};
 
 pub struct StorageConfig {
     pub dir: PathBuf,
@@ -80,7 +82,7 @@ pub type FsyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 struct Partition {
     log: Arc<PartitionLog>,
-    queue: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    queue: Mutex<Option<mpsc::Sender<WriterRequest>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -168,21 +170,31 @@ impl Storage {
         Ok(truncated)
     }
 
-    /// Appends `records` as one batch and returns once it is fsync'd (group-committed).
-    pub async fn append(&self, topic: &str, partition: u32, records: Vec<Bytes>) -> Result<Appended, StorageError> {
-        self.submit(topic, partition, records, None).await
+    /// Appends `records` as one batch written by the partition's leader in `epoch`, and returns
+    /// once it is fsync'd (group-committed). Fails with [`StorageError::StaleEpoch`] when the
+    /// log already holds records of a later epoch.
+    pub async fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Bytes>,
+        epoch: u64,
+    ) -> Result<Appended, StorageError> {
+        self.submit(topic, partition, records, EpochMark::Leader(epoch)).await
     }
 
     /// Appends only if the partition ends exactly at `base_offset` (a replica copying its
-    /// leader's log); otherwise fails with [`StorageError::OffsetMismatch`] naming the end.
+    /// leader's log, with the leader's epochs for the range); otherwise fails with
+    /// [`StorageError::OffsetMismatch`] naming the end.
     pub async fn append_at(
         &self,
         topic: &str,
         partition: u32,
         base_offset: u64,
         records: Vec<Bytes>,
+        epochs: Vec<EpochStart>,
     ) -> Result<Appended, StorageError> {
-        self.submit(topic, partition, records, Some(base_offset)).await
+        self.submit(topic, partition, records, EpochMark::Replica { base: base_offset, epochs }).await
     }
 
     async fn submit(
@@ -190,12 +202,44 @@ impl Storage {
         topic: &str,
         partition: u32,
         records: Vec<Bytes>,
-        expected_base: Option<u64>,
+        epoch: EpochMark,
     ) -> Result<Appended, StorageError> {
-        validate_topic_name(topic)?;
         if records.is_empty() {
             return Err(StorageError::BatchSize { max: batch::MAX_BODY_LEN });
         }
+        let sender = self.writer_queue(topic, partition).await?;
+        let (reply, answer) = oneshot::channel();
+        let request = WriterRequest::Append(AppendRequest { records, epoch, reply });
+        sender.send(request).await.map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Drops every record at or after `to` (see [`PartitionLog::truncate`]); returns the new end.
+    pub async fn truncate(&self, topic: &str, partition: u32, to: u64) -> Result<u64, StorageError> {
+        let sender = self.writer_queue(topic, partition).await?;
+        let (reply, answer) = oneshot::channel();
+        sender.send(WriterRequest::Truncate { to, reply }).await.map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// The epoch of the partition's newest record (0 when it has none or predates epochs).
+    pub fn last_epoch(&self, topic: &str, partition: u32) -> u64 {
+        self.get(topic, partition).map_or(0, |p| p.log.last_epoch())
+    }
+
+    /// Where `epoch`'s records end in this copy of the partition.
+    pub fn end_of_epoch(&self, topic: &str, partition: u32, epoch: u64) -> u64 {
+        self.get(topic, partition).map_or(0, |p| p.log.end_of_epoch(epoch))
+    }
+
+    /// The epochs of records `from..to`, for a replica copying them.
+    pub fn epochs_covering(&self, topic: &str, partition: u32, from: u64, to: u64) -> Vec<EpochStart> {
+        self.get(topic, partition).map_or_else(Vec::new, |p| p.log.epochs_covering(from, to))
+    }
+
+    /// The partition's writer queue, creating the partition on first use.
+    async fn writer_queue(&self, topic: &str, partition: u32) -> Result<mpsc::Sender<WriterRequest>, StorageError> {
+        validate_topic_name(topic)?;
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(StorageError::Closed);
         }
@@ -214,10 +258,8 @@ impl Storage {
                 self.get(topic, partition).ok_or(StorageError::Closed)?
             }
         };
-        let sender = entry.queue.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(StorageError::Closed)?;
-        let (reply, answer) = oneshot::channel();
-        sender.send(AppendRequest { records, expected_base, reply }).await.map_err(|_| StorageError::Closed)?;
-        answer.await.map_err(|_| StorageError::Closed)?
+        let sender = entry.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        sender.ok_or(StorageError::Closed)
     }
 
     pub async fn read(

@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::batch::{self, BatchHeader, MAX_BODY_LEN};
 use super::error::IoContext;
+use super::leader_epochs::{EpochHistory, EpochStart};
 use super::segment::{sync_dir, Segment};
 use super::{Appended, ReadResult, StorageError, TruncatedTail};
 
@@ -20,6 +21,7 @@ pub struct PartitionLog {
     segment_bytes: u64,
     index_interval: u64,
     segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
+    epochs: Mutex<EpochHistory>,
     /// Set after a failed fsync: the page cache may have dropped the data, so nothing more
     /// is acknowledged until a restart re-reads the log from disk.
     poisoned: AtomicBool,
@@ -71,6 +73,8 @@ impl PartitionLog {
         if segments.is_empty() {
             segments.insert(0, Arc::new(Segment::create(dir, 0)?));
         }
+        let log_end = segments.values().next_back().map_or(0, |s| s.next_offset());
+        let epochs = Mutex::new(EpochHistory::load(dir, log_end)?);
         let log = PartitionLog {
             topic: topic.to_string(),
             partition,
@@ -78,6 +82,7 @@ impl PartitionLog {
             segment_bytes,
             index_interval,
             segments: RwLock::new(segments),
+            epochs,
             poisoned: AtomicBool::new(false),
         };
         Ok((log, truncated))
@@ -95,6 +100,72 @@ impl PartitionLog {
         let start = segments.keys().next().copied().unwrap_or(0);
         let end = segments.values().next_back().map_or(start, |s| s.next_offset());
         (start, end)
+    }
+
+    fn epochs(&self) -> std::sync::MutexGuard<'_, EpochHistory> {
+        self.epochs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn last_epoch(&self) -> u64 {
+        self.epochs().last_epoch()
+    }
+
+    /// Where `epoch`'s records end in this log (see [`EpochHistory::end_of`]).
+    pub fn end_of_epoch(&self, epoch: u64) -> u64 {
+        self.epochs().end_of(epoch, self.bounds().1)
+    }
+
+    pub fn epochs_covering(&self, from: u64, to: u64) -> Vec<EpochStart> {
+        self.epochs().covering(from, to)
+    }
+
+    /// Records new epochs durably, before the records written in them. Blocking.
+    pub fn record_epochs(&self, new: &[EpochStart]) -> Result<(), StorageError> {
+        let mut epochs = self.epochs();
+        if epochs.extend(new) {
+            epochs.persist()?;
+            tracing::info!(topic = %self.topic, partition = self.partition, epochs = ?new, "new leader epoch");
+        }
+        Ok(())
+    }
+
+    /// Drops every record at or after `to` (a replica discarding what its leader never had),
+    /// cutting inside a batch when needed. The epoch history is cut first, so a crash half way
+    /// leaves a log that looks longer than its history, which the next comparison cuts again.
+    /// Returns the new end. Blocking; the writer task runs it between write rounds.
+    pub fn truncate(&self, to: u64) -> Result<u64, StorageError> {
+        let (start, end_before) = self.bounds();
+        if to >= end_before {
+            return Ok(end_before);
+        }
+        {
+            let mut epochs = self.epochs();
+            if epochs.cut(to) {
+                epochs.persist()?;
+            }
+        }
+        let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
+        let doomed: Vec<u64> = segments.range(to.max(start)..).map(|(base, _)| *base).rev().collect();
+        for base in doomed {
+            if let Some(segment) = segments.remove(&base) {
+                segment.delete()?;
+            }
+        }
+        match segments.values().next_back().cloned() {
+            Some(last) if last.next_offset() > to => {
+                let cut = Arc::new(last.cut_at(&self.dir, to, self.index_interval)?);
+                segments.insert(cut.base, cut);
+            }
+            Some(_) => {}
+            None => {
+                segments.insert(to, Arc::new(Segment::create(&self.dir, to)?));
+            }
+        }
+        sync_dir(&self.dir)?;
+        let end = segments.values().next_back().map_or(to, |s| s.next_offset());
+        tracing::warn!(topic = %self.topic, partition = self.partition, to, dropped_records = end_before - to,
+            "dropped a log tail that the partition's leader does not have");
+        Ok(end)
     }
 
     /// Writes each request as one batch, with one fsync for all of them (more only when the

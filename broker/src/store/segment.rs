@@ -272,6 +272,36 @@ impl Segment {
         StorageError::Corrupt { path: self.path.clone(), position, reason }
     }
 
+    /// Cuts the segment so it ends just before offset `to` (which it holds), rewriting the batch
+    /// that straddles `to` with only its records before `to`, and reopens it.
+    pub fn cut_at(&self, dir: &Path, to: u64, index_interval: u64) -> Result<Segment, StorageError> {
+        let end = self.len();
+        let mut pos = self.position_before(to);
+        let mut kept = Vec::new();
+        while pos < end {
+            let header = read_header(&self.file, pos).map_err(|r| self.corrupt(pos, r))?;
+            if header.next_offset() > to {
+                let whole = self.read_bytes(pos, header.total_len())?;
+                batch::verify(&whole, &header).map_err(|r| self.corrupt(pos, r))?;
+                let records = batch::records(&whole, &header).map_err(|r| self.corrupt(pos, r))?;
+                let keep = to.saturating_sub(header.base_offset) as usize;
+                if keep > 0 {
+                    batch::encode(&mut kept, header.base_offset, header.timestamp_ms, &records[..keep]);
+                }
+                break;
+            }
+            pos += header.total_len() as u64;
+        }
+        self.file.set_len(pos).ctx("truncate", &self.path)?;
+        self.file.write_all_at(&kept, pos).ctx("write", &self.path)?;
+        self.file.sync_all().ctx("fsync", &self.path)?;
+        let (segment, cut) = Segment::open(dir, self.base, index_interval)?;
+        if let Some(cut) = cut {
+            return Err(self.corrupt(cut.valid_bytes, format!("segment damaged after cutting it: {}", cut.reason)));
+        }
+        Ok(segment)
+    }
+
     /// Deletes both files (readers holding the segment keep their open handle).
     pub fn delete(&self) -> Result<(), StorageError> {
         std::fs::remove_file(&self.path).ctx("delete", &self.path)?;

@@ -50,7 +50,7 @@ async fn appends_read_back_in_order_across_segment_rolls() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (storage, _) = Storage::open(config(dir.path(), 64 * 1024)).expect("open");
     for batch in 0..100 {
-        let appended = storage.append("t", 0, records(batch * 10, 10, 100)).await.expect("append");
+        let appended = storage.append("t", 0, records(batch * 10, 10, 100), 0).await.expect("append");
         assert_eq!(appended, Appended { base_offset: batch as u64 * 10, count: 10 });
     }
     assert!(segment_files(dir.path(), "t", 0).len() > 1, "100 KB in 64 KiB segments rolls");
@@ -76,7 +76,7 @@ async fn concurrent_appends_get_distinct_contiguous_offsets_that_survive_reopen(
     let tasks: Vec<_> = (0..50)
         .map(|t| {
             let storage = storage.clone();
-            tokio::spawn(async move { storage.append("c", 3, records(t * 4, 4, 10)).await.expect("append") })
+            tokio::spawn(async move { storage.append("c", 3, records(t * 4, 4, 10), 0).await.expect("append") })
         })
         .collect();
     let mut bases = Vec::new();
@@ -86,7 +86,7 @@ async fn concurrent_appends_get_distinct_contiguous_offsets_that_survive_reopen(
     bases.sort();
     assert_eq!(bases, (0..50).map(|i| i * 4).collect::<Vec<u64>>());
     storage.close().await;
-    assert!(matches!(storage.append("c", 3, records(0, 1, 1)).await, Err(StorageError::Closed)));
+    assert!(matches!(storage.append("c", 3, records(0, 1, 1), 0).await, Err(StorageError::Closed)));
 
     let (reopened, report) = Storage::open(config(dir.path(), 1024 * 1024)).expect("reopen");
     assert_eq!((report.partitions, report.truncated.len()), (1, 0));
@@ -107,7 +107,7 @@ async fn damaged_tail_is_cut(damage: impl Fn(&Path, u64)) {
     {
         let (storage, _) = Storage::open(config(dir.path(), 1024 * 1024)).expect("open");
         for batch in 0..5 {
-            storage.append("d", 1, records(batch * 3, 3, 50)).await.expect("append");
+            storage.append("d", 1, records(batch * 3, 3, 50), 0).await.expect("append");
         }
         storage.close().await;
     }
@@ -118,7 +118,7 @@ async fn damaged_tail_is_cut(damage: impl Fn(&Path, u64)) {
     assert_eq!(report.truncated.len(), 1, "{report:?}");
     assert!(report.truncated[0].dropped_bytes > 0);
     assert_eq!(storage.bounds("d", 1), Some((0, 12)), "four complete batches kept");
-    let appended = storage.append("d", 1, records(100, 1, 5)).await.expect("append after recovery");
+    let appended = storage.append("d", 1, records(100, 1, 5), 0).await.expect("append after recovery");
     assert_eq!(appended.base_offset, 12);
     let all = read_all(&storage, "d", 1).await;
     assert_eq!(all.len(), 13);
@@ -149,7 +149,7 @@ async fn a_missing_index_is_rebuilt() {
     {
         let (storage, _) = Storage::open(config(dir.path(), 1024 * 1024)).expect("open");
         for batch in 0..40 {
-            storage.append("i", 0, records(batch * 5, 5, 30)).await.expect("append");
+            storage.append("i", 0, records(batch * 5, 5, 30), 0).await.expect("append");
         }
         storage.close().await;
     }
@@ -169,7 +169,7 @@ async fn retention_deletes_only_old_sealed_segments() {
     cfg.retention_bytes = Some(200 * 1024);
     let (storage, _) = Storage::open(cfg).expect("open");
     for batch in 0..60 {
-        storage.append("r", 0, records(batch * 10, 10, 1000)).await.expect("append");
+        storage.append("r", 0, records(batch * 10, 10, 1000), 0).await.expect("append");
     }
     let before = segment_files(dir.path(), "r", 0).len();
     let deleted = storage.enforce_retention().await.expect("retention");
@@ -194,7 +194,7 @@ async fn invalid_topics_never_touch_the_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (storage, _) = Storage::open(config(dir.path(), 1024 * 1024)).expect("open");
     for topic in ["../escape", "a/b", "..", ""] {
-        assert!(matches!(storage.append(topic, 0, records(0, 1, 1)).await, Err(StorageError::InvalidTopic(_))));
+        assert!(matches!(storage.append(topic, 0, records(0, 1, 1), 0).await, Err(StorageError::InvalidTopic(_))));
     }
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
     assert!(!dir.path().parent().expect("parent").join("escape").exists());
@@ -204,15 +204,70 @@ async fn invalid_topics_never_touch_the_disk() {
 async fn append_at_only_appends_at_the_expected_end() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (storage, _) = Storage::open(config(dir.path(), 1024 * 1024)).expect("open");
-    assert_eq!(storage.append_at("r", 0, 0, records(0, 3, 4)).await.expect("at 0").base_offset, 0);
+    assert_eq!(storage.append_at("r", 0, 0, records(0, 3, 4), Vec::new()).await.expect("at 0").base_offset, 0);
     assert!(matches!(
-        storage.append_at("r", 0, 0, records(0, 1, 4)).await,
+        storage.append_at("r", 0, 0, records(0, 1, 4), Vec::new()).await,
         Err(StorageError::OffsetMismatch { end: 3 })
     ));
     assert!(matches!(
-        storage.append_at("r", 0, 5, records(0, 1, 4)).await,
+        storage.append_at("r", 0, 5, records(0, 1, 4), Vec::new()).await,
         Err(StorageError::OffsetMismatch { end: 3 })
     ));
-    assert_eq!(storage.append_at("r", 0, 3, records(3, 2, 4)).await.expect("at 3").base_offset, 3);
+    assert_eq!(storage.append_at("r", 0, 3, records(3, 2, 4), Vec::new()).await.expect("at 3").base_offset, 3);
     assert_eq!(storage.bounds("r", 0), Some((0, 5)));
+}
+
+#[tokio::test]
+async fn truncation_cuts_inside_a_batch_and_across_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(config(dir.path(), 64 * 1024)).expect("open");
+    for batch in 0..100 {
+        storage.append("x", 0, records(batch * 10, 10, 300), 1).await.expect("append");
+    }
+    assert!(segment_files(dir.path(), "x", 0).len() > 2, "the test needs several segments");
+    assert_eq!(storage.truncate("x", 0, 125).await.expect("truncate"), 125);
+    assert_eq!(storage.bounds("x", 0), Some((0, 125)));
+    let kept = read_all(&storage, "x", 0).await;
+    assert_eq!(kept.len(), 125);
+    assert!(kept.iter().enumerate().all(|(i, r)| r.offset == i as u64 && r.value == format!("{i:0300}").as_bytes()));
+    let appended = storage.append("x", 0, records(125, 5, 300), 2).await.expect("append after truncation");
+    assert_eq!(appended.base_offset, 125);
+    storage.close().await;
+
+    let (storage, report) = Storage::open(config(dir.path(), 64 * 1024)).expect("reopen");
+    assert!(report.truncated.is_empty(), "a truncated log reopens clean: {:?}", report.truncated);
+    assert_eq!(storage.bounds("x", 0), Some((0, 130)));
+    assert_eq!(read_all(&storage, "x", 0).await.len(), 130);
+}
+
+#[tokio::test]
+async fn leader_epochs_label_records_and_fence_older_leaders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(config(dir.path(), 1024 * 1024)).expect("open");
+    storage.append("e", 0, records(0, 4, 8), 1).await.expect("epoch 1");
+    storage.append("e", 0, records(4, 3, 8), 3).await.expect("epoch 3");
+    assert!(matches!(
+        storage.append("e", 0, records(7, 1, 8), 2).await,
+        Err(StorageError::StaleEpoch { epoch: 2, current: 3 })
+    ));
+    assert_eq!(storage.last_epoch("e", 0), 3);
+    assert_eq!(storage.end_of_epoch("e", 0, 1), 4);
+    assert_eq!(storage.end_of_epoch("e", 0, 2), 4);
+    assert_eq!(storage.end_of_epoch("e", 0, 3), 7);
+    let epochs = storage.epochs_covering("e", 0, 2, 7);
+    assert_eq!(epochs, vec![EpochStart { epoch: 1, start: 2 }, EpochStart { epoch: 3, start: 4 }]);
+
+    // A replica copying records 0..7 with those labels ends up with the same history.
+    storage.append_at("copy", 0, 0, records(0, 2, 8), storage.epochs_covering("e", 0, 0, 2)).await.expect("copy");
+    storage.append_at("copy", 0, 2, records(2, 5, 8), epochs).await.expect("copy");
+    assert_eq!(storage.end_of_epoch("copy", 0, 1), 4);
+    assert_eq!(storage.last_epoch("copy", 0), 3);
+
+    storage.truncate("e", 0, 5).await.expect("truncate");
+    assert_eq!(storage.last_epoch("e", 0), 3, "epoch 3 still has record 4");
+    storage.truncate("e", 0, 4).await.expect("truncate");
+    assert_eq!(storage.last_epoch("e", 0), 1);
+    storage.close().await;
+    let (storage, _) = Storage::open(config(dir.path(), 1024 * 1024)).expect("reopen");
+    assert_eq!((storage.last_epoch("e", 0), storage.last_epoch("copy", 0)), (1, 3));
 }

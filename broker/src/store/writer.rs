@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use super::leader_epochs::EpochStart;
 use super::partition_log::PartitionLog;
 use super::{Appended, FsyncObserver, StorageError};
 
@@ -16,73 +17,143 @@ pub const QUEUE_DEPTH: usize = 1024;
 /// Most record bytes written in one round, so one round's buffer stays bounded.
 const MAX_ROUND_BYTES: usize = 32 * 1024 * 1024;
 
+/// What the partition's writer task is asked to do; it does one thing at a time, so checks
+/// against the log's end cannot race.
+pub enum WriterRequest {
+    Append(AppendRequest),
+    Truncate { to: u64, reply: oneshot::Sender<Result<u64, StorageError>> },
+}
+
 pub struct AppendRequest {
     pub records: Vec<Bytes>,
-    /// Only append if the partition ends exactly here (checked in order within the round,
-    /// and this task is the partition's only writer, so the check cannot race).
-    pub expected_base: Option<u64>,
+    pub epoch: EpochMark,
     pub reply: oneshot::Sender<Result<Appended, StorageError>>,
+}
+
+/// The leader epoch the records belong to.
+pub enum EpochMark {
+    /// Written by the partition's leader in this epoch; an older epoch than the log's last is refused.
+    Leader(u64),
+    /// Copied from the leader: appended only if the log ends exactly at `base`, labelled with
+    /// the leader's epochs for the range.
+    Replica { base: u64, epochs: Vec<EpochStart> },
 }
 
 pub async fn run(
     log: Arc<PartitionLog>,
-    mut queue: mpsc::Receiver<AppendRequest>,
+    mut queue: mpsc::Receiver<WriterRequest>,
     observer: Arc<dyn Fn() -> Option<FsyncObserver> + Send + Sync>,
 ) {
-    while let Some(first) = queue.recv().await {
+    let mut held: Option<WriterRequest> = None;
+    loop {
+        let first = match held.take() {
+            Some(request) => request,
+            None => match queue.recv().await {
+                Some(request) => request,
+                None => return,
+            },
+        };
+        let first = match first {
+            WriterRequest::Truncate { to, reply } => {
+                let writer = log.clone();
+                let outcome = tokio::task::spawn_blocking(move || writer.truncate(to)).await;
+                let _ = reply.send(outcome.unwrap_or_else(|e| Err(aborted(e.to_string()))));
+                continue;
+            }
+            WriterRequest::Append(append) => append,
+        };
         let mut size = first.records.iter().map(Bytes::len).sum::<usize>();
         let mut round = vec![first];
         while size < MAX_ROUND_BYTES {
             match queue.try_recv() {
-                Ok(next) => {
+                Ok(WriterRequest::Append(next)) => {
                     size += next.records.iter().map(Bytes::len).sum::<usize>();
                     round.push(next);
+                }
+                Ok(truncate) => {
+                    held = Some(truncate);
+                    break;
                 }
                 Err(_) => break,
             }
         }
-        let mut end = log.bounds().1;
-        let mut accepted = Vec::with_capacity(round.len());
-        for request in round {
-            match request.expected_base {
-                Some(base) if base != end => {
-                    let _ = request.reply.send(Err(StorageError::OffsetMismatch { end }));
-                }
-                _ => {
-                    end += request.records.len() as u64;
-                    accepted.push(request);
-                }
-            }
-        }
-        if accepted.is_empty() {
-            continue;
-        }
-        let (batches, replies): (Vec<Vec<Bytes>>, Vec<_>) = accepted.into_iter().map(|r| (r.records, r.reply)).unzip();
-        let timestamp_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let writer = log.clone();
-        let outcome = tokio::task::spawn_blocking(move || writer.append_batches(&batches, timestamp_ms)).await;
-        let mut results = match outcome {
-            Ok(round) => {
-                if let Some(observe) = observer() {
-                    round.fsyncs.iter().for_each(|d| observe(*d));
-                }
-                round.results.into_iter()
-            }
-            Err(e) => {
-                tracing::error!(topic = %log.topic, partition = log.partition, "writer thread failed: {e}");
-                Vec::new().into_iter()
-            }
-        };
-        for reply in replies {
-            let result = results.next().unwrap_or_else(|| {
-                Err(StorageError::Io {
-                    op: "append",
-                    path: Default::default(),
-                    source: std::io::Error::other("the write round was aborted"),
-                })
-            });
-            // The requester may have gone away (client disconnected); the data is stored anyway.
-            let _ = reply.send(result);
-        }
+        write_round(&log, round, observer.as_ref()).await;
     }
+}
+
+/// Checks each request against the log's end and epoch (in queue order), then writes the
+/// accepted ones with one fsync, after recording any new epoch they start.
+async fn write_round(
+    log: &Arc<PartitionLog>,
+    round: Vec<AppendRequest>,
+    observer: &(dyn Fn() -> Option<FsyncObserver> + Send + Sync),
+) {
+    let mut end = log.bounds().1;
+    let mut last_epoch = log.last_epoch();
+    let mut new_epochs: Vec<EpochStart> = Vec::new();
+    let mut accepted = Vec::with_capacity(round.len());
+    for request in round {
+        match &request.epoch {
+            EpochMark::Leader(epoch) if *epoch < last_epoch => {
+                let _ = request.reply.send(Err(StorageError::StaleEpoch { epoch: *epoch, current: last_epoch }));
+                continue;
+            }
+            EpochMark::Leader(epoch) => {
+                if *epoch > last_epoch {
+                    new_epochs.push(EpochStart { epoch: *epoch, start: end });
+                    last_epoch = *epoch;
+                }
+            }
+            EpochMark::Replica { base, .. } if *base != end => {
+                let _ = request.reply.send(Err(StorageError::OffsetMismatch { end }));
+                continue;
+            }
+            EpochMark::Replica { epochs, .. } => {
+                for entry in epochs {
+                    if entry.epoch > last_epoch {
+                        new_epochs.push(EpochStart { epoch: entry.epoch, start: entry.start.max(end) });
+                        last_epoch = entry.epoch;
+                    }
+                }
+            }
+        }
+        end += request.records.len() as u64;
+        accepted.push(request);
+    }
+    if accepted.is_empty() {
+        return;
+    }
+    let (batches, replies): (Vec<Vec<Bytes>>, Vec<_>) = accepted.into_iter().map(|r| (r.records, r.reply)).unzip();
+    let timestamp_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let writer = log.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        writer.record_epochs(&new_epochs)?;
+        Ok::<_, StorageError>(writer.append_batches(&batches, timestamp_ms))
+    })
+    .await;
+    let mut results = match outcome {
+        Ok(Err(e)) => {
+            tracing::error!(topic = %log.topic, partition = log.partition, "could not record a new leader epoch: {e}");
+            Vec::new().into_iter()
+        }
+        Ok(Ok(round)) => {
+            if let Some(observe) = observer() {
+                round.fsyncs.iter().for_each(|d| observe(*d));
+            }
+            round.results.into_iter()
+        }
+        Err(e) => {
+            tracing::error!(topic = %log.topic, partition = log.partition, "writer thread failed: {e}");
+            Vec::new().into_iter()
+        }
+    };
+    for reply in replies {
+        let result = results.next().unwrap_or_else(|| Err(aborted("the write round was aborted".into())));
+        // The requester may have gone away (client disconnected); the data is stored anyway.
+        let _ = reply.send(result);
+    }
+}
+
+fn aborted(reason: String) -> StorageError {
+    StorageError::Io { op: "append", path: Default::default(), source: std::io::Error::other(reason) }
 }
