@@ -1,5 +1,5 @@
-//! The replicated state machine's data: consumer registrations, groups and committed
-//! offsets. Every broker applies the same Raft log to this, so every broker computes the
+//! The replicated state machine's data: consumer registrations, groups, committed offsets
+//! and who leads each partition. Every broker applies the same Raft log to this, so every broker computes the
 //! same view (and the same partition assignment) without asking anyone.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +33,14 @@ pub struct OffsetCommit {
     pub offset: u64,
 }
 
+/// Who leads a partition (the same partition of every topic), and in which leader epoch.
+/// Epoch 0 is the ring owner, which leads until the first change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLeader {
+    pub broker: u32,
+    pub epoch: u64,
+}
+
 /// A change to the cluster state. Each is one Raft log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -47,6 +55,13 @@ pub enum Command {
     /// Consumers that timed out; those already gone are ignored.
     Expire {
         consumer_ids: Vec<String>,
+    },
+    /// Moves a partition's leadership; applied only if `epoch` is the current epoch + 1, so
+    /// two controllers racing cannot both win and epochs never repeat.
+    SetLeader {
+        partition: u32,
+        broker: u32,
+        epoch: u64,
     },
 }
 
@@ -66,6 +81,9 @@ pub enum CommandResult {
     Expired {
         removed: Vec<String>,
     },
+    LeaderSet {
+        applied: bool,
+    },
 }
 
 /// The applied state: what every broker agrees on.
@@ -76,6 +94,9 @@ pub struct ClusterState {
     pub offsets: BTreeMap<String, BTreeMap<String, BTreeMap<u32, u64>>>,
     /// Bumped on every membership change, so pollers can tell an assignment went stale.
     pub membership_version: u64,
+    /// Partitions whose leadership moved away from epoch 0 (the ring owner).
+    #[serde(default)]
+    pub leaders: BTreeMap<u32, PartitionLeader>,
 }
 
 impl ClusterState {
@@ -102,7 +123,20 @@ impl ClusterState {
                 }
                 CommandResult::Expired { removed }
             }
+            Command::SetLeader { partition, broker, epoch } => {
+                let current = self.leaders.get(&partition).map_or(0, |l| l.epoch);
+                let applied = epoch == current + 1;
+                if applied {
+                    self.leaders.insert(partition, PartitionLeader { broker, epoch });
+                }
+                CommandResult::LeaderSet { applied }
+            }
         }
+    }
+
+    /// The leader of `partition`; `owner` (its ring owner) until leadership first moved.
+    pub fn leader(&self, partition: u32, owner: u32) -> PartitionLeader {
+        self.leaders.get(&partition).copied().unwrap_or(PartitionLeader { broker: owner, epoch: 0 })
     }
 
     fn register(&mut self, consumer: Consumer) -> CommandResult {
@@ -195,5 +229,21 @@ mod tests {
         assert!(s.consumers.is_empty());
         assert_eq!(s.committed("g", "t", 0), Some(5));
         assert!(s.group_exists("g"), "a group with offsets survives its last member");
+    }
+
+    #[test]
+    fn leadership_moves_only_to_the_next_epoch() {
+        let mut s = ClusterState::default();
+        assert_eq!(s.leader(3, 1), PartitionLeader { broker: 1, epoch: 0 }, "the ring owner leads at first");
+        assert_eq!(
+            s.apply(Command::SetLeader { partition: 3, broker: 2, epoch: 1 }),
+            CommandResult::LeaderSet { applied: true }
+        );
+        assert_eq!(
+            s.apply(Command::SetLeader { partition: 3, broker: 0, epoch: 1 }),
+            CommandResult::LeaderSet { applied: false },
+            "a second controller proposing the same epoch loses"
+        );
+        assert_eq!(s.leader(3, 1), PartitionLeader { broker: 2, epoch: 1 });
     }
 }

@@ -26,11 +26,19 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("no such endpoint: {0}")]
     NotFound(String),
+    #[error("group '{0}' has no members and no committed offsets")]
+    UnknownGroup(String),
     #[error("{0}: retry shortly")]
     Unavailable(String),
+    /// This broker does not (or no longer) lead the partition; nothing was stored.
+    #[error("partition {0} is not led by this broker right now: retry shortly")]
+    NotLeader(u32),
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// The code of [`ApiError::NotLeader`], which a forwarding broker looks for to retry.
+pub const NOT_LEADER: &str = "not_leader";
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -48,8 +56,8 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ConsumerNotRegistered(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound(_) | ApiError::UnknownGroup(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) | ApiError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -65,7 +73,9 @@ impl ApiError {
             ApiError::ConsumerConflict(_) => "consumer_conflict",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::NotFound(_) => "not_found",
+            ApiError::UnknownGroup(_) => "unknown_group",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::NotLeader(_) => NOT_LEADER,
             ApiError::Internal(_) => "internal",
         }
     }

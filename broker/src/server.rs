@@ -18,7 +18,7 @@ use crate::consumer::ConsumerService;
 use crate::http::{consumer_router, discovery_router, metrics_router, producer_router, AppState};
 use crate::metrics::Metrics;
 use crate::partitioning::Ring;
-use crate::replication::{follower_router, Replication};
+use crate::replication::{replication_router, Leadership, Replication};
 use crate::store::{Storage, StorageConfig};
 
 /// A running broker.
@@ -62,7 +62,8 @@ impl Broker {
         .context("cannot start Raft")?;
 
         let ring = Ring::new(peers.count(), config.consumer_ranges);
-        let replication = Replication::new(storage.clone(), peers.clone(), ring);
+        let leadership = Leadership::new(raft.clone(), ring, peers.ordinal(), peers.count());
+        let replication = Replication::new(storage.clone(), peers.clone(), leadership);
         let consumers = Arc::new(ConsumerService::new(
             raft.clone(),
             storage.clone(),
@@ -76,7 +77,7 @@ impl Broker {
             storage: storage.clone(),
             raft: raft.clone(),
             consumers: consumers.clone(),
-            replication,
+            replication: replication.clone(),
             metrics,
             ring,
             peers: peers.clone(),
@@ -91,7 +92,10 @@ impl Broker {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let listeners: [(u16, Router); 5] = [
-            (config.peer_port, raft.peer_router().merge(peer_router(app.clone())).merge(follower_router(app.clone()))),
+            (
+                config.peer_port,
+                raft.peer_router().merge(peer_router(app.clone())).merge(replication_router(app.clone())),
+            ),
             (config.discovery_port, discovery_router(app.clone())),
             (config.metrics_port, metrics_router(app.clone())),
             (config.consumer_port, consumer_router(app.clone())),
@@ -104,6 +108,8 @@ impl Broker {
             tasks.push(tokio::spawn(serve(listener, router, stopped.clone())));
         }
         tokio::spawn(form_cluster(raft.clone(), peers));
+        tasks.push(tokio::spawn(replication.clone().run_takeovers(stopped.clone())));
+        tasks.push(tokio::spawn(replication.run_controller(stopped.clone())));
         tasks.push(tokio::spawn(consumers.run_background(config.auto_commit_interval(), stopped.clone())));
         tasks.push(tokio::spawn(run_retention(storage, Duration::from_millis(config.retention_check_ms), stopped)));
         tracing::info!(home = %config.home.display(), listen = %config.listen, producer = config.producer_port,
@@ -111,11 +117,13 @@ impl Broker {
         Ok(Broker { app, stop, tasks })
     }
 
-    /// Stops accepting, lets in-flight requests finish (their writes are fsync'd before they
-    /// are answered), writes the last auto-commits, then closes storage and Raft.
+    /// Hands the partitions it leads to other copies (so no write fails), stops accepting,
+    /// lets in-flight requests finish (their writes are fsync'd before they are answered),
+    /// writes the last auto-commits, then closes storage and Raft.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
         self.app.shutting_down.store(true, Ordering::Relaxed);
+        self.app.replication.hand_over_all().await;
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;

@@ -182,6 +182,46 @@ impl RaftNode {
         result.map_err(RaftError::Unavailable)
     }
 
+    /// On the leader: confirms leadership with a quorum and returns the index everything
+    /// committed so far is at (openraft's linearizable read index), once applied here.
+    pub async fn read_index_here(&self) -> Result<Option<u64>, RaftError> {
+        let read = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.ensure_linearizable()).await;
+        match read {
+            Ok(Ok(log_id)) => Ok(log_id.map(|id| id.index)),
+            Ok(Err(e)) => Err(RaftError::Unavailable(e.to_string())),
+            Err(_) => Err(RaftError::Unavailable("no quorum confirmed the Raft leader within 5 s".into())),
+        }
+    }
+
+    /// Waits until this broker applied every change committed before the call (a read
+    /// barrier), so a consumer registered through another broker a moment ago is known here.
+    pub async fn catch_up_with_leader(&self) -> Result<(), RaftError> {
+        let index = if self.is_leader() {
+            self.read_index_here().await?
+        } else {
+            let leader = self.leader_addr().ok_or_else(|| RaftError::Unavailable("no Raft leader elected".into()))?;
+            let response = self
+                .network
+                .http()
+                .get(format!("http://{leader}/raft/read-index"))
+                .timeout(PROPOSE_TIMEOUT)
+                .send()
+                .await
+                .map_err(|e| RaftError::Unavailable(format!("Raft leader {leader} unreachable: {e}")))?;
+            let answer: Result<Option<u64>, String> = response
+                .json()
+                .await
+                .map_err(|e| RaftError::Unavailable(format!("bad answer from Raft leader {leader}: {e}")))?;
+            answer.map_err(RaftError::Unavailable)?
+        };
+        self.raft
+            .wait(Some(PROPOSE_TIMEOUT))
+            .applied_index_at_least(index, "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|e| RaftError::Unavailable(format!("this broker did not catch up with Raft: {e}")))
+    }
+
     /// Runs `f` on the applied state.
     pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
         f(&self.state.read().unwrap_or_else(|p| p.into_inner()))
@@ -191,6 +231,12 @@ impl RaftNode {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         m.current_leader == Some(m.id)
+    }
+
+    /// This node applied the log it had at start (and saw a leader once): its view of the
+    /// cluster state is not from before a restart. Stays true through later elections.
+    pub fn has_caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
     }
 
     /// A leader is known and this node caught up with the log it had at start.

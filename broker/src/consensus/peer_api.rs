@@ -2,7 +2,7 @@
 //! broker that is not the leader.
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
@@ -23,6 +23,7 @@ pub fn router(node: RaftNode) -> Router {
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/propose", post(propose))
+        .route("/raft/read-index", get(read_index))
         .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT))
         .with_state(node)
 }
@@ -51,4 +52,9 @@ async fn snapshot(
 /// A command forwarded by another broker; answered only if this broker leads (one hop).
 async fn propose(State(node): State<RaftNode>, Json(command): Json<Command>) -> Json<Result<CommandResult, String>> {
     Json(node.propose_local(command).await.map_err(|e| e.to_string()))
+}
+
+/// The log index a reader must have applied to see every committed change (leader only).
+async fn read_index(State(node): State<RaftNode>) -> Json<Result<Option<u64>, String>> {
+    Json(node.read_index_here().await.map_err(|e| e.to_string()))
 }

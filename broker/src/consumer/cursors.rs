@@ -15,6 +15,9 @@ pub struct Cursor {
     pub next: u64,
     /// The last position queued for commit, so unchanged cursors are not committed again.
     pub committed: u64,
+    /// The leader epoch the cursor was read in; after leadership moved away and back, the
+    /// group's committed offset is newer than anything this broker remembers.
+    pub epoch: u64,
 }
 
 pub type GroupCursors = HashMap<TopicPartition, Cursor>;
@@ -58,9 +61,9 @@ mod tests {
     fn only_the_owners_moved_cursors_are_taken_once() {
         let tp = |p| TopicPartition { topic: "t".into(), partition: p };
         let mut cursors = GroupCursors::new();
-        cursors.insert(tp(0), Cursor { owner: "a".into(), next: 10, committed: 4 });
-        cursors.insert(tp(1), Cursor { owner: "a".into(), next: 3, committed: 3 });
-        cursors.insert(tp(2), Cursor { owner: "b".into(), next: 9, committed: 0 });
+        cursors.insert(tp(0), Cursor { owner: "a".into(), next: 10, committed: 4, epoch: 0 });
+        cursors.insert(tp(1), Cursor { owner: "a".into(), next: 3, committed: 3, epoch: 0 });
+        cursors.insert(tp(2), Cursor { owner: "b".into(), next: 9, committed: 0, epoch: 0 });
         assert_eq!(take_uncommitted(&mut cursors, "a"), vec![(tp(0), 10)]);
         assert!(take_uncommitted(&mut cursors, "a").is_empty());
     }

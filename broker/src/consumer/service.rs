@@ -46,7 +46,6 @@ pub struct ConsumerService {
     replication: Arc<Replication>,
     ring: Ring,
     peers: Peers,
-    my_broker: u32,
     poll_max_bytes: usize,
     timeout: Duration,
     cursors: Cursors,
@@ -71,7 +70,6 @@ impl ConsumerService {
             storage,
             replication,
             ring,
-            my_broker: peers.ordinal(),
             peers,
             poll_max_bytes,
             timeout,
@@ -110,10 +108,11 @@ impl ConsumerService {
     pub async fn start_unread_partitions_at_end(&self, group: &str, topics: &[String]) -> Result<(), ApiError> {
         let cursors = self.cursors.group(group);
         let cursors = cursors.lock().await;
+        let local: Vec<u32> = self.local_partitions().collect();
         let offsets: Vec<OffsetCommit> = self.raft.read(|state| {
             topics
                 .iter()
-                .flat_map(|topic| self.local_partitions().map(move |p| (topic, p)))
+                .flat_map(|topic| local.iter().map(move |p| (topic, *p)))
                 .filter(|(topic, p)| state.committed(group, topic, *p).is_none())
                 .filter(|(topic, p)| self.pending.get(group, topic, *p).is_none())
                 .filter(|(topic, p)| !cursors.contains_key(&TopicPartition { topic: topic.to_string(), partition: *p }))
@@ -168,30 +167,42 @@ impl ConsumerService {
         }
     }
 
-    fn local_partitions(&self) -> std::ops::Range<u32> {
-        self.ring.partitions_of_broker(self.my_broker)
+    /// Partitions this broker leads and serves.
+    fn local_partitions(&self) -> impl Iterator<Item = u32> + '_ {
+        let leadership = self.replication.leadership();
+        (0..self.ring.partitions()).filter(|p| leadership.serving_epoch(*p).is_some())
     }
 
-    fn registered(&self, consumer_id: &str) -> Result<(Consumer, Vec<TopicPartition>), ApiError> {
+    /// The consumer and its partitions. A consumer unknown here may have registered through
+    /// another broker a moment ago: it is looked up again after catching up with Raft.
+    async fn registered(&self, consumer_id: &str) -> Result<(Consumer, Vec<TopicPartition>), ApiError> {
         let partitions = self.ring.partitions();
-        self.raft
-            .read(|state| {
+        let lookup = || {
+            self.raft.read(|state| {
                 let consumer = state.consumers.get(consumer_id)?.clone();
                 Some((consumer, assigned_to(state, consumer_id, partitions)))
             })
-            .ok_or_else(|| ApiError::ConsumerNotRegistered(consumer_id.to_string()))
+        };
+        if let Some(found) = lookup() {
+            return Ok(found);
+        }
+        self.raft.catch_up_with_leader().await?;
+        lookup().ok_or_else(|| ApiError::ConsumerNotRegistered(consumer_id.to_string()))
     }
 
     pub async fn poll(&self, consumer_id: &str) -> Result<PollOutcome, ApiError> {
-        let (consumer, assigned) = self.registered(consumer_id)?;
+        let (consumer, assigned) = self.registered(consumer_id).await?;
         self.activity.touch(consumer_id);
         let group_cursors = self.cursors.group(&consumer.group);
         let mut cursors = group_cursors.lock().await;
         for (tp, offset) in take_uncommitted(&mut cursors, consumer_id) {
             self.pending.add(&consumer.group, &tp.topic, tp.partition, offset);
         }
-        let mut local: Vec<TopicPartition> =
-            assigned.into_iter().filter(|tp| self.ring.broker_of(tp.partition) == self.my_broker).collect();
+        let leadership = self.replication.leadership();
+        let mut local: Vec<(TopicPartition, u64)> = assigned
+            .into_iter()
+            .filter_map(|tp| leadership.serving_epoch(tp.partition).map(|epoch| (tp, epoch)))
+            .collect();
         if local.is_empty() {
             return Ok(PollOutcome::NothingAssignedHere);
         }
@@ -200,14 +211,17 @@ impl ConsumerService {
 
         let mut budget = self.poll_max_bytes;
         let mut chunks = Vec::new();
-        for tp in local {
+        for (tp, epoch) in local {
             if budget == 0 {
                 break;
             }
-            let next = self.cursor_position(&mut cursors, &consumer, &tp);
-            let mut read = self.storage.read(&tp.topic, tp.partition, next, budget).await?;
+            let next = self.cursor_position(&mut cursors, &consumer, &tp, epoch);
             // Only what a majority of the partition's copies hold is delivered.
             let readable = self.replication.readable_end(&tp.topic, tp.partition);
+            if next >= readable {
+                continue;
+            }
+            let mut read = self.storage.read(&tp.topic, tp.partition, next, budget).await?;
             read.records.retain(|r| r.offset < readable);
             let reached = read.records.last().map_or(next.max(read.next_offset.min(readable)), |r| r.offset + 1);
             if let Some(cursor) = cursors.get_mut(&tp) {
@@ -225,8 +239,8 @@ impl ConsumerService {
 
     /// Where `consumer` reads `tp` next: its own cursor, or, when it takes the partition over,
     /// the group's committed offset (earliest retained when the group never committed one).
-    fn cursor_position(&self, cursors: &mut GroupCursors, consumer: &Consumer, tp: &TopicPartition) -> u64 {
-        if let Some(cursor) = cursors.get(tp).filter(|c| c.owner == consumer.id) {
+    fn cursor_position(&self, cursors: &mut GroupCursors, consumer: &Consumer, tp: &TopicPartition, epoch: u64) -> u64 {
+        if let Some(cursor) = cursors.get(tp).filter(|c| c.owner == consumer.id && c.epoch == epoch) {
             return cursor.next;
         }
         let committed = self.raft.read(|s: &ClusterState| s.committed(&consumer.group, &tp.topic, tp.partition));
@@ -238,13 +252,13 @@ impl ConsumerService {
             tracing::info!(group = %consumer.group, topic = %tp.topic, partition = tp.partition,
                 from = %previous.owner, to = %consumer.id, offset = start, "partition handed over");
         }
-        cursors.insert(tp.clone(), Cursor { owner: consumer.id.clone(), next: start, committed: start });
+        cursors.insert(tp.clone(), Cursor { owner: consumer.id.clone(), next: start, committed: start, epoch });
         start
     }
 
     /// Commits the positions this consumer reached, and waits for the Raft commit.
     pub async fn commit(&self, consumer_id: &str) -> Result<(), ApiError> {
-        let (consumer, _) = self.registered(consumer_id)?;
+        let (consumer, _) = self.registered(consumer_id).await?;
         self.activity.touch(consumer_id);
         let offsets = self.cluster_positions(&consumer).await;
         if !offsets.is_empty() {
@@ -290,7 +304,7 @@ impl ConsumerService {
 
     /// Commits (unless `commit` is false) and unregisters.
     pub async fn goodbye(&self, consumer_id: &str, commit: bool) -> Result<(), ApiError> {
-        let (consumer, _) = self.registered(consumer_id)?;
+        let (consumer, _) = self.registered(consumer_id).await?;
         let offsets = if commit { self.cluster_positions(&consumer).await } else { Vec::new() };
         let result = self.raft.propose(Command::Goodbye { consumer_id: consumer_id.to_string(), offsets }).await?;
         self.activity.forget(consumer_id);

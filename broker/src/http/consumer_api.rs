@@ -1,6 +1,6 @@
 //! Register, poll, commit, goodbye (SPEC §4).
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -19,6 +19,7 @@ pub fn router(app: SharedState) -> Router {
             .route("/v1/consumer/poll", post(poll))
             .route("/v1/consumer/commit", post(commit))
             .route("/v1/consumer/goodbye", post(goodbye))
+            .route("/v1/groups/{group}", get(group))
             .route("/status", get(status)),
     )
     .with_state(app)
@@ -179,4 +180,18 @@ fn json_chunks(app: &SharedState, chunks: &[Chunk]) -> Response {
     }
     out.push(b']');
     ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+}
+
+/// A group's members and committed offsets (topic → partition → next offset to read), as
+/// this broker's Raft state has them: for operators and lag checks.
+async fn group(State(app): State<SharedState>, Path(group): Path<String>) -> Response {
+    let view = app.raft.read(|s| {
+        let members: Vec<&str> = s.members(&group).iter().map(|c| c.id.as_str()).collect();
+        (!members.is_empty() || s.offsets.contains_key(&group))
+            .then(|| serde_json::json!({"group": group, "members": members, "offsets": s.offsets.get(&group)}))
+    });
+    match view {
+        Some(view) => axum::Json(view).into_response(),
+        None => ApiError::UnknownGroup(group).into_response(),
+    }
 }

@@ -1,12 +1,22 @@
+//! The discovery port: the broker list clients start from (SPEC §5), and the cluster view
+//! operators look at (which broker leads each partition, in which epoch, and the Raft leader).
+
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use runnel_discovery::BrokerList;
+use serde::Serialize;
 
 use super::{status::status, with_fallbacks, SharedState};
 
 pub fn router(app: SharedState) -> Router {
-    with_fallbacks(Router::new().route("/v1/brokers", get(brokers)).route("/status", get(status))).with_state(app)
+    with_fallbacks(
+        Router::new()
+            .route("/v1/brokers", get(brokers))
+            .route("/v1/cluster", get(cluster))
+            .route("/status", get(status)),
+    )
+    .with_state(app)
 }
 
 async fn brokers(State(app): State<SharedState>) -> Json<BrokerList> {
@@ -18,4 +28,42 @@ async fn brokers(State(app): State<SharedState>) -> Json<BrokerList> {
         producer_port: app.producer_port,
         consumer_port: app.consumer_port,
     })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterView {
+    /// The broker answering.
+    broker: u32,
+    /// Ordinal of the Raft leader (the controller), as this broker knows it.
+    raft_leader: Option<u32>,
+    partitions: Vec<PartitionView>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PartitionView {
+    partition: u32,
+    leader: u32,
+    epoch: u64,
+    /// Brokers holding a copy, the ring owner first.
+    replicas: Vec<u32>,
+}
+
+async fn cluster(State(app): State<SharedState>) -> Json<ClusterView> {
+    let leadership = app.replication.leadership();
+    let raft_leader =
+        app.raft.leader_addr().and_then(|addr| (0..app.peers.count()).find(|i| app.peers.peer_addr(*i) == addr));
+    let partitions = (0..app.ring.partitions())
+        .map(|partition| {
+            let current = leadership.current(partition);
+            PartitionView {
+                partition,
+                leader: current.broker,
+                epoch: current.epoch,
+                replicas: leadership.replicas(partition),
+            }
+        })
+        .collect();
+    Json(ClusterView { broker: app.peers.ordinal(), raft_leader, partitions })
 }

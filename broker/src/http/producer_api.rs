@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use serde::Serialize;
 
 use super::{status::status, with_fallbacks, SharedState};
-use crate::cluster::forward_produce;
+use crate::cluster::produce_to_leader;
 use crate::error::ApiError;
 use crate::store::validate_topic_name;
 
@@ -92,7 +92,7 @@ async fn store(
     let body = read_body(body, limit).await?;
     // Checked once the body is in: a request still uploading when shutdown begins is refused
     // (the client retries elsewhere), one already writing is finished.
-    if !app.ready() {
+    if !app.accepts_writes() {
         return Err(ApiError::Unavailable(
             "the broker is not ready to accept writes (starting or shutting down)".into(),
         ));
@@ -110,12 +110,7 @@ async fn store(
         }
     };
     let bytes: usize = records.iter().map(Bytes::len).sum();
-    let owner = app.ring.broker_of(partition);
-    let appended = if owner == app.peers.ordinal() {
-        app.replication.append(topic, partition, records).await?
-    } else {
-        forward_produce(&app.peers, owner, topic, partition, &records).await?
-    };
+    let appended = produce_to_leader(&app.replication, &app.peers, topic, partition, records).await?;
     app.metrics.produce_records.inc_by(appended.count as u64);
     app.metrics.produce_bytes.inc_by(bytes as u64);
     let info = app.ring.info(partition);

@@ -1,7 +1,8 @@
-//! The leader side: one replicator task per (partition, follower) streams the leader's
-//! fsync'd records to the follower in offset order, from wherever the follower's copy ends
-//! (so a follower that was down catches up by itself). Produces wait until a majority of
-//! copies hold their records; consumers read only that far (the high watermark).
+//! The leader side: one replicator task per (topic partition, follower, epoch) streams the
+//! leader's fsync'd records to the follower in offset order, from wherever the follower's
+//! copy ends (so a follower that was down catches up by itself). Before that it compares leader
+//! epochs and has the follower cut any tail this leader does not have. Produces wait until a
+//! majority of copies hold their records; consumers read only that far (the high watermark).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,12 +11,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
-use super::follower_api::ReplicaEnd;
-use super::replica_set::{followers_needed, followers_of};
+use super::leadership::Leadership;
+use super::peer_api::{CopyState, EPOCHS_HEADER};
+use super::replica_set::others_needed;
 use crate::cluster::{encode_frames, Peers};
 use crate::error::ApiError;
-use crate::partitioning::Ring;
-use crate::store::{Appended, Storage};
+use crate::store::{Appended, EpochStart, Storage, StorageError};
 
 /// A produce waits at most this long for a majority of copies before it gets 503.
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,13 +25,14 @@ const RETRY: Duration = Duration::from_millis(200);
 /// A replicator with nothing to send re-checks at least this often.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// Most record bytes in one replication request.
-const SEND_BYTES: usize = 1024 * 1024;
+pub(super) const SEND_BYTES: usize = 1024 * 1024;
 
-struct PartitionCopies {
-    followers: Vec<u32>,
+pub(super) struct PartitionCopies {
+    pub epoch: u64,
+    pub followers: Vec<u32>,
     /// Where each follower's copy is known to end.
-    ends: Mutex<Vec<u64>>,
-    /// End of the prefix that a majority of copies hold (never moves back).
+    pub ends: Mutex<Vec<u64>>,
+    /// End of the prefix that a majority of copies hold (never moves back within an epoch).
     majority_end: watch::Sender<u64>,
     /// Wakes the replicators when the leader appended something.
     appended: Notify,
@@ -44,7 +46,7 @@ impl PartitionCopies {
         }
         let mut sorted = ends.clone();
         sorted.sort_unstable_by(|a, b| b.cmp(a));
-        let needed = followers_needed(sorted.len());
+        let needed = others_needed(sorted.len());
         if let Some(&reached) = sorted.get(needed.saturating_sub(1)) {
             self.majority_end.send_if_modified(|current| {
                 let moved = reached > *current;
@@ -53,54 +55,84 @@ impl PartitionCopies {
             });
         }
     }
+
+    /// Where follower `broker`'s copy is known to end.
+    pub fn end_of(&self, broker: u32) -> Option<u64> {
+        let index = self.followers.iter().position(|b| *b == broker)?;
+        self.ends.lock().unwrap_or_else(|p| p.into_inner()).get(index).copied()
+    }
 }
 
 enum SendError {
     /// The follower's copy ends elsewhere.
-    Mismatch(u64),
+    Mismatch,
+    /// The follower knows a later leader epoch: this broker no longer leads.
+    Fenced,
     Unreachable(String),
 }
 
 pub struct Replication {
-    storage: Storage,
-    peers: Peers,
-    ring: Ring,
+    pub(super) storage: Storage,
+    pub(super) peers: Peers,
+    pub(super) leadership: Leadership,
     partitions: Mutex<HashMap<(String, u32), Arc<PartitionCopies>>>,
 }
 
 impl Replication {
-    pub fn new(storage: Storage, peers: Peers, ring: Ring) -> Arc<Replication> {
-        Arc::new(Replication { storage, peers, ring, partitions: Mutex::new(HashMap::new()) })
+    pub fn new(storage: Storage, peers: Peers, leadership: Leadership) -> Arc<Replication> {
+        Arc::new(Replication { storage, peers, leadership, partitions: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
     }
 
     /// Appends on this broker (the partition's leader) and returns once a majority of the
-    /// partition's copies hold the records fsync'd.
+    /// partition's copies hold the records fsync'd. [`ApiError::NotLeader`] means nothing was
+    /// stored and the caller may send the records to the new leader.
     pub async fn append(
         self: &Arc<Self>,
         topic: &str,
         partition: u32,
         records: Vec<Bytes>,
     ) -> Result<Appended, ApiError> {
-        let appended = self.storage.append(topic, partition, records).await?;
-        let copies = self.copies(topic, partition);
+        let permit = self.leadership.write_permit(partition).ok_or(ApiError::NotLeader(partition))?;
+        let epoch = permit.epoch;
+        let appended = match self.storage.append(topic, partition, records, epoch).await {
+            Err(StorageError::StaleEpoch { .. }) => return Err(ApiError::NotLeader(partition)),
+            other => other?,
+        };
+        drop(permit);
+        let copies = self.copies(topic, partition, epoch);
         if copies.followers.is_empty() {
             return Ok(appended);
         }
         copies.appended.notify_waiters();
         let end = appended.base_offset + u64::from(appended.count);
         let mut majority = copies.majority_end.subscribe();
-        let reached = tokio::time::timeout(ACK_TIMEOUT, async { majority.wait_for(|r| *r >= end).await.is_ok() }).await;
-        match reached {
-            Ok(true) => Ok(appended),
-            _ => Err(ApiError::Unavailable(format!(
-                "partition {partition} could not reach a majority of its replicas (stored on the leader only; a retry may duplicate)"
-            ))),
+        let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+        loop {
+            let reached = tokio::time::timeout(IDLE_WAIT, majority.wait_for(|r| *r >= end)).await;
+            if matches!(reached, Ok(Ok(_))) {
+                return Ok(appended);
+            }
+            if !self.leadership.leads(partition, epoch) {
+                return Err(ApiError::Unavailable(format!(
+                    "partition {partition} changed leader before a majority held the records (a retry may duplicate them)"
+                )));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::Unavailable(format!(
+                    "partition {partition} could not reach a majority of its replicas (stored on the leader only; a retry may duplicate)"
+                )));
+            }
         }
     }
 
     /// Offsets below this may be served to consumers: a majority of copies hold them.
     pub fn readable_end(self: &Arc<Self>, topic: &str, partition: u32) -> u64 {
-        let copies = self.copies(topic, partition);
+        let Some(epoch) = self.leadership.serving_epoch(partition) else { return 0 };
+        let copies = self.copies(topic, partition, epoch);
         if copies.followers.is_empty() {
             return self.storage.bounds(topic, partition).map_or(0, |(_, end)| end);
         }
@@ -108,13 +140,15 @@ impl Replication {
         reached
     }
 
-    fn copies(self: &Arc<Self>, topic: &str, partition: u32) -> Arc<PartitionCopies> {
+    /// The copies of `topic`/`partition` in `epoch`, starting their replicators on first use.
+    pub(super) fn copies(self: &Arc<Self>, topic: &str, partition: u32, epoch: u64) -> Arc<PartitionCopies> {
         let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(copies) = partitions.get(&(topic.to_string(), partition)) {
+        if let Some(copies) = partitions.get(&(topic.to_string(), partition)).filter(|c| c.epoch == epoch) {
             return copies.clone();
         }
-        let followers = followers_of(&self.ring, self.peers.count(), partition);
+        let followers = self.leadership.others(partition);
         let copies = Arc::new(PartitionCopies {
+            epoch,
             ends: Mutex::new(vec![0; followers.len()]),
             followers,
             majority_end: watch::channel(0).0,
@@ -129,14 +163,15 @@ impl Replication {
 
     async fn replicate_to(self: Arc<Self>, copies: Arc<PartitionCopies>, topic: String, partition: u32, index: usize) {
         let follower = copies.followers[index];
+        let epoch = copies.epoch;
         let mut known_end: Option<u64> = None;
-        loop {
+        while self.leadership.leads(partition, epoch) {
             let follower_end = match known_end {
                 Some(end) => end,
-                None => match self.ask_end(follower, &topic, partition).await {
+                None => match self.agree_on_end(follower, &topic, partition, epoch).await {
                     Ok(end) => end,
                     Err(reason) => {
-                        tracing::debug!(%topic, partition, follower, "replica unreachable: {reason}");
+                        tracing::debug!(%topic, partition, follower, "replica not in step yet: {reason}");
                         tokio::time::sleep(RETRY).await;
                         continue;
                     }
@@ -149,10 +184,6 @@ impl Replication {
             copies.record(index, follower_end.min(local_end));
             known_end = Some(follower_end);
             if follower_end >= local_end {
-                if follower_end > local_end {
-                    tracing::error!(%topic, partition, follower, follower_end, local_end,
-                        "a replica holds more than its leader; it is not counted until the leader catches up");
-                }
                 let _ = tokio::time::timeout(IDLE_WAIT, appended).await;
                 continue;
             }
@@ -171,9 +202,16 @@ impl Replication {
                 continue;
             }
             let values: Vec<Bytes> = read.records.into_iter().map(|r| r.value).collect();
-            match self.send(follower, &topic, partition, follower_end, &values).await {
+            let end = follower_end + values.len() as u64;
+            let epochs = self.storage.epochs_covering(&topic, partition, follower_end, end);
+            match self.send(follower, &topic, partition, (follower_end, epoch), &values, &epochs).await {
                 Ok(end) => known_end = Some(end),
-                Err(SendError::Mismatch(end)) => known_end = Some(end),
+                Err(SendError::Mismatch) => known_end = None,
+                Err(SendError::Fenced) => {
+                    tracing::info!(%topic, partition, follower, epoch, "a replica knows a newer leader; stepping back");
+                    tokio::time::sleep(RETRY).await;
+                    known_end = None;
+                }
                 Err(SendError::Unreachable(reason)) => {
                     tracing::debug!(%topic, partition, follower, "replication failed: {reason}");
                     known_end = None;
@@ -183,13 +221,35 @@ impl Replication {
         }
     }
 
-    async fn ask_end(&self, follower: u32, topic: &str, partition: u32) -> Result<u64, String> {
-        let url = self.peers.url(follower, &format!("/cluster/end/{topic}/{partition}"));
-        let response = self.peers.http().get(url).send().await.map_err(|e| e.to_string())?;
+    /// Finds where the follower's copy agrees with this log: asks for its end and last epoch,
+    /// and has it cut whatever follows the end of that epoch here (the leader-epoch rule).
+    async fn agree_on_end(&self, follower: u32, topic: &str, partition: u32, epoch: u64) -> Result<u64, String> {
+        loop {
+            let state = self.copy_state(follower, topic, partition).await?;
+            if state.last_epoch > epoch {
+                return Err(format!("the replica has records of epoch {}, newer than {epoch}", state.last_epoch));
+            }
+            let agreed = self.storage.end_of_epoch(topic, partition, state.last_epoch);
+            if agreed >= state.end {
+                return Ok(state.end);
+            }
+            tracing::info!(%topic, partition, follower, from = agreed, to = state.end, "replica has a tail this leader lacks; cutting it");
+            let url =
+                self.peers.url(follower, &format!("/cluster/truncate/{topic}/{partition}?to={agreed}&epoch={epoch}"));
+            let response = self.peers.http().post(url).send().await.map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("truncate answered {}", response.status()));
+            }
+        }
+    }
+
+    pub(super) async fn copy_state(&self, broker: u32, topic: &str, partition: u32) -> Result<CopyState, String> {
+        let url = self.peers.url(broker, &format!("/cluster/end/{topic}/{partition}"));
+        let response = self.peers.http().get(url).timeout(RETRY * 5).send().await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
-        response.json::<ReplicaEnd>().await.map(|r| r.end).map_err(|e| e.to_string())
+        response.json::<CopyState>().await.map_err(|e| e.to_string())
     }
 
     async fn send(
@@ -197,24 +257,27 @@ impl Replication {
         follower: u32,
         topic: &str,
         partition: u32,
-        base: u64,
+        (base, epoch): (u64, u64),
         records: &[Bytes],
+        epochs: &[EpochStart],
     ) -> Result<u64, SendError> {
-        let url = self.peers.url(follower, &format!("/cluster/replicate/{topic}/{partition}?base={base}"));
+        let url =
+            self.peers.url(follower, &format!("/cluster/replicate/{topic}/{partition}?base={base}&epoch={epoch}"));
         let response = self
             .peers
             .http()
             .post(url)
+            .header(EPOCHS_HEADER, super::peer_api::format_epochs(epochs))
             .body(encode_frames(records))
             .send()
             .await
             .map_err(|e| SendError::Unreachable(e.to_string()))?;
         let status = response.status();
-        let end = response.json::<ReplicaEnd>().await.map(|r| r.end);
-        match (status.as_u16(), end) {
-            (200, Ok(end)) => Ok(end),
-            (409, Ok(end)) => Err(SendError::Mismatch(end)),
-            (_, _) => Err(SendError::Unreachable(format!("answered {status}"))),
+        match (status.as_u16(), response.json::<CopyState>().await) {
+            (200, Ok(state)) => Ok(state.end),
+            (409, _) => Err(SendError::Mismatch),
+            (412, _) => Err(SendError::Fenced),
+            _ => Err(SendError::Unreachable(format!("answered {status}"))),
         }
     }
 }

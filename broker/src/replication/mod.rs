@@ -1,11 +1,15 @@
-//! Partition replication: each partition's leader (its ring owner) copies its log to the
-//! next brokers on the ring, and a produce is acknowledged once a majority of the replicas
-//! hold it fsync'd. Leaders are fixed for now; failover with leader epochs comes next.
+//! Partition replication and leadership. Each partition has copies on its ring owner and the
+//! next brokers; Raft names which copy leads, in numbered leader epochs. The leader copies its
+//! log to the others and acknowledges a produce once a majority hold it fsync'd. The
+//! controller (the Raft leader) moves leadership away from dead brokers and back to owners.
 
-mod follower_api;
+mod controller;
 mod leader;
+mod leadership;
+mod peer_api;
 mod replica_set;
+mod takeover;
 
-pub use follower_api::router as follower_router;
 pub use leader::Replication;
-pub use replica_set::followers_of;
+pub use leadership::Leadership;
+pub use peer_api::router as replication_router;

@@ -1,0 +1,167 @@
+//! This broker's view of partition leadership: who leads each partition (the Raft state),
+//! which partitions this broker serves (it leads them and finished taking them over), which
+//! it is handing to another broker, and the oldest leader epoch it still takes copies from.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use super::replica_set::replicas_of;
+use crate::cluster_state::PartitionLeader;
+use crate::consensus::RaftNode;
+use crate::partitioning::Ring;
+
+pub struct Leadership {
+    raft: RaftNode,
+    ring: Ring,
+    me: u32,
+    brokers: u32,
+    /// Partitions this broker finished taking over, with the epoch it took them in.
+    serving: Mutex<HashMap<u32, u64>>,
+    writes: Mutex<Writes>,
+    /// Highest epoch a new leader announced here before this broker applied it from Raft.
+    fences: Mutex<HashMap<u32, u64>>,
+}
+
+/// Local writes per partition, and the partitions being handed over (no new writes): one lock,
+/// so a hand-over that saw no write in flight cannot miss one that is just starting.
+#[derive(Default)]
+struct Writes {
+    in_flight: HashMap<u32, usize>,
+    handing_off: HashSet<u32>,
+}
+
+/// Permission to write to a partition this broker serves, held while the local write runs.
+pub struct WritePermit<'a> {
+    leadership: &'a Leadership,
+    partition: u32,
+    pub epoch: u64,
+}
+
+impl Drop for WritePermit<'_> {
+    fn drop(&mut self) {
+        let mut writes = lock(&self.leadership.writes);
+        if let Some(count) = writes.in_flight.get_mut(&self.partition) {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Leadership {
+    pub fn new(raft: RaftNode, ring: Ring, me: u32, brokers: u32) -> Leadership {
+        Leadership {
+            raft,
+            ring,
+            me,
+            brokers,
+            serving: Mutex::default(),
+            writes: Mutex::default(),
+            fences: Mutex::default(),
+        }
+    }
+
+    pub fn me(&self) -> u32 {
+        self.me
+    }
+
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    pub fn raft(&self) -> &RaftNode {
+        &self.raft
+    }
+
+    /// The partition's leader as this broker last applied it.
+    pub fn current(&self, partition: u32) -> PartitionLeader {
+        self.raft.read(|s| s.leader(partition, self.ring.broker_of(partition)))
+    }
+
+    pub fn replicas(&self, partition: u32) -> Vec<u32> {
+        replicas_of(&self.ring, self.brokers, partition)
+    }
+
+    /// The other copies of a partition this broker leads.
+    pub fn others(&self, partition: u32) -> Vec<u32> {
+        self.replicas(partition).into_iter().filter(|b| *b != self.me).collect()
+    }
+
+    /// The epoch in which this broker may write to and serve `partition`, if it may.
+    pub fn serving_epoch(&self, partition: u32) -> Option<u64> {
+        let current = self.current(partition);
+        let serving = current.broker == self.me
+            && lock(&self.serving).get(&partition) == Some(&current.epoch)
+            && !lock(&self.writes).handing_off.contains(&partition);
+        serving.then_some(current.epoch)
+    }
+
+    /// Permission for one local write, if this broker serves `partition`.
+    pub fn write_permit(&self, partition: u32) -> Option<WritePermit<'_>> {
+        let current = self.current(partition);
+        let mut writes = lock(&self.writes);
+        let serving = current.broker == self.me
+            && lock(&self.serving).get(&partition) == Some(&current.epoch)
+            && !writes.handing_off.contains(&partition);
+        if !serving {
+            return None;
+        }
+        *writes.in_flight.entry(partition).or_insert(0) += 1;
+        Some(WritePermit { leadership: self, partition, epoch: current.epoch })
+    }
+
+    /// Local writes to `partition` still running.
+    pub fn writes_in_flight(&self, partition: u32) -> usize {
+        lock(&self.writes).in_flight.get(&partition).copied().unwrap_or(0)
+    }
+
+    /// This broker still leads `partition` in `epoch` (also while handing it off).
+    pub fn leads(&self, partition: u32, epoch: u64) -> bool {
+        self.current(partition) == PartitionLeader { broker: self.me, epoch }
+    }
+
+    /// Partitions Raft says this broker leads, each with its epoch, and whether it serves them.
+    pub fn led(&self) -> Vec<(u32, u64, bool)> {
+        let serving = lock(&self.serving).clone();
+        (0..self.ring.partitions())
+            .map(|p| (p, self.current(p)))
+            .filter(|(_, l)| l.broker == self.me)
+            .map(|(p, l)| (p, l.epoch, serving.get(&p) == Some(&l.epoch)))
+            .collect()
+    }
+
+    pub fn mark_serving(&self, partition: u32, epoch: u64) {
+        lock(&self.serving).insert(partition, epoch);
+    }
+
+    /// Stops new writes to `partition`; false if a hand-off is already running.
+    pub fn begin_hand_off(&self, partition: u32) -> bool {
+        lock(&self.writes).handing_off.insert(partition)
+    }
+
+    pub fn end_hand_off(&self, partition: u32) {
+        lock(&self.writes).handing_off.remove(&partition);
+    }
+
+    /// A new leader of `partition` in `epoch` announced itself: copies from older epochs are
+    /// refused from now on. False if this broker already knows a later epoch.
+    pub fn fence(&self, partition: u32, epoch: u64) -> bool {
+        let mut fences = lock(&self.fences);
+        let known = fences.get(&partition).copied().unwrap_or(0).max(self.current(partition).epoch);
+        if epoch < known {
+            return false;
+        }
+        fences.insert(partition, epoch);
+        true
+    }
+
+    /// Whether a copy sent by the leader of `epoch` may be stored here.
+    pub fn accepts_copy(&self, partition: u32, epoch: u64) -> bool {
+        let current = self.current(partition);
+        let fenced = lock(&self.fences).get(&partition).copied().unwrap_or(0);
+        let i_lead_it = current.broker == self.me && current.epoch >= epoch;
+        self.raft.has_caught_up() && epoch >= current.epoch.max(fenced) && !i_lead_it
+    }
+}

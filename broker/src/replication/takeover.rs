@@ -1,0 +1,193 @@
+//! Becoming a partition's leader. Raft names the leader and its epoch; before serving, the new
+//! leader fences a majority of the copies (they refuse the old leader from then on, so it can
+//! acknowledge nothing more) and takes from the most advanced of them whatever it lacks, so
+//! every record a majority acknowledged is in its log. Only then does it accept writes.
+//!
+//! Handing over is the graceful reverse: the leader stops taking writes, waits until the
+//! chosen broker holds everything, and then asks Raft to move the leadership.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::leader::Replication;
+use super::peer_api::{parse_epochs, CopyState, EpochEnd, FenceAnswer, FenceRequest};
+use super::replica_set::others_needed;
+use crate::cluster::decode_frames;
+use crate::cluster_state::{Command, CommandResult};
+use crate::error::ApiError;
+
+/// How often the leadership table is checked for partitions to take over.
+const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// A hand-over waits this long for the new leader to catch up before giving up.
+const HAND_OVER_WAIT: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Replication {
+    /// Takes over every partition Raft assigns to this broker, until `stop` fires.
+    pub async fn run_takeovers(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let running: Arc<std::sync::Mutex<BTreeSet<(u32, u64)>>> = Arc::default();
+        loop {
+            for (partition, epoch, serving) in self.leadership.led() {
+                if serving || !running.lock().unwrap_or_else(|p| p.into_inner()).insert((partition, epoch)) {
+                    continue;
+                }
+                let (this, running) = (self.clone(), running.clone());
+                tokio::spawn(async move {
+                    match this.take_over(partition, epoch).await {
+                        Ok(()) => this.leadership.mark_serving(partition, epoch),
+                        Err(reason) => {
+                            tracing::warn!(partition, epoch, "cannot take the partition over yet: {reason}");
+                            tokio::time::sleep(CHECK_EVERY * 4).await;
+                        }
+                    }
+                    running.lock().unwrap_or_else(|p| p.into_inner()).remove(&(partition, epoch));
+                });
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(CHECK_EVERY) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    async fn take_over(self: &Arc<Self>, partition: u32, epoch: u64) -> Result<(), String> {
+        let others = self.leadership.others(partition);
+        let calls = others.iter().map(|&broker| {
+            let url = self.peers.url(broker, &format!("/cluster/fence/{partition}"));
+            let call = self.peers.http().post(url).json(&FenceRequest { epoch }).timeout(CALL_TIMEOUT).send();
+            async move {
+                let response = call.await.ok().filter(|r| r.status().is_success())?;
+                Some((broker, response.json::<FenceAnswer>().await.ok()?))
+            }
+        });
+        let fenced: Vec<(u32, FenceAnswer)> =
+            futures_util::future::join_all(calls).await.into_iter().flatten().collect();
+        if fenced.len() < others_needed(others.len()) {
+            return Err(format!("only {} of the {} other copies answered", fenced.len(), others.len()));
+        }
+        if !self.leadership.leads(partition, epoch) {
+            return Err("leadership moved on meanwhile".into());
+        }
+        let mut topics: BTreeSet<String> = fenced.iter().flat_map(|(_, a)| a.topics.keys().cloned()).collect();
+        topics.extend(self.storage.topics().into_iter().filter(|t| self.storage.bounds(t, partition).is_some()));
+        for topic in topics {
+            let mine = CopyState {
+                end: self.storage.bounds(&topic, partition).map_or(0, |(_, end)| end),
+                last_epoch: self.storage.last_epoch(&topic, partition),
+            };
+            let best = fenced
+                .iter()
+                .filter_map(|(broker, answer)| Some((*broker, *answer.topics.get(&topic)?)))
+                .max_by_key(|(_, state)| (state.last_epoch, state.end));
+            if let Some((source, state)) = best.filter(|(_, s)| (s.last_epoch, s.end) > (mine.last_epoch, mine.end)) {
+                tracing::info!(%topic, partition, epoch, source, mine = ?mine, theirs = ?state,
+                    "new leader takes the records it lacks from another copy");
+                self.copy_from(source, &topic, partition).await?;
+            }
+        }
+        tracing::info!(partition, epoch, "leading the partition");
+        Ok(())
+    }
+
+    /// Makes this log equal to `source`'s copy: cuts where the two part (leader-epoch rule),
+    /// then appends what `source` has beyond.
+    async fn copy_from(&self, source: u32, topic: &str, partition: u32) -> Result<(), String> {
+        loop {
+            let end = self.storage.bounds(topic, partition).map_or(0, |(_, end)| end);
+            let last_epoch = self.storage.last_epoch(topic, partition);
+            let url = self.peers.url(source, &format!("/cluster/epoch-end/{topic}/{partition}?epoch={last_epoch}"));
+            let theirs: EpochEnd = self.get_json(url).await?;
+            if theirs.epoch_end < end {
+                self.storage.truncate(topic, partition, theirs.epoch_end).await.map_err(|e| e.to_string())?;
+                continue;
+            }
+            if end >= theirs.end {
+                return Ok(());
+            }
+            let url = self.peers.url(source, &format!("/cluster/read/{topic}/{partition}?from={end}"));
+            let response = self.peers.http().get(url).timeout(CALL_TIMEOUT).send().await.map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("reading from broker {source} answered {}", response.status()));
+            }
+            let epochs = parse_epochs(response.headers()).map_err(|e| e.to_string())?;
+            let body: Bytes = response.bytes().await.map_err(|e| e.to_string())?;
+            let records = decode_frames(&body)?;
+            if records.is_empty() {
+                return Err(format!("broker {source} no longer has records from offset {end}"));
+            }
+            self.storage.append_at(topic, partition, end, records, epochs).await.map_err(|e| e.to_string())?;
+        }
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: String) -> Result<T, String> {
+        let response = self.peers.http().get(url).timeout(CALL_TIMEOUT).send().await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("answered {}", response.status()));
+        }
+        response.json().await.map_err(|e| e.to_string())
+    }
+
+    /// Hands `partition` to broker `to` without losing or refusing a write: new writes wait
+    /// (the brokers that forward them retry), `to` catches up, then Raft moves the leadership.
+    pub async fn hand_over(self: &Arc<Self>, partition: u32, to: u32) -> Result<(), ApiError> {
+        let Some(epoch) = self.leadership.serving_epoch(partition) else { return Ok(()) };
+        if to == self.leadership.me() || !self.leadership.others(partition).contains(&to) {
+            return Err(ApiError::BadRequest(format!("broker {to} holds no copy of partition {partition}")));
+        }
+        if !self.leadership.begin_hand_off(partition) {
+            return Ok(());
+        }
+        let result = self.hand_over_when_caught_up(partition, epoch, to).await;
+        self.leadership.end_hand_off(partition);
+        match &result {
+            Ok(()) => tracing::info!(partition, to, epoch = epoch + 1, "handed the partition over"),
+            Err(e) => tracing::warn!(partition, to, "hand-over abandoned: {e}"),
+        }
+        result
+    }
+
+    async fn hand_over_when_caught_up(self: &Arc<Self>, partition: u32, epoch: u64, to: u32) -> Result<(), ApiError> {
+        let deadline = tokio::time::Instant::now() + HAND_OVER_WAIT;
+        while self.leadership.writes_in_flight(partition) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let topics: Vec<String> =
+            self.storage.topics().into_iter().filter(|t| self.storage.bounds(t, partition).is_some()).collect();
+        loop {
+            let behind = topics.iter().any(|topic| {
+                let end = self.storage.bounds(topic, partition).map_or(0, |(_, end)| end);
+                self.copies(topic, partition, epoch).end_of(to).is_none_or(|theirs| theirs < end)
+            });
+            if !behind {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::Unavailable(format!("broker {to} did not catch up on partition {partition}")));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let command = Command::SetLeader { partition, broker: to, epoch: epoch + 1 };
+        match self.leadership.raft().propose(command).await? {
+            CommandResult::LeaderSet { applied: true } => Ok(()),
+            _ => Err(ApiError::Unavailable(format!("partition {partition}'s leadership changed meanwhile"))),
+        }
+    }
+
+    /// Hands every partition this broker serves to a live copy (at shutdown).
+    pub async fn hand_over_all(self: &Arc<Self>) {
+        let moves = self.leadership.led().into_iter().filter(|(_, _, serving)| *serving).map(|(partition, _, _)| {
+            let this = self.clone();
+            async move {
+                for to in this.leadership.others(partition) {
+                    if this.hand_over(partition, to).await.is_ok() {
+                        return;
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(moves).await;
+    }
+}

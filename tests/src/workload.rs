@@ -1,0 +1,408 @@
+//! A fault-test workload and its checker: keyed producers that retry until each record is
+//! acknowledged, a consumer group polling every broker, and a sampler of the group's committed
+//! offsets, all against a set of brokers that the test kills and restarts. [`Report::check`]
+//! then proves what a user relies on: every acknowledged record was consumed, in order per key,
+//! committed offsets never went backwards, and no write waited longer than allowed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// Where one broker is reached, and whether the test has it running.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub producer: String,
+    pub consumer: String,
+    pub discovery: String,
+    pub up: bool,
+}
+
+impl Endpoint {
+    pub fn of(broker: &crate::BrokerProcess) -> Endpoint {
+        Endpoint {
+            producer: broker.url(9251, ""),
+            consumer: broker.url(9252, ""),
+            discovery: broker.url(9250, ""),
+            up: true,
+        }
+    }
+}
+
+pub type Endpoints = Arc<Mutex<Vec<Endpoint>>>;
+
+fn up(endpoints: &Endpoints) -> Vec<Endpoint> {
+    endpoints.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|e| e.up).cloned().collect()
+}
+
+/// One acknowledged record.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub key: String,
+    pub seq: u64,
+    pub partition: u32,
+    pub started: Instant,
+    pub acked: Instant,
+}
+
+#[derive(Default)]
+struct Observed {
+    acks: Vec<Ack>,
+    /// key -> seqs in the order the group received them (duplicates included).
+    consumed: BTreeMap<String, Vec<u64>>,
+    /// Offsets that went backwards in one broker's view: (broker, topic/partition, before, after).
+    rewinds: Vec<(usize, String, u64, u64)>,
+    /// Highest committed offset seen anywhere, per topic/partition.
+    highest_committed: BTreeMap<String, u64>,
+}
+
+pub struct Workload {
+    endpoints: Endpoints,
+    topic: String,
+    group: String,
+    stop_producing: Arc<AtomicBool>,
+    stop_consuming: Arc<AtomicBool>,
+    observed: Arc<Mutex<Observed>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+const MEMBERS: [&str; 2] = ["member-a", "member-b"];
+
+impl Workload {
+    /// Starts `producers` tasks writing `keys` keys, and the consuming group.
+    pub async fn start(endpoints: Endpoints, topic: &str, keys: usize, producers: usize) -> Workload {
+        let mut workload = Workload {
+            endpoints,
+            topic: topic.to_string(),
+            group: format!("{topic}-checkers"),
+            stop_producing: Arc::default(),
+            stop_consuming: Arc::default(),
+            observed: Arc::default(),
+            tasks: Vec::new(),
+        };
+        for member in MEMBERS {
+            workload.register(member).await;
+        }
+        for task in 0..producers {
+            let my_keys: Vec<String> = (task..keys).step_by(producers).map(|k| format!("key-{k}")).collect();
+            workload.tasks.push(tokio::spawn(produce(
+                workload.endpoints.clone(),
+                workload.topic.clone(),
+                my_keys,
+                workload.stop_producing.clone(),
+                workload.observed.clone(),
+            )));
+        }
+        workload.tasks.push(tokio::spawn(consume(
+            workload.endpoints.clone(),
+            workload.topic.clone(),
+            workload.group.clone(),
+            workload.stop_consuming.clone(),
+            workload.observed.clone(),
+        )));
+        workload.tasks.push(tokio::spawn(sample_offsets(
+            workload.endpoints.clone(),
+            workload.group.clone(),
+            workload.stop_consuming.clone(),
+            workload.observed.clone(),
+        )));
+        workload
+    }
+
+    async fn register(&self, member: &str) {
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            for endpoint in up(&self.endpoints) {
+                if register(&http, &endpoint, member, &self.topic, &self.group).await {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("could not register {member}");
+    }
+
+    /// Acknowledged records so far.
+    pub fn acks(&self) -> Vec<Ack> {
+        self.observed.lock().unwrap_or_else(|p| p.into_inner()).acks.clone()
+    }
+
+    /// Stops producing, lets the group read everything acknowledged (up to `drain`), stops.
+    pub async fn finish(mut self, drain: Duration) -> Report {
+        self.stop_producing.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let deadline = Instant::now() + drain;
+        while Instant::now() < deadline && !self.all_consumed() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.stop_consuming.store(true, Ordering::Relaxed);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        let observed = std::mem::take(&mut *self.observed.lock().unwrap_or_else(|p| p.into_inner()));
+        let final_offsets = final_committed(&self.endpoints, &self.group).await;
+        Report { observed, final_offsets }
+    }
+
+    fn all_consumed(&self) -> bool {
+        let observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+        observed.acks.iter().all(|a| observed.consumed.get(&a.key).is_some_and(|seqs| seqs.contains(&a.seq)))
+    }
+}
+
+async fn register(http: &reqwest::Client, endpoint: &Endpoint, member: &str, topic: &str, group: &str) -> bool {
+    let url = format!("{}/v1/consumer/register", endpoint.consumer);
+    let query = [("consumerId", member), ("group", group), ("topic", topic), ("onNewGroup", "startFromEarliest")];
+    let sent = http.put(url).query(&query).timeout(Duration::from_secs(10)).send().await;
+    sent.is_ok_and(|r| r.status() == StatusCode::OK)
+}
+
+async fn produce(
+    endpoints: Endpoints,
+    topic: String,
+    keys: Vec<String>,
+    stop: Arc<AtomicBool>,
+    observed: Arc<Mutex<Observed>>,
+) {
+    let http = reqwest::Client::new();
+    let mut seqs: HashMap<String, u64> = HashMap::new();
+    let mut turn = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        for key in &keys {
+            let seq = *seqs.entry(key.clone()).and_modify(|s| *s += 1).or_insert(0);
+            let body = json!({"key": key, "seq": seq}).to_string();
+            let started = Instant::now();
+            // The same record is sent until some broker acknowledges it, so per key the
+            // acknowledged sequence is 0, 1, 2, … (a retry after a lost answer may duplicate).
+            let partition = loop {
+                let brokers = up(&endpoints);
+                turn += 1;
+                let Some(endpoint) = brokers.get(turn % brokers.len().max(1)) else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let sent = http
+                    .post(format!("{}/v1/topic/{topic}/messages", endpoint.producer))
+                    .query(&[("partitionKey", key)])
+                    .header("accept", "application/json")
+                    .body(body.clone())
+                    .timeout(Duration::from_secs(15))
+                    .send()
+                    .await;
+                if let Ok(response) = sent {
+                    if response.status() == StatusCode::OK {
+                        if let Ok(answer) = response.json::<Value>().await {
+                            break answer["partition"].as_u64().unwrap_or(u64::MAX) as u32;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            let ack = Ack { key: key.clone(), seq, partition, started, acked: Instant::now() };
+            observed.lock().unwrap_or_else(|p| p.into_inner()).acks.push(ack);
+        }
+    }
+}
+
+async fn consume(
+    endpoints: Endpoints,
+    topic: String,
+    group: String,
+    stop: Arc<AtomicBool>,
+    observed: Arc<Mutex<Observed>>,
+) {
+    let http = reqwest::Client::new();
+    let mut last_commit = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let mut got_any = false;
+        for member in MEMBERS {
+            for endpoint in up(&endpoints) {
+                let url = format!("{}/v1/consumer/poll", endpoint.consumer);
+                let sent = http
+                    .post(url)
+                    .query(&[("consumerId", member)])
+                    .header("accept", "application/json")
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await;
+                let Ok(response) = sent else { continue };
+                match response.status() {
+                    StatusCode::OK => {
+                        let Ok(chunks) = response.json::<Vec<runnel_client::PollChunk>>().await else { continue };
+                        let mut observed = observed.lock().unwrap_or_else(|p| p.into_inner());
+                        for value in chunks.iter().flat_map(|c| c.values.iter()) {
+                            let key = value["key"].as_str().unwrap_or_default().to_string();
+                            let seq = value["seq"].as_u64().unwrap_or(u64::MAX);
+                            observed.consumed.entry(key).or_default().push(seq);
+                            got_any = true;
+                        }
+                    }
+                    StatusCode::CONFLICT => {
+                        register(&http, &endpoint, member, &topic, &group).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if last_commit.elapsed() > Duration::from_secs(1) {
+            last_commit = Instant::now();
+            for member in MEMBERS {
+                if let Some(endpoint) = up(&endpoints).first() {
+                    let url = format!("{}/v1/consumer/commit", endpoint.consumer);
+                    let _ =
+                        http.post(url).query(&[("consumerId", member)]).timeout(Duration::from_secs(10)).send().await;
+                }
+            }
+        }
+        if !got_any {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for member in MEMBERS {
+        if let Some(endpoint) = up(&endpoints).first() {
+            let url = format!("{}/v1/consumer/goodbye", endpoint.consumer);
+            let _ = http.post(url).query(&[("consumerId", member)]).timeout(Duration::from_secs(10)).send().await;
+        }
+    }
+}
+
+/// The group's committed offsets as one broker sees them, flattened to "topic/partition".
+async fn committed(http: &reqwest::Client, endpoint: &Endpoint, group: &str) -> Option<BTreeMap<String, u64>> {
+    let url = format!("{}/v1/groups/{group}", endpoint.consumer);
+    let response = http.get(url).timeout(Duration::from_secs(2)).send().await.ok()?;
+    if response.status() != StatusCode::OK {
+        return None;
+    }
+    let body: Value = response.json().await.ok()?;
+    let mut flat = BTreeMap::new();
+    for (topic, partitions) in body["offsets"].as_object()? {
+        for (partition, offset) in partitions.as_object()? {
+            flat.insert(format!("{topic}/{partition}"), offset.as_u64()?);
+        }
+    }
+    Some(flat)
+}
+
+/// Each broker's view of the committed offsets, sampled: a broker's applied Raft state only
+/// moves forward, so any decrease in one broker's view (between restarts) is a rewind.
+async fn sample_offsets(endpoints: Endpoints, group: String, stop: Arc<AtomicBool>, observed: Arc<Mutex<Observed>>) {
+    let http = reqwest::Client::new();
+    let mut views: HashMap<(usize, String), BTreeMap<String, u64>> = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        let endpoints_now: Vec<Endpoint> = endpoints.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (broker, endpoint) in endpoints_now.iter().enumerate() {
+            if !endpoint.up {
+                // Restarted brokers start a new view (they replay Raft from their snapshot).
+                views.retain(|(b, _), _| *b != broker);
+                continue;
+            }
+            let Some(now) = committed(&http, endpoint, &group).await else { continue };
+            let view = views.entry((broker, endpoint.consumer.clone())).or_default();
+            let mut observed = observed.lock().unwrap_or_else(|p| p.into_inner());
+            for (tp, offset) in now {
+                if let Some(before) = view.get(&tp).copied().filter(|b| *b > offset) {
+                    observed.rewinds.push((broker, tp.clone(), before, offset));
+                }
+                let highest = observed.highest_committed.entry(tp.clone()).or_insert(0);
+                *highest = (*highest).max(offset);
+                view.insert(tp, offset);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn final_committed(endpoints: &Endpoints, group: &str) -> Vec<BTreeMap<String, u64>> {
+    let http = reqwest::Client::new();
+    let mut views = Vec::new();
+    for endpoint in up(endpoints) {
+        if let Some(view) = committed(&http, &endpoint, group).await {
+            views.push(view);
+        }
+    }
+    views
+}
+
+/// What the workload saw, and the checks on it.
+pub struct Report {
+    observed: Observed,
+    final_offsets: Vec<BTreeMap<String, u64>>,
+}
+
+impl Report {
+    pub fn acks(&self) -> &[Ack] {
+        &self.observed.acks
+    }
+
+    /// The longest any record waited from its first send to its acknowledgement.
+    pub fn longest_wait(&self) -> Duration {
+        self.observed.acks.iter().map(|a| a.acked - a.started).max().unwrap_or_default()
+    }
+
+    /// Time from `since` to the first acknowledgement of a write to each of `partitions`.
+    pub fn first_acks_after(&self, since: Instant, partitions: &[u32]) -> Vec<(u32, Option<Duration>)> {
+        partitions
+            .iter()
+            .map(|p| {
+                let first =
+                    self.observed.acks.iter().filter(|a| a.partition == *p && a.acked > since).map(|a| a.acked).min();
+                (*p, first.map(|t| t - since))
+            })
+            .collect()
+    }
+
+    /// Panics with a clear message on any broken guarantee.
+    pub fn check(&self, max_wait: Duration) {
+        let observed = &self.observed;
+        assert!(!observed.acks.is_empty(), "the workload acknowledged nothing");
+        let missing: Vec<(String, u64)> = observed
+            .acks
+            .iter()
+            .filter(|a| !observed.consumed.get(&a.key).is_some_and(|seqs| seqs.contains(&a.seq)))
+            .map(|a| (a.key.clone(), a.seq))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{} acknowledged records were never consumed, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        for (key, seqs) in &observed.consumed {
+            // First deliveries must come in sequence order; redeliveries (at-least-once) may repeat older ones.
+            let mut next = 0u64;
+            for seq in seqs {
+                if *seq == next {
+                    next += 1;
+                } else {
+                    assert!(*seq < next, "key {key}: seq {seq} arrived before {next}; order broken in {seqs:?}");
+                }
+            }
+        }
+        assert!(observed.rewinds.is_empty(), "committed offsets went backwards: {:?}", observed.rewinds);
+        for view in &self.final_offsets {
+            for (tp, highest) in &observed.highest_committed {
+                let now = view.get(tp).copied().unwrap_or(0);
+                assert!(now >= *highest, "{tp}: committed {highest} was seen, the final state says {now}");
+            }
+        }
+        assert!(self.longest_wait() <= max_wait, "a write waited {:?} (limit {max_wait:?})", self.longest_wait());
+    }
+}
+
+/// The cluster as broker `endpoint` sees it: (Raft leader, partition → (leader, owner)).
+pub async fn cluster_view(endpoint: &Endpoint) -> Option<(Option<u32>, BTreeMap<u32, (u32, u32)>)> {
+    let body: Value = reqwest::get(format!("{}/v1/cluster", endpoint.discovery)).await.ok()?.json().await.ok()?;
+    let raft_leader = body["raftLeader"].as_u64().map(|l| l as u32);
+    let partitions = body["partitions"]
+        .as_array()?
+        .iter()
+        .filter_map(|p| {
+            let owner = p["replicas"].as_array()?.first()?.as_u64()? as u32;
+            Some((p["partition"].as_u64()? as u32, (p["leader"].as_u64()? as u32, owner)))
+        })
+        .collect();
+    Some((raft_leader, partitions))
+}
