@@ -33,9 +33,20 @@ pub struct Config {
     /// Comma-separated broker host names in ordinal order; empty means a single-broker cluster.
     #[arg(long, env = "RUNNEL_BROKER_NAMES", value_delimiter = ',', default_value = "")]
     pub broker_names: Vec<String>,
-    /// This broker's index in `broker_names`.
-    #[arg(long, env = "RUNNEL_ORDINAL", default_value_t = 0)]
-    pub ordinal: u32,
+    /// This broker's index in `broker_names` (default 0); with a service name, taken from the hostname `name-N`.
+    #[arg(long, env = "RUNNEL_ORDINAL")]
+    pub ordinal: Option<u32>,
+
+    /// Kubernetes mode: the headless service whose AAAA records list the brokers (e.g.
+    /// `runnel.streams.svc.cluster.local`); broker i is then `{name}-i.{service}`.
+    #[arg(long, env = "RUNNEL_SERVICE_NAME", conflicts_with = "broker_names")]
+    pub service_name: Option<String>,
+    /// Nameserver `ip:port` for the service lookup instead of /etc/resolv.conf's.
+    #[arg(long, env = "RUNNEL_DNS_SERVER")]
+    pub dns_server: Option<std::net::SocketAddr>,
+    /// The service's record count must stay the same this long before the broker trusts it.
+    #[arg(long, env = "RUNNEL_DISCOVERY_SETTLE_MS", default_value_t = 3000)]
+    pub discovery_settle_ms: u64,
 
     /// Partitions each broker holds per topic (PolarStreams' consumer ranges).
     #[arg(long, env = "RUNNEL_CONSUMER_RANGES", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -88,11 +99,6 @@ fn parse_retention(value: &str) -> Result<Retention, String> {
 }
 
 impl Config {
-    /// Number of brokers in the static topology (1 when no names are given).
-    pub fn broker_count(&self) -> u32 {
-        self.broker_names.iter().filter(|n| !n.is_empty()).count().max(1) as u32
-    }
-
     pub fn consumer_timeout(&self) -> Duration {
         Duration::from_millis(self.consumer_timeout_ms)
     }
@@ -110,7 +116,7 @@ mod tests {
     fn defaults_are_the_embedded_single_broker() {
         let c = Config::try_parse_from(["runnel-broker"]).expect("defaults parse");
         assert_eq!(c.home, PathBuf::from("./runnel-data"));
-        assert_eq!(c.broker_count(), 1);
+        assert_eq!((c.ordinal, c.service_name), (None, None));
         assert_eq!(c.retention, Retention(Some(Duration::from_secs(168 * 3600))));
         assert_eq!((c.producer_port, c.consumer_port, c.peer_port), (9251, 9252, 9255));
     }

@@ -11,7 +11,7 @@ use axum::Router;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cluster::{form_cluster, load_or_create_node_id, peer_router, Peers};
+use crate::cluster::{form_cluster, load_or_create_node_id, peer_router, topology, Peers};
 use crate::config::Config;
 use crate::consensus::{RaftConfig, RaftNode};
 use crate::consumer::ConsumerService;
@@ -50,11 +50,12 @@ impl Broker {
         let observer = metrics.clone();
         storage.set_fsync_observer(Arc::new(move |d| observer.fsync(d)));
 
-        let peers = Peers::new(advertised_names(&config), config.ordinal, config.peer_port);
+        let (names, ordinal) = topology(&config).await?;
+        let peers = Peers::new(names, ordinal, config.peer_port);
         let node_id = load_or_create_node_id(&config.home).context("cannot read this broker's node id")?;
         let raft = RaftNode::start(RaftConfig {
             node_id,
-            peer_addr: peers.peer_addr(config.ordinal),
+            peer_addr: peers.peer_addr(ordinal),
             dir: config.home.join("raft"),
             snapshot_every: 5000,
         })
@@ -132,16 +133,6 @@ impl Broker {
         self.app.raft.shutdown().await;
         tracing::info!("shutdown complete");
     }
-}
-
-/// The names clients use to reach each broker: the static list, or this host alone.
-fn advertised_names(config: &Config) -> Vec<String> {
-    let names: Vec<String> = config.broker_names.iter().filter(|n| !n.is_empty()).cloned().collect();
-    if !names.is_empty() {
-        return names;
-    }
-    let host = if config.listen.is_unspecified() { "localhost".to_string() } else { config.listen.to_string() };
-    vec![host]
 }
 
 async fn serve(listener: tokio::net::TcpListener, router: Router, mut stop: watch::Receiver<bool>) {

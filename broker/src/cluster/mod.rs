@@ -11,6 +11,7 @@ mod peer_api;
 mod peers;
 mod produce_forwarding;
 mod record_frames;
+mod topology;
 
 pub use formation::form_cluster;
 pub use node_id::load_or_create_node_id;
@@ -18,3 +19,4 @@ pub use peer_api::{router as peer_router, ActivityReport, PositionsRequest, Star
 pub use peers::Peers;
 pub use produce_forwarding::produce_to_leader;
 pub use record_frames::{decode_frames, encode_frames};
+pub use topology::topology;
