@@ -37,7 +37,14 @@ pub async fn produce_to_leader(
                 other => Ok(other),
             }
         } else {
-            forward(peers, leader, topic, partition, &records).await
+            // A leader that is cut off may never answer; once Raft names another, that one is
+            // asked instead (the old one is fenced and can no longer acknowledge anything).
+            tokio::select! {
+                answer = forward(peers, leader, topic, partition, &records) => answer,
+                _ = leadership_moves(replication, partition, leader) => {
+                    Err(Retry(format!("leadership moved away from broker {leader}")))
+                }
+            }
         };
         match attempt {
             Ok(result) => return result,
@@ -52,7 +59,14 @@ pub async fn produce_to_leader(
     }
 }
 
-/// Nothing was stored: the same records may be sent again.
+/// Resolves once the applied Raft state names a leader other than `leader`.
+async fn leadership_moves(replication: &Replication, partition: u32, leader: u32) {
+    while replication.leadership().current(partition).broker == leader {
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// Not acknowledged: the records may be sent again (at worst stored twice, never lost).
 struct Retry(String);
 
 async fn forward(

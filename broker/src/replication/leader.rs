@@ -1,10 +1,12 @@
 //! The leader side: one replicator task per (topic partition, follower, epoch) streams the
-//! leader's fsync'd records to the follower in offset order, from wherever the follower's
-//! copy ends (so a follower that was down catches up by itself). Before that it compares leader
-//! epochs and has the follower cut any tail this leader does not have. Produces wait until a
-//! majority of copies hold their records; consumers read only that far (the high watermark).
+//! leader's records to the follower in offset order, from wherever the follower's copy ends
+//! (so a follower that was down catches up by itself). Before that it compares leader epochs
+//! and has the follower cut any tail this leader does not have. New records go to followers
+//! from memory while the leader's own fsync runs (pipelined), older ones from disk. Produces
+//! wait until a majority of copies hold their records fsync'd (the leader's copy counts once its
+//! fsync is done); consumers read only that far (the high watermark).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,28 +28,66 @@ const RETRY: Duration = Duration::from_millis(200);
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// Most record bytes in one replication request.
 pub(super) const SEND_BYTES: usize = 1024 * 1024;
+/// Records kept in memory for followers beyond what all of them hold; past this, the oldest
+/// durable ones are dropped and a slow follower reads them from disk instead.
+const TAIL_BYTES: usize = 32 * 1024 * 1024;
 
 pub(super) struct PartitionCopies {
     pub epoch: u64,
     pub followers: Vec<u32>,
-    /// Where each follower's copy is known to end.
-    pub ends: Mutex<Vec<u64>>,
+    ends: Mutex<Ends>,
     /// End of the prefix that a majority of copies hold (never moves back within an epoch).
     majority_end: watch::Sender<u64>,
     /// Wakes the replicators when the leader appended something.
     appended: Notify,
 }
 
-impl PartitionCopies {
-    fn record(&self, index: usize, end: u64) {
-        let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = ends.get_mut(index) {
-            *slot = end;
+#[derive(Default)]
+struct Ends {
+    /// Where each follower's copy is known to end.
+    followers: Vec<u64>,
+    /// Where the leader's fsync'd copy ends.
+    leader: u64,
+    /// Batches accepted by the leader's writer, by base offset, not yet held by every follower.
+    tail: BTreeMap<u64, Vec<Bytes>>,
+    tail_bytes: usize,
+}
+
+impl Ends {
+    fn tail_end(&self) -> Option<u64> {
+        self.tail.iter().next_back().map(|(base, records)| base + records.len() as u64)
+    }
+
+    /// Drops batches every follower holds, and old durable ones beyond the memory bound.
+    fn prune(&mut self) {
+        let everyone = self.followers.iter().copied().min().unwrap_or(u64::MAX);
+        while let Some((&base, records)) = self.tail.iter().next() {
+            let end = base + records.len() as u64;
+            let over = self.tail_bytes > TAIL_BYTES && end <= self.leader;
+            if end > everyone && !over {
+                break;
+            }
+            self.tail_bytes -= records.iter().map(Bytes::len).sum::<usize>();
+            self.tail.remove(&base);
         }
-        let mut sorted = ends.clone();
-        sorted.sort_unstable_by(|a, b| b.cmp(a));
-        let needed = others_needed(sorted.len());
-        if let Some(&reached) = sorted.get(needed.saturating_sub(1)) {
+    }
+}
+
+impl PartitionCopies {
+    fn ends(&self) -> std::sync::MutexGuard<'_, Ends> {
+        self.ends.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Recomputes the majority end after one copy's end moved.
+    fn update(&self, change: impl FnOnce(&mut Ends)) {
+        let mut ends = self.ends();
+        change(&mut ends);
+        ends.prune();
+        let mut all: Vec<u64> = ends.followers.clone();
+        all.push(ends.leader);
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        let needed = others_needed(ends.followers.len()) + 1;
+        if let Some(&reached) = all.get(needed - 1) {
             self.majority_end.send_if_modified(|current| {
                 let moved = reached > *current;
                 *current = (*current).max(reached);
@@ -59,7 +99,27 @@ impl PartitionCopies {
     /// Where follower `broker`'s copy is known to end.
     pub fn end_of(&self, broker: u32) -> Option<u64> {
         let index = self.followers.iter().position(|b| *b == broker)?;
-        self.ends.lock().unwrap_or_else(|p| p.into_inner()).get(index).copied()
+        self.ends().followers.get(index).copied()
+    }
+
+    /// In-memory records from `from` on (up to [`SEND_BYTES`]), if the tail holds `from`.
+    fn tail_from(&self, from: u64) -> Option<Vec<Bytes>> {
+        let ends = self.ends();
+        let (&base, first) = ends.tail.range(..=from).next_back()?;
+        let skip = (from - base) as usize;
+        if skip >= first.len() {
+            return None;
+        }
+        let mut out: Vec<Bytes> = first[skip..].to_vec();
+        let mut bytes: usize = out.iter().map(Bytes::len).sum();
+        let mut next = base + first.len() as u64;
+        while bytes < SEND_BYTES {
+            let Some(records) = ends.tail.get(&next) else { break };
+            bytes += records.iter().map(Bytes::len).sum::<usize>();
+            next += records.len() as u64;
+            out.extend(records.iter().cloned());
+        }
+        Some(out)
     }
 }
 
@@ -98,17 +158,26 @@ impl Replication {
     ) -> Result<Appended, ApiError> {
         let permit = self.leadership.write_permit(partition).ok_or(ApiError::NotLeader(partition))?;
         let epoch = permit.epoch;
-        let appended = match self.storage.append(topic, partition, records, epoch).await {
+        let copies = self.copies(topic, partition, epoch);
+        let sent = (!copies.followers.is_empty()).then(|| records.clone());
+        let (base, durable) = match self.storage.append_pipelined(topic, partition, records, epoch).await {
             Err(StorageError::StaleEpoch { .. }) => return Err(ApiError::NotLeader(partition)),
             other => other?,
         };
+        if let Some(records) = sent {
+            copies.update(|ends| {
+                ends.tail_bytes += records.iter().map(Bytes::len).sum::<usize>();
+                ends.tail.insert(base, records);
+            });
+            copies.appended.notify_waiters();
+        }
+        let appended = durable.await.map_err(|_| StorageError::Closed)??;
         drop(permit);
-        let copies = self.copies(topic, partition, epoch);
+        let end = appended.base_offset + u64::from(appended.count);
+        copies.update(|ends| ends.leader = ends.leader.max(end));
         if copies.followers.is_empty() {
             return Ok(appended);
         }
-        copies.appended.notify_waiters();
-        let end = appended.base_offset + u64::from(appended.count);
         let mut majority = copies.majority_end.subscribe();
         let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
         loop {
@@ -147,9 +216,10 @@ impl Replication {
             return copies.clone();
         }
         let followers = self.leadership.others(partition);
+        let leader = self.storage.bounds(topic, partition).map_or(0, |(_, end)| end);
         let copies = Arc::new(PartitionCopies {
             epoch,
-            ends: Mutex::new(vec![0; followers.len()]),
+            ends: Mutex::new(Ends { followers: vec![0; followers.len()], leader, ..Ends::default() }),
             followers,
             majority_end: watch::channel(0).0,
             appended: Notify::new(),
@@ -168,7 +238,7 @@ impl Replication {
         while self.leadership.leads(partition, epoch) {
             let follower_end = match known_end {
                 Some(end) => end,
-                None => match self.agree_on_end(follower, &topic, partition, epoch).await {
+                None => match self.agree_on_end(follower, &topic, partition, &copies).await {
                     Ok(end) => end,
                     Err(reason) => {
                         tracing::debug!(%topic, partition, follower, "replica not in step yet: {reason}");
@@ -180,30 +250,31 @@ impl Replication {
             let appended = copies.appended.notified();
             tokio::pin!(appended);
             appended.as_mut().enable();
-            let local_end = self.storage.bounds(&topic, partition).map_or(0, |(_, end)| end);
-            copies.record(index, follower_end.min(local_end));
+            let durable_end = self.storage.bounds(&topic, partition).map_or(0, |(_, end)| end);
+            copies.update(|ends| {
+                if let Some(slot) = ends.followers.get_mut(index) {
+                    *slot = follower_end;
+                }
+            });
             known_end = Some(follower_end);
+            let local_end = durable_end.max(copies.ends().tail_end().unwrap_or(0));
             if follower_end >= local_end {
                 let _ = tokio::time::timeout(IDLE_WAIT, appended).await;
                 continue;
             }
-            let read = match self.storage.read(&topic, partition, follower_end, SEND_BYTES).await {
-                Ok(read) => read,
-                Err(e) => {
-                    tracing::warn!(%topic, partition, "cannot read for replication: {e}");
-                    tokio::time::sleep(RETRY).await;
+            let (values, epochs) = match copies.tail_from(follower_end) {
+                // Written in this epoch, maybe not fsync'd here yet.
+                Some(values) => (values, vec![EpochStart { epoch, start: follower_end }]),
+                // The next batch is accepted but not handed to the tail yet.
+                None if follower_end >= durable_end => {
+                    let _ = tokio::time::timeout(IDLE_WAIT, appended).await;
                     continue;
                 }
+                None => match self.read_durable(&topic, partition, follower, follower_end).await {
+                    Some(read) => read,
+                    None => continue,
+                },
             };
-            if read.records.first().is_none_or(|r| r.offset != follower_end) {
-                tracing::error!(%topic, partition, follower, follower_end,
-                    "the records this replica needs are gone from the leader (retention); it cannot catch up");
-                tokio::time::sleep(RETRY * 10).await;
-                continue;
-            }
-            let values: Vec<Bytes> = read.records.into_iter().map(|r| r.value).collect();
-            let end = follower_end + values.len() as u64;
-            let epochs = self.storage.epochs_covering(&topic, partition, follower_end, end);
             match self.send(follower, &topic, partition, (follower_end, epoch), &values, &epochs).await {
                 Ok(end) => known_end = Some(end),
                 Err(SendError::Mismatch) => known_end = None,
@@ -221,15 +292,53 @@ impl Replication {
         }
     }
 
+    /// Records from `from` read from this broker's disk, with their epochs.
+    async fn read_durable(
+        &self,
+        topic: &str,
+        partition: u32,
+        follower: u32,
+        from: u64,
+    ) -> Option<(Vec<Bytes>, Vec<EpochStart>)> {
+        let read = match self.storage.read(topic, partition, from, SEND_BYTES).await {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::warn!(%topic, partition, "cannot read for replication: {e}");
+                tokio::time::sleep(RETRY).await;
+                return None;
+            }
+        };
+        if read.records.first().is_none_or(|r| r.offset != from) {
+            tracing::error!(%topic, partition, follower, from,
+                "the records this replica needs are gone from the leader (retention); it cannot catch up");
+            tokio::time::sleep(RETRY * 10).await;
+            return None;
+        }
+        let values: Vec<Bytes> = read.records.into_iter().map(|r| r.value).collect();
+        let epochs = self.storage.epochs_covering(topic, partition, from, from + values.len() as u64);
+        Some((values, epochs))
+    }
+
     /// Finds where the follower's copy agrees with this log: asks for its end and last epoch,
     /// and has it cut whatever follows the end of that epoch here (the leader-epoch rule).
-    async fn agree_on_end(&self, follower: u32, topic: &str, partition: u32, epoch: u64) -> Result<u64, String> {
+    async fn agree_on_end(
+        &self,
+        follower: u32,
+        topic: &str,
+        partition: u32,
+        copies: &PartitionCopies,
+    ) -> Result<u64, String> {
+        let epoch = copies.epoch;
         loop {
             let state = self.copy_state(follower, topic, partition).await?;
             if state.last_epoch > epoch {
                 return Err(format!("the replica has records of epoch {}, newer than {epoch}", state.last_epoch));
             }
-            let agreed = self.storage.end_of_epoch(topic, partition, state.last_epoch);
+            let mut agreed = self.storage.end_of_epoch(topic, partition, state.last_epoch);
+            if state.last_epoch == epoch {
+                // Records of this epoch may have reached the follower before this broker's fsync.
+                agreed = agreed.max(copies.ends().tail_end().unwrap_or(0));
+            }
             if agreed >= state.end {
                 return Ok(state.end);
             }

@@ -183,6 +183,31 @@ impl Storage {
         self.submit(topic, partition, records, EpochMark::Leader(epoch)).await
     }
 
+    /// Like [`Storage::append`], but returns the base offset as soon as the writer accepted the
+    /// batch (before it is written and fsync'd), with a future that resolves once it is durable,
+    /// so a leader can send the records to its followers while its own fsync runs.
+    pub async fn append_pipelined(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Bytes>,
+        epoch: u64,
+    ) -> Result<(u64, oneshot::Receiver<Result<Appended, StorageError>>), StorageError> {
+        if records.is_empty() {
+            return Err(StorageError::BatchSize { max: batch::MAX_BODY_LEN });
+        }
+        let sender = self.writer_queue(topic, partition).await?;
+        let (assigned, base) = oneshot::channel();
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest { records, epoch: EpochMark::Leader(epoch), assigned: Some(assigned), reply };
+        sender.send(WriterRequest::Append(request)).await.map_err(|_| StorageError::Closed)?;
+        match base.await {
+            Ok(base) => Ok((base, answer)),
+            // Refused before it was written: the answer says why.
+            Err(_) => Err(answer.await.map_err(|_| StorageError::Closed)?.err().unwrap_or(StorageError::Closed)),
+        }
+    }
+
     /// Appends only if the partition ends exactly at `base_offset` (a replica copying its
     /// leader's log, with the leader's epochs for the range); otherwise fails with
     /// [`StorageError::OffsetMismatch`] naming the end.
@@ -209,7 +234,7 @@ impl Storage {
         }
         let sender = self.writer_queue(topic, partition).await?;
         let (reply, answer) = oneshot::channel();
-        let request = WriterRequest::Append(AppendRequest { records, epoch, reply });
+        let request = WriterRequest::Append(AppendRequest { records, epoch, assigned: None, reply });
         sender.send(request).await.map_err(|_| StorageError::Closed)?;
         answer.await.map_err(|_| StorageError::Closed)?
     }

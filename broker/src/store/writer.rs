@@ -27,6 +27,8 @@ pub enum WriterRequest {
 pub struct AppendRequest {
     pub records: Vec<Bytes>,
     pub epoch: EpochMark,
+    /// Told the base offset as soon as the request is accepted, before the write and fsync.
+    pub assigned: Option<oneshot::Sender<u64>>,
     pub reply: oneshot::Sender<Result<Appended, StorageError>>,
 }
 
@@ -116,6 +118,10 @@ async fn write_round(
                     }
                 }
             }
+        }
+        let mut request = request;
+        if let Some(assigned) = request.assigned.take() {
+            let _ = assigned.send(end);
         }
         end += request.records.len() as u64;
         accepted.push(request);
