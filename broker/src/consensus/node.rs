@@ -130,7 +130,13 @@ impl RaftNode {
         loop {
             let attempt = match self.write(command.clone()).await {
                 Ok(result) => return Ok(result),
-                Err(Forward::To(addr)) => self.forward(&addr, command.clone()).await,
+                Err(Forward::To(addr)) => {
+                    // A leader that was cut off may never answer; once another is elected, ask it.
+                    tokio::select! {
+                        answer = self.forward(&addr, command.clone()) => answer,
+                        _ = self.leader_moves_from(&addr) => Err(RaftError::Unavailable(format!("Raft leadership moved from {addr}"))),
+                    }
+                }
                 Err(Forward::Failed(e)) => Err(e),
             };
             match attempt {
@@ -193,9 +199,39 @@ impl RaftNode {
         }
     }
 
+    /// Resolves once this node knows a Raft leader other than the one at `addr`.
+    async fn leader_moves_from(&self, addr: &str) {
+        loop {
+            if self.leader_addr().is_some_and(|leader| leader != addr) {
+                return;
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
     /// Waits until this broker applied every change committed before the call (a read
     /// barrier), so a consumer registered through another broker a moment ago is known here.
+    /// While leadership moves, it asks the new leader (for up to 5 s in all).
     pub async fn catch_up_with_leader(&self) -> Result<(), RaftError> {
+        let deadline = Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            let attempt = match self.leader_addr() {
+                Some(leader) if !self.is_leader() => tokio::select! {
+                    answer = self.catch_up_once() => answer,
+                    _ = self.leader_moves_from(&leader) => Err(RaftError::Unavailable("Raft leadership moved".into())),
+                },
+                _ => self.catch_up_once().await,
+            };
+            match attempt {
+                Err(RaftError::Unavailable(_)) if Instant::now() + RETRY_PAUSE < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn catch_up_once(&self) -> Result<(), RaftError> {
         let index = if self.is_leader() {
             self.read_index_here().await?
         } else {
