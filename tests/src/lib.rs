@@ -3,6 +3,7 @@
 
 mod broker_process;
 mod client;
+pub mod docker;
 pub mod workload;
 
 pub use broker_process::{broker_binary, built_binary, free_loopback_ip, start_cluster, BrokerProcess};

@@ -1,0 +1,287 @@
+//! Brokers in Docker containers, laid out as a Kubernetes StatefulSet behind a headless service:
+//! a user-defined IPv6 network, one container per broker with the hostname `runnel-N`, and two
+//! network aliases per container that play the service's two kinds of DNS records: `runnel`
+//! (the service name, one AAAA record per broker) and `runnel-N.runnel` (the pod's own stable
+//! name). Every container, volume and the network are named and labelled per run, and removed
+//! when the [`DockerCluster`] is dropped, also when a test panics.
+
+use std::net::Ipv6Addr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::workload::Endpoint;
+
+/// The image the container tests use (built by `scripts/build-image`); `RUNNEL_TEST_IMAGE` overrides it.
+pub fn image() -> String {
+    std::env::var("RUNNEL_TEST_IMAGE").ok().filter(|i| !i.is_empty()).unwrap_or_else(|| "runnel:dev".to_string())
+}
+
+/// The Docker CLI to run (`DOCKER` overrides it, as in scripts/build-image).
+fn docker_cli() -> String {
+    std::env::var("DOCKER").ok().filter(|d| !d.is_empty()).unwrap_or_else(|| "docker".to_string())
+}
+
+/// Whether the Docker daemon answers `docker info` (within 20 s) for this user.
+pub fn usable() -> bool {
+    let Ok(mut child) =
+        Command::new(docker_cli()).arg("info").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
+    else {
+        return false;
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+/// Whether `image` is present locally (nothing is pulled).
+pub fn image_exists(image: &str) -> bool {
+    docker_sync(&["image", "inspect", "--format", "{{.Id}}", image]).is_ok()
+}
+
+/// Runs `docker args…`; its trimmed stdout, or what went wrong.
+pub async fn docker(args: &[&str]) -> Result<String, String> {
+    let output = tokio::process::Command::new(docker_cli())
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    outcome(args, output)
+}
+
+fn docker_sync(args: &[&str]) -> Result<String, String> {
+    let output = Command::new(docker_cli())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    outcome(args, output)
+}
+
+fn outcome(args: &[&str], output: std::process::Output) -> Result<String, String> {
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    } else {
+        Err(format!(
+            "`docker {}` failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+async fn must(args: &[&str]) -> String {
+    docker(args).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A cluster of broker containers on its own IPv6 network; everything goes away on drop.
+pub struct DockerCluster {
+    /// Prefix of every name this run creates (`runnel-test-<pid>`), and the value of its label.
+    pub run: String,
+    pub network: String,
+    /// The headless service's name, i.e. the alias every broker container shares.
+    pub service: String,
+    pub image: String,
+    size: usize,
+}
+
+/// Label on everything a run creates: `docker ps -a --filter label=io.runnel.test.run` finds leftovers.
+const LABEL: &str = "io.runnel.test.run";
+
+impl DockerCluster {
+    /// Creates the network and `size` broker containers, then starts them all at once (the
+    /// brokers count the service's records until they are stable, so they must start together).
+    pub async fn start(image: &str, size: usize, service: &str) -> DockerCluster {
+        let run = format!("runnel-test-{}", std::process::id());
+        let cluster = DockerCluster {
+            network: format!("{run}-net"),
+            run,
+            service: service.to_string(),
+            image: image.to_string(),
+            size,
+        };
+        // A leftover of an earlier run that had this pid (and was killed before cleaning up).
+        cluster.remove_everything();
+        cluster.create_network().await;
+        for i in 0..size {
+            let (name, hostname, volume) = (cluster.container(i), cluster.hostname(i), cluster.volume(i));
+            let pod_alias = format!("{hostname}.{service}");
+            let label = format!("{LABEL}={}", cluster.run);
+            let volume_mount = format!("{volume}:/var/lib/runnel");
+            let service_env = format!("RUNNEL_SERVICE_NAME={service}");
+            must(&["volume", "create", "--label", &label, &volume]).await;
+            #[rustfmt::skip]
+            must(&[
+                "create", "--name", &name, "--hostname", &hostname, "--label", &label,
+                "--network", &cluster.network, "--network-alias", service, "--network-alias", &pod_alias,
+                "--read-only", "-e", &service_env, "-v", &volume_mount, image,
+            ])
+            .await;
+        }
+        let mut start = vec!["start".to_string()];
+        start.extend((0..size).map(|i| cluster.container(i)));
+        must(&start.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        cluster
+    }
+
+    /// A network with a subnet of its own (derived from the pid; another one if that is taken).
+    async fn create_network(&self) {
+        let label = format!("{LABEL}={}", self.run);
+        let mut last_error = String::new();
+        for attempt in 0..8u32 {
+            let seed = std::process::id().wrapping_mul(2654435761).wrapping_add(attempt.wrapping_mul(40503));
+            let subnet = format!("fd00:7275:6e6e:{:x}::/64", seed & 0xffff);
+            match docker(&["network", "create", "--ipv6", "--subnet", &subnet, "--label", &label, &self.network]).await
+            {
+                Ok(_) => return,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not create an IPv6 network: {last_error}");
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The container of broker `i` (unique per run).
+    pub fn container(&self, i: usize) -> String {
+        format!("{}-{i}", self.run)
+    }
+
+    /// Broker `i`'s hostname, from which it takes its ordinal (as a StatefulSet pod does).
+    pub fn hostname(&self, i: usize) -> String {
+        format!("runnel-{i}")
+    }
+
+    fn volume(&self, i: usize) -> String {
+        format!("{}-data-{i}", self.run)
+    }
+
+    /// Broker `i`'s address on the network (it may change when the container restarts or reconnects).
+    pub async fn address(&self, i: usize) -> Option<Ipv6Addr> {
+        let format = "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}";
+        docker(&["inspect", "-f", format, &self.container(i)]).await.ok()?.parse().ok()
+    }
+
+    /// Where the host reaches broker `i` now (its current address), marked up.
+    pub async fn endpoint(&self, i: usize) -> Endpoint {
+        let ip = self.address(i).await.unwrap_or_else(|| panic!("{} has no IPv6 address", self.container(i)));
+        Endpoint {
+            producer: format!("http://[{ip}]:9251"),
+            consumer: format!("http://[{ip}]:9252"),
+            discovery: format!("http://[{ip}]:9250"),
+            up: true,
+        }
+    }
+
+    /// `docker kill`: SIGKILL, the broker gets no chance to hand anything over.
+    pub async fn kill(&self, i: usize) {
+        must(&["kill", &self.container(i)]).await;
+    }
+
+    /// `docker start` of the same container: same hostname, aliases and volume.
+    pub async fn start_again(&self, i: usize) {
+        must(&["start", &self.container(i)]).await;
+    }
+
+    /// Takes broker `i` off the network: it keeps running, cut off from everyone.
+    pub async fn disconnect(&self, i: usize) {
+        must(&["network", "disconnect", &self.network, &self.container(i)]).await;
+    }
+
+    /// Puts broker `i` back on the network with both of its aliases.
+    pub async fn connect(&self, i: usize) {
+        let pod_alias = format!("{}.{}", self.hostname(i), self.service);
+        #[rustfmt::skip]
+        must(&[
+            "network", "connect", "--alias", &self.service, "--alias", &pod_alias, &self.network, &self.container(i),
+        ])
+        .await;
+    }
+
+    /// `docker run` arguments for a helper container in broker `i`'s network namespace (it
+    /// shares the broker's `localhost`, also while the broker is cut off): `--rm`, labelled with
+    /// this run, named `<run>-<name>`, running `entrypoint` from the image.
+    pub fn helper_args(&self, i: usize, name: &str, entrypoint: &str, env: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = ["run", "--rm", "--read-only", "--name"].map(String::from).into();
+        args.push(format!("{}-{name}", self.run));
+        args.extend(["--label".to_string(), format!("{LABEL}={}", self.run)]);
+        args.extend(["--network".to_string(), format!("container:{}", self.container(i))]);
+        for e in env {
+            args.extend(["-e".to_string(), e.to_string()]);
+        }
+        args.extend(["--entrypoint".to_string(), entrypoint.to_string(), self.image.clone()]);
+        args
+    }
+
+    /// Removes a helper container started with [`DockerCluster::helper_args`] (killing it).
+    pub async fn remove_helper(&self, name: &str) {
+        let _ = docker(&["rm", "-fv", &format!("{}-{name}", self.run)]).await;
+    }
+
+    /// The last `lines` lines broker `i` logged (`usize::MAX`: all of them).
+    pub fn logs(&self, i: usize, lines: usize) -> String {
+        let tail = if lines == usize::MAX { "all".to_string() } else { lines.to_string() };
+        let output = Command::new(docker_cli())
+            .args(["logs", "--tail", &tail, &self.container(i)])
+            .stdin(Stdio::null())
+            .output();
+        match output {
+            Ok(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+            Err(e) => format!("(docker logs failed: {e})"),
+        }
+    }
+
+    /// Removes whatever carries this run's label: containers (brokers and helpers) first, then
+    /// their volumes, then the network.
+    fn remove_everything(&self) {
+        let filter = format!("label={LABEL}={}", self.run);
+        let mut problems = Vec::new();
+        let containers = docker_sync(&["ps", "-aq", "--filter", &filter]).unwrap_or_default();
+        let ids: Vec<&str> = containers.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut rm = vec!["rm", "-fv"];
+            rm.extend(ids);
+            problems.extend(docker_sync(&rm).err());
+        }
+        for (kind, list) in [("volume", ["volume", "ls", "-q"]), ("network", ["network", "ls", "-q"])] {
+            let mut ls = list.to_vec();
+            ls.extend(["--filter", &filter]);
+            for id in docker_sync(&ls).unwrap_or_default().split_whitespace() {
+                problems.extend(docker_sync(&[kind, "rm", id]).err());
+            }
+        }
+        for problem in problems {
+            eprintln!("cleaning up {}: {problem}", self.run);
+        }
+    }
+}
+
+impl Drop for DockerCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for i in 0..self.size {
+                let (name, hostname) = (self.container(i), self.hostname(i));
+                let saved = std::env::temp_dir().join(format!("{name}.log"));
+                let kept = match std::fs::write(&saved, self.logs(i, usize::MAX)) {
+                    Ok(()) => format!("whole log kept in {}", saved.display()),
+                    Err(e) => format!("could not keep the whole log in {}: {e}", saved.display()),
+                };
+                eprintln!("---- last log lines of {name} ({hostname}; {kept}) ----\n{}", self.logs(i, 60));
+            }
+        }
+        self.remove_everything();
+    }
+}
