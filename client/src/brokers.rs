@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use runnel_discovery::BrokerList;
+use runnel_discovery::{BrokerList, BrokerSource};
 
 use crate::ClientError;
 
@@ -19,6 +19,17 @@ impl Brokers {
     /// Brokers known up front, on the default ports.
     pub fn fixed(hosts: impl IntoIterator<Item = impl Into<String>>) -> Brokers {
         Brokers { hosts: hosts.into_iter().map(Into::into).collect(), producer_port: 9251, consumer_port: 9252 }
+    }
+
+    /// Brokers found without asking one: a static list, or the AAAA records of a Kubernetes
+    /// headless service (`BrokerSource::headless("runnel.streams.svc.cluster.local")`), on
+    /// the default ports.
+    pub async fn from_source(source: &BrokerSource) -> Result<Brokers, ClientError> {
+        let hosts = source.resolve().await?;
+        if hosts.is_empty() {
+            return Err(ClientError::NoBrokers);
+        }
+        Ok(Brokers::fixed(hosts))
     }
 
     /// Asks `host` (any broker, or the discovery service) on `port` for the broker list.
@@ -51,5 +62,21 @@ impl Brokers {
 
     pub fn consumer_url(&self, index: usize, path: &str) -> String {
         format!("http://{}:{}{path}", self.hosts[index % self.hosts.len()], self.consumer_port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_source_gives_the_brokers_or_says_there_are_none() {
+        let brokers =
+            Brokers::from_source(&BrokerSource::Static(vec!["b0".into(), "b1".into()])).await.expect("brokers");
+        assert_eq!(brokers.producer_url(1, "/status"), "http://b1:9251/status");
+        let none = Brokers::from_source(&BrokerSource::Static(Vec::new())).await;
+        assert!(matches!(none, Err(ClientError::NoBrokers)));
+        let bad = Brokers::from_source(&BrokerSource::headless("not a name")).await;
+        assert!(matches!(bad, Err(ClientError::Discovery(_))), "{bad:?}");
     }
 }

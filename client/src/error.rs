@@ -5,6 +5,8 @@ use reqwest::StatusCode;
 pub enum ClientError {
     #[error("no broker address could be found")]
     NoBrokers,
+    #[error("broker lookup failed: {0}")]
+    Discovery(#[from] runnel_discovery::DiscoveryError),
     #[error("request to {url} failed: {source}")]
     Transport {
         url: String,
