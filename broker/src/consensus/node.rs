@@ -126,26 +126,61 @@ impl RaftNode {
     /// A follower forwards the command to the leader.
     /// While leadership moves (the leader died, an election runs), it retries for up to 5 s.
     pub async fn propose(&self, command: Command) -> Result<CommandResult, RaftError> {
-        let deadline = Instant::now() + PROPOSE_TIMEOUT;
-        loop {
-            let attempt = match self.write(command.clone()).await {
-                Ok(result) => return Ok(result),
+        self.retrying(|| async {
+            match self.write(command.clone()).await {
+                Ok(result) => Ok(result),
                 Err(Forward::To(addr)) => {
-                    // A leader that was cut off may never answer; once another is elected, ask it.
-                    tokio::select! {
-                        answer = self.forward(&addr, command.clone()) => answer,
-                        _ = self.leader_moves_from(&addr) => Err(RaftError::Unavailable(format!("Raft leadership moved from {addr}"))),
-                    }
+                    let call = self.network.http().post(format!("http://{addr}/raft/propose")).json(&command);
+                    self.ask_leader(&addr, call).await
                 }
                 Err(Forward::Failed(e)) => Err(e),
-            };
-            match attempt {
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it succeeds or fails for a reason other than
+    /// [`RaftError::Unavailable`], for up to 5 s, pausing between attempts.
+    async fn retrying<T, F, Fut>(&self, attempt: F) -> Result<T, RaftError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RaftError>>,
+    {
+        let deadline = Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            match attempt().await {
                 Err(RaftError::Unavailable(reason)) if Instant::now() + RETRY_PAUSE < deadline => {
-                    tracing::debug!("proposal not accepted yet, retrying: {reason}");
+                    tracing::debug!("Raft not available yet, retrying: {reason}");
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Sends `call` to the Raft leader at `addr`, which answers `Result<T, String>` as JSON.
+    /// A leader that was cut off may never answer: once another is elected, the call is given
+    /// up as unavailable (and the caller retries with the new one).
+    async fn ask_leader<T: serde::de::DeserializeOwned>(
+        &self,
+        addr: &str,
+        call: reqwest::RequestBuilder,
+    ) -> Result<T, RaftError> {
+        let ask = async {
+            let response = call
+                .timeout(PROPOSE_TIMEOUT)
+                .send()
+                .await
+                .map_err(|e| RaftError::Unavailable(format!("Raft leader {addr} unreachable: {e}")))?;
+            let answer: Result<T, String> = response
+                .json()
+                .await
+                .map_err(|e| RaftError::Unavailable(format!("bad answer from Raft leader {addr}: {e}")))?;
+            answer.map_err(RaftError::Unavailable)
+        };
+        tokio::select! {
+            answer = ask => answer,
+            _ = self.leader_moves_from(addr) => Err(RaftError::Unavailable(format!("Raft leadership moved from {addr}"))),
         }
     }
 
@@ -169,23 +204,6 @@ impl RaftNode {
             },
             Ok(Err(e)) => Err(Forward::Failed(RaftError::Unavailable(e.to_string()))),
         }
-    }
-
-    async fn forward(&self, addr: &str, command: Command) -> Result<CommandResult, RaftError> {
-        let response = self
-            .network
-            .http()
-            .post(format!("http://{addr}/raft/propose"))
-            .json(&command)
-            .timeout(PROPOSE_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| RaftError::Unavailable(format!("Raft leader {addr} unreachable: {e}")))?;
-        let result: Result<CommandResult, String> = response
-            .json()
-            .await
-            .map_err(|e| RaftError::Unavailable(format!("bad answer from Raft leader {addr}: {e}")))?;
-        result.map_err(RaftError::Unavailable)
     }
 
     /// On the leader: confirms leadership with a quorum and returns the index everything
@@ -213,22 +231,7 @@ impl RaftNode {
     /// barrier), so a consumer registered through another broker a moment ago is known here.
     /// While leadership moves, it asks the new leader (for up to 5 s in all).
     pub async fn catch_up_with_leader(&self) -> Result<(), RaftError> {
-        let deadline = Instant::now() + PROPOSE_TIMEOUT;
-        loop {
-            let attempt = match self.leader_addr() {
-                Some(leader) if !self.is_leader() => tokio::select! {
-                    answer = self.catch_up_once() => answer,
-                    _ = self.leader_moves_from(&leader) => Err(RaftError::Unavailable("Raft leadership moved".into())),
-                },
-                _ => self.catch_up_once().await,
-            };
-            match attempt {
-                Err(RaftError::Unavailable(_)) if Instant::now() + RETRY_PAUSE < deadline => {
-                    tokio::time::sleep(RETRY_PAUSE).await
-                }
-                other => return other,
-            }
-        }
+        self.retrying(|| self.catch_up_once()).await
     }
 
     async fn catch_up_once(&self) -> Result<(), RaftError> {
@@ -236,19 +239,8 @@ impl RaftNode {
             self.read_index_here().await?
         } else {
             let leader = self.leader_addr().ok_or_else(|| RaftError::Unavailable("no Raft leader elected".into()))?;
-            let response = self
-                .network
-                .http()
-                .get(format!("http://{leader}/raft/read-index"))
-                .timeout(PROPOSE_TIMEOUT)
-                .send()
-                .await
-                .map_err(|e| RaftError::Unavailable(format!("Raft leader {leader} unreachable: {e}")))?;
-            let answer: Result<Option<u64>, String> = response
-                .json()
-                .await
-                .map_err(|e| RaftError::Unavailable(format!("bad answer from Raft leader {leader}: {e}")))?;
-            answer.map_err(RaftError::Unavailable)?
+            let call = self.network.http().get(format!("http://{leader}/raft/read-index"));
+            self.ask_leader(&leader, call).await?
         };
         self.raft
             .wait(Some(PROPOSE_TIMEOUT))
@@ -277,7 +269,7 @@ impl RaftNode {
 
     /// A leader is known and this node caught up with the log it had at start.
     pub fn is_ready(&self) -> bool {
-        self.caught_up.load(Ordering::Acquire) && self.raft.metrics().borrow().current_leader.is_some()
+        self.has_caught_up() && self.raft.metrics().borrow().current_leader.is_some()
     }
 
     /// The store held no Raft state when this node started.

@@ -147,6 +147,11 @@ impl Replication {
         &self.leadership
     }
 
+    /// Where this broker's copy of a topic partition ends, and the epoch of its newest record.
+    pub(super) fn local_state(&self, topic: &str, partition: u32) -> CopyState {
+        CopyState { end: self.storage.end(topic, partition), last_epoch: self.storage.last_epoch(topic, partition) }
+    }
+
     /// Appends on this broker (the partition's leader) and returns once a majority of the
     /// partition's copies hold the records fsync'd. [`ApiError::NotLeader`] means nothing was
     /// stored and the caller may send the records to the new leader.
@@ -203,7 +208,7 @@ impl Replication {
         let Some(epoch) = self.leadership.serving_epoch(partition) else { return 0 };
         let copies = self.copies(topic, partition, epoch);
         if copies.followers.is_empty() {
-            return self.storage.bounds(topic, partition).map_or(0, |(_, end)| end);
+            return self.storage.end(topic, partition);
         }
         let reached = *copies.majority_end.borrow();
         reached
@@ -216,7 +221,7 @@ impl Replication {
             return copies.clone();
         }
         let followers = self.leadership.others(partition);
-        let leader = self.storage.bounds(topic, partition).map_or(0, |(_, end)| end);
+        let leader = self.storage.end(topic, partition);
         let copies = Arc::new(PartitionCopies {
             epoch,
             ends: Mutex::new(Ends { followers: vec![0; followers.len()], leader, ..Ends::default() }),
@@ -250,7 +255,7 @@ impl Replication {
             let appended = copies.appended.notified();
             tokio::pin!(appended);
             appended.as_mut().enable();
-            let durable_end = self.storage.bounds(&topic, partition).map_or(0, |(_, end)| end);
+            let durable_end = self.storage.end(&topic, partition);
             copies.update(|ends| {
                 if let Some(slot) = ends.followers.get_mut(index) {
                     *slot = follower_end;
@@ -354,11 +359,16 @@ impl Replication {
 
     pub(super) async fn copy_state(&self, broker: u32, topic: &str, partition: u32) -> Result<CopyState, String> {
         let url = self.peers.url(broker, &format!("/cluster/end/{topic}/{partition}"));
-        let response = self.peers.http().get(url).timeout(RETRY * 5).send().await.map_err(|e| e.to_string())?;
+        self.peer_get(url, RETRY * 5).await?.json().await.map_err(|e| e.to_string())
+    }
+
+    /// GET on a peer, with a time limit; any answer but a success is an error.
+    pub(super) async fn peer_get(&self, url: String, limit: Duration) -> Result<reqwest::Response, String> {
+        let response = self.peers.http().get(url).timeout(limit).send().await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
-        response.json::<CopyState>().await.map_err(|e| e.to_string())
+        Ok(response)
     }
 
     async fn send(

@@ -89,23 +89,24 @@ impl Leadership {
         self.replicas(partition).into_iter().filter(|b| *b != self.me).collect()
     }
 
+    /// This broker leads `partition` as `current` says, took it over, and is not handing it off.
+    fn serves(&self, partition: u32, current: PartitionLeader, writes: &Writes) -> bool {
+        current.broker == self.me
+            && lock(&self.serving).get(&partition) == Some(&current.epoch)
+            && !writes.handing_off.contains(&partition)
+    }
+
     /// The epoch in which this broker may write to and serve `partition`, if it may.
     pub fn serving_epoch(&self, partition: u32) -> Option<u64> {
         let current = self.current(partition);
-        let serving = current.broker == self.me
-            && lock(&self.serving).get(&partition) == Some(&current.epoch)
-            && !lock(&self.writes).handing_off.contains(&partition);
-        serving.then_some(current.epoch)
+        self.serves(partition, current, &lock(&self.writes)).then_some(current.epoch)
     }
 
     /// Permission for one local write, if this broker serves `partition`.
     pub fn write_permit(&self, partition: u32) -> Option<WritePermit<'_>> {
         let current = self.current(partition);
         let mut writes = lock(&self.writes);
-        let serving = current.broker == self.me
-            && lock(&self.serving).get(&partition) == Some(&current.epoch)
-            && !writes.handing_off.contains(&partition);
-        if !serving {
+        if !self.serves(partition, current, &writes) {
             return None;
         }
         *writes.in_flight.entry(partition).or_insert(0) += 1;
@@ -124,9 +125,11 @@ impl Leadership {
 
     /// Partitions Raft says this broker leads, each with its epoch, and whether it serves them.
     pub fn led(&self) -> Vec<(u32, u64, bool)> {
-        let serving = lock(&self.serving).clone();
-        (0..self.ring.partitions())
-            .map(|p| (p, self.current(p)))
+        let leaders: Vec<(u32, PartitionLeader)> =
+            self.raft.read(|s| (0..self.ring.partitions()).map(|p| (p, s.leader(p, self.ring.broker_of(p)))).collect());
+        let serving = lock(&self.serving);
+        leaders
+            .into_iter()
             .filter(|(_, l)| l.broker == self.me)
             .map(|(p, l)| (p, l.epoch, serving.get(&p) == Some(&l.epoch)))
             .collect()

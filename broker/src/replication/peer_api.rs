@@ -62,18 +62,19 @@ pub fn parse_epochs(headers: &HeaderMap) -> Result<Vec<EpochStart>, ApiError> {
 }
 
 fn copy_state(app: &SharedState, topic: &str, partition: u32) -> CopyState {
-    CopyState {
-        end: app.storage.bounds(topic, partition).map_or(0, |(_, end)| end),
-        last_epoch: app.storage.last_epoch(topic, partition),
-    }
+    app.replication.local_state(topic, partition)
 }
 
-fn check_replica(app: &SharedState, topic: &str, partition: u32) -> Result<(), ApiError> {
-    validate_topic_name(topic)?;
+fn holds_copy(app: &SharedState, partition: u32) -> Result<(), ApiError> {
     if !app.replication.leadership().replicas(partition).contains(&app.peers.ordinal()) {
         return Err(ApiError::BadRequest(format!("this broker holds no replica of partition {partition}")));
     }
     Ok(())
+}
+
+fn check_replica(app: &SharedState, topic: &str, partition: u32) -> Result<(), ApiError> {
+    validate_topic_name(topic)?;
+    holds_copy(app, partition)
 }
 
 #[derive(Deserialize)]
@@ -156,18 +157,14 @@ async fn fence(
     Path(partition): Path<u32>,
     Json(request): Json<FenceRequest>,
 ) -> Result<Json<FenceAnswer>, ApiError> {
-    let leadership = app.replication.leadership();
-    if !leadership.replicas(partition).contains(&app.peers.ordinal()) {
-        return Err(ApiError::BadRequest(format!("this broker holds no replica of partition {partition}")));
-    }
-    if !app.raft.has_caught_up() || !leadership.fence(partition, request.epoch) {
+    holds_copy(&app, partition)?;
+    if !app.raft.has_caught_up() || !app.replication.leadership().fence(partition, request.epoch) {
         return Err(ApiError::NotLeader(partition));
     }
     let topics = app
         .storage
-        .topics()
+        .topics_with(partition)
         .into_iter()
-        .filter(|t| app.storage.bounds(t, partition).is_some())
         .map(|t| {
             let state = copy_state(&app, &t, partition);
             (t, state)
@@ -196,7 +193,7 @@ async fn epoch_end(
     check_replica(&app, &topic, partition)?;
     Ok(Json(EpochEnd {
         epoch_end: app.storage.end_of_epoch(&topic, partition, params.epoch),
-        end: copy_state(&app, &topic, partition).end,
+        end: app.storage.end(&topic, partition),
     }))
 }
 

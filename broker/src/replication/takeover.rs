@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::leader::Replication;
-use super::peer_api::{parse_epochs, CopyState, EpochEnd, FenceAnswer, FenceRequest};
+use super::peer_api::{parse_epochs, EpochEnd, FenceAnswer, FenceRequest};
 use super::replica_set::others_needed;
 use crate::cluster::decode_frames;
 use crate::cluster_state::{Command, CommandResult};
@@ -72,12 +72,9 @@ impl Replication {
             return Err("leadership moved on meanwhile".into());
         }
         let mut topics: BTreeSet<String> = fenced.iter().flat_map(|(_, a)| a.topics.keys().cloned()).collect();
-        topics.extend(self.storage.topics().into_iter().filter(|t| self.storage.bounds(t, partition).is_some()));
+        topics.extend(self.storage.topics_with(partition));
         for topic in topics {
-            let mine = CopyState {
-                end: self.storage.bounds(&topic, partition).map_or(0, |(_, end)| end),
-                last_epoch: self.storage.last_epoch(&topic, partition),
-            };
+            let mine = self.local_state(&topic, partition);
             let best = fenced
                 .iter()
                 .filter_map(|(broker, answer)| Some((*broker, *answer.topics.get(&topic)?)))
@@ -96,10 +93,10 @@ impl Replication {
     /// then appends what `source` has beyond.
     async fn copy_from(&self, source: u32, topic: &str, partition: u32) -> Result<(), String> {
         loop {
-            let end = self.storage.bounds(topic, partition).map_or(0, |(_, end)| end);
+            let end = self.storage.end(topic, partition);
             let last_epoch = self.storage.last_epoch(topic, partition);
             let url = self.peers.url(source, &format!("/cluster/epoch-end/{topic}/{partition}?epoch={last_epoch}"));
-            let theirs: EpochEnd = self.get_json(url).await?;
+            let theirs: EpochEnd = self.peer_get(url, CALL_TIMEOUT).await?.json().await.map_err(|e| e.to_string())?;
             if theirs.epoch_end < end {
                 self.storage.truncate(topic, partition, theirs.epoch_end).await.map_err(|e| e.to_string())?;
                 continue;
@@ -108,10 +105,8 @@ impl Replication {
                 return Ok(());
             }
             let url = self.peers.url(source, &format!("/cluster/read/{topic}/{partition}?from={end}"));
-            let response = self.peers.http().get(url).timeout(CALL_TIMEOUT).send().await.map_err(|e| e.to_string())?;
-            if !response.status().is_success() {
-                return Err(format!("reading from broker {source} answered {}", response.status()));
-            }
+            let response =
+                self.peer_get(url, CALL_TIMEOUT).await.map_err(|e| format!("reading from broker {source}: {e}"))?;
             let epochs = parse_epochs(response.headers()).map_err(|e| e.to_string())?;
             let body: Bytes = response.bytes().await.map_err(|e| e.to_string())?;
             let records = decode_frames(&body)?;
@@ -120,14 +115,6 @@ impl Replication {
             }
             self.storage.append_at(topic, partition, end, records, epochs).await.map_err(|e| e.to_string())?;
         }
-    }
-
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: String) -> Result<T, String> {
-        let response = self.peers.http().get(url).timeout(CALL_TIMEOUT).send().await.map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("answered {}", response.status()));
-        }
-        response.json().await.map_err(|e| e.to_string())
     }
 
     /// Hands `partition` to broker `to` without losing or refusing a write: new writes wait
@@ -154,11 +141,10 @@ impl Replication {
         while self.leadership.writes_in_flight(partition) > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let topics: Vec<String> =
-            self.storage.topics().into_iter().filter(|t| self.storage.bounds(t, partition).is_some()).collect();
+        let topics = self.storage.topics_with(partition);
         loop {
             let behind = topics.iter().any(|topic| {
-                let end = self.storage.bounds(topic, partition).map_or(0, |(_, end)| end);
+                let end = self.storage.end(topic, partition);
                 self.copies(topic, partition, epoch).end_of(to).is_none_or(|theirs| theirs < end)
             });
             if !behind {

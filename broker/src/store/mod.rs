@@ -180,7 +180,8 @@ impl Storage {
         records: Vec<Bytes>,
         epoch: u64,
     ) -> Result<Appended, StorageError> {
-        self.submit(topic, partition, records, EpochMark::Leader(epoch)).await
+        let (_, durable) = self.append_pipelined(topic, partition, records, epoch).await?;
+        durable.await.map_err(|_| StorageError::Closed)?
     }
 
     /// Like [`Storage::append`], but returns the base offset as soon as the writer accepted the
@@ -193,14 +194,8 @@ impl Storage {
         records: Vec<Bytes>,
         epoch: u64,
     ) -> Result<(u64, oneshot::Receiver<Result<Appended, StorageError>>), StorageError> {
-        if records.is_empty() {
-            return Err(StorageError::BatchSize { max: batch::MAX_BODY_LEN });
-        }
-        let sender = self.writer_queue(topic, partition).await?;
         let (assigned, base) = oneshot::channel();
-        let (reply, answer) = oneshot::channel();
-        let request = AppendRequest { records, epoch: EpochMark::Leader(epoch), assigned: Some(assigned), reply };
-        sender.send(WriterRequest::Append(request)).await.map_err(|_| StorageError::Closed)?;
+        let answer = self.enqueue(topic, partition, records, EpochMark::Leader(epoch), Some(assigned)).await?;
         match base.await {
             Ok(base) => Ok((base, answer)),
             // Refused before it was written: the answer says why.
@@ -219,24 +214,28 @@ impl Storage {
         records: Vec<Bytes>,
         epochs: Vec<EpochStart>,
     ) -> Result<Appended, StorageError> {
-        self.submit(topic, partition, records, EpochMark::Replica { base: base_offset, epochs }).await
+        let epoch = EpochMark::Replica { base: base_offset, epochs };
+        let answer = self.enqueue(topic, partition, records, epoch, None).await?;
+        answer.await.map_err(|_| StorageError::Closed)?
     }
 
-    async fn submit(
+    /// Queues an append for the partition's writer; the receiver gets its outcome.
+    async fn enqueue(
         &self,
         topic: &str,
         partition: u32,
         records: Vec<Bytes>,
         epoch: EpochMark,
-    ) -> Result<Appended, StorageError> {
+        assigned: Option<oneshot::Sender<u64>>,
+    ) -> Result<oneshot::Receiver<Result<Appended, StorageError>>, StorageError> {
         if records.is_empty() {
             return Err(StorageError::BatchSize { max: batch::MAX_BODY_LEN });
         }
         let sender = self.writer_queue(topic, partition).await?;
         let (reply, answer) = oneshot::channel();
-        let request = WriterRequest::Append(AppendRequest { records, epoch, assigned: None, reply });
+        let request = WriterRequest::Append(AppendRequest { records, epoch, assigned, reply });
         sender.send(request).await.map_err(|_| StorageError::Closed)?;
-        answer.await.map_err(|_| StorageError::Closed)?
+        Ok(answer)
     }
 
     /// Drops every record at or after `to` (see [`PartitionLog::truncate`]); returns the new end.
@@ -307,6 +306,20 @@ impl Storage {
 
     pub fn bounds(&self, topic: &str, partition: u32) -> Option<(u64, u64)> {
         self.get(topic, partition).map(|p| p.log.bounds())
+    }
+
+    /// The next offset to be written to the partition (0 when it does not exist here).
+    pub fn end(&self, topic: &str, partition: u32) -> u64 {
+        self.bounds(topic, partition).map_or(0, |(_, end)| end)
+    }
+
+    /// Topics that have `partition` on this broker.
+    pub fn topics_with(&self, partition: u32) -> Vec<String> {
+        let partitions = self.inner.partitions.read().unwrap_or_else(|p| p.into_inner());
+        let mut topics: Vec<String> =
+            partitions.keys().filter(|(_, p)| *p == partition).map(|(t, _)| t.clone()).collect();
+        topics.sort();
+        topics
     }
 
     pub fn topics(&self) -> Vec<String> {
