@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use runnel_client::{Brokers, Consumer, ConsumerConfig, Producer, StartFrom};
-use runnel_tests::{built_binary, BrokerProcess};
+use runnel_tests::{built_binary, start_cluster, BrokerProcess};
 use serde_json::json;
 
 async fn produce_range(producer: &Producer, from: u64, to: u64) {
@@ -15,22 +15,37 @@ async fn produce_range(producer: &Producer, from: u64, to: u64) {
     }
 }
 
-/// Polls (with `consumers` taking turns) until every n in 0..upto was seen.
-async fn read_until(consumers: &mut [Consumer], seen: &mut BTreeSet<u64>, upto: u64) {
+/// Polls (with `consumers` taking turns) until every n in 0..upto was delivered; `delivered`
+/// keeps every delivery in arrival order, repeats included.
+async fn read_until(consumers: &mut [Consumer], delivered: &mut Vec<u64>, upto: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while (0..upto).any(|n| !seen.contains(&n)) {
-        assert!(
-            Instant::now() < deadline,
-            "missing records: {:?}",
-            (0..upto).filter(|n| !seen.contains(n)).collect::<Vec<_>>()
-        );
+    loop {
+        let seen: BTreeSet<u64> = delivered.iter().copied().collect();
+        let missing: Vec<u64> = (0..upto).filter(|n| !seen.contains(n)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "missing records: {missing:?}");
         for consumer in consumers.iter_mut() {
             for record in consumer.poll().await.expect("poll") {
-                seen.insert(record.value["n"].as_u64().expect("n"));
+                delivered.push(record.value["n"].as_u64().expect("n"));
             }
         }
         let pause = consumers.iter().map(Consumer::next_poll_in).min().unwrap_or_default();
         tokio::time::sleep(pause.min(Duration::from_millis(200))).await;
+    }
+}
+
+/// Per key (n % keys), the first delivery of each record comes in the order it was produced.
+fn assert_key_order(delivered: &[u64], keys: u64) {
+    let mut first = BTreeSet::new();
+    let mut last_per_key: Vec<Option<u64>> = vec![None; keys as usize];
+    for &n in delivered {
+        if first.insert(n) {
+            let last = &mut last_per_key[(n % keys) as usize];
+            assert!(last.is_none_or(|l| l < n), "key {} delivered {n} after {last:?}", n % keys);
+            *last = Some(n);
+        }
     }
 }
 
@@ -46,7 +61,7 @@ async fn a_consumer_keeps_going_through_a_timeout_a_broker_restart_and_a_rebalan
         topics: vec!["flow".into()],
         start: StartFrom::Earliest,
     };
-    let mut seen = BTreeSet::new();
+    let mut seen = Vec::new();
 
     produce_range(&producer, 0, 100).await;
     let mut consumers = vec![Consumer::connect(brokers.clone(), config("a")).await.expect("connect")];
@@ -70,6 +85,60 @@ async fn a_consumer_keeps_going_through_a_timeout_a_broker_restart_and_a_rebalan
     consumers.push(Consumer::connect(brokers.clone(), config("b")).await.expect("connect b"));
     produce_range(&producer, 200, 300).await;
     read_until(&mut consumers, &mut seen, 300).await;
+    assert_key_order(&seen, 10);
+    for consumer in consumers {
+        consumer.close().await.expect("goodbye");
+    }
+}
+
+/// Sends `n` in from..to in order per key, the keys in parallel, as an application would.
+async fn produce_keyed(producer: &Producer, keys: u64, from: u64, to: u64) {
+    let tasks = (0..keys).map(|k| {
+        let producer = producer.clone();
+        tokio::spawn(async move {
+            for n in (from..to).filter(|n| n % keys == k) {
+                let key = format!("k{k}");
+                producer.send("flow", Some(&key), json!({"n": n, "key": k}).to_string()).await.expect("produce");
+            }
+        })
+    });
+    for task in tasks.collect::<Vec<_>>() {
+        task.await.expect("producer task");
+    }
+}
+
+#[tokio::test]
+async fn in_a_cluster_the_client_carries_on_through_a_broker_death_and_its_return() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = start_cluster(dir.path(), 3, &[]);
+    let http = reqwest::Client::new();
+    let brokers = Brokers::discover(&http, &cluster[0].ip.to_string(), 9250).await.expect("discover");
+    assert_eq!(brokers.hosts.len(), 3, "discovery lists every broker");
+    let producer = Producer::new(brokers.clone());
+    let config = |id: &str| ConsumerConfig {
+        id: id.into(),
+        group: "flow-readers".into(),
+        topics: vec!["flow".into()],
+        start: StartFrom::Earliest,
+    };
+    let mut consumers = vec![
+        Consumer::connect(brokers.clone(), config("a")).await.expect("connect a"),
+        Consumer::connect(brokers.clone(), config("b")).await.expect("connect b"),
+    ];
+    let mut seen = Vec::new();
+    produce_keyed(&producer, 12, 0, 120).await;
+    read_until(&mut consumers, &mut seen, 120).await;
+
+    // A broker that leads partitions dies: the producer moves on to the others, its
+    // partitions move to their copies, and the consumers find them there.
+    cluster[2].kill9();
+    produce_keyed(&producer, 12, 120, 240).await;
+    read_until(&mut consumers, &mut seen, 240).await;
+
+    cluster[2].restart();
+    produce_keyed(&producer, 12, 240, 360).await;
+    read_until(&mut consumers, &mut seen, 360).await;
+    assert_key_order(&seen, 12);
     for consumer in consumers {
         consumer.close().await.expect("goodbye");
     }
