@@ -132,6 +132,13 @@ async fn in_a_cluster_the_client_carries_on_through_a_broker_death_and_its_retur
     // A broker that leads partitions dies: the producer moves on to the others, its
     // partitions move to their copies, and the consumers find them there.
     cluster[2].kill9();
+    let status = Command::new(built_binary("runnel"))
+        .args(["status", "--host", &cluster[0].ip.to_string()])
+        .output()
+        .expect("runnel status");
+    assert_eq!(status.status.code(), Some(3), "scripts can tell a broker is down");
+    let dead = cluster[2].ip.to_string();
+    assert!(String::from_utf8_lossy(&status.stdout).lines().any(|l| l.starts_with(&dead) && l.contains("unreachable")));
     produce_keyed(&producer, 12, 120, 240).await;
     read_until(&mut consumers, &mut seen, 240).await;
 

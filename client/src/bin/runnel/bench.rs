@@ -14,6 +14,7 @@ use runnel_client::{Brokers, Consumer, ConsumerConfig, Producer, StartFrom};
 use serde::Serialize;
 
 use crate::connection::ConnectionArgs;
+use crate::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -191,10 +192,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 async fn show_progress(produced: Arc<AtomicU64>, consumed: Arc<AtomicU64>) {
+    let mut progress = Progress::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        eprint!("\rproduced {} consumed {}   ", produced.load(Ordering::Relaxed), consumed.load(Ordering::Relaxed));
+        progress.update(|| {
+            format!("produced {} consumed {}", produced.load(Ordering::Relaxed), consumed.load(Ordering::Relaxed))
+        });
     }
 }
 

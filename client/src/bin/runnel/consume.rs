@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use runnel_client::{Consumer, ConsumerConfig, StartFrom};
 
 use crate::connection::ConnectionArgs;
+use crate::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct ConsumeArgs {
@@ -54,7 +55,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     };
     let config = ConsumerConfig { id, group: args.group.clone(), topics: args.topics.clone(), start };
     let mut consumer = Consumer::connect(brokers, config).await?;
-    let (mut count, mut last_record) = (0usize, Instant::now());
+    let (mut count, mut last_record, mut progress) = (0usize, Instant::now(), Progress::new());
     'reading: loop {
         let records = consumer.poll().await?;
         if !records.is_empty() {
@@ -77,12 +78,14 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                 break 'reading;
             }
         }
+        progress.update(|| format!("consumed {count} records"));
         if !args.follow && last_record.elapsed() > QUIET {
             break;
         }
         tokio::time::sleep(consumer.next_poll_in().min(Duration::from_millis(500))).await;
     }
     consumer.close().await?;
+    progress.finish();
     eprintln!("consumed {count} records");
     Ok(())
 }

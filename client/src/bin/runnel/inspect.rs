@@ -1,7 +1,5 @@
 //! `runnel brokers` and `runnel status`.
 
-use anyhow::bail;
-
 use crate::connection::ConnectionArgs;
 
 #[derive(clap::Args)]
@@ -19,7 +17,15 @@ pub async fn brokers(args: InspectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Exit status 0 when every broker is ready, 1 otherwise.
+/// Some brokers did not answer ready (exit status 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{down} of {of} brokers not ready")]
+pub struct NotReady {
+    down: usize,
+    of: usize,
+}
+
+/// Exit status 0 when every broker is ready, 3 when some are not, 1 when none could be asked.
 pub async fn status(args: InspectArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let brokers = args.connection.brokers(&http).await?;
@@ -37,7 +43,7 @@ pub async fn status(args: InspectArgs) -> anyhow::Result<()> {
         println!("{host}\t{state}");
     }
     if down > 0 {
-        bail!("{down} of {} brokers not ready", brokers.hosts.len());
+        return Err(NotReady { down, of: brokers.hosts.len() }.into());
     }
     Ok(())
 }

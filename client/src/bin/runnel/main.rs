@@ -1,17 +1,24 @@
 //! `runnel`: the command-line tool for Runnel.
 //!
-//! Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
+//! Exit codes: 0 success; 1 failure (message on stderr); 2 usage error; 3 `status` found a
+//! broker that is not ready.
 
 mod bench;
 mod connection;
 mod consume;
 mod inspect;
 mod produce;
+mod progress;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "runnel", version, about = "Command-line tool for Runnel brokers")]
+#[command(
+    name = "runnel",
+    version,
+    about = "Command-line tool for Runnel brokers",
+    after_help = "Exit status: 0 success, 1 failure, 2 usage error, 3 a broker is not ready (status)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,7 +32,7 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// List the brokers of the cluster.
     Brokers(inspect::InspectArgs),
-    /// Show whether every broker is ready (exit status 1 if not).
+    /// Show whether every broker is ready (exit status 3 if not).
     Status(inspect::InspectArgs),
     /// Produce records as fast as the broker acknowledges them, then consume them back, and print throughput and latency.
     Bench(bench::BenchArgs),
@@ -43,6 +50,7 @@ async fn main() {
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        let code = if e.is::<inspect::NotReady>() { 3 } else { 1 };
+        std::process::exit(code);
     }
 }

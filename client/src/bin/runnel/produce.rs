@@ -8,6 +8,7 @@ use runnel_client::Producer;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::connection::ConnectionArgs;
+use crate::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct ProduceArgs {
@@ -28,7 +29,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let producer = Producer::new(args.connection.brokers(&http).await?);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut batch: Vec<Bytes> = Vec::new();
-    let (mut sent, started) = (0usize, Instant::now());
+    let (mut sent, started, mut progress) = (0usize, Instant::now(), Progress::new());
     while let Some(line) = lines.next_line().await.context("reading stdin")? {
         if line.is_empty() {
             continue;
@@ -36,13 +37,14 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         batch.push(Bytes::from(line));
         if batch.len() >= args.batch {
             sent += send(&producer, &args, std::mem::take(&mut batch)).await?;
-            eprint!("\rproduced {sent} records");
+            progress.update(|| format!("produced {sent} records"));
         }
     }
     if !batch.is_empty() {
         sent += send(&producer, &args, batch).await?;
     }
-    eprintln!("\rproduced {sent} records to {} in {:.2} s", args.topic, started.elapsed().as_secs_f64());
+    progress.finish();
+    eprintln!("produced {sent} records to {} in {:.2} s", args.topic, started.elapsed().as_secs_f64());
     Ok(())
 }
 
