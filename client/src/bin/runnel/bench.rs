@@ -1,8 +1,10 @@
 //! `runnel bench`: C producers send NDJSON batches of S-byte records to all brokers at a fixed
-//! or maximum rate, for a count or a duration, while a consumer group reads them back.
+//! or maximum rate, for a count or a duration, while a consumer group reads them back (or,
+//! with --consume-after, once producing is over).
 //! Prints records/s, MB/s and latency percentiles (HDR histogram) of produce requests and of
 //! end-to-end delivery (each record carries its send time), optionally as JSON.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use runnel_client::{Brokers, Consumer, ConsumerConfig, Producer, StartFrom};
+use runnel_client::{Brokers, Consumer, ConsumerConfig, Producer, Record, StartFrom};
 use serde::Serialize;
 
 use crate::connection::ConnectionArgs;
@@ -41,6 +43,10 @@ pub struct BenchArgs {
     /// Consumers in the group that reads the records back (0: produce only).
     #[arg(long, default_value_t = 4)]
     consumers: usize,
+    /// Start the consumer group only once producing is over, so that produce and consume are
+    /// each measured alone (end-to-end latency is then not reported).
+    #[arg(long)]
+    consume_after: bool,
     /// Topic (default: a new one per run).
     #[arg(long)]
     topic: Option<String>,
@@ -92,7 +98,11 @@ struct Report {
     produce_records_per_s: f64,
     produce_mb_per_s: f64,
     produce_latency: Latency,
+    /// Distinct records read.
     consumed: u64,
+    /// Deliveries beyond the first of a record (after a rebalance, from the committed offset).
+    repeated: u64,
+    consume_seconds: f64,
     consume_mb_per_s: f64,
     end_to_end_latency: Option<Latency>,
 }
@@ -131,10 +141,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let produced = Arc::new(AtomicU64::new(0));
     let consumed = Arc::new(AtomicU64::new(0));
     let producing = Arc::new(AtomicBool::new(true));
-    let e2e = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
-    let readers =
-        start_consumers(&brokers, &args, &topic, consumed.clone(), producing.clone(), produced.clone(), e2e.clone())
-            .await?;
+    let reads = Arc::new(Mutex::new(Reads::new()?));
+    let consumers = || {
+        start_consumers(&brokers, &args, &topic, consumed.clone(), producing.clone(), produced.clone(), reads.clone())
+    };
+    let concurrent_readers = if args.consume_after { Vec::new() } else { consumers().await? };
     let progress = tokio::spawn(show_progress(produced.clone(), consumed.clone()));
 
     let started = Instant::now();
@@ -142,6 +153,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let produce_seconds = started.elapsed().as_secs_f64();
     producing.store(false, Ordering::Release);
     let consume_started = Instant::now();
+    let readers = if args.consume_after { consumers().await? } else { concurrent_readers };
     for reader in readers {
         reader.await??;
     }
@@ -151,8 +163,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.consumers > 0 && got < total {
         bail!("consumed {got} records, produced {total}: records are missing");
     }
-    let consume_seconds = produce_seconds + consume_started.elapsed().as_secs_f64();
-    let e2e = e2e.lock().map_err(|_| anyhow::anyhow!("histogram lock"))?.clone();
+    let consume_seconds =
+        consume_started.elapsed().as_secs_f64() + if args.consume_after { 0.0 } else { produce_seconds };
+    let reads = reads.lock().map_err(|_| anyhow::anyhow!("reads lock"))?;
     let report = Report {
         brokers: brokers.hosts.len(),
         record_bytes: args.size,
@@ -165,8 +178,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         produce_mb_per_s: total as f64 * args.size as f64 / produce_seconds / 1e6,
         produce_latency: Latency::of(&produce_latency),
         consumed: got,
+        repeated: reads.deliveries - got,
+        consume_seconds,
         consume_mb_per_s: got as f64 * args.size as f64 / consume_seconds / 1e6,
-        end_to_end_latency: (args.consumers > 0).then(|| Latency::of(&e2e)),
+        end_to_end_latency: (args.consumers > 0 && !args.consume_after).then(|| Latency::of(&reads.e2e)),
     };
     eprintln!();
     println!(
@@ -176,12 +191,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         report.produce_seconds,
         report.produce_latency.line()
     );
-    if let Some(e2e) = &report.end_to_end_latency {
+    if args.consumers > 0 {
+        let e2e = report.end_to_end_latency.as_ref().map(|e2e| format!("; end-to-end latency {}", e2e.line()));
         println!(
-            "consume: {} records, {:.1} MB/s; end-to-end latency {}",
+            "consume: {} records ({} delivered again), {:.1} MB/s over {:.2} s{}",
             report.consumed,
+            report.repeated,
             report.consume_mb_per_s,
-            e2e.line()
+            report.consume_seconds,
+            e2e.unwrap_or_default()
         );
     }
     if let Some(path) = &args.json {
@@ -253,8 +271,44 @@ async fn produce(
     Ok(latency)
 }
 
-/// A new group reading the topic from the start; each reader stops once producing is over
-/// and everything produced was read.
+/// What the group has read. Records of a partition arrive in offset order and a rebalance
+/// only repeats records (from the committed offset), never skips one, so the records read at
+/// least once are the sum over partitions of the offset after the last one seen.
+struct Reads {
+    ends: HashMap<u32, i64>,
+    deliveries: u64,
+    e2e: Histogram<u64>,
+}
+
+impl Reads {
+    fn new() -> anyhow::Result<Reads> {
+        Ok(Reads { ends: HashMap::new(), deliveries: 0, e2e: Histogram::new(3)? })
+    }
+
+    fn distinct(&self) -> u64 {
+        self.ends.values().map(|end| *end as u64).sum()
+    }
+
+    fn add(&mut self, records: &[Record]) -> anyhow::Result<()> {
+        let now = now_micros();
+        for record in records {
+            let Some(partition) = record.partition else {
+                bail!("a poll did not say which partition a record is from")
+            };
+            let end = self.ends.entry(partition).or_default();
+            *end = (*end).max(record.offset + 1);
+            if let Some(sent) = record.value.get("t").and_then(|t| t.as_u64()) {
+                self.e2e.record(now.saturating_sub(sent))?;
+            }
+        }
+        self.deliveries += records.len() as u64;
+        Ok(())
+    }
+}
+
+/// A new group reading the topic from the start (every member registers before any polls, so
+/// the partitions are dealt once); each reader stops once producing is over and every record
+/// produced was read.
 async fn start_consumers(
     brokers: &Brokers,
     args: &BenchArgs,
@@ -262,10 +316,10 @@ async fn start_consumers(
     consumed: Arc<AtomicU64>,
     producing: Arc<AtomicBool>,
     produced: Arc<AtomicU64>,
-    e2e: Arc<Mutex<Histogram<u64>>>,
+    reads: Arc<Mutex<Reads>>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<anyhow::Result<()>>>> {
     let group = format!("{topic}-readers");
-    let mut readers = Vec::new();
+    let mut members = Vec::new();
     for i in 0..args.consumers {
         let config = ConsumerConfig {
             id: format!("{group}-{i}"),
@@ -273,8 +327,12 @@ async fn start_consumers(
             topics: vec![topic.to_string()],
             start: StartFrom::Earliest,
         };
-        let mut consumer = Consumer::connect(brokers.clone(), config).await?;
-        let (consumed, producing, produced, e2e) = (consumed.clone(), producing.clone(), produced.clone(), e2e.clone());
+        members.push(Consumer::connect(brokers.clone(), config).await?);
+    }
+    let mut readers = Vec::new();
+    for mut consumer in members {
+        let (consumed, producing, produced, reads) =
+            (consumed.clone(), producing.clone(), produced.clone(), reads.clone());
         readers.push(tokio::spawn(async move {
             let give_up = Duration::from_secs(60);
             let mut last_progress = Instant::now();
@@ -293,14 +351,9 @@ async fn start_consumers(
                     continue;
                 }
                 last_progress = Instant::now();
-                let now = now_micros();
-                let mut h = e2e.lock().map_err(|_| anyhow::anyhow!("histogram lock"))?;
-                for record in &records {
-                    if let Some(sent) = record.value.get("t").and_then(|t| t.as_u64()) {
-                        h.record(now.saturating_sub(sent))?;
-                    }
-                }
-                consumed.fetch_add(records.len() as u64, Ordering::Relaxed);
+                let mut reads = reads.lock().map_err(|_| anyhow::anyhow!("reads lock"))?;
+                reads.add(&records)?;
+                consumed.store(reads.distinct(), Ordering::Release);
             }
             consumer.close().await?;
             Ok(())
