@@ -55,16 +55,10 @@ async fn a_consumer_keeps_going_through_a_timeout_a_broker_restart_and_a_rebalan
     let mut broker = BrokerProcess::start(&dir.path().join("broker"), &[("RUNNEL_CONSUMER_TIMEOUT_MS", "1000")]);
     let brokers = Brokers::fixed([broker.ip.to_string()]);
     let producer = Producer::new(brokers.clone());
-    let config = |id: &str| ConsumerConfig {
-        id: id.into(),
-        group: "flow-readers".into(),
-        topics: vec!["flow".into()],
-        start: StartFrom::Earliest,
-    };
     let mut seen = Vec::new();
 
     produce_range(&producer, 0, 100).await;
-    let mut consumers = vec![Consumer::connect(brokers.clone(), config("a")).await.expect("connect")];
+    let mut consumers = vec![Consumer::connect(brokers.clone(), reader_config("a")).await.expect("connect")];
     read_until(&mut consumers, &mut seen, 100).await;
     consumers[0].commit().await.expect("commit");
 
@@ -82,12 +76,22 @@ async fn a_consumer_keeps_going_through_a_timeout_a_broker_restart_and_a_rebalan
     read_until(&mut consumers, &mut seen, 200).await;
 
     // A second member joins: partitions are dealt again, nothing is lost.
-    consumers.push(Consumer::connect(brokers.clone(), config("b")).await.expect("connect b"));
+    consumers.push(Consumer::connect(brokers.clone(), reader_config("b")).await.expect("connect b"));
     produce_range(&producer, 200, 300).await;
     read_until(&mut consumers, &mut seen, 300).await;
     assert_key_order(&seen, 10);
     for consumer in consumers {
         consumer.close().await.expect("goodbye");
+    }
+}
+
+/// A member of the group that reads topic `flow` from the start.
+fn reader_config(id: &str) -> ConsumerConfig {
+    ConsumerConfig {
+        id: id.into(),
+        group: "flow-readers".into(),
+        topics: vec!["flow".into()],
+        start: StartFrom::Earliest,
     }
 }
 
@@ -115,15 +119,9 @@ async fn in_a_cluster_the_client_carries_on_through_a_broker_death_and_its_retur
     let brokers = Brokers::discover(&http, &cluster[0].ip.to_string(), 9250).await.expect("discover");
     assert_eq!(brokers.hosts.len(), 3, "discovery lists every broker");
     let producer = Producer::new(brokers.clone());
-    let config = |id: &str| ConsumerConfig {
-        id: id.into(),
-        group: "flow-readers".into(),
-        topics: vec!["flow".into()],
-        start: StartFrom::Earliest,
-    };
     let mut consumers = vec![
-        Consumer::connect(brokers.clone(), config("a")).await.expect("connect a"),
-        Consumer::connect(brokers.clone(), config("b")).await.expect("connect b"),
+        Consumer::connect(brokers.clone(), reader_config("a")).await.expect("connect a"),
+        Consumer::connect(brokers.clone(), reader_config("b")).await.expect("connect b"),
     ];
     let mut seen = Vec::new();
     produce_keyed(&producer, 12, 0, 120).await;
