@@ -146,7 +146,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         start_consumers(&brokers, &args, &topic, consumed.clone(), producing.clone(), produced.clone(), reads.clone())
     };
     let concurrent_readers = if args.consume_after { Vec::new() } else { consumers().await? };
-    let progress = tokio::spawn(show_progress(produced.clone(), consumed.clone()));
+    let (stop_progress, progress_stopped) = tokio::sync::oneshot::channel();
+    let progress = tokio::spawn(show_progress(produced.clone(), consumed.clone(), progress_stopped));
 
     let started = Instant::now();
     let produce_latency = produce(&brokers, &args, &topic, produced.clone()).await?;
@@ -157,7 +158,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for reader in readers {
         reader.await??;
     }
-    progress.abort();
+    let _ = stop_progress.send(());
+    progress.await?;
     let total = produced.load(Ordering::Acquire);
     let got = consumed.load(Ordering::Acquire);
     if args.consumers > 0 && got < total {
@@ -183,7 +185,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         consume_mb_per_s: got as f64 * args.size as f64 / consume_seconds / 1e6,
         end_to_end_latency: (args.consumers > 0 && !args.consume_after).then(|| Latency::of(&reads.e2e)),
     };
-    eprintln!();
     println!(
         "produce: {:.0} records/s, {:.1} MB/s over {:.2} s; request latency {}",
         report.produce_records_per_s,
@@ -209,15 +210,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn show_progress(produced: Arc<AtomicU64>, consumed: Arc<AtomicU64>) {
+/// Shows the counts once a second until `stop` fires (or its sender is gone), then ends the line.
+async fn show_progress(
+    produced: Arc<AtomicU64>,
+    consumed: Arc<AtomicU64>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
     let mut progress = Progress::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        tick.tick().await;
-        progress.update(|| {
-            format!("produced {} consumed {}", produced.load(Ordering::Relaxed), consumed.load(Ordering::Relaxed))
-        });
+        tokio::select! {
+            _ = tick.tick() => progress.update(|| {
+                format!("produced {} consumed {}", produced.load(Ordering::Relaxed), consumed.load(Ordering::Relaxed))
+            }),
+            _ = &mut stop => break,
+        }
     }
+    progress.finish();
 }
 
 /// Runs the producers; returns their request latency (µs).
