@@ -15,7 +15,7 @@ mod topology;
 
 pub use formation::form_cluster;
 pub use node_id::load_or_create_node_id;
-pub use peer_api::{router as peer_router, ActivityReport, PositionsRequest, StartLatest};
+pub use peer_api::{router as peer_router, ActivityReport, PositionsRequest, RegistrationNotice};
 pub use peers::Peers;
 pub use produce_forwarding::produce_to_leader;
 pub use record_frames::{decode_frames, encode_frames};

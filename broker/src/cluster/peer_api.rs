@@ -1,5 +1,6 @@
 //! Broker-to-broker routes of the peer port (besides Raft's own): joining, forwarded
-//! produces, consumer activity for the inactivity timeout, and new-group start positions.
+//! produces, consumer activity for the inactivity timeout, and new registrations (applied here
+//! before the registering broker answers, and a new group's start positions).
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -21,7 +22,7 @@ pub fn router(app: SharedState) -> Router {
         .route("/cluster/join", post(join))
         .route("/cluster/produce/{topic}/{partition}", post(produce))
         .route("/cluster/activity", post(activity))
-        .route("/cluster/start-latest", post(start_latest))
+        .route("/cluster/registered", post(registered))
         .route("/cluster/positions", post(positions))
         .layer(DefaultBodyLimit::max(crate::cluster::PEER_BODY_LIMIT))
         .with_state(app)
@@ -80,17 +81,25 @@ async fn activity(State(app): State<SharedState>, Json(report): Json<ActivityRep
     StatusCode::NO_CONTENT
 }
 
+/// A consumer registered through another broker, which waits for this answer.
 #[derive(Serialize, Deserialize)]
-pub struct StartLatest {
+pub struct RegistrationNotice {
     pub group: String,
     pub topics: Vec<String>,
+    /// A new group starting at the latest offsets: this broker sets them for its partitions.
+    pub start_latest: bool,
 }
 
-async fn start_latest(
+/// Applies everything Raft committed so far (the registration included), so this broker deals
+/// the group's partitions as the registering broker does from the moment that one answers 200.
+async fn registered(
     State(app): State<SharedState>,
-    Json(request): Json<StartLatest>,
+    Json(request): Json<RegistrationNotice>,
 ) -> Result<StatusCode, ApiError> {
-    app.consumers.start_unread_partitions_at_end(&request.group, &request.topics).await?;
+    app.raft.catch_up_with_leader().await?;
+    if request.start_latest {
+        app.consumers.start_unread_partitions_at_end(&request.group, &request.topics).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,5 +1,7 @@
 //! The static topology: broker names in ordinal order, all on the same ports.
 
+use std::time::Duration;
+
 use crate::consensus::peer_http_client;
 
 #[derive(Clone)]
@@ -43,14 +45,16 @@ impl Peers {
         (0..self.count()).filter(move |i| *i != self.ordinal)
     }
 
-    /// POSTs `body` as JSON to `path` on every other broker at once; answers in ordinal order.
+    /// POSTs `body` as JSON to `path` on every other broker at once, each call given up after
+    /// `within`; answers in ordinal order.
     pub async fn post_to_others<T: serde::Serialize>(
         &self,
         path: &str,
         body: &T,
+        within: Duration,
     ) -> Vec<(u32, Result<reqwest::Response, reqwest::Error>)> {
         let calls = self.others().map(|peer| {
-            let call = self.http.post(self.url(peer, path)).json(body).send();
+            let call = self.http.post(self.url(peer, path)).json(body).timeout(within).send();
             async move { (peer, call.await) }
         });
         futures_util::future::join_all(calls).await

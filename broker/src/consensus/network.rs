@@ -18,12 +18,15 @@ pub struct PeerNetwork {
     http: reqwest::Client,
 }
 
+/// How long a broker-to-broker request may take unless it sets its own limit.
+pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The HTTP client for everything broker-to-broker: short connect timeout (a dead broker
 /// is noticed fast), a 10 s default per request (Raft calls set their own), no Nagle delay.
 pub fn peer_http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(10))
+        .timeout(PEER_REQUEST_TIMEOUT)
         .pool_idle_timeout(Duration::from_secs(30))
         .tcp_nodelay(true)
         .build()

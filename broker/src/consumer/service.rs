@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::{ActivityReport, Peers, PositionsRequest, StartLatest};
+use crate::cluster::{ActivityReport, Peers, PositionsRequest, RegistrationNotice};
 use crate::cluster_state::{ClusterState, Command, CommandResult, Consumer, OffsetCommit, StartPolicy};
-use crate::consensus::RaftNode;
+use crate::consensus::{RaftNode, PEER_REQUEST_TIMEOUT};
 use crate::error::ApiError;
 use crate::partitioning::Ring;
 use crate::replication::Replication;
@@ -17,6 +17,9 @@ use super::activity::Activity;
 use super::assignment::{assigned_to, TopicPartition};
 use super::cursors::{take_uncommitted, Cursor, Cursors, GroupCursors};
 use super::pending_commits::PendingCommits;
+
+/// How long a registration waits for each other broker to apply it.
+const NOTICE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What a registration did.
 #[derive(Debug, PartialEq, Eq)]
@@ -80,26 +83,31 @@ impl ConsumerService {
         }
     }
 
+    /// Registers `consumer`. The answer comes once the registration is applied here and on
+    /// every broker that answers within [`NOTICE_TIMEOUT`] (SPEC §4: it then holds on every
+    /// broker), so no broker still deals the group's partitions to the members it had before:
+    /// a poll right after a join never gets records another member is about to read too.
     pub async fn register(&self, consumer: Consumer) -> Result<Registration, ApiError> {
         let id = consumer.id.clone();
         let (group, topics, policy) = (consumer.group.clone(), consumer.topics.clone(), consumer.policy);
-        match self.raft.propose(Command::Register(consumer)).await? {
-            CommandResult::Registered { .. } => {
-                self.activity.touch(&id);
-                if policy == StartPolicy::Latest {
-                    self.start_unread_partitions_at_end(&group, &topics).await?;
-                    self.start_latest_on_peers(&group, &topics).await;
-                }
-                tracing::info!(consumer = %id, %group, ?topics, "consumer registered");
-                Ok(Registration::Registered)
-            }
-            CommandResult::AlreadyRegistered => {
-                self.activity.touch(&id);
-                Ok(Registration::AlreadyRegistered)
-            }
-            CommandResult::Conflict => Err(ApiError::ConsumerConflict(id)),
-            other => Err(ApiError::Internal(format!("unexpected registration result {other:?}"))),
+        let registration = match self.raft.propose(Command::Register(consumer)).await? {
+            CommandResult::Registered { .. } => Registration::Registered,
+            CommandResult::AlreadyRegistered => Registration::AlreadyRegistered,
+            CommandResult::Conflict => return Err(ApiError::ConsumerConflict(id)),
+            other => return Err(ApiError::Internal(format!("unexpected registration result {other:?}"))),
+        };
+        self.activity.touch(&id);
+        self.raft.catch_up_with_leader().await?;
+        // startFromLatest is set once, by the registration that created the consumer.
+        let start_latest = registration == Registration::Registered && policy == StartPolicy::Latest;
+        if start_latest {
+            self.start_unread_partitions_at_end(&group, &topics).await?;
         }
+        if registration == Registration::Registered {
+            tracing::info!(consumer = %id, %group, ?topics, "consumer registered");
+        }
+        self.notify_peers(RegistrationNotice { group, topics, start_latest }).await;
+        Ok(registration)
     }
 
     /// `startFromLatest` is resolved when the consumer registers, not when it first polls, so
@@ -133,18 +141,19 @@ impl ConsumerService {
         Ok(())
     }
 
-    /// Asks every other broker to do the same for the partitions it leads. A broker that is
-    /// down then starts those partitions at the earliest offset instead: records may come
-    /// twice in that corner, never go missing.
-    async fn start_latest_on_peers(&self, group: &str, topics: &[String]) {
-        let request = StartLatest { group: group.to_string(), topics: topics.to_vec() };
-        for (peer, result) in self.peers.post_to_others("/cluster/start-latest", &request).await {
+    /// Tells every other broker about a registration and waits until each has applied it (and,
+    /// for a new `startFromLatest` group, set the start of the partitions it leads). A broker
+    /// that does not answer within [`NOTICE_TIMEOUT`] (down, or cut off) is left out: it
+    /// catches up by itself, and until then it may deal partitions by the older membership, so
+    /// a few records may come twice; none go missing. A broker that missed a new group's
+    /// start reads that group's partitions from the earliest offset instead.
+    async fn notify_peers(&self, notice: RegistrationNotice) {
+        let group = &notice.group;
+        for (peer, result) in self.peers.post_to_others("/cluster/registered", &notice, NOTICE_TIMEOUT).await {
             match result {
                 Ok(r) if r.status().is_success() => {}
-                Ok(r) => {
-                    tracing::warn!(peer, %group, status = %r.status(), "broker could not set the new group's start")
-                }
-                Err(e) => tracing::warn!(peer, %group, "broker unreachable to set the new group's start: {e}"),
+                Ok(r) => tracing::warn!(peer, %group, status = %r.status(), "broker could not apply a registration"),
+                Err(e) => tracing::warn!(peer, %group, "broker unreachable to apply a registration: {e}"),
             }
         }
     }
@@ -287,7 +296,7 @@ impl ConsumerService {
     /// keeps its positions uncommitted: those records may come again, none are skipped.
     async fn cluster_positions(&self, consumer: &Consumer) -> Vec<OffsetCommit> {
         let request = PositionsRequest { consumer_id: consumer.id.clone() };
-        let answers = self.peers.post_to_others("/cluster/positions", &request).await;
+        let answers = self.peers.post_to_others("/cluster/positions", &request, PEER_REQUEST_TIMEOUT).await;
         let mut offsets = self.local_positions(consumer).await;
         for (peer, result) in answers {
             match result {
