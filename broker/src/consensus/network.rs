@@ -11,6 +11,7 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::peer_api::RAFT_TARGET_HEADER;
 use super::type_config::{Node, NodeId, TypeConfig};
 
 #[derive(Clone)]
@@ -70,13 +71,18 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let url = format!("http://{}{path}", self.addr);
-        let response = self.http.post(url).json(request).timeout(option.hard_ttl()).send().await.map_err(|e| {
+        let call = self.http.post(url).header(RAFT_TARGET_HEADER, self.target.to_string()).json(request);
+        let response = call.timeout(option.hard_ttl()).send().await.map_err(|e| {
             if e.is_connect() {
                 RPCError::Unreachable(Unreachable::new(&e))
             } else {
                 RPCError::Network(NetworkError::new(&e))
             }
         })?;
+        if response.status() == reqwest::StatusCode::MISDIRECTED_REQUEST {
+            let answer = response.text().await.unwrap_or_default();
+            return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(answer))));
+        }
         let result: Result<Resp, E> = response.json().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }

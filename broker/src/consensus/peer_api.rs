@@ -1,7 +1,10 @@
 //! The Raft routes of the peer port, and the route that accepts commands forwarded from a
 //! broker that is not the leader.
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use openraft::error::{InstallSnapshotError, RaftError};
@@ -17,15 +20,35 @@ use crate::cluster_state::{Command, CommandResult};
 /// Above openraft's snapshot chunks (1 MiB) and entry batches, with room to spare.
 const PEER_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
+/// Names the node a Raft RPC is meant for. A broker wiped and started again at the same address
+/// has a new node id: it must refuse RPCs meant for the old one, or the leader would read its
+/// empty log as the old node's log going backwards (which openraft treats as a fatal bug).
+pub const RAFT_TARGET_HEADER: &str = "x-runnel-raft-target";
+
 pub fn router(node: RaftNode) -> Router {
-    Router::new()
+    let node_rpcs = Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
+        .route_layer(middleware::from_fn_with_state(node.clone(), only_for_this_node));
+    Router::new()
+        .merge(node_rpcs)
         .route("/raft/propose", post(propose))
         .route("/raft/read-index", get(read_index))
         .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT))
         .with_state(node)
+}
+
+/// 421 Misdirected Request for an RPC meant for another node id than this one.
+async fn only_for_this_node(State(node): State<RaftNode>, request: Request, next: Next) -> Response {
+    let target = request.headers().get(RAFT_TARGET_HEADER).and_then(|v| v.to_str().ok()?.parse::<NodeId>().ok());
+    match target {
+        Some(target) if target != node.node_id() => {
+            let message = format!("this address now serves Raft node {}, not {target}", node.node_id());
+            (StatusCode::MISDIRECTED_REQUEST, message).into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 async fn append(
