@@ -242,6 +242,7 @@ struct Partition {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct View {
     raft_leader: Option<u32>,
+    raft_voters: Vec<u32>,
     partitions: BTreeMap<u32, Partition>,
 }
 
@@ -270,12 +271,14 @@ async fn view_of(endpoint: &Endpoint) -> Option<View> {
             Some((p["partition"].as_u64()? as u32, partition))
         })
         .collect::<Option<_>>()?;
-    Some(View { raft_leader: body["raftLeader"].as_u64().map(|l| l as u32), partitions })
+    let raft_voters =
+        body["raftVoters"].as_array()?.iter().map(|v| v.as_u64().map(|v| v as u32)).collect::<Option<_>>()?;
+    Some(View { raft_leader: body["raftLeader"].as_u64().map(|l| l as u32), raft_voters, partitions })
 }
 
 /// Waits until every broker that is up reports the same view (the same Raft leader, the same
-/// leaders and epochs: a broker that missed changes would show older epochs) and in it every
-/// partition is led by its owner. Returns that view.
+/// leaders and epochs: a broker that missed changes would show older epochs), in which all
+/// three brokers vote in Raft and every partition is led by its owner. Returns that view.
 async fn wait_balanced(endpoints: &Endpoints, within: Duration) -> View {
     let deadline = Instant::now() + within;
     loop {
@@ -285,7 +288,12 @@ async fn wait_balanced(endpoints: &Endpoints, within: Duration) -> View {
             views.push(view_of(endpoint).await);
         }
         if let Some(Some(first)) = views.first() {
-            if first.raft_leader.is_some() && first.balanced() && views.iter().all(|v| v.as_ref() == Some(first)) {
+            let all_vote = first.raft_voters == [0, 1, 2];
+            if first.raft_leader.is_some()
+                && all_vote
+                && first.balanced()
+                && views.iter().all(|v| v.as_ref() == Some(first))
+            {
                 return first.clone();
             }
         }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use runnel_tests::workload::{cluster_view, Endpoint, Endpoints, Workload};
+use runnel_tests::workload::{cluster_view, raft_voters, Endpoint, Endpoints, Workload};
 use runnel_tests::{start_cluster, BrokerProcess, TestClient};
 
 /// The bound on how long a partition may stay unavailable.
@@ -17,6 +17,21 @@ fn endpoints(brokers: &[BrokerProcess]) -> Endpoints {
 
 fn set_up(endpoints: &Endpoints, broker: usize, up: bool) {
     endpoints.lock().unwrap_or_else(|p| p.into_inner())[broker].up = up;
+}
+
+/// Waits until all three brokers vote in Raft, as a formed cluster must: with a broker left a
+/// learner, losing one voter would stop every consumer call.
+async fn wait_all_voters(endpoints: &Endpoints) {
+    let first = endpoints.lock().unwrap_or_else(|p| p.into_inner())[0].clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let voters = raft_voters(&first).await;
+        if voters.as_deref() == Some(&[0, 1, 2]) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the three brokers are not all Raft voters within 30 s: {voters:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits until every partition is led by its ring owner again; returns how long it took.
@@ -46,6 +61,7 @@ async fn killed_leaders_are_replaced_and_no_acknowledged_record_is_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut brokers = start_cluster(dir.path(), 3, &[]);
     let endpoints = endpoints(&brokers);
+    wait_all_voters(&endpoints).await;
     let workload = Workload::start(endpoints.clone(), "faults", 48, 4).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -90,6 +106,7 @@ async fn a_sigterm_hands_partitions_over_without_a_failed_produce() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut brokers = start_cluster(dir.path(), 3, &[]);
     let clients: Vec<TestClient> = brokers.iter().map(TestClient::new).collect();
+    wait_all_voters(&endpoints(&brokers)).await;
     let endpoint0 = Endpoint::of(&brokers[0]);
     let led_by_0: Vec<u32> = cluster_view(&endpoint0)
         .await

@@ -392,6 +392,12 @@ impl Report {
     }
 }
 
+/// The brokers (ordinals) that vote in Raft, as `endpoint`'s `GET /v1/cluster` lists them.
+pub async fn raft_voters(endpoint: &Endpoint) -> Option<Vec<u32>> {
+    let body: Value = reqwest::get(format!("{}/v1/cluster", endpoint.discovery)).await.ok()?.json().await.ok()?;
+    body["raftVoters"].as_array()?.iter().map(|v| v.as_u64().map(|v| v as u32)).collect()
+}
+
 /// The cluster as broker `endpoint` sees it: (Raft leader, partition → (leader, owner)).
 pub async fn cluster_view(endpoint: &Endpoint) -> Option<(Option<u32>, BTreeMap<u32, (u32, u32)>)> {
     let body: Value = reqwest::get(format!("{}/v1/cluster", endpoint.discovery)).await.ok()?.json().await.ok()?;

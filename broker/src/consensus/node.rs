@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError as OpenRaftError};
-use openraft::{BasicNode, Config, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Config, SnapshotPolicy};
 
 use super::log_store::LogStore;
 use super::network::PeerNetwork;
@@ -282,6 +282,18 @@ impl RaftNode {
         self.raft.metrics().borrow().membership_config.membership().nodes().next().is_some()
     }
 
+    /// This node has the place it will keep in the group: a voter, or a learner because the
+    /// group already has [`MAX_VOTERS`] voters. A node can be a learner for a moment while it
+    /// joins (added as a learner, then promoted); that is not settled.
+    pub fn has_settled_membership(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let voters = membership.voter_ids().count();
+        membership.get_node(&self.node_id).is_some()
+            && (membership.voter_ids().any(|id| id == self.node_id) || voters >= MAX_VOTERS)
+    }
+
     /// Starts a new group with this node as its only voter. Only for a brand-new cluster:
     /// the caller has made sure no other broker already belongs to one.
     pub async fn initialize_alone(&self) -> Result<(), RaftError> {
@@ -303,32 +315,47 @@ impl RaftNode {
         m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
     }
 
+    /// Peer addresses of the voting members, as this node knows the membership.
+    pub fn voter_addrs(&self) -> Vec<String> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        membership.voter_ids().filter_map(|id| membership.get_node(&id).map(|n| n.addr.clone())).collect()
+    }
+
     /// Adds a broker (on the leader): as a learner that catches up, then as a voter while
     /// there are fewer than [`MAX_VOTERS`]. An older node id at the same address (the broker
     /// was wiped and came back with a new id) is removed, so it does not count as a dead voter.
+    /// Every change is relative to the membership when it applies (add these, remove those),
+    /// so two brokers joining at once cannot undo each other; the one that finds a change
+    /// under way gets an error and asks again.
     pub async fn add_member(&self, node_id: NodeId, peer_addr: String) -> Result<(), RaftError> {
         let unavailable = |e: &dyn std::fmt::Display| RaftError::Unavailable(e.to_string());
         let membership = self.raft.metrics().borrow().membership_config.membership().clone();
-        let stale: Vec<NodeId> =
+        let stale: BTreeSet<NodeId> =
             membership.nodes().filter(|(id, n)| **id != node_id && n.addr == peer_addr).map(|(id, _)| *id).collect();
-        let mut voters: BTreeSet<NodeId> = membership.voter_ids().filter(|id| !stale.contains(id)).collect();
+        if membership.voter_ids().any(|id| stale.contains(&id)) {
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(stale.clone()), true)
+                .await
+                .map_err(|e| unavailable(&e))?;
+        }
+        if !stale.is_empty() {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(stale.clone()), false)
+                .await
+                .map_err(|e| unavailable(&e))?;
+        }
         if membership.get_node(&node_id).is_none() {
             self.raft
                 .add_learner(node_id, BasicNode { addr: peer_addr.clone() }, true)
                 .await
                 .map_err(|e| unavailable(&e))?;
         }
-        if voters.len() < MAX_VOTERS {
-            voters.insert(node_id);
-        }
-        let changed = voters != membership.voter_ids().collect::<BTreeSet<_>>();
-        if changed || !stale.is_empty() {
-            self.raft.change_membership(voters, false).await.map_err(|e| unavailable(&e))?;
-        }
-        if !stale.is_empty() {
-            let learners: BTreeSet<NodeId> = stale.iter().copied().collect();
+        let voters = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect::<BTreeSet<_>>();
+        if !voters.contains(&node_id) && voters.len() < MAX_VOTERS {
             self.raft
-                .change_membership(openraft::ChangeMembers::RemoveNodes(learners), false)
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), false)
                 .await
                 .map_err(|e| unavailable(&e))?;
         }

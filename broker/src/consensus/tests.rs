@@ -1,5 +1,6 @@
 //! The Raft layer on real files and real sockets.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
@@ -67,6 +68,17 @@ fn free_port() -> u16 {
 }
 
 async fn start(dir: &std::path::Path, id: u64, port: u16, bootstrap: bool, snapshot_every: u64) -> RaftNode {
+    start_serving(dir, id, port, bootstrap, snapshot_every).await.0
+}
+
+/// Like [`start`], with the task serving the peer port (abort it to free the port).
+async fn start_serving(
+    dir: &std::path::Path,
+    id: u64,
+    port: u16,
+    bootstrap: bool,
+    snapshot_every: u64,
+) -> (RaftNode, tokio::task::JoinHandle<()>) {
     let node = RaftNode::start(RaftConfig {
         node_id: id,
         peer_addr: format!("127.0.0.1:{port}"),
@@ -80,8 +92,10 @@ async fn start(dir: &std::path::Path, id: u64, port: u16, bootstrap: bool, snaps
     }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind peer port");
     let router = node.peer_router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    node
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (node, server)
 }
 
 async fn wait_until(what: &str, f: impl Fn() -> bool) {
@@ -154,6 +168,58 @@ async fn three_nodes_replicate_over_http_and_followers_forward_proposals() {
         .await;
     }
     for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+/// What a joining broker does (cluster formation): asks the leader until it is a voter.
+async fn join(leader: &RaftNode, node: &RaftNode, port: u16) {
+    while !node.has_settled_membership() {
+        if let Err(e) = leader.add_member(node.node_id(), format!("127.0.0.1:{port}")).await {
+            tracing::debug!("join refused, asking again: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn voters(node: &RaftNode) -> BTreeSet<u64> {
+    node.raft().metrics().borrow().membership_config.membership().voter_ids().collect()
+}
+
+#[tokio::test]
+async fn brokers_joining_at_once_all_become_voters_and_a_wiped_one_replaces_its_old_id() {
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let leader = start(dirs[0].path(), 1, ports[0], true, 10_000).await;
+    wait_until("leader ready", || leader.is_ready()).await;
+    let second = start(dirs[1].path(), 2, ports[1], false, 10_000).await;
+    let (third, third_server) = start_serving(dirs[2].path(), 3, ports[2], false, 10_000).await;
+
+    // Both join at the same moment: one promotion finds the other's change under way.
+    let joined = tokio::time::timeout(
+        Duration::from_secs(20),
+        futures_util::future::join(join(&leader, &second, ports[1]), join(&leader, &third, ports[2])),
+    )
+    .await;
+    assert!(joined.is_ok(), "both joined within 20 s; voters: {:?}", voters(&leader));
+    assert_eq!(voters(&leader), BTreeSet::from([1, 2, 3]), "both are voters, not one left a learner");
+
+    // Broker 3's disk is wiped: it comes back at the same address with a new id.
+    third.shutdown().await;
+    third_server.abort();
+    let _ = third_server.await;
+    drop(third);
+    let wiped = start(dirs[3].path(), 4, ports[2], false, 10_000).await;
+    tokio::time::timeout(Duration::from_secs(20), join(&leader, &wiped, ports[2])).await.expect("rejoined in 20 s");
+    assert_eq!(voters(&leader), BTreeSet::from([1, 2, 4]));
+    let nodes: Vec<u64> =
+        leader.raft().metrics().borrow().membership_config.membership().nodes().map(|(id, _)| *id).collect();
+    assert_eq!(nodes, vec![1, 2, 4], "the old id is gone, not kept as a learner");
+    assert_eq!(
+        wiped.propose(register("after-rejoin")).await.expect("propose"),
+        CommandResult::Registered { new_group: true }
+    );
+    for node in [leader, second, wiped] {
         node.shutdown().await;
     }
 }

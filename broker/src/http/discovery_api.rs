@@ -37,6 +37,8 @@ struct ClusterView {
     broker: u32,
     /// Ordinal of the Raft leader (the controller), as this broker knows it.
     raft_leader: Option<u32>,
+    /// Ordinals of the brokers that vote in Raft (up to five; the rest follow as learners).
+    raft_voters: Vec<u32>,
     partitions: Vec<PartitionView>,
 }
 
@@ -52,8 +54,10 @@ struct PartitionView {
 
 async fn cluster(State(app): State<SharedState>) -> Json<ClusterView> {
     let leadership = app.replication.leadership();
-    let raft_leader =
-        app.raft.leader_addr().and_then(|addr| (0..app.peers.count()).find(|i| app.peers.peer_addr(*i) == addr));
+    let ordinal_of = |addr: &str| (0..app.peers.count()).find(|i| app.peers.peer_addr(*i) == addr);
+    let raft_leader = app.raft.leader_addr().and_then(|addr| ordinal_of(&addr));
+    let mut raft_voters: Vec<u32> = app.raft.voter_addrs().iter().filter_map(|addr| ordinal_of(addr)).collect();
+    raft_voters.sort_unstable();
     let partitions = (0..app.ring.partitions())
         .map(|partition| {
             let current = leadership.current(partition);
@@ -65,5 +69,5 @@ async fn cluster(State(app): State<SharedState>) -> Json<ClusterView> {
             }
         })
         .collect();
-    Json(ClusterView { broker: app.peers.ordinal(), raft_leader, partitions })
+    Json(ClusterView { broker: app.peers.ordinal(), raft_leader, raft_voters, partitions })
 }
