@@ -90,16 +90,13 @@ pub struct RegistrationNotice {
     pub start_latest: bool,
 }
 
-/// Applies everything Raft committed so far (the registration included), so this broker deals
-/// the group's partitions as the registering broker does from the moment that one answers 200.
+/// Applies the registration here before the registering broker answers 200, so this broker
+/// deals the group's partitions as that one does from then on.
 async fn registered(
     State(app): State<SharedState>,
-    Json(request): Json<RegistrationNotice>,
+    Json(notice): Json<RegistrationNotice>,
 ) -> Result<StatusCode, ApiError> {
-    app.raft.catch_up_with_leader().await?;
-    if request.start_latest {
-        app.consumers.start_unread_partitions_at_end(&request.group, &request.topics).await?;
-    }
+    app.consumers.apply_registration(&notice).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

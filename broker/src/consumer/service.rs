@@ -97,23 +97,33 @@ impl ConsumerService {
             other => return Err(ApiError::Internal(format!("unexpected registration result {other:?}"))),
         };
         self.activity.touch(&id);
-        self.raft.catch_up_with_leader().await?;
-        // startFromLatest is set once, by the registration that created the consumer.
-        let start_latest = registration == Registration::Registered && policy == StartPolicy::Latest;
-        if start_latest {
-            self.start_unread_partitions_at_end(&group, &topics).await?;
-        }
         if registration == Registration::Registered {
             tracing::info!(consumer = %id, %group, ?topics, "consumer registered");
         }
-        self.notify_peers(RegistrationNotice { group, topics, start_latest }).await;
+        // startFromLatest is set once, by the registration that created the consumer.
+        let start_latest = registration == Registration::Registered && policy == StartPolicy::Latest;
+        let notice = RegistrationNotice { group, topics, start_latest };
+        self.apply_registration(&notice).await?;
+        self.notify_peers(&notice).await;
         Ok(registration)
+    }
+
+    /// Applies everything Raft committed so far (the registration included), so this broker
+    /// deals the group's partitions by the new membership; for a new `startFromLatest` group,
+    /// also sets the start of the partitions it leads. Run by the registering broker and, for
+    /// its notice, by every other one.
+    pub async fn apply_registration(&self, notice: &RegistrationNotice) -> Result<(), ApiError> {
+        self.raft.catch_up_with_leader().await?;
+        if notice.start_latest {
+            self.start_unread_partitions_at_end(&notice.group, &notice.topics).await?;
+        }
+        Ok(())
     }
 
     /// `startFromLatest` is resolved when the consumer registers, not when it first polls, so
     /// records produced between the two are delivered. Only partitions the group has never
     /// read are moved; a returning group keeps its committed offsets.
-    pub async fn start_unread_partitions_at_end(&self, group: &str, topics: &[String]) -> Result<(), ApiError> {
+    async fn start_unread_partitions_at_end(&self, group: &str, topics: &[String]) -> Result<(), ApiError> {
         let cursors = self.cursors.group(group);
         let cursors = cursors.lock().await;
         let local: Vec<u32> = self.local_partitions().collect();
@@ -141,15 +151,15 @@ impl ConsumerService {
         Ok(())
     }
 
-    /// Tells every other broker about a registration and waits until each has applied it (and,
-    /// for a new `startFromLatest` group, set the start of the partitions it leads). A broker
-    /// that does not answer within [`NOTICE_TIMEOUT`] (down, or cut off) is left out: it
-    /// catches up by itself, and until then it may deal partitions by the older membership, so
-    /// a few records may come twice; none go missing. A broker that missed a new group's
-    /// start reads that group's partitions from the earliest offset instead.
-    async fn notify_peers(&self, notice: RegistrationNotice) {
+    /// Tells every other broker about a registration and waits until each has applied it
+    /// ([`ConsumerService::apply_registration`]). A broker that does not answer within
+    /// [`NOTICE_TIMEOUT`] (down, or cut off) is left out: it catches up by itself, and until
+    /// then it may deal partitions by the older membership, so a few records may come twice;
+    /// none go missing. A broker that missed a new group's start reads that group's partitions
+    /// from the earliest offset instead.
+    async fn notify_peers(&self, notice: &RegistrationNotice) {
         let group = &notice.group;
-        for (peer, result) in self.peers.post_to_others("/cluster/registered", &notice, NOTICE_TIMEOUT).await {
+        for (peer, result) in self.peers.post_to_others("/cluster/registered", notice, NOTICE_TIMEOUT).await {
             match result {
                 Ok(r) if r.status().is_success() => {}
                 Ok(r) => tracing::warn!(peer, %group, status = %r.status(), "broker could not apply a registration"),
