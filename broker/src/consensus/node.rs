@@ -286,12 +286,17 @@ impl RaftNode {
     /// group already has [`MAX_VOTERS`] voters. A node can be a learner for a moment while it
     /// joins (added as a learner, then promoted); that is not settled.
     pub fn has_settled_membership(&self) -> bool {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        let membership = m.membership_config.membership();
-        let voters = membership.voter_ids().count();
-        membership.get_node(&self.node_id).is_some()
-            && (membership.voter_ids().any(|id| id == self.node_id) || voters >= MAX_VOTERS)
+        let voters = self.voter_ids();
+        voters.contains(&self.node_id) || (self.is_member() && voters.len() >= MAX_VOTERS)
+    }
+
+    /// The voting members, as this node knows the membership.
+    pub fn voter_ids(&self) -> BTreeSet<NodeId> {
+        self.raft.metrics().borrow().membership_config.membership().voter_ids().collect()
+    }
+
+    fn is_member(&self) -> bool {
+        self.raft.metrics().borrow().membership_config.membership().get_node(&self.node_id).is_some()
     }
 
     /// Starts a new group with this node as its only voter. Only for a brand-new cluster:
@@ -352,7 +357,7 @@ impl RaftNode {
                 .await
                 .map_err(|e| unavailable(&e))?;
         }
-        let voters = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect::<BTreeSet<_>>();
+        let voters = self.voter_ids();
         if !voters.contains(&node_id) && voters.len() < MAX_VOTERS {
             self.raft
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), false)

@@ -182,10 +182,6 @@ async fn join(leader: &RaftNode, node: &RaftNode, port: u16) {
     }
 }
 
-fn voters(node: &RaftNode) -> BTreeSet<u64> {
-    node.raft().metrics().borrow().membership_config.membership().voter_ids().collect()
-}
-
 #[tokio::test]
 async fn brokers_joining_at_once_all_become_voters_and_a_wiped_one_replaces_its_old_id() {
     let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().expect("tempdir")).collect();
@@ -201,8 +197,8 @@ async fn brokers_joining_at_once_all_become_voters_and_a_wiped_one_replaces_its_
         futures_util::future::join(join(&leader, &second, ports[1]), join(&leader, &third, ports[2])),
     )
     .await;
-    assert!(joined.is_ok(), "both joined within 20 s; voters: {:?}", voters(&leader));
-    assert_eq!(voters(&leader), BTreeSet::from([1, 2, 3]), "both are voters, not one left a learner");
+    assert!(joined.is_ok(), "both joined within 20 s; voters: {:?}", leader.voter_ids());
+    assert_eq!(leader.voter_ids(), BTreeSet::from([1, 2, 3]), "both are voters, not one left a learner");
 
     // Broker 3's disk is wiped: it comes back at the same address with a new id.
     third.shutdown().await;
@@ -211,7 +207,7 @@ async fn brokers_joining_at_once_all_become_voters_and_a_wiped_one_replaces_its_
     drop(third);
     let wiped = start(dirs[3].path(), 4, ports[2], false, 10_000).await;
     tokio::time::timeout(Duration::from_secs(20), join(&leader, &wiped, ports[2])).await.expect("rejoined in 20 s");
-    assert_eq!(voters(&leader), BTreeSet::from([1, 2, 4]));
+    assert_eq!(leader.voter_ids(), BTreeSet::from([1, 2, 4]));
     let nodes: Vec<u64> =
         leader.raft().metrics().borrow().membership_config.membership().nodes().map(|(id, _)| *id).collect();
     assert_eq!(nodes, vec![1, 2, 4], "the old id is gone, not kept as a learner");
