@@ -209,6 +209,18 @@ impl Segment {
 
     /// Durable records from `offset` on, about `max_bytes` of payload (at least one record).
     pub fn read(&self, offset: u64, max_bytes: usize) -> Result<Vec<StoredRecord>, StorageError> {
+        self.read_in_blocks(offset, max_bytes, MIN_READ)
+    }
+
+    /// [`Segment::read`] with reads of at least `min_block` bytes. A block may end anywhere,
+    /// inside a batch or its header: the batch it cuts starts the next block, or is read on
+    /// its own when it is the block's first.
+    fn read_in_blocks(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        min_block: usize,
+    ) -> Result<Vec<StoredRecord>, StorageError> {
         let end = self.len();
         if offset >= self.next_offset() {
             return Ok(Vec::new());
@@ -216,26 +228,24 @@ impl Segment {
         let mut pos = self.position_before(offset);
         let mut out = Vec::new();
         let mut taken = 0usize;
-        while pos < end && (out.is_empty() || taken < max_bytes) {
-            let want = (end - pos).min(max_bytes.saturating_sub(taken).max(MIN_READ) as u64) as usize;
+        let full = |out: &Vec<StoredRecord>, taken: usize| !out.is_empty() && taken >= max_bytes;
+        while pos < end && !full(&out, taken) {
+            let want = (end - pos).min(max_bytes.saturating_sub(taken).max(min_block) as u64) as usize;
             let block = self.read_bytes(pos, want)?;
             let mut at = 0usize;
-            while at < block.len() && (out.is_empty() || taken < max_bytes) {
-                let header = batch::parse_header(&block[at..]).map_err(|r| self.corrupt(pos + at as u64, r))?;
-                let total = header.total_len();
-                let whole = if at + total <= block.len() {
-                    block.slice(at..at + total)
-                } else if at == 0 {
-                    self.read_bytes(pos, total)?
-                } else {
-                    break;
+            while at < block.len() && !full(&out, taken) {
+                let (header, whole) = match batch::parse_header(&block[at..]) {
+                    Ok(h) if at + h.total_len() <= block.len() => (h, block.slice(at..at + h.total_len())),
+                    _ if at > 0 => break,
+                    _ => self.read_batch_at(pos, end)?,
                 };
-                batch::verify(&whole, &header).map_err(|r| self.corrupt(pos + at as u64, r))?;
+                let batch_pos = pos + at as u64;
+                batch::verify(&whole, &header).map_err(|r| self.corrupt(batch_pos, r))?;
                 if header.next_offset() > offset {
-                    let records = batch::records(&whole, &header).map_err(|r| self.corrupt(pos + at as u64, r))?;
+                    let records = batch::records(&whole, &header).map_err(|r| self.corrupt(batch_pos, r))?;
                     for (i, value) in records.into_iter().enumerate() {
                         let record_offset = header.base_offset + i as u64;
-                        if !out.is_empty() && taken >= max_bytes {
+                        if full(&out, taken) {
                             break;
                         }
                         if record_offset >= offset {
@@ -244,11 +254,21 @@ impl Segment {
                         }
                     }
                 }
-                at += total;
+                at += header.total_len();
             }
             pos += at as u64;
         }
         Ok(out)
+    }
+
+    /// The whole batch at `pos`, which must end by `end` (the durable length).
+    fn read_batch_at(&self, pos: u64, end: u64) -> Result<(BatchHeader, Bytes), StorageError> {
+        let header = read_header(&self.file, pos).map_err(|r| self.corrupt(pos, r))?;
+        let total = header.total_len();
+        if pos + total as u64 > end {
+            return Err(self.corrupt(pos, format!("batch of {total} bytes runs past the durable end {end}")));
+        }
+        Ok((header, self.read_bytes(pos, total)?))
     }
 
     fn position_before(&self, offset: u64) -> u64 {
@@ -388,5 +408,91 @@ impl Scan {
 
     fn fail(&mut self, reason: String) {
         self.error = Some(reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::partition_log::PartitionLog;
+
+    /// Writes each request (its record sizes) as one batch, seven requests a round; record i is
+    /// its size in copies of i's low byte. Returns the records by offset.
+    fn write(dir: &Path, requests: &[Vec<usize>], index_interval: u64) -> Vec<Bytes> {
+        let (log, _) = PartitionLog::open("t", 0, dir, u64::MAX / 2, index_interval).expect("open");
+        let mut all = Vec::new();
+        let batches: Vec<Vec<Bytes>> = requests
+            .iter()
+            .map(|sizes| {
+                sizes
+                    .iter()
+                    .map(|&n| {
+                        let record = Bytes::from(vec![all.len() as u8; n]);
+                        all.push(record.clone());
+                        record
+                    })
+                    .collect()
+            })
+            .collect();
+        for chunk in batches.chunks(7) {
+            let round = log.append_batches(chunk, 1);
+            assert!(round.results.iter().all(Result::is_ok));
+        }
+        all
+    }
+
+    /// Issue 10: one record of 978 bytes, then 2,052 of 991, one request each: the 2 MiB read
+    /// window ended 13 bytes into a batch header, and the read called that corruption.
+    #[test]
+    fn a_read_window_ending_inside_a_batch_header_reads_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let requests: Vec<Vec<usize>> = std::iter::once(vec![978]).chain((0..2052).map(|_| vec![991])).collect();
+        let all = write(dir.path(), &requests, 4096);
+        let (segment, _) = Segment::open(dir.path(), 0, 4096).expect("reopen");
+        let mut offset = 0;
+        while offset < all.len() as u64 {
+            let read = segment.read(offset, 2 * 1024 * 1024).expect("healthy data reads without error");
+            assert_eq!(read.first().map(|r| r.offset), Some(offset));
+            offset = read.last().map_or(offset, |r| r.offset + 1);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any batch sizes, any window, any start: whole records, in order, from the start asked
+        /// for, at least one when there is one, and never an error on healthy data.
+        #[test]
+        fn reads_return_whole_batches_in_order_for_any_window(
+            requests in prop::collection::vec(prop::collection::vec(0usize..700, 1..6), 1..60),
+            start_fraction in 0.0f64..=1.0,
+            max_bytes in 1usize..6000,
+            min_block in 1usize..3000,
+            index_interval in prop::sample::select(vec![1u64, 64, 512, 4096]),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let all = write(dir.path(), &requests, index_interval);
+            let (segment, _) = Segment::open(dir.path(), 0, index_interval).expect("reopen");
+            let total = all.len() as u64;
+            let start = ((total as f64) * start_fraction) as u64;
+            let mut offset = start;
+            while offset < total {
+                let read = segment.read_in_blocks(offset, max_bytes, min_block);
+                prop_assert!(read.is_ok(), "read at {} failed: {:?}", offset, read.err());
+                let read = read.unwrap_or_default();
+                prop_assert!(!read.is_empty(), "nothing read at {} of {}", offset, total);
+                let payload: usize = read.iter().map(|r| r.value.len()).sum();
+                let last_len = read.last().map_or(0, |r| r.value.len());
+                prop_assert!(payload - last_len < max_bytes, "read past the limit: {} of {}", payload, max_bytes);
+                for (i, record) in read.iter().enumerate() {
+                    prop_assert_eq!(record.offset, offset + i as u64);
+                    prop_assert_eq!(&record.value, &all[record.offset as usize]);
+                }
+                offset += read.len() as u64;
+            }
+            prop_assert!(segment.read_in_blocks(total, max_bytes, min_block).map(|r| r.is_empty()).unwrap_or(false));
+        }
     }
 }
