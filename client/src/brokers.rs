@@ -56,12 +56,20 @@ impl Brokers {
         Ok(Brokers { hosts, producer_port: list.producer_port, consumer_port: list.consumer_port })
     }
 
-    pub fn producer_url(&self, index: usize, path: &str) -> String {
-        format!("http://{}:{}{path}", self.hosts[index % self.hosts.len()], self.producer_port)
+    /// The producer port's `path` on broker `index` (counted round the list); an empty list
+    /// (possible through `fixed` or the public fields) is [`ClientError::NoBrokers`].
+    pub fn producer_url(&self, index: usize, path: &str) -> Result<String, ClientError> {
+        self.url(index, self.producer_port, path)
     }
 
-    pub fn consumer_url(&self, index: usize, path: &str) -> String {
-        format!("http://{}:{}{path}", self.hosts[index % self.hosts.len()], self.consumer_port)
+    /// Like [`Brokers::producer_url`], on the consumer port.
+    pub fn consumer_url(&self, index: usize, path: &str) -> Result<String, ClientError> {
+        self.url(index, self.consumer_port, path)
+    }
+
+    fn url(&self, index: usize, port: u16, path: &str) -> Result<String, ClientError> {
+        let host = self.hosts.get(index.checked_rem(self.hosts.len()).ok_or(ClientError::NoBrokers)?);
+        Ok(format!("http://{}:{port}{path}", host.ok_or(ClientError::NoBrokers)?))
     }
 }
 
@@ -73,10 +81,20 @@ mod tests {
     async fn a_source_gives_the_brokers_or_says_there_are_none() {
         let brokers =
             Brokers::from_source(&BrokerSource::Static(vec!["b0".into(), "b1".into()])).await.expect("brokers");
-        assert_eq!(brokers.producer_url(1, "/status"), "http://b1:9251/status");
+        assert_eq!(brokers.producer_url(1, "/status").expect("url"), "http://b1:9251/status");
         let none = Brokers::from_source(&BrokerSource::Static(Vec::new())).await;
         assert!(matches!(none, Err(ClientError::NoBrokers)));
         let bad = Brokers::from_source(&BrokerSource::headless("not a name")).await;
         assert!(matches!(bad, Err(ClientError::Discovery(_))), "{bad:?}");
+    }
+
+    /// Issue 10: `Brokers::fixed(vec![])` then `Producer::send` panicked (remainder by zero).
+    #[tokio::test]
+    async fn an_empty_broker_list_is_an_error_not_a_panic() {
+        let producer = crate::Producer::new(Brokers::fixed(Vec::<String>::new()));
+        let sent = producer.send("t", None, "x").await;
+        assert!(matches!(&sent, Err(ClientError::Batch(e)) if matches!(**e, ClientError::NoBrokers)), "{sent:?}");
+        let batch = producer.send_batch("t", Some("k"), vec!["y".into()]).await;
+        assert!(matches!(batch, Err(ClientError::NoBrokers)), "{batch:?}");
     }
 }

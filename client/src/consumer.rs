@@ -103,7 +103,7 @@ impl Consumer {
         let mut last = ClientError::NoBrokers;
         for round in 0..3 {
             for index in 0..self.brokers.hosts.len() {
-                let url = self.brokers.consumer_url(index, path);
+                let url = self.brokers.consumer_url(index, path)?;
                 match request(&url).send().await {
                     Ok(r) if r.status().is_success() => return Ok(r),
                     Ok(r) => {
@@ -144,7 +144,7 @@ impl Consumer {
     }
 
     async fn poll_broker(&self, index: usize) -> BrokerPoll {
-        let url = self.brokers.consumer_url(index, "/v1/consumer/poll");
+        let Ok(url) = self.brokers.consumer_url(index, "/v1/consumer/poll") else { return BrokerPoll::Unreachable };
         let sent = self
             .http
             .post(&url)

@@ -155,7 +155,7 @@ impl Producer {
     }
 
     async fn post(&self, broker: usize, topic: &str, key: Option<&str>, body: Bytes) -> Result<Produced, ClientError> {
-        let url = self.inner.brokers.producer_url(broker, &format!("/v1/topic/{topic}/messages"));
+        let url = self.inner.brokers.producer_url(broker, &format!("/v1/topic/{topic}/messages"))?;
         let mut request = self
             .inner
             .http

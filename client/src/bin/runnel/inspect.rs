@@ -31,7 +31,7 @@ pub async fn status(args: InspectArgs) -> anyhow::Result<()> {
     let brokers = args.connection.brokers(&http).await?;
     let mut down = 0;
     for (index, host) in brokers.hosts.iter().enumerate() {
-        let url = brokers.consumer_url(index, "/status");
+        let url = brokers.consumer_url(index, "/status")?;
         let state = match http.get(&url).send().await {
             Ok(r) if r.status().is_success() => "ready".to_string(),
             Ok(r) => format!("not ready ({})", r.status()),
