@@ -24,6 +24,8 @@ async fn every_kind_of_bad_request_gets_a_clear_4xx_and_the_broker_keeps_serving
         (Method::POST, format!("{producer}/v1/topic/{long}/messages"), Some("x"), StatusCode::BAD_REQUEST),
         (Method::POST, format!("{producer}/v1/topic/caf%C3%A9/messages"), Some("x"), StatusCode::BAD_REQUEST),
         (Method::POST, format!("{producer}/v1/topic/ok/messages"), Some(""), StatusCode::BAD_REQUEST),
+        (Method::POST, format!("{producer}/v1/topic/%FF/messages"), Some("x"), StatusCode::BAD_REQUEST),
+        (Method::POST, format!("{producer}/v1/topic/ok/messages?partitionKey=%FE"), Some("x"), StatusCode::BAD_REQUEST),
         (Method::POST, format!("{producer}/v1/topic/ok/messages"), None, StatusCode::BAD_REQUEST),
         (Method::GET, format!("{producer}/v1/topic/ok/messages"), None, StatusCode::METHOD_NOT_ALLOWED),
         (Method::DELETE, format!("{producer}/v1/topic/ok/messages"), None, StatusCode::METHOD_NOT_ALLOWED),
@@ -32,6 +34,9 @@ async fn every_kind_of_bad_request_gets_a_clear_4xx_and_the_broker_keeps_serving
         (Method::PUT, format!("{consumer}/register?consumerId=c"), None, StatusCode::BAD_REQUEST),
         (Method::PUT, format!("{consumer}/register?consumerId=c&topic=..%2Fetc"), None, StatusCode::BAD_REQUEST),
         (Method::PUT, format!("{consumer}/register?consumerId=&topic=t"), None, StatusCode::BAD_REQUEST),
+        (Method::PUT, format!("{consumer}/register?consumerId=%FF&topic=t"), None, StatusCode::BAD_REQUEST),
+        (Method::PUT, format!("{consumer}/register?consumerId=%FE&topic=t"), None, StatusCode::BAD_REQUEST),
+        (Method::POST, format!("{consumer}/poll?consumerId=%FF"), None, StatusCode::BAD_REQUEST),
         (
             Method::PUT,
             format!("{consumer}/register?consumerId=c&topic=t&onNewGroup=sometimes"),

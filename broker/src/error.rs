@@ -35,6 +35,10 @@ pub enum ApiError {
     NotLeader(u32),
     #[error("internal error: {0}")]
     Internal(String),
+    /// An error the HTTP layer answered before a handler ran (a path parameter that is not
+    /// UTF-8, a body axum could not read), given a JSON body on its way out.
+    #[error("{}", if message.is_empty() { status.canonical_reason().unwrap_or("request refused") } else { message })]
+    Rejected { status: StatusCode, message: String },
 }
 
 /// The code of [`ApiError::NotLeader`], which a forwarding broker looks for to retry.
@@ -59,6 +63,7 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::UnknownGroup(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Rejected { status, .. } => *status,
         }
     }
 
@@ -77,6 +82,8 @@ impl ApiError {
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotLeader(_) => NOT_LEADER,
             ApiError::Internal(_) => "internal",
+            ApiError::Rejected { status, .. } if status.is_server_error() => "internal",
+            ApiError::Rejected { .. } => "bad_request",
         }
     }
 }

@@ -1,11 +1,12 @@
 //! Register, poll, commit, goodbye (SPEC §4).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 
+use super::query::Params;
 use super::{status::status, with_fallbacks, SharedState};
 use crate::cluster_state::{Consumer, StartPolicy};
 use crate::consumer::{write_record, Chunk, PollOutcome, Registration};
@@ -25,13 +26,6 @@ pub fn router(app: SharedState) -> Router {
     .with_state(app)
 }
 
-/// Query parameters in order, so `topic` may repeat.
-type Params = Query<Vec<(String, String)>>;
-
-fn first<'a>(params: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
-    params.iter().find(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.as_str())
-}
-
 /// Consumer ids and group names are free text, but bounded and printable.
 fn check_name(what: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() || value.len() > 249 || value.chars().any(char::is_control) {
@@ -40,8 +34,9 @@ fn check_name(what: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn consumer_id(params: &[(String, String)]) -> Result<String, ApiError> {
-    let id = first(params, &["consumerId", "consumer_id"])
+fn consumer_id(params: &Params) -> Result<String, ApiError> {
+    let id = params
+        .first(&["consumerId", "consumer_id"])
         .ok_or_else(|| ApiError::BadRequest("the consumerId query parameter is required".into()))?;
     check_name("consumerId", id)?;
     Ok(id.to_string())
@@ -54,19 +49,19 @@ fn finish(app: &SharedState, endpoint: &'static str, result: Result<Response, Ap
 }
 
 #[tracing::instrument(name = "register", skip_all)]
-async fn register(State(app): State<SharedState>, Query(params): Params) -> Response {
+async fn register(State(app): State<SharedState>, params: Params) -> Response {
     let result = async {
         let id = consumer_id(&params)?;
-        let group = first(&params, &["group"]).unwrap_or("default");
+        let group = params.first(&["group"]).unwrap_or("default");
         check_name("group", group)?;
-        let topics: Vec<String> = params.iter().filter(|(k, _)| k == "topic").map(|(_, v)| v.clone()).collect();
+        let topics = params.all("topic");
         if topics.is_empty() {
             return Err(ApiError::BadRequest("at least one topic query parameter is required".into()));
         }
         for topic in &topics {
             validate_topic_name(topic)?;
         }
-        let policy = match first(&params, &["onNewGroup"]) {
+        let policy = match params.first(&["onNewGroup"]) {
             None | Some("startFromLatest") => StartPolicy::Latest,
             Some("startFromEarliest") => StartPolicy::Earliest,
             Some(other) => {
@@ -87,7 +82,7 @@ async fn register(State(app): State<SharedState>, Query(params): Params) -> Resp
 }
 
 #[tracing::instrument(name = "poll", skip_all, fields(consumer = tracing::field::Empty))]
-async fn poll(State(app): State<SharedState>, Query(params): Params) -> Response {
+async fn poll(State(app): State<SharedState>, params: Params) -> Response {
     let result = async {
         let id = consumer_id(&params)?;
         tracing::Span::current().record("consumer", id.as_str());
@@ -110,7 +105,7 @@ async fn poll(State(app): State<SharedState>, Query(params): Params) -> Response
 }
 
 #[tracing::instrument(name = "commit", skip_all)]
-async fn commit(State(app): State<SharedState>, Query(params): Params) -> Response {
+async fn commit(State(app): State<SharedState>, params: Params) -> Response {
     let result = async {
         let id = consumer_id(&params)?;
         app.consumers.commit(&id).await?;
@@ -121,10 +116,10 @@ async fn commit(State(app): State<SharedState>, Query(params): Params) -> Respon
 }
 
 #[tracing::instrument(name = "goodbye", skip_all)]
-async fn goodbye(State(app): State<SharedState>, Query(params): Params) -> Response {
+async fn goodbye(State(app): State<SharedState>, params: Params) -> Response {
     let result = async {
         let id = consumer_id(&params)?;
-        let commit = match first(&params, &["commit"]) {
+        let commit = match params.first(&["commit"]) {
             None | Some("true") => true,
             Some("false") => false,
             Some(other) => return Err(ApiError::BadRequest(format!("invalid commit '{other}': use true or false"))),

@@ -4,12 +4,14 @@ mod consumer_api;
 mod discovery_api;
 mod metrics_api;
 mod producer_api;
+mod query;
 mod status;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use axum::http::{Method, Uri};
+use axum::http::{header, Method, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 use crate::cluster::Peers;
@@ -64,11 +66,29 @@ impl AppState {
 
 pub type SharedState = Arc<AppState>;
 
-/// JSON 404/405 for every router, so no client ever gets an empty error.
+/// JSON 404/405 for every router, and JSON for the errors axum's extractors answer
+/// themselves (a bad path parameter, say), so no client ever gets an empty or plain-text error.
 fn with_fallbacks(router: Router<SharedState>) -> Router<SharedState> {
-    router.fallback(|uri: Uri| async move { ApiError::NotFound(uri.path().to_string()) }).method_not_allowed_fallback(
-        |method: Method, uri: Uri| async move {
+    router
+        .fallback(|uri: Uri| async move { ApiError::NotFound(uri.path().to_string()) })
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
             ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
-        },
-    )
+        })
+        .layer(axum::middleware::map_response(errors_as_json))
+}
+
+/// Rewrites an error response that is not JSON into [`ApiError::Rejected`] with its text.
+pub async fn errors_as_json(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_string();
+    ApiError::Rejected { status, message }.into_response()
 }

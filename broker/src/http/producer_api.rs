@@ -1,11 +1,10 @@
 //! `POST /v1/topic/{topic}/messages` (SPEC §3).
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,6 +12,7 @@ use axum::{Json, Router};
 use http_body_util::BodyExt;
 use serde::Serialize;
 
+use super::query::Params;
 use super::{status::status, with_fallbacks, SharedState};
 use crate::cluster::produce_to_leader;
 use crate::error::ApiError;
@@ -43,12 +43,12 @@ struct Produced {
 async fn produce(
     State(app): State<SharedState>,
     Path(topic): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    params: Params,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let result = store(&app, &topic, params.get("partitionKey"), &headers, body).await;
+    let result = store(&app, &topic, params.first(&["partitionKey"]), &headers, body).await;
     let response = match result {
         Ok(produced) => {
             app.metrics.produce_latency(started.elapsed());
@@ -70,7 +70,7 @@ async fn produce(
 async fn store(
     app: &SharedState,
     topic: &str,
-    key: Option<&String>,
+    key: Option<&str>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Produced, ApiError> {
