@@ -16,3 +16,4 @@ pub mod partitioning;
 pub mod replication;
 pub mod server;
 pub mod store;
+pub mod timing;

@@ -1,6 +1,6 @@
 //! Sending a produce to the broker that leads its partition, wherever it arrived. While
 //! leadership moves (a failover or a hand-over), the write is retried against the new leader
-//! for up to [`LEADER_WAIT`], so producers see a slower answer instead of an error.
+//! for up to [`crate::timing::LEADER_WAIT`], so producers see a slower answer instead of an error.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +12,8 @@ use super::Peers;
 use crate::error::{ApiError, NOT_LEADER};
 use crate::replication::Replication;
 use crate::store::Appended;
+use crate::timing::{FORWARD_TIMEOUT, LEADER_WAIT};
 
-/// Longer than a failover takes (dead after 1.5 s, then a Raft commit and the takeover).
-const LEADER_WAIT: Duration = Duration::from_secs(10);
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// Appends `records` on the partition's leader (this broker or another) and returns once a
@@ -77,7 +76,7 @@ async fn forward(
     records: &[Bytes],
 ) -> Result<Result<Appended, ApiError>, Retry> {
     let url = peers.url(leader, &format!("/cluster/produce/{topic}/{partition}"));
-    let response = match peers.http().post(url).body(encode_frames(records)).send().await {
+    let response = match peers.http().post(url).body(encode_frames(records)).timeout(FORWARD_TIMEOUT).send().await {
         Ok(response) => response,
         Err(e) if e.is_connect() => return Err(Retry(format!("broker {leader} is unreachable: {e}"))),
         Err(e) => {

@@ -13,14 +13,12 @@ use serde::Serialize;
 
 use super::peer_api::RAFT_TARGET_HEADER;
 use super::type_config::{Node, NodeId, TypeConfig};
+use crate::timing::PEER_REQUEST_TIMEOUT;
 
 #[derive(Clone)]
 pub struct PeerNetwork {
     http: reqwest::Client,
 }
-
-/// How long a broker-to-broker request may take unless it sets its own limit.
-pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The HTTP client for everything broker-to-broker: short connect timeout (a dead broker
 /// is noticed fast), a 10 s default per request (Raft calls set their own), no Nagle delay.

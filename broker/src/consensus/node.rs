@@ -15,9 +15,8 @@ use super::network::PeerNetwork;
 use super::state_machine::StateMachine;
 use super::type_config::{NodeId, Raft};
 use crate::cluster_state::{ClusterState, Command, CommandResult};
+use crate::timing::{PROPOSE_TIMEOUT, RAFT_ELECTION_MAX, RAFT_ELECTION_MIN, RAFT_HEARTBEAT};
 
-/// How long a proposal may wait for its commit before the caller gets "unavailable".
-const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between attempts while no leader can take a proposal.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -64,9 +63,9 @@ impl RaftNode {
         let pristine = log_store.is_pristine();
         let raft_config = Config {
             cluster_name: "runnel".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 300,
-            election_timeout_max: 600,
+            heartbeat_interval: RAFT_HEARTBEAT.as_millis() as u64,
+            election_timeout_min: RAFT_ELECTION_MIN.as_millis() as u64,
+            election_timeout_max: RAFT_ELECTION_MAX.as_millis() as u64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: 1000,
             // Chunks and entry batches small enough for the peer port's body limit and for

@@ -10,12 +10,8 @@ use std::time::{Duration, Instant};
 use super::leader::Replication;
 use super::peer_api::{HandoverRequest, Health};
 use crate::cluster_state::{Command, CommandResult};
+use crate::timing::{BACK_FOR, DEAD_AFTER, PROBE_EVERY};
 
-const PROBE_EVERY: Duration = Duration::from_millis(300);
-/// No answer for this long and a broker counts as dead.
-const DEAD_AFTER: Duration = Duration::from_millis(1500);
-/// A returning owner must have been healthy this long before it gets its partitions back.
-const BACK_FOR: Duration = Duration::from_secs(3);
 /// Pause between two hand-back requests for one partition.
 const HAND_BACK_EVERY: Duration = Duration::from_secs(5);
 

@@ -19,9 +19,8 @@ use super::replica_set::others_needed;
 use crate::cluster::{encode_frames, Peers};
 use crate::error::ApiError;
 use crate::store::{Appended, EpochStart, Storage, StorageError};
+use crate::timing::ACK_TIMEOUT;
 
-/// A produce waits at most this long for a majority of copies before it gets 503.
-const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause before retrying an unreachable follower.
 const RETRY: Duration = Duration::from_millis(200);
 /// A replicator with nothing to send re-checks at least this often.

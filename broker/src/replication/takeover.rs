@@ -18,11 +18,10 @@ use super::replica_set::others_needed;
 use crate::cluster::decode_frames;
 use crate::cluster_state::{Command, CommandResult};
 use crate::error::ApiError;
+use crate::timing::{HAND_OVER_WAIT, SHUTDOWN_HAND_OVER};
 
 /// How often the leadership table is checked for partitions to take over.
 const CHECK_EVERY: Duration = Duration::from_millis(50);
-/// A hand-over waits this long for the new leader to catch up before giving up.
-const HAND_OVER_WAIT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Replication {
@@ -139,6 +138,9 @@ impl Replication {
     async fn hand_over_when_caught_up(self: &Arc<Self>, partition: u32, epoch: u64, to: u32) -> Result<(), ApiError> {
         let deadline = tokio::time::Instant::now() + HAND_OVER_WAIT;
         while self.leadership.writes_in_flight(partition) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::Unavailable(format!("writes to partition {partition} did not finish in time")));
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let topics = self.storage.topics_with(partition);
@@ -174,6 +176,8 @@ impl Replication {
                 }
             }
         });
-        futures_util::future::join_all(moves).await;
+        if tokio::time::timeout(SHUTDOWN_HAND_OVER, futures_util::future::join_all(moves)).await.is_err() {
+            tracing::warn!("not every partition was handed over in time; their copies take over by failover");
+        }
     }
 }
