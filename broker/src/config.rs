@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::limits::MAX_REQUEST_SIZE_LIMIT;
+use crate::store::{MAX_BATCH_BODY, SEGMENT_BYTES};
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "runnel-broker", version, about = "Runnel broker: a partitioned event log with a stateless HTTP API")]
 pub struct Config {
@@ -98,7 +101,85 @@ fn parse_retention(value: &str) -> Result<Retention, String> {
     humantime::parse_duration(value).map(|d| Retention(Some(d))).map_err(|e| format!("{e} (examples: 168h, 30m, none)"))
 }
 
+/// A setting outside what the broker can work with, named by its environment variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}={value}: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
 impl Config {
+    /// Checks every setting against the others and against what the broker can do; the
+    /// first violation names its variable (the binary exits 2 with it).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |variable: &'static str, value: &dyn std::fmt::Display, reason: String| {
+            Err(ConfigError { variable, value: value.to_string(), reason })
+        };
+        let ms = |variable: &'static str, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                fail(variable, &value, format!("must be between {min} and {max} milliseconds"))
+            }
+        };
+        ms("RUNNEL_CONSUMER_TIMEOUT_MS", self.consumer_timeout_ms, 100, 86_400_000)?;
+        ms("RUNNEL_AUTO_COMMIT_INTERVAL_MS", self.auto_commit_interval_ms, 1, 60_000)?;
+        if self.auto_commit_interval_ms >= self.consumer_timeout_ms {
+            return fail(
+                "RUNNEL_AUTO_COMMIT_INTERVAL_MS",
+                &self.auto_commit_interval_ms,
+                format!("must be shorter than RUNNEL_CONSUMER_TIMEOUT_MS ({})", self.consumer_timeout_ms),
+            );
+        }
+        ms("RUNNEL_RETENTION_CHECK_MS", self.retention_check_ms, 1, 86_400_000)?;
+        ms("RUNNEL_DISCOVERY_SETTLE_MS", self.discovery_settle_ms, 0, 3_600_000)?;
+        if !SEGMENT_BYTES.contains(&self.segment_bytes) {
+            let reason = format!("must be between {} and {} bytes", SEGMENT_BYTES.start(), SEGMENT_BYTES.end());
+            return fail("RUNNEL_SEGMENT_BYTES", &self.segment_bytes, reason);
+        }
+        if !(1..=MAX_REQUEST_SIZE_LIMIT).contains(&self.max_request_size) {
+            let reason = format!("must be between 1 and {MAX_REQUEST_SIZE_LIMIT} bytes (what one stored batch holds)");
+            return fail("RUNNEL_MAX_REQUEST_SIZE", &self.max_request_size, reason);
+        }
+        if self.produce_buffer < self.max_request_size {
+            let reason = format!("must be at least RUNNEL_MAX_REQUEST_SIZE ({})", self.max_request_size);
+            return fail("RUNNEL_PRODUCE_BUFFER", &self.produce_buffer, reason);
+        }
+        if !(1..=MAX_BATCH_BODY).contains(&self.poll_max_bytes) {
+            return fail(
+                "RUNNEL_POLL_MAX_BYTES",
+                &self.poll_max_bytes,
+                format!("must be between 1 and {MAX_BATCH_BODY}"),
+            );
+        }
+        let ports = [
+            ("RUNNEL_DISCOVERY_PORT", self.discovery_port),
+            ("RUNNEL_PRODUCER_PORT", self.producer_port),
+            ("RUNNEL_CONSUMER_PORT", self.consumer_port),
+            ("RUNNEL_METRICS_PORT", self.metrics_port),
+            ("RUNNEL_PEER_PORT", self.peer_port),
+        ];
+        for (i, (variable, port)) in ports.iter().enumerate() {
+            if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
+                return fail(variable, port, format!("is also {other}: every port needs its own number"));
+            }
+        }
+        let names = self.broker_names.iter().filter(|n| !n.is_empty()).count();
+        if names > 0 && names < self.broker_names.len() {
+            return fail("RUNNEL_BROKER_NAMES", &self.broker_names.join(","), "a name is empty".into());
+        }
+        match self.ordinal {
+            Some(ordinal) if self.service_name.is_none() && ordinal as usize >= names.max(1) => {
+                let reason = format!("must be below the number of RUNNEL_BROKER_NAMES ({})", names.max(1));
+                return fail("RUNNEL_ORDINAL", &ordinal, reason);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     pub fn consumer_timeout(&self) -> Duration {
         Duration::from_millis(self.consumer_timeout_ms)
     }
@@ -119,6 +200,35 @@ mod tests {
         assert_eq!((c.ordinal, c.service_name), (None, None));
         assert_eq!(c.retention, Retention(Some(Duration::from_secs(168 * 3600))));
         assert_eq!((c.producer_port, c.consumer_port, c.peer_port), (9251, 9252, 9255));
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("runnel-broker").chain(args.iter().copied())).expect("parses")
+    }
+
+    /// Issue 10: an interval of 0 panicked a background task, a segment size was clamped
+    /// without a word, and a request size past what one batch holds gave endless 503s.
+    #[test]
+    fn settings_the_broker_cannot_work_with_are_refused_by_name() {
+        parse(&[]).validate().expect("the defaults are valid");
+        let cases: [(&[&str], &str); 9] = [
+            (&["--auto-commit-interval-ms", "0"], "RUNNEL_AUTO_COMMIT_INTERVAL_MS"),
+            (&["--retention-check-ms", "0"], "RUNNEL_RETENTION_CHECK_MS"),
+            (&["--consumer-timeout-ms", "0"], "RUNNEL_CONSUMER_TIMEOUT_MS"),
+            (&["--consumer-timeout-ms", "1000", "--auto-commit-interval-ms", "1000"], "RUNNEL_AUTO_COMMIT_INTERVAL_MS"),
+            (&["--segment-bytes", "1"], "RUNNEL_SEGMENT_BYTES"),
+            (&["--max-request-size", "30000000"], "RUNNEL_MAX_REQUEST_SIZE"),
+            (&["--max-request-size", "2000000", "--produce-buffer", "1000000"], "RUNNEL_PRODUCE_BUFFER"),
+            (&["--peer-port", "9251"], "RUNNEL_PEER_PORT"),
+            (&["--broker-names", "a,b,c", "--ordinal", "3"], "RUNNEL_ORDINAL"),
+        ];
+        for (args, variable) in cases {
+            let error = parse(args).validate().expect_err("refused");
+            assert_eq!(error.variable, variable, "{args:?}: {error}");
+        }
+        parse(&["--max-request-size", &MAX_REQUEST_SIZE_LIMIT.to_string(), "--produce-buffer", "67108864"])
+            .validate()
+            .expect("the limit itself is valid");
     }
 
     #[test]

@@ -9,16 +9,24 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    if let Err(e) = config.validate() {
+        eprintln!("runnel-broker: invalid configuration: {e}");
+        std::process::exit(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_ansi(std::io::stdout().is_terminal())
         .init();
     let mut terminate = signal(SignalKind::terminate())?;
-    let broker = Broker::start(config).await?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    let mut broker = Broker::start(config).await?;
+    let failure = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        _ = terminate.recv() => None,
+        failure = broker.failure() => Some(failure),
+    };
     broker.shutdown().await;
-    Ok(())
+    match failure {
+        Some(failure) => anyhow::bail!("the broker stopped because {failure}"),
+        None => Ok(()),
+    }
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::cluster::{form_cluster, load_or_create_node_id, peer_router, topology, Peers};
 use crate::config::Config;
@@ -20,12 +19,13 @@ use crate::metrics::Metrics;
 use crate::partitioning::Ring;
 use crate::replication::{replication_router, Leadership, Replication};
 use crate::store::{Storage, StorageConfig};
+use crate::supervisor::Supervisor;
 
 /// A running broker.
 pub struct Broker {
     app: Arc<AppState>,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Supervisor,
 }
 
 impl Broker {
@@ -91,7 +91,7 @@ impl Broker {
         });
 
         let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let mut tasks = Supervisor::new(stopped.clone());
         let listeners: [(u16, Router); 5] = [
             (
                 config.peer_port,
@@ -106,16 +106,22 @@ impl Broker {
             let addr = SocketAddr::new(config.listen, port);
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-            tasks.push(tokio::spawn(serve(listener, router, stopped.clone())));
+            tasks.spawn("listener", serve(listener, router, stopped.clone()));
         }
         tokio::spawn(form_cluster(raft.clone(), peers));
-        tasks.push(tokio::spawn(replication.clone().run_takeovers(stopped.clone())));
-        tasks.push(tokio::spawn(replication.run_controller(stopped.clone())));
-        tasks.push(tokio::spawn(consumers.run_background(config.auto_commit_interval(), stopped.clone())));
-        tasks.push(tokio::spawn(run_retention(storage, Duration::from_millis(config.retention_check_ms), stopped)));
+        tasks.spawn("takeovers", replication.clone().run_takeovers(stopped.clone()));
+        tasks.spawn("controller", replication.run_controller(stopped.clone()));
+        tasks.spawn("consumer housekeeping", consumers.run_background(config.auto_commit_interval(), stopped.clone()));
+        tasks.spawn("retention", run_retention(storage, Duration::from_millis(config.retention_check_ms), stopped));
         tracing::info!(home = %config.home.display(), listen = %config.listen, producer = config.producer_port,
             consumer = config.consumer_port, "broker started");
         Ok(Broker { app, stop, tasks })
+    }
+
+    /// Resolves if a background task ends while the broker runs: the broker is then broken
+    /// and should stop (the binary exits non-zero).
+    pub async fn failure(&mut self) -> String {
+        self.tasks.failure().await
     }
 
     /// Hands the partitions it leads to other copies (so no write fails), stops accepting,
@@ -126,9 +132,7 @@ impl Broker {
         self.app.shutting_down.store(true, Ordering::Relaxed);
         self.app.replication.hand_over_all().await;
         let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        self.tasks.join().await;
         self.app.storage.close().await;
         self.app.raft.shutdown().await;
         tracing::info!("shutdown complete");

@@ -1,10 +1,6 @@
 //! Several brokers as one cluster: who the brokers are, how a new broker joins the Raft
 //! group, and the broker-to-broker calls on the peer port.
 
-/// Largest body between brokers: forwarded produces (up to `RUNNEL_MAX_REQUEST_SIZE`) and
-/// replication requests (1 MiB of records, or one record of any accepted size) fit.
-pub const PEER_BODY_LIMIT: usize = 64 * 1024 * 1024;
-
 mod formation;
 mod node_id;
 mod peer_api;

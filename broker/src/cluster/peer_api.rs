@@ -24,7 +24,7 @@ pub fn router(app: SharedState) -> Router {
         .route("/cluster/activity", post(activity))
         .route("/cluster/registered", post(registered))
         .route("/cluster/positions", post(positions))
-        .layer(DefaultBodyLimit::max(crate::cluster::PEER_BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(crate::limits::PEER_BODY_LIMIT))
         .with_state(app)
 }
 

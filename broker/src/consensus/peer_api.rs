@@ -17,9 +17,6 @@ use super::node::RaftNode;
 use super::type_config::{NodeId, TypeConfig};
 use crate::cluster_state::{Command, CommandResult};
 
-/// Above openraft's snapshot chunks (1 MiB) and entry batches, with room to spare.
-const PEER_BODY_LIMIT: usize = 16 * 1024 * 1024;
-
 /// Names the node a Raft RPC is meant for. A broker wiped and started again at the same address
 /// has a new node id: it must refuse RPCs meant for the old one, or the leader would read its
 /// empty log as the old node's log going backwards (which openraft treats as a fatal bug).
@@ -35,7 +32,7 @@ pub fn router(node: RaftNode) -> Router {
         .merge(node_rpcs)
         .route("/raft/propose", post(propose))
         .route("/raft/read-index", get(read_index))
-        .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(crate::limits::PEER_BODY_LIMIT))
         .with_state(node)
 }
 

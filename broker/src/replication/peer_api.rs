@@ -31,7 +31,7 @@ pub fn router(app: SharedState) -> Router {
         .route("/cluster/read/{topic}/{partition}", get(read))
         .route("/cluster/health", get(health))
         .route("/cluster/handover/{partition}", post(handover))
-        .layer(DefaultBodyLimit::max(crate::cluster::PEER_BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(crate::limits::PEER_BODY_LIMIT))
         .with_state(app)
 }
 

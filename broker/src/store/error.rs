@@ -17,6 +17,8 @@ pub enum StorageError {
     Poisoned { topic: String, partition: u32 },
     #[error("a batch must hold between 1 and {max} bytes of records")]
     BatchSize { max: usize },
+    #[error("invalid storage setting: {0}")]
+    InvalidConfig(String),
     #[error("storage is closed")]
     Closed,
     #[error("the partition ends at offset {end}, not where this append expected")]

@@ -22,11 +22,16 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use batch::MAX_BODY_LEN as MAX_BATCH_BODY;
 use error::IoContext;
 pub use error::StorageError;
 pub use leader_epochs::EpochStart;
 use partition_log::PartitionLog;
 pub use topic_name::validate_topic_name;
+
+/// Segment sizes a store accepts: index entries hold file positions as u32, so a segment (one
+/// batch of at most 64 MiB may follow the roll point) must stay well below 4 GiB.
+pub const SEGMENT_BYTES: std::ops::RangeInclusive<u64> = 64 * 1024..=2 * 1024 * 1024 * 1024 - 1;
 use writer::{AppendRequest, EpochMark, WriterRequest};
 
 pub struct StorageConfig {
@@ -102,8 +107,15 @@ pub struct Storage {
 }
 
 impl Storage {
-    pub fn open(mut config: StorageConfig) -> Result<(Storage, RecoveryReport), StorageError> {
-        config.segment_bytes = config.segment_bytes.clamp(64 * 1024, 2 * 1024 * 1024 * 1024 - 1);
+    pub fn open(config: StorageConfig) -> Result<(Storage, RecoveryReport), StorageError> {
+        if !SEGMENT_BYTES.contains(&config.segment_bytes) {
+            return Err(StorageError::InvalidConfig(format!(
+                "segment size {} is outside {}..={}",
+                config.segment_bytes,
+                SEGMENT_BYTES.start(),
+                SEGMENT_BYTES.end()
+            )));
+        }
         std::fs::create_dir_all(&config.dir).ctx("create directory", &config.dir)?;
         let storage = Storage {
             inner: Arc::new(Inner {

@@ -1,0 +1,25 @@
+//! Size limits that follow from the storage format and bind several modules.
+
+use crate::store::MAX_BATCH_BODY;
+
+/// The largest `RUNNEL_MAX_REQUEST_SIZE`: a body of one-byte NDJSON lines (2 bytes a record)
+/// becomes 5 bytes a record once framed for the leader and stored as a batch, and a batch
+/// body may be at most [`MAX_BATCH_BODY`] bytes, so 2/5 of that is the most a request may be.
+pub const MAX_REQUEST_SIZE_LIMIT: usize = MAX_BATCH_BODY / 5 * 2;
+
+/// The one body limit of every peer route. The largest peer bodies are framed records (a
+/// forwarded produce, or replication of one batch), which are laid out as a batch body, so
+/// at most [`MAX_BATCH_BODY`]; Raft's entries and snapshot chunks are far smaller.
+pub const PEER_BODY_LIMIT: usize = MAX_BATCH_BODY + 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_request_of_tiny_lines_fits_a_batch_and_a_peer_body() {
+        let lines = MAX_REQUEST_SIZE_LIMIT / 2;
+        let framed = lines * (4 + 1);
+        assert!(framed <= MAX_BATCH_BODY && framed < PEER_BODY_LIMIT);
+    }
+}
