@@ -57,6 +57,12 @@ impl Ends {
         self.tail.iter().next_back().map(|(base, records)| base + records.len() as u64)
     }
 
+    /// Drops the batches from `base` on (promised by the writer, then not written).
+    fn forget_from(&mut self, base: u64) {
+        let dropped = self.tail.split_off(&base);
+        self.tail_bytes -= dropped.values().flatten().map(Bytes::len).sum::<usize>();
+    }
+
     /// Drops batches every follower holds, and old durable ones beyond the memory bound.
     fn prune(&mut self) {
         let everyone = self.followers.iter().copied().min().unwrap_or(u64::MAX);
@@ -175,7 +181,15 @@ impl Replication {
             });
             copies.appended.notify_waiters();
         }
-        let appended = durable.await.map_err(|_| StorageError::Closed)??;
+        let appended = match durable.await.map_err(|_| StorageError::Closed).and_then(|r| r) {
+            Ok(appended) => appended,
+            Err(e) => {
+                // Not written here, so never sent on: the log failed the partition, and the
+                // followers must not be given records at offsets this copy does not hold.
+                copies.update(|ends| ends.forget_from(base));
+                return Err(e.into());
+            }
+        };
         drop(permit);
         let end = appended.base_offset + u64::from(appended.count);
         copies.update(|ends| ends.leader = ends.leader.max(end));

@@ -13,7 +13,7 @@ pub enum StorageError {
     },
     #[error("corrupt data in {path} at byte {position}: {reason}")]
     Corrupt { path: PathBuf, position: u64, reason: String },
-    #[error("partition {topic}/{partition} stopped accepting writes after a failed fsync; restart the broker")]
+    #[error("partition {topic}/{partition} stopped accepting writes after a failed write; restart the broker")]
     Poisoned { topic: String, partition: u32 },
     #[error("a batch must hold between 1 and {max} bytes of records")]
     BatchSize { max: usize },

@@ -22,9 +22,15 @@ pub struct PartitionLog {
     index_interval: u64,
     segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
     epochs: Mutex<EpochHistory>,
-    /// Set after a failed fsync: the page cache may have dropped the data, so nothing more
-    /// is acknowledged until a restart re-reads the log from disk.
+    /// Set after a failed fsync (the page cache may have dropped the data) and after any
+    /// round that did not write what its writer had promised (a failed roll or epoch record):
+    /// nothing more is accepted or acknowledged until a restart re-reads the log from disk.
     poisoned: AtomicBool,
+}
+
+/// Whether `records` can be stored as one batch: at least one record, body within the bound.
+pub fn fits_a_batch(records: &[Bytes]) -> bool {
+    !records.is_empty() && batch::encoded_len(records) - batch::HEADER_LEN <= MAX_BODY_LEN
 }
 
 /// What one group-committed write did.
@@ -119,6 +125,23 @@ impl PartitionLog {
         self.epochs().covering(from, to)
     }
 
+    /// Whether the partition stopped accepting writes (see `poisoned`).
+    pub fn is_failed(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Stops the partition accepting writes until a restart.
+    pub fn fail(&self, why: &str) {
+        if !self.poisoned.swap(true, Ordering::AcqRel) {
+            tracing::error!(topic = %self.topic, partition = self.partition,
+                "partition stops accepting writes until the broker restarts: {why}");
+        }
+    }
+
+    pub fn failed_error(&self) -> StorageError {
+        StorageError::Poisoned { topic: self.topic.clone(), partition: self.partition }
+    }
+
     /// Records new epochs durably, before the records written in them. Blocking.
     pub fn record_epochs(&self, new: &[EpochStart]) -> Result<(), StorageError> {
         let mut epochs = self.epochs();
@@ -169,11 +192,13 @@ impl PartitionLog {
     }
 
     /// Writes each request as one batch, with one fsync for all of them (more only when the
-    /// active segment fills up and rolls). Blocking: runs on a blocking thread.
+    /// active segment fills up and rolls), at consecutive offsets from the log's end. Each
+    /// request must fit a batch ([`fits_a_batch`]); the writer checks that before it promises
+    /// offsets. A round that cannot write everything fails the partition. Blocking.
     pub fn append_batches(&self, requests: &[Vec<Bytes>], timestamp_ms: i64) -> WriteRound {
         let mut round = WriteRound { results: Vec::with_capacity(requests.len()), fsyncs: Vec::new() };
-        if self.poisoned.load(Ordering::Acquire) {
-            round.results.extend(requests.iter().map(|_| Err(self.poisoned_error())));
+        if self.is_failed() {
+            round.results.extend(requests.iter().map(|_| Err(self.failed_error())));
             return round;
         }
         let Some(mut active) = self.active() else {
@@ -186,22 +211,24 @@ impl PartitionLog {
         let mut buf: Vec<u8> = Vec::new();
         let mut written: Vec<(BatchHeader, u64)> = Vec::new();
         let mut unflushed: Vec<usize> = Vec::new();
-        for records in requests {
-            let len = batch::encoded_len(records);
-            if records.is_empty() || len - batch::HEADER_LEN > MAX_BODY_LEN {
-                round.results.push(Err(StorageError::BatchSize { max: MAX_BODY_LEN }));
-                continue;
+        for (i, records) in requests.iter().enumerate() {
+            if !fits_a_batch(records) {
+                self.fail("a request that does not fit a batch reached the log");
+                round.results.extend(requests[i..].iter().map(|_| Err(StorageError::BatchSize { max: MAX_BODY_LEN })));
+                return self.fail_round(round, &unflushed, self.failed_error());
             }
+            let len = batch::encoded_len(records);
             let used = active.len() + buf.len() as u64;
             if used > 0 && used + len as u64 > self.segment_bytes {
                 if let Err(e) = self.flush(&active, &mut buf, &mut written, &mut round) {
-                    return self.fail(round, &unflushed, e);
+                    return self.fail_round(round, &unflushed, e);
                 }
                 unflushed.clear();
                 match self.roll(next) {
                     Ok(segment) => active = segment,
                     Err(e) => {
-                        round.results.push(Err(e));
+                        self.fail(&format!("could not roll to a new segment: {e}"));
+                        round.results.extend(requests[i..].iter().map(|_| Err(self.failed_error())));
                         return round;
                     }
                 }
@@ -220,7 +247,7 @@ impl PartitionLog {
             next += records.len() as u64;
         }
         if let Err(e) = self.flush(&active, &mut buf, &mut written, &mut round) {
-            return self.fail(round, &unflushed, e);
+            return self.fail_round(round, &unflushed, e);
         }
         round
     }
@@ -239,11 +266,10 @@ impl PartitionLog {
         let result = active.write_durably(buf);
         round.fsyncs.push(started.elapsed());
         if let Err(e) = result {
-            self.poisoned.store(true, Ordering::Release);
             if let Err(undo) = active.discard_unpublished() {
                 tracing::error!(topic = %self.topic, partition = self.partition, "could not undo a failed write: {undo}");
             }
-            tracing::error!(topic = %self.topic, partition = self.partition, "write failed, partition stops accepting writes: {e}");
+            self.fail(&format!("write failed: {e}"));
             return Err(e);
         }
         active.publish(written, self.index_interval);
@@ -253,7 +279,7 @@ impl PartitionLog {
     }
 
     /// Marks the requests of the failed flush as failed (earlier flushes of the round stand).
-    fn fail(&self, mut round: WriteRound, unflushed: &[usize], error: StorageError) -> WriteRound {
+    fn fail_round(&self, mut round: WriteRound, unflushed: &[usize], error: StorageError) -> WriteRound {
         let message = error.to_string();
         for &i in unflushed {
             round.results[i] = Err(StorageError::Io {
@@ -263,10 +289,6 @@ impl PartitionLog {
             });
         }
         round
-    }
-
-    fn poisoned_error(&self) -> StorageError {
-        StorageError::Poisoned { topic: self.topic.clone(), partition: self.partition }
     }
 
     fn roll(&self, base: u64) -> Result<Arc<Segment>, StorageError> {

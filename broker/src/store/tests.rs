@@ -271,3 +271,50 @@ async fn leader_epochs_label_records_and_fence_older_leaders() {
     let (storage, _) = Storage::open(config(dir.path(), 1024 * 1024)).expect("reopen");
     assert_eq!((storage.last_epoch("e", 0), storage.last_epoch("copy", 0)), (1, 3));
 }
+
+/// One request queued for a partition's writer, with the receivers of its promise and answer.
+struct Queued {
+    assigned: tokio::sync::oneshot::Receiver<u64>,
+    answer: tokio::sync::oneshot::Receiver<Result<Appended, StorageError>>,
+}
+
+async fn queue(sender: &tokio::sync::mpsc::Sender<writer::WriterRequest>, records: Vec<Bytes>) -> Queued {
+    let (assigned_tx, assigned) = tokio::sync::oneshot::channel();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let request =
+        writer::AppendRequest { records, epoch: writer::EpochMark::Leader(0), assigned: Some(assigned_tx), reply };
+    sender.send(writer::WriterRequest::Append(request)).await.expect("queued");
+    Queued { assigned, answer }
+}
+
+/// Issue 10: the writer promised a base offset before it knew the write would happen; an
+/// over-size batch was then skipped without renumbering the rest of the round, so the next
+/// request was written at another offset than the one the leader had sent to its followers.
+#[tokio::test]
+async fn every_offset_promised_is_the_one_written_and_a_refused_request_gets_no_promise() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, _) = partition_log::PartitionLog::open("t", 0, dir.path(), 1 << 30, 4096).expect("open");
+    let log = std::sync::Arc::new(log);
+    let (sender, receiver) = tokio::sync::mpsc::channel(16);
+    // Queued before the writer runs, so the three form one round.
+    let small = queue(&sender, records(0, 1, 10)).await;
+    let huge = queue(&sender, vec![Bytes::from(vec![7u8; MAX_BATCH_BODY])]).await;
+    let after = queue(&sender, records(1, 2, 10)).await;
+    tokio::spawn(writer::run(log.clone(), receiver, std::sync::Arc::new(|| None)));
+
+    assert_eq!(small.assigned.await.ok(), Some(0));
+    assert_eq!(small.answer.await.expect("answer").expect("written").base_offset, 0);
+    assert!(huge.assigned.await.is_err(), "a request that cannot be stored is promised no offset");
+    assert!(matches!(huge.answer.await.expect("answer"), Err(StorageError::BatchSize { .. })));
+    assert_eq!(after.assigned.await.ok(), Some(1));
+    assert_eq!(after.answer.await.expect("answer").expect("written").base_offset, 1);
+    let read = log.read(0, 1 << 20).expect("read");
+    let values: Vec<Bytes> = read.records.into_iter().map(|r| r.value).collect();
+    assert_eq!(values, records(0, 3, 10));
+
+    // A failed partition promises nothing either: its end may not be where the writer thinks.
+    log.fail("test");
+    let refused = queue(&sender, records(3, 1, 10)).await;
+    assert!(refused.assigned.await.is_err());
+    assert!(matches!(refused.answer.await.expect("answer"), Err(StorageError::Poisoned { .. })));
+}

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::leader_epochs::EpochStart;
-use super::partition_log::PartitionLog;
-use super::{Appended, FsyncObserver, StorageError};
+use super::partition_log::{fits_a_batch, PartitionLog};
+use super::{Appended, FsyncObserver, StorageError, MAX_BATCH_BODY};
 
 /// Requests waiting for one partition's writer; beyond this, appends wait (back-pressure).
 pub const QUEUE_DEPTH: usize = 1024;
@@ -83,8 +83,13 @@ pub async fn run(
     }
 }
 
-/// Checks each request against the log's end and epoch (in queue order), then writes the
-/// accepted ones with one fsync, after recording any new epoch they start.
+/// Checks each request against the log's end, epoch and the batch bound (in queue order),
+/// promises the accepted ones their offsets, then writes them with one fsync, after recording
+/// any new epoch they start.
+///
+/// Invariant: after the round, every accepted request was written at the offset it was
+/// promised (`assigned == written`), or the partition is failed, so a leader never has
+/// followers holding, in its epoch, records it does not hold itself at those offsets.
 async fn write_round(
     log: &Arc<PartitionLog>,
     round: Vec<AppendRequest>,
@@ -93,8 +98,17 @@ async fn write_round(
     let mut end = log.bounds().1;
     let mut last_epoch = log.last_epoch();
     let mut new_epochs: Vec<EpochStart> = Vec::new();
+    let mut promised: Vec<u64> = Vec::with_capacity(round.len());
     let mut accepted = Vec::with_capacity(round.len());
     for request in round {
+        if log.is_failed() {
+            let _ = request.reply.send(Err(log.failed_error()));
+            continue;
+        }
+        if !fits_a_batch(&request.records) {
+            let _ = request.reply.send(Err(StorageError::BatchSize { max: MAX_BATCH_BODY }));
+            continue;
+        }
         match &request.epoch {
             EpochMark::Leader(epoch) if *epoch < last_epoch => {
                 let _ = request.reply.send(Err(StorageError::StaleEpoch { epoch: *epoch, current: last_epoch }));
@@ -123,6 +137,7 @@ async fn write_round(
         if let Some(assigned) = request.assigned.take() {
             let _ = assigned.send(end);
         }
+        promised.push(end);
         end += request.records.len() as u64;
         accepted.push(request);
     }
@@ -137,24 +152,36 @@ async fn write_round(
         Ok::<_, StorageError>(writer.append_batches(&batches, timestamp_ms))
     })
     .await;
-    let mut results = match outcome {
+    let results = match outcome {
         Ok(Err(e)) => {
-            tracing::error!(topic = %log.topic, partition = log.partition, "could not record a new leader epoch: {e}");
-            Vec::new().into_iter()
+            log.fail(&format!("could not record a new leader epoch: {e}"));
+            Vec::new()
         }
         Ok(Ok(round)) => {
             if let Some(observe) = observer() {
                 round.fsyncs.iter().for_each(|d| observe(*d));
             }
-            round.results.into_iter()
+            round.results
         }
         Err(e) => {
-            tracing::error!(topic = %log.topic, partition = log.partition, "writer thread failed: {e}");
-            Vec::new().into_iter()
+            log.fail(&format!("the writer thread failed: {e}"));
+            Vec::new()
         }
     };
-    for reply in replies {
-        let result = results.next().unwrap_or_else(|| Err(aborted("the write round was aborted".into())));
+    let mut results = results.into_iter();
+    for (reply, promised) in replies.into_iter().zip(promised) {
+        let result = match results.next() {
+            Some(Ok(appended)) if appended.base_offset == promised => Ok(appended),
+            Some(Ok(appended)) => {
+                log.fail(&format!("a batch promised offset {promised} was written at {}", appended.base_offset));
+                Err(log.failed_error())
+            }
+            Some(Err(e)) => {
+                log.fail(&format!("a batch promised offset {promised} was not written: {e}"));
+                Err(e)
+            }
+            None => Err(aborted("the write round was aborted".into())),
+        };
         // The requester may have gone away (client disconnected); the data is stored anyway.
         let _ = reply.send(result);
     }
