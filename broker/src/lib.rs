@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod partitioning;
+pub mod peer_auth;
 pub mod replication;
 pub mod server;
 pub mod store;

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use crate::cluster::{ActivityReport, Peers, PositionsRequest, RegistrationNotice};
 use crate::cluster_state::{ClusterState, Command, CommandResult, Consumer, OffsetCommit, StartPolicy};
-use crate::consensus::{RaftNode, PEER_REQUEST_TIMEOUT};
+use crate::consensus::RaftNode;
 use crate::error::ApiError;
 use crate::partitioning::Ring;
+use crate::peer_auth::PEER_REQUEST_TIMEOUT;
 use crate::replication::Replication;
 use crate::store::{Storage, StoredRecord};
 
