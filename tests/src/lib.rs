@@ -6,5 +6,7 @@ mod client;
 pub mod docker;
 pub mod workload;
 
-pub use broker_process::{broker_binary, built_binary, free_loopback_ip, start_cluster, BrokerProcess};
+pub use broker_process::{
+    broker_binary, built_binary, free_loopback_ip, start_cluster, write_peer_secret, BrokerProcess,
+};
 pub use client::{Polled, TestClient};
