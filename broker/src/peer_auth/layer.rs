@@ -109,3 +109,65 @@ fn body_error(e: axum::Error, limit: usize) -> ApiError {
         ApiError::BadRequest(format!("the request body could not be read: {e}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::post;
+    use axum::Router;
+
+    use super::*;
+    use crate::peer_auth::{PeerHttp, AUTH_HEADER};
+
+    /// A peer router with the middleware, on a free loopback port; its address.
+    async fn serve(secret: PeerSecret) -> String {
+        let verifier = PeerVerifier::new(secret, 1024);
+        let router = Router::new()
+            .route("/echo", post(|body: axum::body::Bytes| async move { body }))
+            .layer(axum::middleware::from_fn_with_state(verifier, require_peer_auth));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await;
+        });
+        format!("http://{addr}/echo")
+    }
+
+    #[tokio::test]
+    async fn the_client_signs_what_the_middleware_accepts_once() {
+        let secret = PeerSecret::from_bytes(&[7; 32]).expect("secret");
+        let url = serve(secret.clone()).await;
+        let signed = PeerHttp::new(Some(secret)).post(&url).body(b"records".to_vec()).send().await.expect("send");
+        assert_eq!(signed.status(), 200);
+        assert_eq!(signed.bytes().await.expect("body"), &b"records"[..], "the buffered body reaches the handler");
+
+        let unsigned = PeerHttp::new(None).post(&url).body(b"records".to_vec()).send().await.expect("send");
+        assert_eq!(unsigned.status(), 401);
+        let body: serde_json::Value = unsigned.json().await.expect("JSON body");
+        assert_eq!(body["error"], "peer_unauthenticated");
+
+        let wrong = PeerSecret::from_bytes(&[8; 32]).expect("secret");
+        let other = PeerHttp::new(Some(wrong)).post(&url).send().await.expect("send");
+        assert_eq!(other.status(), 401);
+
+        let too_big = PeerHttp::new(None).post(&url).body(vec![0; 2048]).send().await.expect("send");
+        assert_eq!(too_big.status(), 413, "the body is bounded before it is verified");
+    }
+
+    #[tokio::test]
+    async fn a_replayed_request_is_refused() {
+        let secret = PeerSecret::from_bytes(&[7; 32]).expect("secret");
+        let url = serve(secret.clone()).await;
+        let http = reqwest::Client::new();
+        let parts_headers = axum::http::HeaderMap::new();
+        let parts = SignedParts { method: "POST", path_and_query: "/echo", headers: &parts_headers, body: b"x" };
+        let credential = crate::peer_auth::sign(&secret, &parts, now_ms(), Credential::fresh_nonce());
+        let mut headers = axum::http::HeaderMap::new();
+        credential.write_headers(&mut headers);
+        assert!(headers.contains_key(AUTH_HEADER));
+        let send = || http.post(&url).headers(headers.clone()).body("x").send();
+        assert_eq!(send().await.expect("first").status(), 200);
+        let replayed = send().await.expect("replay");
+        assert_eq!(replayed.status(), 401);
+        assert!(replayed.text().await.expect("body").contains("already accepted"));
+    }
+}
