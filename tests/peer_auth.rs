@@ -8,43 +8,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use runnel_broker::peer_auth::{now_ms, sign, Credential, PeerSecret, SignedParts};
+use runnel_broker::peer_auth::PeerSecret;
 use runnel_tests::workload::{cluster_view, raft_voters, Endpoint};
-use runnel_tests::{broker_binary, free_loopback_ip, start_cluster, BrokerProcess, TestClient};
+use runnel_tests::{broker_binary, free_loopback_ip, signed_request, start_cluster, BrokerProcess, TestClient};
 use serde_json::{json, Value};
 
 const TOPIC: &str = "guarded";
 const KEY: &str = "k";
-
-/// A peer request signed with `secret`, as a broker sends one.
-fn signed(
-    http: &reqwest::Client,
-    secret: &PeerSecret,
-    method: Method,
-    url: &str,
-    json: Option<&Value>,
-) -> reqwest::Request {
-    let mut builder = http.request(method, url);
-    if let Some(json) = json {
-        builder = builder.json(json);
-    }
-    let mut request = builder.build().expect("request");
-    let url = request.url().clone();
-    let path_and_query = match url.query() {
-        Some(query) => format!("{}?{query}", url.path()),
-        None => url.path().to_string(),
-    };
-    let body = request.body().and_then(|b| b.as_bytes()).unwrap_or_default();
-    let parts = SignedParts {
-        method: request.method().as_str(),
-        path_and_query: &path_and_query,
-        headers: request.headers(),
-        body,
-    };
-    let credential = sign(secret, &parts, now_ms(), Credential::fresh_nonce());
-    credential.write_headers(request.headers_mut());
-    request
-}
 
 /// Asserts a 401 with the JSON error body every refused peer request gets.
 async fn assert_refused(what: &str, response: reqwest::Response) {
@@ -83,8 +53,7 @@ async fn produce(client: &TestClient, lines: &[String]) -> Value {
 async fn the_peer_port_refuses_unsigned_forged_and_replayed_requests_and_acknowledged_data_survives() {
     let dir = tempfile::tempdir().expect("tempdir");
     let brokers = start_cluster(dir.path(), 3, &[]);
-    let secret_text = std::fs::read(dir.path().join("peer-secret")).expect("the cluster's secret");
-    let secret = PeerSecret::from_bytes(&secret_text).expect("a valid secret");
+    let secret = brokers[0].peer_secret();
     let clients: Vec<TestClient> = brokers.iter().map(TestClient::new).collect();
     wait_all_voters(&Endpoint::of(&brokers[0])).await;
 
@@ -114,11 +83,11 @@ async fn the_peer_port_refuses_unsigned_forged_and_replayed_requests_and_acknowl
 
     // Signed with another secret.
     let wrong = PeerSecret::from_bytes(&[b'w'; 40]).expect("a valid secret");
-    let response = http.execute(signed(&http, &wrong, Method::POST, &truncate, None)).await.expect("send");
+    let response = http.execute(signed_request(&http, &wrong, Method::POST, &truncate, None)).await.expect("send");
     assert_refused("truncate signed with a wrong secret", response).await;
 
     // A valid signed request, captured and sent again.
-    let health = signed(&http, &secret, Method::GET, &peer("/cluster/health"), None);
+    let health = signed_request(&http, &secret, Method::GET, &peer("/cluster/health"), None);
     let replay = health.try_clone().expect("clone the request");
     assert_eq!(http.execute(health).await.expect("health").status(), StatusCode::OK, "a signed request passes");
     assert_refused("replayed signed request", http.execute(replay).await.expect("replay")).await;
@@ -126,7 +95,7 @@ async fn the_peer_port_refuses_unsigned_forged_and_replayed_requests_and_acknowl
     // Even with the secret, a join under a made-up id at a live broker's address evicts nobody.
     let raft_leader = cluster_view(&Endpoint::of(&brokers[0])).await.expect("view").0.expect("a Raft leader");
     let join_url = brokers[raft_leader as usize].url(9255, "/cluster/join");
-    let forged_join = signed(&http, &secret, Method::POST, &join_url, Some(&join));
+    let forged_join = signed_request(&http, &secret, Method::POST, &join_url, Some(&join));
     let response = http.execute(forged_join).await.expect("signed join");
     let (status, body) = (response.status(), response.text().await.unwrap_or_default());
     assert_eq!(status, StatusCode::CONFLICT, "a join at live broker 1's address is refused: {body}");

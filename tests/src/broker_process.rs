@@ -132,6 +132,11 @@ impl BrokerProcess {
         }
     }
 
+    /// The value this broker was started with for environment variable `key`, if any.
+    pub fn env_value(&self, key: &str) -> Option<&str> {
+        self.env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
     pub fn url(&self, port: u16, path: &str) -> String {
         format!("http://{}:{port}{path}", self.ip)
     }
