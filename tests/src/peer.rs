@@ -2,7 +2,7 @@
 //! peer secret (SPEC §13), which every test cluster has.
 
 use reqwest::Method;
-use runnel_broker::peer_auth::{now_ms, sign, Credential, PeerSecret, SignedParts};
+use runnel_broker::peer_auth::{sign_request, PeerSecret};
 use serde_json::Value;
 
 use crate::BrokerProcess;
@@ -20,20 +20,7 @@ pub fn signed_request(
         builder = builder.json(json);
     }
     let mut request = builder.build().expect("a valid peer request");
-    let url = request.url().clone();
-    let path_and_query = match url.query() {
-        Some(query) => format!("{}?{query}", url.path()),
-        None => url.path().to_string(),
-    };
-    let body = request.body().and_then(|b| b.as_bytes()).unwrap_or_default();
-    let parts = SignedParts {
-        method: request.method().as_str(),
-        path_and_query: &path_and_query,
-        headers: request.headers(),
-        body,
-    };
-    let credential = sign(secret, &parts, now_ms(), Credential::fresh_nonce());
-    credential.write_headers(request.headers_mut());
+    sign_request(secret, &mut request);
     request
 }
 

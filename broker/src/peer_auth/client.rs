@@ -74,23 +74,29 @@ impl PeerRequest {
         let (client, request) = self.builder.build_split();
         let mut request = request?;
         if let Some(secret) = &self.secret {
-            let credential = {
-                let url = request.url();
-                let path_and_query = match url.query() {
-                    Some(query) => format!("{}?{query}", url.path()),
-                    None => url.path().to_string(),
-                };
-                let body = request.body().and_then(|b| b.as_bytes()).unwrap_or_default();
-                let parts = SignedParts {
-                    method: request.method().as_str(),
-                    path_and_query: &path_and_query,
-                    headers: request.headers(),
-                    body,
-                };
-                sign(secret, &parts, now_ms(), Credential::fresh_nonce())
-            };
-            credential.write_headers(request.headers_mut());
+            sign_request(secret, &mut request);
         }
         client.execute(request).await
     }
+}
+
+/// Adds the credential headers to a finished request (now, with a fresh nonce).
+pub fn sign_request(secret: &PeerSecret, request: &mut reqwest::Request) {
+    let credential = {
+        let url = request.url();
+        let path_and_query = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_string(),
+        };
+        // A body that is not bytes (a stream) is never built here, see `PeerRequest`.
+        let body = request.body().and_then(|b| b.as_bytes()).unwrap_or_default();
+        let parts = SignedParts {
+            method: request.method().as_str(),
+            path_and_query: &path_and_query,
+            headers: request.headers(),
+            body,
+        };
+        sign(secret, &parts, now_ms(), Credential::fresh_nonce())
+    };
+    credential.write_headers(request.headers_mut());
 }

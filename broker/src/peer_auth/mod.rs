@@ -17,7 +17,7 @@ mod secret;
 
 use std::time::Duration;
 
-pub use client::{PeerHttp, PeerRequest, PEER_REQUEST_TIMEOUT};
+pub use client::{sign_request, PeerHttp, PeerRequest, PEER_REQUEST_TIMEOUT};
 pub use credential::{sign, verify, Credential, CredentialError, SignedParts};
 pub use layer::{require_peer_auth, PeerAuthError, PeerVerifier};
 pub use replay::{NonceCache, MAX_NONCES};
