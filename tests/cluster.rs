@@ -133,8 +133,7 @@ async fn a_goodbye_on_one_broker_commits_what_was_read_on_every_broker() {
 
 /// Where `broker`'s copy of a partition ends (its peer port's replica endpoint).
 async fn replica_end(broker: &runnel_tests::BrokerProcess, topic: &str, partition: u32) -> u64 {
-    let url = broker.url(9255, &format!("/cluster/end/{topic}/{partition}"));
-    let body: Value = reqwest::get(url).await.expect("end").json().await.expect("json");
+    let body: Value = broker.peer_get(&format!("/cluster/end/{topic}/{partition}")).await.json().await.expect("json");
     body["end"].as_u64().expect("end")
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::limits::MAX_REQUEST_SIZE_LIMIT;
+use crate::peer_auth::{PeerSecret, SecretError};
 use crate::store::{MAX_BATCH_BODY, SEGMENT_BYTES};
 
 #[derive(Debug, Clone, Parser)]
@@ -32,6 +33,17 @@ pub struct Config {
     /// Broker-to-broker traffic (Raft, replication, forwarding).
     #[arg(long, env = "RUNNEL_PEER_PORT", default_value_t = 9255)]
     pub peer_port: u16,
+    /// Address the peer port binds to instead of `listen` (e.g. a private network's).
+    #[arg(long, env = "RUNNEL_PEER_LISTEN")]
+    pub peer_listen: Option<IpAddr>,
+    /// File holding the secret (at least 32 bytes, trimmed) that every broker-to-broker request
+    /// is signed with; the same file on every broker. Required for a cluster of several brokers.
+    #[arg(long, env = "RUNNEL_PEER_SECRET_FILE")]
+    pub peer_secret_file: Option<PathBuf>,
+    /// Let a cluster of several brokers run without a peer secret: anyone who reaches the peer
+    /// port can then change or delete data. Only for a network nobody else can reach.
+    #[arg(long, env = "RUNNEL_PEER_INSECURE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub peer_insecure: bool,
 
     /// Comma-separated broker host names in ordinal order; empty means a single-broker cluster.
     #[arg(long, env = "RUNNEL_BROKER_NAMES", value_delimiter = ',', default_value = "")]
@@ -101,13 +113,21 @@ fn parse_retention(value: &str) -> Result<Retention, String> {
     humantime::parse_duration(value).map(|d| Retention(Some(d))).map_err(|e| format!("{e} (examples: 168h, 30m, none)"))
 }
 
-/// A setting outside what the broker can work with, named by its environment variable.
+/// A setting that keeps the broker from starting.
 #[derive(Debug, thiserror::Error)]
-#[error("{variable}={value}: {reason}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub value: String,
-    pub reason: String,
+pub enum ConfigError {
+    /// Outside what the broker can work with, named by its environment variable.
+    #[error("{variable}={value}: {reason}")]
+    Invalid { variable: &'static str, value: String, reason: String },
+    #[error("{0}")]
+    PeerSecret(#[from] SecretError),
+    #[error(
+        "{0} form a cluster of several brokers, whose peer port must be authenticated: set \
+         RUNNEL_PEER_SECRET_FILE to a file holding a shared secret of at least 32 bytes on every broker \
+         (e.g. `head -c 32 /dev/urandom | base64 > peer-secret`), or RUNNEL_PEER_INSECURE=true on a network \
+         nobody else can reach"
+    )]
+    PeerSecretRequired(String),
 }
 
 impl Config {
@@ -115,7 +135,7 @@ impl Config {
     /// first violation names its variable (the binary exits 2 with it).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |variable: &'static str, value: &dyn std::fmt::Display, reason: String| {
-            Err(ConfigError { variable, value: value.to_string(), reason })
+            Err(ConfigError::Invalid { variable, value: value.to_string(), reason })
         };
         let ms = |variable: &'static str, value: u64, min: u64, max: u64| {
             if (min..=max).contains(&value) {
@@ -177,7 +197,32 @@ impl Config {
             }
             _ => {}
         }
-        Ok(())
+        self.peer_secret().map(drop)
+    }
+
+    /// The secret broker-to-broker requests are signed and checked with (SPEC §13): the file's,
+    /// if one is set; none with `RUNNEL_PEER_INSECURE=true`; for a single broker without either,
+    /// a random one, so its peer port (which no other broker calls) answers no one.
+    pub fn peer_secret(&self) -> Result<Option<PeerSecret>, ConfigError> {
+        if let Some(path) = &self.peer_secret_file {
+            return Ok(Some(PeerSecret::load(path)?));
+        }
+        if self.peer_insecure {
+            return Ok(None);
+        }
+        let names = self.broker_names.iter().filter(|n| !n.is_empty()).count();
+        match self.service_name.as_deref().filter(|s| !s.is_empty()) {
+            Some(service) => {
+                Err(ConfigError::PeerSecretRequired(format!("the brokers of RUNNEL_SERVICE_NAME {service}")))
+            }
+            None if names > 1 => Err(ConfigError::PeerSecretRequired(format!("the {names} RUNNEL_BROKER_NAMES"))),
+            None => Ok(Some(PeerSecret::random())),
+        }
+    }
+
+    /// Where the peer port listens.
+    pub fn peer_listen(&self) -> IpAddr {
+        self.peer_listen.unwrap_or(self.listen)
     }
 
     pub fn consumer_timeout(&self) -> Duration {
@@ -224,11 +269,31 @@ mod tests {
         ];
         for (args, variable) in cases {
             let error = parse(args).validate().expect_err("refused");
-            assert_eq!(error.variable, variable, "{args:?}: {error}");
+            assert!(matches!(&error, ConfigError::Invalid { variable: v, .. } if *v == variable), "{args:?}: {error}");
         }
         parse(&["--max-request-size", &MAX_REQUEST_SIZE_LIMIT.to_string(), "--produce-buffer", "67108864"])
             .validate()
             .expect("the limit itself is valid");
+    }
+
+    #[test]
+    fn a_cluster_needs_a_peer_secret_and_a_single_broker_none() {
+        let three = ["runnel-broker", "--broker-names", "a,b,c"];
+        let err = Config::try_parse_from(three).expect("parse").peer_secret().expect_err("refused");
+        assert!(err.to_string().contains("RUNNEL_PEER_SECRET_FILE"), "{err}");
+        let k8s = Config::try_parse_from(["runnel-broker", "--service-name", "runnel.svc"]).expect("parse");
+        assert!(k8s.peer_secret().is_err());
+        let insecure = Config::try_parse_from([&three[..], &["--peer-insecure", "true"]].concat()).expect("parse");
+        assert!(insecure.peer_secret().expect("allowed").is_none());
+        let single = Config::try_parse_from(["runnel-broker", "--broker-names", "a"]).expect("parse");
+        assert!(single.peer_secret().expect("allowed").is_some(), "a single broker gets a random secret");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("secret");
+        let with_file = [&three[..], &["--peer-secret-file", file.to_str().expect("utf-8")]].concat();
+        let missing = Config::try_parse_from(&with_file).expect("parse").peer_secret().expect_err("unreadable");
+        assert!(missing.to_string().contains("cannot read"), "{missing}");
+        std::fs::write(&file, "x".repeat(40)).expect("write");
+        assert!(Config::try_parse_from(&with_file).expect("parse").peer_secret().expect("loads").is_some());
     }
 
     #[test]

@@ -33,6 +33,12 @@ pub enum ApiError {
     /// This broker does not (or no longer) lead the partition; nothing was stored.
     #[error("partition {0} is not led by this broker right now: retry shortly")]
     NotLeader(u32),
+    /// A request on the peer port without a valid credential (SPEC §13).
+    #[error("{0}")]
+    PeerUnauthenticated(String),
+    /// A broker tried to join at the address of another broker that is still alive.
+    #[error("{0}")]
+    JoinConflict(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// An error the HTTP layer answered before a handler ran (a path parameter that is not
@@ -58,7 +64,8 @@ impl ApiError {
             | ApiError::BadRequest(_)
             | ApiError::ConsumerConflict(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::ConsumerNotRegistered(_) => StatusCode::CONFLICT,
+            ApiError::ConsumerNotRegistered(_) | ApiError::JoinConflict(_) => StatusCode::CONFLICT,
+            ApiError::PeerUnauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) | ApiError::UnknownGroup(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -81,6 +88,8 @@ impl ApiError {
             ApiError::UnknownGroup(_) => "unknown_group",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotLeader(_) => NOT_LEADER,
+            ApiError::PeerUnauthenticated(_) => "peer_unauthenticated",
+            ApiError::JoinConflict(_) => "join_conflict",
             ApiError::Internal(_) => "internal",
             ApiError::Rejected { status, .. } if status.is_server_error() => "internal",
             ApiError::Rejected { .. } => "bad_request",
@@ -117,6 +126,7 @@ impl From<RaftError> for ApiError {
     fn from(e: RaftError) -> Self {
         match e {
             RaftError::Unavailable(reason) => ApiError::Unavailable(format!("consumer state unavailable ({reason})")),
+            RaftError::MemberAlive(reason) => ApiError::JoinConflict(reason),
             other => ApiError::Internal(other.to_string()),
         }
     }

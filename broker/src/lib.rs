@@ -14,6 +14,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod partitioning;
+pub mod peer_auth;
 pub mod replication;
 pub mod server;
 pub mod store;

@@ -1,13 +1,13 @@
 //! Starting and stopping a broker: storage, Raft, the consumer service, the five listeners
 //! and the background tasks, and the graceful shutdown order.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
+use axum::{middleware, Router};
 use tokio::sync::watch;
 
 use crate::cluster::{form_cluster, load_or_create_node_id, peer_router, topology, Peers};
@@ -15,8 +15,10 @@ use crate::config::Config;
 use crate::consensus::{RaftConfig, RaftNode};
 use crate::consumer::ConsumerService;
 use crate::http::{consumer_router, discovery_router, metrics_router, producer_router, AppState};
+use crate::limits::PEER_BODY_LIMIT;
 use crate::metrics::Metrics;
 use crate::partitioning::Ring;
+use crate::peer_auth::{require_peer_auth, PeerHttp, PeerVerifier};
 use crate::replication::{replication_router, Leadership, Replication};
 use crate::store::{Storage, StorageConfig};
 use crate::supervisor::Supervisor;
@@ -30,6 +32,14 @@ pub struct Broker {
 
 impl Broker {
     pub async fn start(config: Config) -> anyhow::Result<Broker> {
+        let peer_secret = config.peer_secret()?;
+        if peer_secret.is_none() {
+            tracing::warn!(
+                "RUNNEL_PEER_INSECURE=true: the peer port takes requests from anyone who reaches it, \
+                 who can then change or delete data"
+            );
+        }
+        let peer_http = PeerHttp::new(peer_secret.clone());
         std::fs::create_dir_all(&config.home)
             .with_context(|| format!("cannot create RUNNEL_HOME {}", config.home.display()))?;
         let metrics = Arc::new(Metrics::new());
@@ -51,13 +61,14 @@ impl Broker {
         storage.set_fsync_observer(Arc::new(move |d| observer.fsync(d)));
 
         let (names, ordinal) = topology(&config).await?;
-        let peers = Peers::new(names, ordinal, config.peer_port);
+        let peers = Peers::new(names, ordinal, config.peer_port, peer_http.clone());
         let node_id = load_or_create_node_id(&config.home).context("cannot read this broker's node id")?;
         let raft = RaftNode::start(RaftConfig {
             node_id,
             peer_addr: peers.peer_addr(ordinal),
             dir: config.home.join("raft"),
             snapshot_every: 5000,
+            http: peer_http,
         })
         .await
         .context("cannot start Raft")?;
@@ -92,18 +103,20 @@ impl Broker {
 
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Supervisor::new(stopped.clone());
-        let listeners: [(u16, Router); 5] = [
-            (
-                config.peer_port,
-                raft.peer_router().merge(peer_router(app.clone())).merge(replication_router(app.clone())),
-            ),
-            (config.discovery_port, discovery_router(app.clone())),
-            (config.metrics_port, metrics_router(app.clone())),
-            (config.consumer_port, consumer_router(app.clone())),
-            (config.producer_port, producer_router(app.clone())),
+        let mut peer = raft.peer_router().merge(peer_router(app.clone())).merge(replication_router(app.clone()));
+        if let Some(secret) = peer_secret {
+            let verifier = PeerVerifier::new(secret, PEER_BODY_LIMIT);
+            peer = peer.layer(middleware::from_fn_with_state(verifier, require_peer_auth));
+        }
+        let listeners: [(IpAddr, u16, Router); 5] = [
+            (config.peer_listen(), config.peer_port, peer),
+            (config.listen, config.discovery_port, discovery_router(app.clone())),
+            (config.listen, config.metrics_port, metrics_router(app.clone())),
+            (config.listen, config.consumer_port, consumer_router(app.clone())),
+            (config.listen, config.producer_port, producer_router(app.clone())),
         ];
-        for (port, router) in listeners {
-            let addr = SocketAddr::new(config.listen, port);
+        for (ip, port, router) in listeners {
+            let addr = SocketAddr::new(ip, port);
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             tasks.spawn("listener", serve(listener, router, stopped.clone()));
@@ -144,7 +157,9 @@ async fn serve(listener: tokio::net::TcpListener, router: Router, mut stop: watc
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+    // The peer port's refusals name the remote address.
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(shutdown).await {
         tracing::error!(?addr, "listener failed: {e}");
     }
 }

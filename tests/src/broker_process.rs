@@ -49,6 +49,16 @@ pub fn free_loopback_ip() -> Ipv4Addr {
     panic!("no free loopback address found");
 }
 
+/// Writes a new random peer secret (64 hex digits, as `RUNNEL_PEER_SECRET_FILE` wants at least
+/// 32 bytes) to `dir/peer-secret` and returns its path: every test cluster has its own.
+pub fn write_peer_secret(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("create the cluster directory");
+    let secret: String = (0..4).map(|_| format!("{:016x}", RandomState::new().build_hasher().finish())).collect();
+    let path = dir.join("peer-secret");
+    std::fs::write(&path, format!("{secret}\n")).expect("write the peer secret");
+    path
+}
+
 /// `GET /status` on the consumer port answers 200 (plain blocking HTTP/1.1, no client needed).
 fn status_is_ok(ip: Ipv4Addr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&(ip, 9252).into(), Duration::from_secs(1)) else { return false };
@@ -122,6 +132,11 @@ impl BrokerProcess {
         }
     }
 
+    /// The value this broker was started with for environment variable `key`, if any.
+    pub fn env_value(&self, key: &str) -> Option<&str> {
+        self.env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
     pub fn url(&self, port: u16, path: &str) -> String {
         format!("http://{}:{port}{path}", self.ip)
     }
@@ -174,8 +189,11 @@ impl Drop for BrokerProcess {
     }
 }
 
-/// Starts `n` brokers of one cluster (static topology, each on its own loopback address).
+/// Starts `n` brokers of one cluster (static topology, each on its own loopback address),
+/// sharing a new peer secret in `dir/peer-secret` (`env` may override it).
 pub fn start_cluster(dir: &Path, n: usize, env: &[(&str, &str)]) -> Vec<BrokerProcess> {
+    let secret = write_peer_secret(dir);
+    let secret = secret.to_str().expect("UTF-8 test directory");
     let mut ips: Vec<Ipv4Addr> = Vec::new();
     while ips.len() < n {
         let ip = free_loopback_ip();
@@ -187,7 +205,11 @@ pub fn start_cluster(dir: &Path, n: usize, env: &[(&str, &str)]) -> Vec<BrokerPr
     (0..n)
         .map(|i| {
             let ordinal = i.to_string();
-            let mut all: Vec<(&str, &str)> = vec![("RUNNEL_BROKER_NAMES", &names), ("RUNNEL_ORDINAL", &ordinal)];
+            let mut all: Vec<(&str, &str)> = vec![
+                ("RUNNEL_BROKER_NAMES", &names),
+                ("RUNNEL_ORDINAL", &ordinal),
+                ("RUNNEL_PEER_SECRET_FILE", secret),
+            ];
             all.extend_from_slice(env);
             BrokerProcess::start_at(ips[i], &dir.join(format!("broker-{i}")), &all)
         })

@@ -94,7 +94,12 @@ pub struct DockerCluster {
     pub service: String,
     pub image: String,
     size: usize,
+    /// Holds the cluster's peer secret, bind-mounted read-only into every broker container.
+    secret_dir: tempfile::TempDir,
 }
+
+/// Where the containers find the peer secret (`RUNNEL_PEER_SECRET_FILE`).
+const SECRET_IN_CONTAINER: &str = "/etc/runnel/peer-secret";
 
 /// Label on everything a run creates: `docker ps -a --filter label=io.runnel.test.run` finds leftovers.
 const LABEL: &str = "io.runnel.test.run";
@@ -110,7 +115,14 @@ impl DockerCluster {
             service: service.to_string(),
             image: image.to_string(),
             size,
+            secret_dir: tempfile::tempdir().expect("tempdir for the peer secret"),
         };
+        let secret = crate::write_peer_secret(cluster.secret_dir.path());
+        // The brokers run as a non-root user: the file must be readable by others.
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .expect("make the peer secret readable");
+        let secret_mount = format!("type=bind,src={},dst={SECRET_IN_CONTAINER},readonly", secret.display());
+        let secret_env = format!("RUNNEL_PEER_SECRET_FILE={SECRET_IN_CONTAINER}");
         // A leftover of an earlier run that had this pid (and was killed before cleaning up).
         cluster.remove_everything();
         cluster.create_network().await;
@@ -125,7 +137,8 @@ impl DockerCluster {
             must(&[
                 "create", "--name", &name, "--hostname", &hostname, "--label", &label,
                 "--network", &cluster.network, "--network-alias", service, "--network-alias", &pod_alias,
-                "--read-only", "-e", &service_env, "-v", &volume_mount, image,
+                "--read-only", "-e", &service_env, "-e", &secret_env, "-v", &volume_mount,
+                "--mount", &secret_mount, image,
             ])
             .await;
         }

@@ -4,7 +4,11 @@
 mod broker_process;
 mod client;
 pub mod docker;
+mod peer;
 pub mod workload;
 
-pub use broker_process::{broker_binary, built_binary, free_loopback_ip, start_cluster, BrokerProcess};
+pub use broker_process::{
+    broker_binary, built_binary, free_loopback_ip, start_cluster, write_peer_secret, BrokerProcess,
+};
 pub use client::{Polled, TestClient};
+pub use peer::signed_request;

@@ -47,10 +47,20 @@ async fn join(State(app): State<SharedState>, Json(request): Json<JoinRequest>) 
         .send()
         .await
         .map_err(|e| ApiError::Unavailable(format!("Raft leader {leader} unreachable: {e}")))?;
-    match response.status().is_success() {
-        true => Ok(StatusCode::OK),
-        false => Err(ApiError::Unavailable(format!("Raft leader {leader} answered {}", response.status()))),
+    match response.status() {
+        status if status.is_success() => Ok(StatusCode::OK),
+        StatusCode::CONFLICT => Err(ApiError::JoinConflict(answer_message(response).await)),
+        status => Err(ApiError::Unavailable(format!("Raft leader {leader} answered {status}"))),
     }
+}
+
+/// The `message` of a JSON error answer (its whole text if it is not one).
+async fn answer_message(response: reqwest::Response) -> String {
+    let text = response.text().await.unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(String::from))
+        .unwrap_or(text)
 }
 
 /// A produce forwarded by the broker that received it; records are framed (u32 length, bytes).

@@ -2,19 +2,18 @@
 
 use std::time::Duration;
 
-use crate::consensus::peer_http_client;
+use crate::peer_auth::PeerHttp;
 
 #[derive(Clone)]
 pub struct Peers {
     names: Vec<String>,
     ordinal: u32,
     peer_port: u16,
-    http: reqwest::Client,
+    http: PeerHttp,
 }
 
 impl Peers {
-    pub fn new(names: Vec<String>, ordinal: u32, peer_port: u16) -> Peers {
-        let http = peer_http_client();
+    pub fn new(names: Vec<String>, ordinal: u32, peer_port: u16, http: PeerHttp) -> Peers {
         Peers { names, ordinal, peer_port, http }
     }
 
@@ -60,7 +59,7 @@ impl Peers {
         futures_util::future::join_all(calls).await
     }
 
-    pub fn http(&self) -> &reqwest::Client {
+    pub fn http(&self) -> &PeerHttp {
         &self.http
     }
 }

@@ -9,7 +9,6 @@ mod peer_api;
 mod state_machine;
 mod type_config;
 
-pub use network::peer_http_client;
 pub use node::{RaftConfig, RaftError, RaftNode};
 
 #[cfg(test)]

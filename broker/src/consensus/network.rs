@@ -1,7 +1,5 @@
 //! Raft RPCs to other brokers: JSON over HTTP to their peer port.
 
-use std::time::Duration;
-
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -13,37 +11,25 @@ use serde::Serialize;
 
 use super::peer_api::RAFT_TARGET_HEADER;
 use super::type_config::{Node, NodeId, TypeConfig};
-use crate::timing::PEER_REQUEST_TIMEOUT;
+use crate::peer_auth::PeerHttp;
 
 #[derive(Clone)]
 pub struct PeerNetwork {
-    http: reqwest::Client,
-}
-
-/// The HTTP client for everything broker-to-broker: short connect timeout (a dead broker
-/// is noticed fast), a 10 s default per request (Raft calls set their own), no Nagle delay.
-pub fn peer_http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(PEER_REQUEST_TIMEOUT)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .tcp_nodelay(true)
-        .build()
-        .unwrap_or_default()
+    http: PeerHttp,
 }
 
 impl PeerNetwork {
-    pub fn new() -> PeerNetwork {
-        PeerNetwork { http: peer_http_client() }
+    pub fn new(http: PeerHttp) -> PeerNetwork {
+        PeerNetwork { http }
     }
 
-    pub fn http(&self) -> &reqwest::Client {
+    pub fn http(&self) -> &PeerHttp {
         &self.http
     }
 }
 
 pub struct PeerClient {
-    http: reqwest::Client,
+    http: PeerHttp,
     target: NodeId,
     addr: String,
 }

@@ -15,6 +15,7 @@ use super::network::PeerNetwork;
 use super::state_machine::StateMachine;
 use super::type_config::{NodeId, Raft};
 use crate::cluster_state::{ClusterState, Command, CommandResult};
+use crate::peer_auth::{PeerHttp, PeerRequest};
 use crate::timing::{PROPOSE_TIMEOUT, RAFT_ELECTION_MAX, RAFT_ELECTION_MIN, RAFT_HEARTBEAT};
 
 /// Pause between attempts while no leader can take a proposal.
@@ -27,6 +28,8 @@ pub struct RaftConfig {
     pub dir: PathBuf,
     /// Build a snapshot (and purge the log before it) after this many entries.
     pub snapshot_every: u64,
+    /// The broker's signed client for the RPCs and forwarded proposals.
+    pub http: PeerHttp,
 }
 
 /// Voters beyond this many make commits slower without adding useful fault tolerance;
@@ -41,7 +44,13 @@ pub enum RaftError {
     Storage(#[from] std::io::Error),
     #[error("raft: {0}")]
     Fatal(String),
+    /// A join at the address of a member that still answers there under its own id.
+    #[error("{0}")]
+    MemberAlive(String),
 }
+
+/// How long a join waits for the member already at the joiner's address to say it is alive.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct RaftNode {
@@ -77,7 +86,7 @@ impl RaftNode {
         }
         .validate()
         .map_err(|e| RaftError::Fatal(e.to_string()))?;
-        let network = PeerNetwork::new();
+        let network = PeerNetwork::new(config.http);
         let state = state_machine.state.clone();
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log_store, state_machine)
             .await
@@ -160,11 +169,7 @@ impl RaftNode {
     /// Sends `call` to the Raft leader at `addr`, which answers `Result<T, String>` as JSON.
     /// A leader that was cut off may never answer: once another is elected, the call is given
     /// up as unavailable (and the caller retries with the new one).
-    async fn ask_leader<T: serde::de::DeserializeOwned>(
-        &self,
-        addr: &str,
-        call: reqwest::RequestBuilder,
-    ) -> Result<T, RaftError> {
+    async fn ask_leader<T: serde::de::DeserializeOwned>(&self, addr: &str, call: PeerRequest) -> Result<T, RaftError> {
         let ask = async {
             let response = call
                 .timeout(PROPOSE_TIMEOUT)
@@ -329,7 +334,9 @@ impl RaftNode {
 
     /// Adds a broker (on the leader): as a learner that catches up, then as a voter while
     /// there are fewer than [`MAX_VOTERS`]. An older node id at the same address (the broker
-    /// was wiped and came back with a new id) is removed, so it does not count as a dead voter.
+    /// was wiped and came back with a new id) is removed, so it does not count as a dead voter;
+    /// but only when that address does not answer as the older id, or a join naming another
+    /// broker's address would evict a live member ([`RaftError::MemberAlive`]).
     /// Every change is relative to the membership when it applies (add these, remove those),
     /// so two brokers joining at once cannot undo each other; the one that finds a change
     /// under way gets an error and asks again.
@@ -338,6 +345,13 @@ impl RaftNode {
         let membership = self.raft.metrics().borrow().membership_config.membership().clone();
         let stale: BTreeSet<NodeId> =
             membership.nodes().filter(|(id, n)| **id != node_id && n.addr == peer_addr).map(|(id, _)| *id).collect();
+        if !stale.is_empty() {
+            if let Some(alive) = self.node_id_at(&peer_addr).await.filter(|id| stale.contains(id)) {
+                return Err(RaftError::MemberAlive(format!(
+                    "Raft node {alive} is alive at {peer_addr}: node {node_id} cannot join at its address"
+                )));
+            }
+        }
         if membership.voter_ids().any(|id| stale.contains(&id)) {
             self.raft
                 .change_membership(ChangeMembers::RemoveVoters(stale.clone()), true)
@@ -365,6 +379,13 @@ impl RaftNode {
         }
         tracing::info!(node = node_id, addr = %peer_addr, replaced = ?stale, "broker joined the Raft group");
         Ok(())
+    }
+
+    /// The node id the broker at `addr` answers with, if it answers within [`LIVENESS_TIMEOUT`].
+    async fn node_id_at(&self, addr: &str) -> Option<NodeId> {
+        let call = self.network.http().get(format!("http://{addr}/raft/node")).timeout(LIVENESS_TIMEOUT);
+        let response = call.send().await.ok().filter(|r| r.status().is_success())?;
+        response.json::<NodeId>().await.ok()
     }
 
     pub fn peer_router(&self) -> axum::Router {

@@ -32,6 +32,7 @@ pub fn router(node: RaftNode) -> Router {
         .merge(node_rpcs)
         .route("/raft/propose", post(propose))
         .route("/raft/read-index", get(read_index))
+        .route("/raft/node", get(node_id))
         .layer(DefaultBodyLimit::max(crate::limits::PEER_BODY_LIMIT))
         .with_state(node)
 }
@@ -72,6 +73,11 @@ async fn snapshot(
 /// A command forwarded by another broker; answered only if this broker leads (one hop).
 async fn propose(State(node): State<RaftNode>, Json(command): Json<Command>) -> Json<Result<CommandResult, String>> {
     Json(node.propose_local(command).await.map_err(|e| e.to_string()))
+}
+
+/// This broker's node id: a join at this address asks it to tell whether this node is alive.
+async fn node_id(State(node): State<RaftNode>) -> Json<NodeId> {
+    Json(node.node_id())
 }
 
 /// The log index a reader must have applied to see every committed change (leader only).

@@ -10,8 +10,9 @@ use openraft::{CommittedLeaderId, EntryPayload, RaftLogReader};
 use super::log_store::LogStore;
 use super::state_machine::StateMachine;
 use super::type_config::{Entry, LogId, StoreError, TypeConfig, Vote};
-use super::{RaftConfig, RaftNode};
+use super::{RaftConfig, RaftError, RaftNode};
 use crate::cluster_state::{consumer, Command, CommandResult, OffsetCommit};
+use crate::peer_auth::PeerHttp;
 
 struct TempStores;
 
@@ -84,6 +85,7 @@ async fn start_serving(
         peer_addr: format!("127.0.0.1:{port}"),
         dir: dir.to_path_buf(),
         snapshot_every,
+        http: PeerHttp::new(None),
     })
     .await
     .expect("start raft");
@@ -134,6 +136,7 @@ async fn a_single_node_keeps_its_state_across_restarts_with_and_without_snapshot
             peer_addr: format!("127.0.0.1:{port}"),
             dir: dir.path().to_path_buf(),
             snapshot_every,
+            http: PeerHttp::new(None),
         })
         .await
         .expect("restart");
@@ -199,6 +202,11 @@ async fn brokers_joining_at_once_all_become_voters_and_a_wiped_one_replaces_its_
     .await;
     assert!(joined.is_ok(), "both joined within 20 s; voters: {:?}", leader.voter_ids());
     assert_eq!(leader.voter_ids(), BTreeSet::from([1, 2, 3]), "both are voters, not one left a learner");
+
+    // A join under a made-up id at a live voter's address is refused: it would evict that voter.
+    let forged = leader.add_member(99, format!("127.0.0.1:{}", ports[1])).await;
+    assert!(matches!(forged, Err(RaftError::MemberAlive(_))), "{forged:?}");
+    assert_eq!(leader.voter_ids(), BTreeSet::from([1, 2, 3]), "the live voter is kept");
 
     // Broker 3's disk is wiped: it comes back at the same address with a new id.
     third.shutdown().await;

@@ -1,0 +1,100 @@
+//! The one HTTP client for broker-to-broker calls. It is shaped like reqwest's (`get`/`post`,
+//! then `json`/`body`/`header`/`timeout`, then `send`), and `send` signs the finished request
+//! with the peer secret, so no call site can forget to.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{now_ms, sign, Credential, PeerSecret, SignedParts};
+use crate::timing::PEER_REQUEST_TIMEOUT;
+
+#[derive(Clone)]
+pub struct PeerHttp {
+    client: reqwest::Client,
+    /// `None` only with `RUNNEL_PEER_INSECURE=true`: requests go unsigned.
+    secret: Option<PeerSecret>,
+}
+
+impl PeerHttp {
+    /// Short connect timeout (a dead broker is noticed fast), a 10 s default per request (Raft
+    /// calls set their own), no Nagle delay.
+    pub fn new(secret: Option<PeerSecret>) -> PeerHttp {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(PEER_REQUEST_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_default();
+        PeerHttp { client, secret }
+    }
+
+    pub fn get(&self, url: impl reqwest::IntoUrl) -> PeerRequest {
+        self.request(self.client.get(url))
+    }
+
+    pub fn post(&self, url: impl reqwest::IntoUrl) -> PeerRequest {
+        self.request(self.client.post(url))
+    }
+
+    fn request(&self, builder: reqwest::RequestBuilder) -> PeerRequest {
+        PeerRequest { builder, secret: self.secret.clone() }
+    }
+}
+
+/// A request being built. Bodies are only ever bytes (JSON or framed records), never a
+/// stream, so the whole body is known when it is signed.
+pub struct PeerRequest {
+    builder: reqwest::RequestBuilder,
+    secret: Option<PeerSecret>,
+}
+
+impl PeerRequest {
+    pub fn json<T: Serialize + ?Sized>(self, body: &T) -> PeerRequest {
+        PeerRequest { builder: self.builder.json(body), ..self }
+    }
+
+    pub fn body(self, body: Vec<u8>) -> PeerRequest {
+        PeerRequest { builder: self.builder.body(body), ..self }
+    }
+
+    pub fn header(self, name: &'static str, value: String) -> PeerRequest {
+        PeerRequest { builder: self.builder.header(name, value), ..self }
+    }
+
+    pub fn timeout(self, limit: Duration) -> PeerRequest {
+        PeerRequest { builder: self.builder.timeout(limit), ..self }
+    }
+
+    /// Signs (with a fresh timestamp and nonce: a retry is a new request) and sends.
+    pub async fn send(self) -> Result<reqwest::Response, reqwest::Error> {
+        let (client, request) = self.builder.build_split();
+        let mut request = request?;
+        if let Some(secret) = &self.secret {
+            sign_request(secret, &mut request);
+        }
+        client.execute(request).await
+    }
+}
+
+/// Adds the credential headers to a finished request (now, with a fresh nonce).
+pub fn sign_request(secret: &PeerSecret, request: &mut reqwest::Request) {
+    let credential = {
+        let url = request.url();
+        let path_and_query = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_string(),
+        };
+        // A body that is not bytes (a stream) is never built here, see `PeerRequest`.
+        let body = request.body().and_then(|b| b.as_bytes()).unwrap_or_default();
+        let parts = SignedParts {
+            method: request.method().as_str(),
+            path_and_query: &path_and_query,
+            headers: request.headers(),
+            body,
+        };
+        sign(secret, &parts, now_ms(), Credential::fresh_nonce())
+    };
+    credential.write_headers(request.headers_mut());
+}
