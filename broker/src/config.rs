@@ -77,6 +77,10 @@ pub struct Config {
     #[arg(long, env = "RUNNEL_POLL_MAX_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub poll_max_bytes: usize,
 
+    /// Most topics one consumer registration may name (each costs cursors and state on every broker).
+    #[arg(long, env = "RUNNEL_MAX_CONSUMER_TOPICS", default_value_t = 100)]
+    pub max_consumer_topics: usize,
+
     /// A consumer that makes no request for this long is unregistered.
     #[arg(long, env = "RUNNEL_CONSUMER_TIMEOUT_MS", default_value_t = 120_000)]
     pub consumer_timeout_ms: u64,
@@ -173,6 +177,9 @@ impl Config {
                 &self.poll_max_bytes,
                 format!("must be between 1 and {MAX_BATCH_BODY}"),
             );
+        }
+        if !(1..=10_000).contains(&self.max_consumer_topics) {
+            return fail("RUNNEL_MAX_CONSUMER_TOPICS", &self.max_consumer_topics, "must be between 1 and 10000".into());
         }
         let ports = [
             ("RUNNEL_DISCOVERY_PORT", self.discovery_port),

@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::consumer::ConsumerCounts;
+
 type Labels = Vec<(&'static str, String)>;
 
 pub struct Metrics {
@@ -22,6 +24,16 @@ pub struct Metrics {
     fsync_latency: Histogram,
     consumers: Gauge,
     groups: Gauge,
+    consumers_tracked: Gauge,
+    cursor_groups: Gauge,
+    replicated_partitions: Gauge,
+}
+
+/// The sizes [`Metrics::render`] reports as gauges.
+pub struct StateSizes {
+    pub consumers: ConsumerCounts,
+    /// Topic partitions this broker leads with replication state (replicators, tail).
+    pub replicated_partitions: usize,
 }
 
 impl Default for Metrics {
@@ -55,6 +67,20 @@ impl Metrics {
         registry.register("consumers", "Registered consumers", consumers.clone());
         let groups = Gauge::default();
         registry.register("consumer_groups", "Consumer groups with at least one member", groups.clone());
+        let consumers_tracked = Gauge::default();
+        registry.register(
+            "consumers_tracked",
+            "Consumers whose last request this broker remembers (for the inactivity timeout)",
+            consumers_tracked.clone(),
+        );
+        let cursor_groups = Gauge::default();
+        registry.register("cursor_groups", "Consumer groups with read cursors on this broker", cursor_groups.clone());
+        let replicated_partitions = Gauge::default();
+        registry.register(
+            "replicated_partitions",
+            "Topic partitions this broker leads and replicates to followers (one replicator task per follower)",
+            replicated_partitions.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -66,6 +92,9 @@ impl Metrics {
             fsync_latency,
             consumers,
             groups,
+            consumers_tracked,
+            cursor_groups,
+            replicated_partitions,
         }
     }
 
@@ -81,10 +110,13 @@ impl Metrics {
         self.fsync_latency.observe(d.as_secs_f64());
     }
 
-    /// Text exposition, with the consumer gauges set to `(consumers, groups)` first.
-    pub fn render(&self, consumer_counts: (usize, usize)) -> String {
-        self.consumers.set(consumer_counts.0 as i64);
-        self.groups.set(consumer_counts.1 as i64);
+    /// Text exposition, with the gauges set to `sizes` first.
+    pub fn render(&self, sizes: StateSizes) -> String {
+        self.consumers.set(sizes.consumers.registered as i64);
+        self.groups.set(sizes.consumers.groups as i64);
+        self.consumers_tracked.set(sizes.consumers.tracked as i64);
+        self.cursor_groups.set(sizes.consumers.cursor_groups as i64);
+        self.replicated_partitions.set(sizes.replicated_partitions as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -102,7 +134,8 @@ mod tests {
         m.request("produce", 200);
         m.produce_records.inc_by(3);
         m.fsync(Duration::from_millis(2));
-        let text = m.render((2, 1));
+        let consumers = ConsumerCounts { registered: 2, groups: 1, tracked: 2, cursor_groups: 1 };
+        let text = m.render(StateSizes { consumers, replicated_partitions: 0 });
         assert!(text.contains("runnel_http_requests_total{endpoint=\"produce\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("runnel_produce_records_total 3"));
         assert!(text.contains("runnel_consumers 2"));

@@ -96,6 +96,7 @@ impl Broker {
             producer_port: config.producer_port,
             consumer_port: config.consumer_port,
             max_request_size: config.max_request_size,
+            max_consumer_topics: config.max_consumer_topics,
             produce_budget: tokio::sync::Semaphore::new(config.produce_buffer.max(config.max_request_size)),
             produce_turn: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),

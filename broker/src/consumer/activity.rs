@@ -33,6 +33,11 @@ impl Activity {
         std::mem::take(&mut *self.unreported.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect()
     }
 
+    /// Consumers whose last request is remembered.
+    pub fn len(&self) -> usize {
+        self.last_seen.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     pub fn forget(&self, consumer_id: &str) {
         self.last_seen.lock().unwrap_or_else(|p| p.into_inner()).remove(consumer_id);
     }

@@ -35,6 +35,11 @@ impl Cursors {
         groups.entry(group.to_string()).or_default().clone()
     }
 
+    /// Groups with cursors here.
+    pub fn len(&self) -> usize {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Drops the cursors of groups that no longer have members here.
     pub fn retain_groups(&self, keep: impl Fn(&str) -> bool) {
         self.groups.lock().unwrap_or_else(|p| p.into_inner()).retain(|g, _| keep(g));

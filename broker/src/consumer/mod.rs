@@ -9,4 +9,4 @@ mod service;
 
 pub use assignment::TopicPartition;
 pub use record_json::write_record;
-pub use service::{Chunk, ConsumerService, PollOutcome, Registration};
+pub use service::{Chunk, ConsumerCounts, ConsumerService, PollOutcome, Registration};

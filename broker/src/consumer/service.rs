@@ -44,6 +44,18 @@ pub enum PollOutcome {
     NothingAssignedHere,
 }
 
+/// Sizes of the consumer state on this broker.
+pub struct ConsumerCounts {
+    /// Consumers registered (replicated state).
+    pub registered: usize,
+    /// Groups with at least one member.
+    pub groups: usize,
+    /// Consumers whose last request this broker remembers.
+    pub tracked: usize,
+    /// Groups this broker keeps read cursors for.
+    pub cursor_groups: usize,
+}
+
 pub struct ConsumerService {
     raft: RaftNode,
     storage: Storage,
@@ -235,6 +247,11 @@ impl ConsumerService {
             if budget == 0 {
                 break;
             }
+            // A topic this broker does not hold has nothing to read, and gets no cursor or
+            // replication state: a registration may name topics that do not exist (yet).
+            if self.storage.bounds(&tp.topic, tp.partition).is_none() {
+                continue;
+            }
             let next = self.cursor_position(&mut cursors, &consumer, &tp, epoch);
             // Only what a majority of the partition's copies hold is delivered.
             let readable = self.replication.readable_end(&tp.topic, tp.partition);
@@ -350,13 +367,13 @@ impl ConsumerService {
         }
     }
 
-    /// Unregisters consumers idle past the timeout (the Raft leader decides, so it happens once).
+    /// Forgets consumers and groups the replicated state no longer has (on every broker, so a
+    /// follower's memory does not grow with every consumer it ever saw), and unregisters
+    /// consumers idle past the timeout (the Raft leader decides, so it happens once).
     pub async fn expire_idle(&self) {
-        if !self.raft.is_leader() {
-            return;
-        }
         let expired = self.raft.read(|s| self.activity.expired(s.consumers.keys().map(String::as_str), self.timeout));
-        if !expired.is_empty() {
+        self.cursors.retain_groups(|group| self.raft.read(|s| s.consumers.values().any(|c| c.group == group)));
+        if self.raft.is_leader() && !expired.is_empty() {
             match self.raft.propose(Command::Expire { consumer_ids: expired }).await {
                 Ok(CommandResult::Expired { removed }) if !removed.is_empty() => {
                     tracing::info!(consumers = ?removed, "consumers timed out and were unregistered")
@@ -365,15 +382,15 @@ impl ConsumerService {
                 Err(e) => tracing::warn!("could not expire idle consumers: {e}"),
             }
         }
-        self.cursors.retain_groups(|group| self.raft.read(|s| s.consumers.values().any(|c| c.group == group)));
     }
 
-    /// (registered consumers, groups with members), for metrics.
-    pub fn counts(&self) -> (usize, usize) {
-        self.raft.read(|s| {
+    /// What the consumer state holds here, for metrics.
+    pub fn counts(&self) -> ConsumerCounts {
+        let (registered, groups) = self.raft.read(|s| {
             let groups: std::collections::BTreeSet<&str> = s.consumers.values().map(|c| c.group.as_str()).collect();
             (s.consumers.len(), groups.len())
-        })
+        });
+        ConsumerCounts { registered, groups, tracked: self.activity.len(), cursor_groups: self.cursors.len() }
     }
 
     /// Runs auto-commit flushes and the inactivity sweep until `stop` fires, then flushes once more.

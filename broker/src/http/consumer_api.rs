@@ -58,6 +58,13 @@ async fn register(State(app): State<SharedState>, params: Params) -> Response {
         if topics.is_empty() {
             return Err(ApiError::BadRequest("at least one topic query parameter is required".into()));
         }
+        if topics.len() > app.max_consumer_topics {
+            return Err(ApiError::BadRequest(format!(
+                "a registration may name at most {} topics (RUNNEL_MAX_CONSUMER_TOPICS), not {}",
+                app.max_consumer_topics,
+                topics.len()
+            )));
+        }
         for topic in &topics {
             validate_topic_name(topic)?;
         }

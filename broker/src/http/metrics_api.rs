@@ -5,12 +5,17 @@ use axum::routing::get;
 use axum::Router;
 
 use super::{with_fallbacks, SharedState};
+use crate::metrics::StateSizes;
 
 pub fn router(app: SharedState) -> Router {
     with_fallbacks(Router::new().route("/metrics", get(metrics))).with_state(app)
 }
 
 async fn metrics(State(app): State<SharedState>) -> impl IntoResponse {
-    let body = app.metrics.render(app.consumers.counts());
+    let sizes = StateSizes {
+        consumers: app.consumers.counts(),
+        replicated_partitions: app.replication.replicated_partitions(),
+    };
+    let body = app.metrics.render(sizes);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
 }

@@ -40,6 +40,7 @@ pub struct AppState {
     pub producer_port: u16,
     pub consumer_port: u16,
     pub max_request_size: usize,
+    pub max_consumer_topics: usize,
     /// Produce bytes that may be in flight at once; requests beyond wait (back-pressure).
     pub produce_budget: tokio::sync::Semaphore,
     pub produce_turn: AtomicUsize,

@@ -216,9 +216,18 @@ impl Replication {
         }
     }
 
-    /// Offsets below this may be served to consumers: a majority of copies hold them.
+    /// Topic partitions with replication state here.
+    pub fn replicated_partitions(&self) -> usize {
+        self.partitions.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Offsets below this may be served to consumers: a majority of copies hold them. A topic
+    /// partition this broker does not hold has none, and gets no replication state.
     pub fn readable_end(self: &Arc<Self>, topic: &str, partition: u32) -> u64 {
         let Some(epoch) = self.leadership.serving_epoch(partition) else { return 0 };
+        if self.storage.bounds(topic, partition).is_none() {
+            return 0;
+        }
         let copies = self.copies(topic, partition, epoch);
         if copies.followers.is_empty() {
             return self.storage.end(topic, partition);
@@ -233,6 +242,8 @@ impl Replication {
         if let Some(copies) = partitions.get(&(topic.to_string(), partition)).filter(|c| c.epoch == epoch) {
             return copies.clone();
         }
+        // Partitions whose epoch this broker no longer leads: their replicators have stopped.
+        partitions.retain(|(_, p), copies| self.leadership.leads(*p, copies.epoch));
         let followers = self.leadership.others(partition);
         let leader = self.storage.end(topic, partition);
         let copies = Arc::new(PartitionCopies {
