@@ -122,38 +122,58 @@ async fn a_torn_or_corrupt_last_batch_is_dropped_and_the_rest_kept() {
     }
 }
 
-#[tokio::test]
+/// What a writer saw of the shutdown: the records acknowledged, and how its last request ended.
+struct WriterOutcome {
+    acked: Vec<i64>,
+    /// A request that was sent and then lost its connection without an answer: a write in
+    /// flight that the shutdown dropped. A refused connection (the listener had closed) or a
+    /// 503 is a clean end.
+    cut_off: Option<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_finishes_in_flight_writes_and_exits_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path().join("broker");
     let mut broker = BrokerProcess::start(&home, &[]);
     let client = TestClient::new(&broker);
     let url = client.messages_url("graceful");
-    let http = client.http.clone();
+    // A fresh connection per request: a pooled one the server closed while idle would fail
+    // a request that was never in flight.
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
     let writers: Vec<_> = (0..8)
         .map(|w| {
             let (http, url) = (http.clone(), url.clone());
             tokio::spawn(async move {
-                let mut acked = Vec::new();
-                for i in 0..200 {
+                let mut outcome = WriterOutcome { acked: Vec::new(), cut_off: None };
+                for i in 0.. {
                     let body = json!({"w": w, "i": i}).to_string();
                     match http.post(&url).query(&[("partitionKey", format!("w{w}"))]).body(body).send().await {
-                        Ok(r) if r.status() == StatusCode::OK => acked.push(i),
-                        _ => break,
+                        Ok(r) if r.status() == StatusCode::OK => outcome.acked.push(i),
+                        Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => break,
+                        Ok(r) => panic!("writer {w}: unexpected {}", r.status()),
+                        Err(e) if e.is_connect() => break,
+                        Err(e) => {
+                            outcome.cut_off = Some(format!("writer {w}, record {i}: {e:?}"));
+                            break;
+                        }
                     }
                 }
-                acked
+                outcome
             })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(broker.terminate(), "SIGTERM exits with status 0");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The writers keep writing while the broker stops (this waits on a blocking thread).
+    let exited_cleanly = tokio::task::spawn_blocking(move || (broker.terminate(), broker)).await.expect("terminate");
+    assert!(exited_cleanly.0, "SIGTERM exits with status 0");
     let mut acked_total = 0;
     let mut expected: Vec<(i64, i64)> = Vec::new();
     for (w, writer) in writers.into_iter().enumerate() {
-        let acked = writer.await.expect("writer");
-        acked_total += acked.len();
-        expected.extend(acked.into_iter().map(|i| (w as i64, i as i64)));
+        let outcome = writer.await.expect("writer");
+        assert_eq!(outcome.cut_off, None, "a write in flight at SIGTERM got no answer");
+        acked_total += outcome.acked.len();
+        expected.extend(outcome.acked.into_iter().map(|i| (w as i64, i)));
     }
     assert!(acked_total > 0, "some writes were acknowledged before the shutdown");
 

@@ -22,6 +22,7 @@ use crate::peer_auth::{require_peer_auth, PeerHttp, PeerVerifier};
 use crate::replication::{replication_router, Leadership, Replication};
 use crate::store::{Storage, StorageConfig};
 use crate::supervisor::Supervisor;
+use crate::timing::SHUTDOWN_DRAIN;
 
 /// A running broker.
 pub struct Broker {
@@ -144,7 +145,11 @@ impl Broker {
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
         self.app.shutting_down.store(true, Ordering::Relaxed);
+        let drained = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
         self.app.replication.hand_over_all().await;
+        // Clients still sending get a 503 with Retry-After (and go elsewhere) rather than a
+        // refused or reset connection once the listeners close.
+        tokio::time::sleep_until(drained).await;
         let _ = self.stop.send(true);
         self.tasks.join().await;
         self.app.storage.close().await;

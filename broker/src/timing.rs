@@ -13,6 +13,7 @@
 //! | [`LEADER_WAIT`] | 10 s | > [`DEAD_AFTER`] + [`PROPOSE_TIMEOUT`]: a failover and its Raft commit fit |
 //! | [`PROPOSE_TIMEOUT`] | 5 s | > [`RAFT_ELECTION_MAX`] several times over: a proposal survives an election |
 //! | [`HAND_OVER_WAIT`] | 5 s | < [`SHUTDOWN_HAND_OVER`], so every partition's hand-over fits a SIGTERM |
+//! | [`SHUTDOWN_DRAIN`] | 250 ms | ≪ Kubernetes' termination grace period (30 s), with the hand-overs |
 //! | [`PEER_REQUEST_TIMEOUT`] | 10 s | the default for peer calls that set no limit of their own |
 
 use std::time::Duration;
@@ -45,6 +46,9 @@ pub const HAND_OVER_WAIT: Duration = Duration::from_secs(5);
 /// The whole of a SIGTERM's hand-overs (they run concurrently).
 pub const SHUTDOWN_HAND_OVER: Duration = Duration::from_secs(8);
 
+/// After SIGTERM, the listeners stay open at least this long, answering new writes 503.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_millis(250);
+
 /// Broker-to-broker calls that set no limit of their own.
 pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -63,5 +67,6 @@ mod tests {
         assert!(ACK_TIMEOUT < FORWARD_TIMEOUT, "an acknowledgement at the limit reaches the forwarder");
         assert!(FORWARD_TIMEOUT >= PEER_REQUEST_TIMEOUT, "a forward is not cut by the client's default");
         assert!(HAND_OVER_WAIT < SHUTDOWN_HAND_OVER);
+        assert!(SHUTDOWN_DRAIN + SHUTDOWN_HAND_OVER < Duration::from_secs(30), "fits k8s' grace period");
     }
 }
