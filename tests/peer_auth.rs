@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use runnel_broker::peer_auth::PeerSecret;
+use runnel_broker::peer::PeerSecret;
 use runnel_tests::workload::{cluster_view, raft_voters, Endpoint};
 use runnel_tests::{broker_binary, free_loopback_ip, signed_request, start_cluster, BrokerProcess, TestClient};
 use serde_json::{json, Value};

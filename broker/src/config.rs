@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::limits::MAX_REQUEST_SIZE_LIMIT;
-use crate::peer_auth::{PeerSecret, SecretError};
+use crate::peer::{PeerSecret, SecretError};
 use crate::store::{MAX_BATCH_BODY, SEGMENT_BYTES};
 
 #[derive(Debug, Clone, Parser)]

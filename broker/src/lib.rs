@@ -14,7 +14,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod partitioning;
-pub mod peer_auth;
+pub mod peer;
 pub mod replication;
 pub mod server;
 pub mod store;

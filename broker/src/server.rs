@@ -18,7 +18,7 @@ use crate::http::{consumer_router, discovery_router, metrics_router, producer_ro
 use crate::limits::PEER_BODY_LIMIT;
 use crate::metrics::Metrics;
 use crate::partitioning::Ring;
-use crate::peer_auth::{require_peer_auth, PeerHttp, PeerVerifier};
+use crate::peer::{require_peer_auth, PeerHttp, PeerVerifier};
 use crate::replication::{replication_router, Leadership, Replication};
 use crate::store::{Storage, StorageConfig};
 use crate::supervisor::Supervisor;

@@ -2,7 +2,7 @@
 //! peer secret (SPEC §13), which every test cluster has.
 
 use reqwest::Method;
-use runnel_broker::peer_auth::{sign_request, PeerSecret};
+use runnel_broker::peer::{sign_request, PeerSecret};
 use serde_json::Value;
 
 use crate::BrokerProcess;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::peer_auth::PeerHttp;
+use crate::peer::PeerHttp;
 
 #[derive(Clone)]
 pub struct Peers {

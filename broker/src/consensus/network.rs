@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::peer_api::RAFT_TARGET_HEADER;
 use super::type_config::{Node, NodeId, TypeConfig};
-use crate::peer_auth::PeerHttp;
+use crate::peer::PeerHttp;
 
 #[derive(Clone)]
 pub struct PeerNetwork {

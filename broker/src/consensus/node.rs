@@ -15,7 +15,7 @@ use super::network::PeerNetwork;
 use super::state_machine::StateMachine;
 use super::type_config::{NodeId, Raft};
 use crate::cluster_state::{ClusterState, Command, CommandResult};
-use crate::peer_auth::{PeerHttp, PeerRequest};
+use crate::peer::{PeerHttp, PeerRequest};
 use crate::timing::{PROPOSE_TIMEOUT, RAFT_ELECTION_MAX, RAFT_ELECTION_MIN, RAFT_HEARTBEAT};
 
 /// Pause between attempts while no leader can take a proposal.

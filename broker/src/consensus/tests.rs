@@ -12,7 +12,7 @@ use super::state_machine::StateMachine;
 use super::type_config::{Entry, LogId, StoreError, TypeConfig, Vote};
 use super::{RaftConfig, RaftError, RaftNode};
 use crate::cluster_state::{consumer, Command, CommandResult, OffsetCommit};
-use crate::peer_auth::PeerHttp;
+use crate::peer::PeerHttp;
 
 struct TempStores;
 

@@ -11,6 +11,7 @@
 
 mod client;
 mod credential;
+mod error;
 mod layer;
 mod replay;
 mod secret;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use client::{sign_request, PeerHttp, PeerRequest};
 pub use credential::{sign, verify, Credential, CredentialError, SignedParts};
+pub use error::{PeerError, PeerErrorBody};
 pub use layer::{require_peer_auth, PeerAuthError, PeerVerifier};
 pub use replay::{NonceCache, MAX_NONCES};
 pub use secret::{PeerSecret, SecretError, MIN_SECRET_BYTES};

@@ -116,7 +116,7 @@ mod tests {
     use axum::Router;
 
     use super::*;
-    use crate::peer_auth::{PeerHttp, AUTH_HEADER};
+    use crate::peer::{PeerHttp, AUTH_HEADER};
 
     /// A peer router with the middleware, on a free loopback port; its address.
     async fn serve(secret: PeerSecret) -> String {
@@ -160,7 +160,7 @@ mod tests {
         let http = reqwest::Client::new();
         let parts_headers = axum::http::HeaderMap::new();
         let parts = SignedParts { method: "POST", path_and_query: "/echo", headers: &parts_headers, body: b"x" };
-        let credential = crate::peer_auth::sign(&secret, &parts, now_ms(), Credential::fresh_nonce());
+        let credential = crate::peer::sign(&secret, &parts, now_ms(), Credential::fresh_nonce());
         let mut headers = axum::http::HeaderMap::new();
         credential.write_headers(&mut headers);
         assert!(headers.contains_key(AUTH_HEADER));

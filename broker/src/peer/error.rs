@@ -1,0 +1,146 @@
+//! The one error type of the peer port and the one place it maps to HTTP: every peer route
+//! answers its errors through it, as JSON `{"error": code, "message": …, "details": …}`, and
+//! every peer client reads them back with [`PeerError::from_answer`].
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PeerError {
+    /// No valid credential (see the `layer` module).
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the body is larger than the peer limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// This broker holds no copy of the partition asked about.
+    #[error("this broker holds no copy of partition {0}")]
+    NotReplica(u32),
+    /// The request comes from a leader older than one this copy was told about; `details`
+    /// carry this copy's state.
+    #[error("leader epoch {epoch} is older than one this copy knows of")]
+    StaleEpoch { epoch: u64, details: serde_json::Value },
+    /// The copy does not end where the request assumed; `details` carry where it ends.
+    #[error("the copy ends elsewhere than the request assumed")]
+    OffsetMismatch { details: serde_json::Value },
+    /// This broker does not lead the partition (yet); nothing was stored.
+    #[error("partition {0} is not led by this broker right now")]
+    NotLeader(u32),
+    /// A Raft RPC meant for another node than the one at this address.
+    #[error("{0}")]
+    WrongNode(String),
+    /// A join that would remove a live voter.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The wire form of a [`PeerError`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PeerErrorBody {
+    pub error: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
+}
+
+impl PeerError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            PeerError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            PeerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            PeerError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PeerError::NotReplica(_) => StatusCode::NOT_FOUND,
+            PeerError::StaleEpoch { .. } => StatusCode::PRECONDITION_FAILED,
+            PeerError::OffsetMismatch { .. } | PeerError::Conflict(_) => StatusCode::CONFLICT,
+            PeerError::WrongNode(_) => StatusCode::MISDIRECTED_REQUEST,
+            PeerError::NotLeader(_) | PeerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PeerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PeerError::Unauthenticated(_) => "peer_unauthenticated",
+            PeerError::BadRequest(_) => "bad_request",
+            PeerError::BodyTooLarge { .. } => "body_too_large",
+            PeerError::NotReplica(_) => "not_replica",
+            PeerError::StaleEpoch { .. } => "stale_epoch",
+            PeerError::OffsetMismatch { .. } => "offset_mismatch",
+            PeerError::NotLeader(_) => "not_leader",
+            PeerError::WrongNode(_) => "wrong_node",
+            PeerError::Conflict(_) => "conflict",
+            PeerError::Unavailable(_) => "unavailable",
+            PeerError::Internal(_) => "internal",
+        }
+    }
+
+    fn details(&self) -> serde_json::Value {
+        match self {
+            PeerError::StaleEpoch { details, .. } | PeerError::OffsetMismatch { details } => details.clone(),
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    /// The error a peer answered with `status` and `body` (any non-success answer).
+    pub fn from_answer(status: StatusCode, body: &[u8]) -> PeerError {
+        let Ok(answer) = serde_json::from_slice::<PeerErrorBody>(body) else {
+            let text = String::from_utf8_lossy(body).trim().to_string();
+            return PeerError::Unavailable(format!("peer answered {status}: {text}"));
+        };
+        let message = answer.message;
+        match answer.error.as_str() {
+            "peer_unauthenticated" => PeerError::Unauthenticated(message),
+            "bad_request" => PeerError::BadRequest(message),
+            "stale_epoch" => PeerError::StaleEpoch { epoch: 0, details: answer.details },
+            "offset_mismatch" => PeerError::OffsetMismatch { details: answer.details },
+            "not_leader" => PeerError::NotLeader(0),
+            "wrong_node" => PeerError::WrongNode(message),
+            "conflict" => PeerError::Conflict(message),
+            "internal" => PeerError::Internal(message),
+            _ => PeerError::Unavailable(format!("peer answered {status}: {message}")),
+        }
+    }
+}
+
+impl IntoResponse for PeerError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::debug!(code = self.code(), "peer request failed: {self}");
+        }
+        let body = PeerErrorBody { error: self.code().into(), message: self.to_string(), details: self.details() };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_error_survives_the_round_trip_through_its_answer() {
+        let sent = PeerError::OffsetMismatch { details: serde_json::json!({"end": 7, "last_epoch": 2}) };
+        let response = sent.clone().into_response();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        match PeerError::from_answer(status, &body) {
+            PeerError::OffsetMismatch { details } => assert_eq!(details["end"], 7),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            PeerError::from_answer(StatusCode::BAD_GATEWAY, b"upstream"),
+            PeerError::Unavailable(m) if m.contains("upstream")
+        ));
+    }
+}
