@@ -105,7 +105,7 @@ impl Broker {
 
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Supervisor::new(stopped.clone());
-        let mut peer = raft.peer_router().merge(peer_router(app.clone())).merge(replication_router(app.clone()));
+        let mut peer = raft.peer_router().merge(peer_router(app.clone())).merge(replication_router(replication.clone()));
         if let Some(secret) = peer_secret {
             let verifier = PeerVerifier::new(secret, PEER_BODY_LIMIT);
             peer = peer.layer(middleware::from_fn_with_state(verifier, require_peer_auth));
@@ -145,6 +145,7 @@ impl Broker {
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
         self.app.shutting_down.store(true, Ordering::Relaxed);
+        self.app.replication.begin_draining();
         let drained = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
         self.app.replication.hand_over_all().await;
         // Clients still sending get a 503 with Retry-After (and go elsewhere) rather than a

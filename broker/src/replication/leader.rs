@@ -7,16 +7,19 @@
 //! fsync is done); consumers read only that far (the high watermark).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
+use super::copy_log::{CopyLog, CopyState, StoredCopy};
+use super::copy_protocol::{agree_on_end, CopySource, FollowerLink, SendError, SEND_BYTES};
 use super::leadership::Leadership;
-use super::peer_api::{CopyState, EPOCHS_HEADER};
+use super::peer_client::RemoteCopy;
 use super::replica_set::others_needed;
-use crate::cluster::{encode_frames, Peers};
+use crate::cluster::Peers;
 use crate::error::ApiError;
 use crate::store::{Appended, EpochStart, Storage, StorageError};
 use crate::timing::ACK_TIMEOUT;
@@ -25,8 +28,6 @@ use crate::timing::ACK_TIMEOUT;
 const RETRY: Duration = Duration::from_millis(200);
 /// A replicator with nothing to send re-checks at least this often.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
-/// Most record bytes in one replication request.
-pub(super) const SEND_BYTES: usize = 1024 * 1024;
 /// Records kept in memory for followers beyond what all of them hold; past this, the oldest
 /// durable ones are dropped and a slow follower reads them from disk instead.
 const TAIL_BYTES: usize = 32 * 1024 * 1024;
@@ -128,24 +129,33 @@ impl PartitionCopies {
     }
 }
 
-enum SendError {
-    /// The follower's copy ends elsewhere.
-    Mismatch,
-    /// The follower knows a later leader epoch: this broker no longer leads.
-    Fenced,
-    Unreachable(String),
-}
-
 pub struct Replication {
     pub(super) storage: Storage,
     pub(super) peers: Peers,
     pub(super) leadership: Leadership,
     partitions: Mutex<HashMap<(String, u32), Arc<PartitionCopies>>>,
+    /// Set at shutdown: the controller gives this broker no new partitions.
+    draining: AtomicBool,
 }
 
 impl Replication {
     pub fn new(storage: Storage, peers: Peers, leadership: Leadership) -> Arc<Replication> {
-        Arc::new(Replication { storage, peers, leadership, partitions: Mutex::new(HashMap::new()) })
+        Arc::new(Replication {
+            storage,
+            peers,
+            leadership,
+            partitions: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// From now on this broker reports itself draining (it is shutting down).
+    pub fn begin_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     pub fn leadership(&self) -> &Leadership {
@@ -154,7 +164,12 @@ impl Replication {
 
     /// Where this broker's copy of a topic partition ends, and the epoch of its newest record.
     pub(super) fn local_state(&self, topic: &str, partition: u32) -> CopyState {
-        CopyState { end: self.storage.end(topic, partition), last_epoch: self.storage.last_epoch(topic, partition) }
+        self.local(topic, partition).state()
+    }
+
+    /// This broker's copy of a topic partition, as the replication protocol sees it.
+    pub(super) fn local<'a>(&'a self, topic: &'a str, partition: u32) -> StoredCopy<'a> {
+        StoredCopy { storage: &self.storage, topic, partition }
     }
 
     /// Appends on this broker (the partition's leader) and returns once a majority of the
@@ -267,7 +282,7 @@ impl Replication {
         while self.leadership.leads(partition, epoch) {
             let follower_end = match known_end {
                 Some(end) => end,
-                None => match self.agree_on_end(follower, &topic, partition, &copies).await {
+                None => match self.agree_with(follower, &topic, partition, &copies).await {
                     Ok(end) => end,
                     Err(reason) => {
                         tracing::debug!(%topic, partition, follower, "replica not in step yet: {reason}");
@@ -304,7 +319,8 @@ impl Replication {
                     None => continue,
                 },
             };
-            match self.send(follower, &topic, partition, (follower_end, epoch), &values, &epochs).await {
+            let link = RemoteCopy { replication: &self, broker: follower, topic: &topic, partition };
+            match link.replicate(follower_end, epoch, &epochs, &values).await {
                 Ok(end) => known_end = Some(end),
                 Err(SendError::Mismatch) => known_end = None,
                 Err(SendError::Fenced) => {
@@ -329,98 +345,31 @@ impl Replication {
         follower: u32,
         from: u64,
     ) -> Option<(Vec<Bytes>, Vec<EpochStart>)> {
-        let read = match self.storage.read(topic, partition, from, SEND_BYTES).await {
-            Ok(read) => read,
+        match self.local(topic, partition).read_from(from).await {
+            Ok((values, epochs)) if !values.is_empty() => Some((values, epochs)),
+            Ok(_) => {
+                tracing::error!(%topic, partition, follower, from,
+                    "the records this replica needs are gone from the leader (retention); it cannot catch up");
+                tokio::time::sleep(RETRY * 10).await;
+                None
+            }
             Err(e) => {
                 tracing::warn!(%topic, partition, "cannot read for replication: {e}");
                 tokio::time::sleep(RETRY).await;
-                return None;
+                None
             }
-        };
-        if read.records.first().is_none_or(|r| r.offset != from) {
-            tracing::error!(%topic, partition, follower, from,
-                "the records this replica needs are gone from the leader (retention); it cannot catch up");
-            tokio::time::sleep(RETRY * 10).await;
-            return None;
         }
-        let values: Vec<Bytes> = read.records.into_iter().map(|r| r.value).collect();
-        let epochs = self.storage.epochs_covering(topic, partition, from, from + values.len() as u64);
-        Some((values, epochs))
     }
 
-    /// Finds where the follower's copy agrees with this log: asks for its end and last epoch,
-    /// and has it cut whatever follows the end of that epoch here (the leader-epoch rule).
-    async fn agree_on_end(
+    /// Finds where the follower's copy agrees with this log (see [`agree_on_end`]).
+    async fn agree_with(
         &self,
         follower: u32,
         topic: &str,
         partition: u32,
         copies: &PartitionCopies,
     ) -> Result<u64, String> {
-        let epoch = copies.epoch;
-        loop {
-            let state = self.copy_state(follower, topic, partition).await?;
-            if state.last_epoch > epoch {
-                return Err(format!("the replica has records of epoch {}, newer than {epoch}", state.last_epoch));
-            }
-            let mut agreed = self.storage.end_of_epoch(topic, partition, state.last_epoch);
-            if state.last_epoch == epoch {
-                // Records of this epoch may have reached the follower before this broker's fsync.
-                agreed = agreed.max(copies.ends().tail_end().unwrap_or(0));
-            }
-            if agreed >= state.end {
-                return Ok(state.end);
-            }
-            tracing::info!(%topic, partition, follower, from = agreed, to = state.end, "replica has a tail this leader lacks; cutting it");
-            let url =
-                self.peers.url(follower, &format!("/cluster/truncate/{topic}/{partition}?to={agreed}&epoch={epoch}"));
-            let response = self.peers.http().post(url).send().await.map_err(|e| e.to_string())?;
-            if !response.status().is_success() {
-                return Err(format!("truncate answered {}", response.status()));
-            }
-        }
-    }
-
-    pub(super) async fn copy_state(&self, broker: u32, topic: &str, partition: u32) -> Result<CopyState, String> {
-        let url = self.peers.url(broker, &format!("/cluster/end/{topic}/{partition}"));
-        self.peer_get(url, RETRY * 5).await?.json().await.map_err(|e| e.to_string())
-    }
-
-    /// GET on a peer, with a time limit; any answer but a success is an error.
-    pub(super) async fn peer_get(&self, url: String, limit: Duration) -> Result<reqwest::Response, String> {
-        let response = self.peers.http().get(url).timeout(limit).send().await.map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("answered {}", response.status()));
-        }
-        Ok(response)
-    }
-
-    async fn send(
-        &self,
-        follower: u32,
-        topic: &str,
-        partition: u32,
-        (base, epoch): (u64, u64),
-        records: &[Bytes],
-        epochs: &[EpochStart],
-    ) -> Result<u64, SendError> {
-        let url =
-            self.peers.url(follower, &format!("/cluster/replicate/{topic}/{partition}?base={base}&epoch={epoch}"));
-        let response = self
-            .peers
-            .http()
-            .post(url)
-            .header(EPOCHS_HEADER, super::peer_api::format_epochs(epochs))
-            .body(encode_frames(records))
-            .send()
-            .await
-            .map_err(|e| SendError::Unreachable(e.to_string()))?;
-        let status = response.status();
-        match (status.as_u16(), response.json::<CopyState>().await) {
-            (200, Ok(state)) => Ok(state.end),
-            (409, _) => Err(SendError::Mismatch),
-            (412, _) => Err(SendError::Fenced),
-            _ => Err(SendError::Unreachable(format!("answered {status}"))),
-        }
+        let link = RemoteCopy { replication: self, broker: follower, topic, partition };
+        agree_on_end(&self.local(topic, partition), copies.epoch, || copies.ends().tail_end(), &link).await
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
+use super::copy_protocol::FollowerView;
 use super::replica_set::replicas_of;
 use crate::cluster_state::PartitionLeader;
 use crate::consensus::RaftNode;
@@ -149,22 +150,27 @@ impl Leadership {
     }
 
     /// A new leader of `partition` in `epoch` announced itself: copies from older epochs are
-    /// refused from now on. False if this broker already knows a later epoch.
+    /// refused from now on. False if this broker already knows a later epoch (or is not current).
     pub fn fence(&self, partition: u32, epoch: u64) -> bool {
         let mut fences = lock(&self.fences);
-        let known = fences.get(&partition).copied().unwrap_or(0).max(self.current(partition).epoch);
-        if epoch < known {
+        if !self.view_with(partition, &fences).may_fence(epoch) {
             return false;
         }
         fences.insert(partition, epoch);
         true
     }
 
-    /// Whether a copy sent by the leader of `epoch` may be stored here.
-    pub fn accepts_copy(&self, partition: u32, epoch: u64) -> bool {
-        let current = self.current(partition);
-        let fenced = lock(&self.fences).get(&partition).copied().unwrap_or(0);
-        let i_lead_it = current.broker == self.me && current.epoch >= epoch;
-        self.raft.has_caught_up() && epoch >= current.epoch.max(fenced) && !i_lead_it
+    /// What this broker knows of `partition`'s leadership, to judge a leader's request.
+    pub fn view(&self, partition: u32) -> FollowerView {
+        self.view_with(partition, &lock(&self.fences))
+    }
+
+    fn view_with(&self, partition: u32, fences: &HashMap<u32, u64>) -> FollowerView {
+        FollowerView {
+            current: self.current(partition),
+            fenced: fences.get(&partition).copied().unwrap_or(0),
+            me: self.me,
+            caught_up: self.raft.has_caught_up(),
+        }
     }
 }

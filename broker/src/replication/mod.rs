@@ -4,9 +4,12 @@
 //! controller (the Raft leader) moves leadership away from dead brokers and back to owners.
 
 mod controller;
+mod copy_log;
+mod copy_protocol;
 mod leader;
 mod leadership;
 mod peer_api;
+mod peer_client;
 mod replica_set;
 mod takeover;
 

@@ -1,8 +1,10 @@
 //! Replication routes of the peer port: a follower's side of copying (end, replicate,
 //! truncate), what a new leader asks of the other copies (fence, epoch end, read), and what
-//! the controller asks of a broker (health, hand-over).
+//! the controller asks of a broker (health, hand-over). The decisions are `copy_protocol`'s;
+//! these handlers only carry them over HTTP, and answer errors as [`PeerError`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -12,16 +14,20 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::leader::SEND_BYTES;
+use super::copy_log::{CopyLog, CopyState, StoredCopy};
+use super::copy_protocol::{cut_copy, store_copy, CopyRefusal, CopySource, EpochEnd};
+use super::leader::Replication;
 use crate::cluster::{decode_frames, encode_frames};
 use crate::error::ApiError;
-use crate::http::SharedState;
+use crate::peer::PeerError;
 use crate::store::{validate_topic_name, EpochStart, StorageError};
 
 /// Header carrying the leader epochs of the records in a body, as `epoch:start,…`.
 pub const EPOCHS_HEADER: &str = "x-runnel-epochs";
 
-pub fn router(app: SharedState) -> Router {
+type Shared = State<Arc<Replication>>;
+
+pub fn router(replication: Arc<Replication>) -> Router {
     Router::new()
         .route("/cluster/replicate/{topic}/{partition}", post(replicate))
         .route("/cluster/end/{topic}/{partition}", get(end))
@@ -32,49 +38,65 @@ pub fn router(app: SharedState) -> Router {
         .route("/cluster/health", get(health))
         .route("/cluster/handover/{partition}", post(handover))
         .layer(DefaultBodyLimit::max(crate::limits::PEER_BODY_LIMIT))
-        .with_state(app)
-}
-
-/// Where a broker's copy of a topic partition ends, and the epoch of its newest record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CopyState {
-    pub end: u64,
-    pub last_epoch: u64,
+        .with_state(replication)
 }
 
 pub fn format_epochs(epochs: &[EpochStart]) -> String {
     epochs.iter().map(|e| format!("{}:{}", e.epoch, e.start)).collect::<Vec<_>>().join(",")
 }
 
-pub fn parse_epochs(headers: &HeaderMap) -> Result<Vec<EpochStart>, ApiError> {
+pub fn parse_epochs(headers: &HeaderMap) -> Result<Vec<EpochStart>, String> {
     let Some(value) = headers.get(EPOCHS_HEADER) else { return Ok(Vec::new()) };
-    let text = value.to_str().map_err(|_| ApiError::BadRequest(format!("{EPOCHS_HEADER} is not text")))?;
+    let text = value.to_str().map_err(|_| format!("{EPOCHS_HEADER} is not text"))?;
     text.split(',')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (epoch, start) = pair.split_once(':').unwrap_or((pair, ""));
             match (epoch.parse(), start.parse()) {
                 (Ok(epoch), Ok(start)) => Ok(EpochStart { epoch, start }),
-                _ => Err(ApiError::BadRequest(format!("bad {EPOCHS_HEADER} entry {pair:?}"))),
+                _ => Err(format!("bad {EPOCHS_HEADER} entry {pair:?}")),
             }
         })
         .collect()
 }
 
-fn copy_state(app: &SharedState, topic: &str, partition: u32) -> CopyState {
-    app.replication.local_state(topic, partition)
+/// This broker's copy of `topic`/`partition`, if the name is valid and it holds one.
+fn replica<'a>(replication: &'a Replication, topic: &'a str, partition: u32) -> Result<StoredCopy<'a>, PeerError> {
+    validate_topic_name(topic).map_err(|e| PeerError::BadRequest(e.to_string()))?;
+    holds_copy(replication, partition)?;
+    Ok(StoredCopy { storage: &replication.storage, topic, partition })
 }
 
-fn holds_copy(app: &SharedState, partition: u32) -> Result<(), ApiError> {
-    if !app.replication.leadership().replicas(partition).contains(&app.peers.ordinal()) {
-        return Err(ApiError::BadRequest(format!("this broker holds no replica of partition {partition}")));
+fn holds_copy(replication: &Replication, partition: u32) -> Result<(), PeerError> {
+    let leadership = replication.leadership();
+    if !leadership.replicas(partition).contains(&leadership.me()) {
+        return Err(PeerError::NotReplica(partition));
     }
     Ok(())
 }
 
-fn check_replica(app: &SharedState, topic: &str, partition: u32) -> Result<(), ApiError> {
-    validate_topic_name(topic)?;
-    holds_copy(app, partition)
+fn state_details(state: CopyState) -> serde_json::Value {
+    serde_json::to_value(state).unwrap_or_default()
+}
+
+impl From<CopyRefusal> for PeerError {
+    fn from(refusal: CopyRefusal) -> PeerError {
+        match refusal {
+            CopyRefusal::Stale(state) => {
+                PeerError::StaleEpoch { epoch: state.last_epoch, details: state_details(state) }
+            }
+            CopyRefusal::Mismatch(state) => PeerError::OffsetMismatch { details: state_details(state) },
+            CopyRefusal::Storage(e) => storage_error(e),
+        }
+    }
+}
+
+fn storage_error(e: StorageError) -> PeerError {
+    match e {
+        StorageError::InvalidTopic(reason) => PeerError::BadRequest(reason),
+        StorageError::Closed => PeerError::Unavailable("the broker is shutting down".into()),
+        other => PeerError::Internal(other.to_string()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -83,40 +105,27 @@ struct CopyParams {
     epoch: u64,
 }
 
-/// Stores records copied from the leader of `epoch` at exactly `base`: 409 with this copy's
-/// state when it ends elsewhere, 412 when a newer leader was announced here.
+/// Stores records copied from the leader of `epoch` at exactly `base`; 409 with this copy's
+/// state when it ends elsewhere, 412 when a newer leader is known here.
 async fn replicate(
-    State(app): State<SharedState>,
+    State(replication): Shared,
     Path((topic, partition)): Path<(String, u32)>,
     Query(params): Query<CopyParams>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let result = async {
-        check_replica(&app, &topic, partition)?;
-        if !app.replication.leadership().accepts_copy(partition, params.epoch) {
-            return Ok((StatusCode::PRECONDITION_FAILED, Json(copy_state(&app, &topic, partition))));
-        }
-        let epochs = parse_epochs(&headers)?;
-        let records = decode_frames(&body).map_err(ApiError::BadRequest)?;
-        match app.storage.append_at(&topic, partition, params.base, records, epochs).await {
-            Ok(_) => Ok((StatusCode::OK, Json(copy_state(&app, &topic, partition)))),
-            Err(StorageError::OffsetMismatch { .. }) => {
-                Ok((StatusCode::CONFLICT, Json(copy_state(&app, &topic, partition))))
-            }
-            Err(e) => Err(ApiError::from(e)),
-        }
-    }
-    .await;
-    result.map_or_else(IntoResponse::into_response, IntoResponse::into_response)
+) -> Result<Json<CopyState>, PeerError> {
+    let copy = replica(&replication, &topic, partition)?;
+    let epochs = parse_epochs(&headers).map_err(PeerError::BadRequest)?;
+    let records = decode_frames(&body).map_err(PeerError::BadRequest)?;
+    let view = replication.leadership().view(partition);
+    Ok(Json(store_copy(&copy, view, (params.base, params.epoch), epochs, records).await?))
 }
 
 async fn end(
-    State(app): State<SharedState>,
+    State(replication): Shared,
     Path((topic, partition)): Path<(String, u32)>,
-) -> Result<Json<CopyState>, ApiError> {
-    check_replica(&app, &topic, partition)?;
-    Ok(Json(copy_state(&app, &topic, partition)))
+) -> Result<Json<CopyState>, PeerError> {
+    Ok(Json(replica(&replication, &topic, partition)?.state()))
 }
 
 #[derive(Deserialize)]
@@ -127,16 +136,13 @@ struct TruncateParams {
 
 /// Cuts this copy at `to`, on behalf of the leader of `epoch`.
 async fn truncate(
-    State(app): State<SharedState>,
+    State(replication): Shared,
     Path((topic, partition)): Path<(String, u32)>,
     Query(params): Query<TruncateParams>,
-) -> Result<Json<CopyState>, ApiError> {
-    check_replica(&app, &topic, partition)?;
-    if !app.replication.leadership().accepts_copy(partition, params.epoch) {
-        return Err(ApiError::NotLeader(partition));
-    }
-    app.storage.truncate(&topic, partition, params.to).await?;
-    Ok(Json(copy_state(&app, &topic, partition)))
+) -> Result<Json<CopyState>, PeerError> {
+    let copy = replica(&replication, &topic, partition)?;
+    let view = replication.leadership().view(partition);
+    Ok(Json(cut_copy(&copy, view, params.to, params.epoch).await?))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -153,21 +159,23 @@ pub struct FenceAnswer {
 /// A new leader announces its epoch: from now on this broker refuses copies from older
 /// leaders, and answers what it holds so the new leader can take what it lacks.
 async fn fence(
-    State(app): State<SharedState>,
+    State(replication): Shared,
     Path(partition): Path<u32>,
     Json(request): Json<FenceRequest>,
-) -> Result<Json<FenceAnswer>, ApiError> {
-    holds_copy(&app, partition)?;
-    if !app.raft.has_caught_up() || !app.replication.leadership().fence(partition, request.epoch) {
-        return Err(ApiError::NotLeader(partition));
+) -> Result<Json<FenceAnswer>, PeerError> {
+    holds_copy(&replication, partition)?;
+    if !replication.leadership().fence(partition, request.epoch) {
+        let view = replication.leadership().view(partition);
+        let known = serde_json::json!({"epoch": view.current.epoch.max(view.fenced)});
+        return Err(PeerError::StaleEpoch { epoch: request.epoch, details: known });
     }
-    let topics = app
+    let topics = replication
         .storage
         .topics_with(partition)
         .into_iter()
-        .map(|t| {
-            let state = copy_state(&app, &t, partition);
-            (t, state)
+        .map(|topic| {
+            let state = StoredCopy { storage: &replication.storage, topic: &topic, partition }.state();
+            (topic, state)
         })
         .collect();
     Ok(Json(FenceAnswer { topics }))
@@ -178,23 +186,13 @@ struct EpochParams {
     epoch: u64,
 }
 
-/// Where records of `epoch` end in this copy, and where the copy ends.
-#[derive(Serialize, Deserialize)]
-pub struct EpochEnd {
-    pub epoch_end: u64,
-    pub end: u64,
-}
-
 async fn epoch_end(
-    State(app): State<SharedState>,
+    State(replication): Shared,
     Path((topic, partition)): Path<(String, u32)>,
     Query(params): Query<EpochParams>,
-) -> Result<Json<EpochEnd>, ApiError> {
-    check_replica(&app, &topic, partition)?;
-    Ok(Json(EpochEnd {
-        epoch_end: app.storage.end_of_epoch(&topic, partition, params.epoch),
-        end: app.storage.end(&topic, partition),
-    }))
+) -> Result<Json<EpochEnd>, PeerError> {
+    let copy = replica(&replication, &topic, partition)?;
+    Ok(Json(copy.epoch_end(params.epoch).await.map_err(PeerError::Internal)?))
 }
 
 #[derive(Deserialize)]
@@ -202,19 +200,15 @@ struct ReadParams {
     from: u64,
 }
 
-/// Up to 1 MiB of records from `from`, framed, with their epochs in [`EPOCHS_HEADER`].
+/// Up to 1 MiB of records from `from`, framed, with their epochs in [`EPOCHS_HEADER`]; none
+/// when retention removed `from` (nothing this copy can give).
 async fn read(
-    State(app): State<SharedState>,
+    State(replication): Shared,
     Path((topic, partition)): Path<(String, u32)>,
     Query(params): Query<ReadParams>,
-) -> Result<Response, ApiError> {
-    check_replica(&app, &topic, partition)?;
-    let read = app.storage.read(&topic, partition, params.from, SEND_BYTES).await?;
-    // Retention may have removed `from`: then there is nothing this copy can give.
-    let contiguous = read.records.first().is_some_and(|r| r.offset == params.from);
-    let records: Vec<Bytes> = if contiguous { read.records.into_iter().map(|r| r.value).collect() } else { Vec::new() };
-    let first = params.from;
-    let epochs = app.storage.epochs_covering(&topic, partition, first, first + records.len() as u64);
+) -> Result<Response, PeerError> {
+    let copy = replica(&replication, &topic, partition)?;
+    let (records, epochs) = copy.read_from(params.from).await.map_err(PeerError::Internal)?;
     Ok(([(EPOCHS_HEADER, format_epochs(&epochs))], encode_frames(&records)).into_response())
 }
 
@@ -227,8 +221,8 @@ pub struct Health {
     pub draining: bool,
 }
 
-async fn health(State(app): State<SharedState>) -> Json<Health> {
-    Json(Health { ready: app.raft.is_ready(), draining: app.shutting_down() })
+async fn health(State(replication): Shared) -> Json<Health> {
+    Json(Health { ready: replication.leadership().raft().is_ready(), draining: replication.draining() })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -238,10 +232,13 @@ pub struct HandoverRequest {
 
 /// The controller asks this broker to hand `partition` to `to` once `to` caught up.
 async fn handover(
-    State(app): State<SharedState>,
+    State(replication): Shared,
     Path(partition): Path<u32>,
     Json(request): Json<HandoverRequest>,
-) -> Result<StatusCode, ApiError> {
-    app.replication.hand_over(partition, request.to).await?;
+) -> Result<StatusCode, PeerError> {
+    replication.hand_over(partition, request.to).await.map_err(|e| match e {
+        ApiError::BadRequest(reason) => PeerError::BadRequest(reason),
+        other => PeerError::Unavailable(other.to_string()),
+    })?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,12 +10,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-
+use super::copy_log::CopyLog;
+use super::copy_protocol::{best_source, catch_up_from};
 use super::leader::Replication;
-use super::peer_api::{parse_epochs, EpochEnd, FenceAnswer, FenceRequest};
+use super::peer_api::{FenceAnswer, FenceRequest};
+use super::peer_client::RemoteCopy;
 use super::replica_set::others_needed;
-use crate::cluster::decode_frames;
 use crate::cluster_state::{Command, CommandResult};
 use crate::error::ApiError;
 use crate::timing::{HAND_OVER_WAIT, SHUTDOWN_HAND_OVER};
@@ -73,47 +73,17 @@ impl Replication {
         let mut topics: BTreeSet<String> = fenced.iter().flat_map(|(_, a)| a.topics.keys().cloned()).collect();
         topics.extend(self.storage.topics_with(partition));
         for topic in topics {
-            let mine = self.local_state(&topic, partition);
-            let best = fenced
-                .iter()
-                .filter_map(|(broker, answer)| Some((*broker, *answer.topics.get(&topic)?)))
-                .max_by_key(|(_, state)| (state.last_epoch, state.end));
-            if let Some((source, state)) = best.filter(|(_, s)| (s.last_epoch, s.end) > (mine.last_epoch, mine.end)) {
-                tracing::info!(%topic, partition, epoch, source, mine = ?mine, theirs = ?state,
+            let mine = self.local(&topic, partition);
+            let states = fenced.iter().filter_map(|(broker, answer)| Some((*broker, *answer.topics.get(&topic)?)));
+            if let Some((source, theirs)) = best_source(mine.state(), states) {
+                tracing::info!(%topic, partition, epoch, source, mine = ?mine.state(), ?theirs,
                     "new leader takes the records it lacks from another copy");
-                self.copy_from(source, &topic, partition).await?;
+                let remote = RemoteCopy { replication: self, broker: source, topic: &topic, partition };
+                catch_up_from(&mine, &remote).await.map_err(|e| format!("copying from broker {source}: {e}"))?;
             }
         }
         tracing::info!(partition, epoch, "leading the partition");
         Ok(())
-    }
-
-    /// Makes this log equal to `source`'s copy: cuts where the two part (leader-epoch rule),
-    /// then appends what `source` has beyond.
-    async fn copy_from(&self, source: u32, topic: &str, partition: u32) -> Result<(), String> {
-        loop {
-            let end = self.storage.end(topic, partition);
-            let last_epoch = self.storage.last_epoch(topic, partition);
-            let url = self.peers.url(source, &format!("/cluster/epoch-end/{topic}/{partition}?epoch={last_epoch}"));
-            let theirs: EpochEnd = self.peer_get(url, CALL_TIMEOUT).await?.json().await.map_err(|e| e.to_string())?;
-            if theirs.epoch_end < end {
-                self.storage.truncate(topic, partition, theirs.epoch_end).await.map_err(|e| e.to_string())?;
-                continue;
-            }
-            if end >= theirs.end {
-                return Ok(());
-            }
-            let url = self.peers.url(source, &format!("/cluster/read/{topic}/{partition}?from={end}"));
-            let response =
-                self.peer_get(url, CALL_TIMEOUT).await.map_err(|e| format!("reading from broker {source}: {e}"))?;
-            let epochs = parse_epochs(response.headers()).map_err(|e| e.to_string())?;
-            let body: Bytes = response.bytes().await.map_err(|e| e.to_string())?;
-            let records = decode_frames(&body)?;
-            if records.is_empty() {
-                return Err(format!("broker {source} no longer has records from offset {end}"));
-            }
-            self.storage.append_at(topic, partition, end, records, epochs).await.map_err(|e| e.to_string())?;
-        }
     }
 
     /// Hands `partition` to broker `to` without losing or refusing a write: new writes wait

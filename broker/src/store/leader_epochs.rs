@@ -27,7 +27,28 @@ pub struct EpochStart {
 
 pub struct EpochHistory {
     dir: PathBuf,
+    epochs: Epochs,
+}
+
+/// The history itself, without its file: ascending epochs, each starting at or after the
+/// one before. Replication's in-memory logs use it as the store does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Epochs {
     entries: Vec<EpochStart>,
+}
+
+impl std::ops::Deref for EpochHistory {
+    type Target = Epochs;
+
+    fn deref(&self) -> &Epochs {
+        &self.epochs
+    }
+}
+
+impl std::ops::DerefMut for EpochHistory {
+    fn deref_mut(&mut self) -> &mut Epochs {
+        &mut self.epochs
+    }
 }
 
 impl EpochHistory {
@@ -50,9 +71,23 @@ impl EpochHistory {
                 entries.push(EpochStart { epoch, start });
             }
         }
-        Ok(EpochHistory { dir: dir.to_path_buf(), entries })
+        Ok(EpochHistory { dir: dir.to_path_buf(), epochs: Epochs { entries } })
     }
 
+    /// Writes the history atomically (a temporary file renamed over the old one) and durably.
+    pub fn persist(&self) -> Result<(), StorageError> {
+        let path = self.dir.join(FILE);
+        let temporary = self.dir.join(format!("{FILE}.tmp"));
+        let text: String = self.entries.iter().map(|e| format!("{} {}\n", e.epoch, e.start)).collect();
+        let mut file = std::fs::File::create(&temporary).ctx("create", &temporary)?;
+        file.write_all(text.as_bytes()).ctx("write", &temporary)?;
+        file.sync_all().ctx("fsync", &temporary)?;
+        std::fs::rename(&temporary, &path).ctx("rename", &path)?;
+        sync_dir(&self.dir)
+    }
+}
+
+impl Epochs {
     /// The epoch of the newest record (0 for records written before any epoch was recorded).
     pub fn last_epoch(&self) -> u64 {
         self.entries.last().map_or(0, |e| e.epoch)
@@ -88,18 +123,6 @@ impl EpochHistory {
         let before = self.entries.len();
         self.entries.retain(|e| e.start < to);
         self.entries.len() != before
-    }
-
-    /// Writes the history durably (temporary file, fsync, rename, directory fsync).
-    pub fn persist(&self) -> Result<(), StorageError> {
-        let path = self.dir.join(FILE);
-        let temporary = self.dir.join(format!("{FILE}.tmp"));
-        let text: String = self.entries.iter().map(|e| format!("{} {}\n", e.epoch, e.start)).collect();
-        let mut file = std::fs::File::create(&temporary).ctx("create", &temporary)?;
-        file.write_all(text.as_bytes()).ctx("write", &temporary)?;
-        file.sync_all().ctx("fsync", &temporary)?;
-        std::fs::rename(&temporary, &path).ctx("rename", &path)?;
-        sync_dir(&self.dir)
     }
 }
 

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 pub use batch::MAX_BODY_LEN as MAX_BATCH_BODY;
 use error::IoContext;
 pub use error::StorageError;
-pub use leader_epochs::EpochStart;
+pub use leader_epochs::{EpochStart, Epochs};
 use partition_log::PartitionLog;
 pub use topic_name::validate_topic_name;
 

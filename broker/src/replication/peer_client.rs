@@ -1,0 +1,104 @@
+//! The client side of the replication routes (`peer_api`): the leader's link to a follower,
+//! and a new leader's link to the copy it takes records from, both over the signed peer HTTP.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::copy_log::CopyState;
+use super::copy_protocol::{CopySource, EpochEnd, FollowerLink, SendError};
+use super::leader::Replication;
+use super::peer_api::{format_epochs, parse_epochs, EPOCHS_HEADER};
+use crate::cluster::{decode_frames, encode_frames};
+use crate::peer::PeerError;
+use crate::store::EpochStart;
+
+/// How long a follower may take to say where its copy ends.
+const STATE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a catch-up read or epoch question may take.
+const SOURCE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One broker's copy of a topic partition, reached over the peer port.
+pub struct RemoteCopy<'a> {
+    pub replication: &'a Replication,
+    pub broker: u32,
+    pub topic: &'a str,
+    pub partition: u32,
+}
+
+impl RemoteCopy<'_> {
+    fn url(&self, route: &str, query: &str) -> String {
+        let (topic, partition) = (self.topic, self.partition);
+        self.replication.peers.url(self.broker, &format!("/cluster/{route}/{topic}/{partition}{query}"))
+    }
+
+    async fn get(&self, url: String, limit: Duration) -> Result<reqwest::Response, String> {
+        let response = self.replication.peers.http().get(url).timeout(limit).send().await.map_err(|e| e.to_string())?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        Err(PeerError::from_answer(status, &body).to_string())
+    }
+}
+
+impl FollowerLink for RemoteCopy<'_> {
+    async fn state(&self) -> Result<CopyState, String> {
+        self.get(self.url("end", ""), STATE_TIMEOUT).await?.json().await.map_err(|e| e.to_string())
+    }
+
+    async fn truncate(&self, to: u64, epoch: u64) -> Result<(), String> {
+        let url = self.url("truncate", &format!("?to={to}&epoch={epoch}"));
+        let response = self.replication.peers.http().post(url).send().await.map_err(|e| e.to_string())?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let status = response.status();
+        Err(PeerError::from_answer(status, &response.bytes().await.unwrap_or_default()).to_string())
+    }
+
+    async fn replicate(
+        &self,
+        base: u64,
+        epoch: u64,
+        epochs: &[EpochStart],
+        records: &[Bytes],
+    ) -> Result<u64, SendError> {
+        let url = self.url("replicate", &format!("?base={base}&epoch={epoch}"));
+        let response = self
+            .replication
+            .peers
+            .http()
+            .post(url)
+            .header(EPOCHS_HEADER, format_epochs(epochs))
+            .body(encode_frames(records))
+            .send()
+            .await
+            .map_err(|e| SendError::Unreachable(e.to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            let state: CopyState = response.json().await.map_err(|e| SendError::Unreachable(e.to_string()))?;
+            return Ok(state.end);
+        }
+        match PeerError::from_answer(status, &response.bytes().await.unwrap_or_default()) {
+            PeerError::OffsetMismatch { .. } => Err(SendError::Mismatch),
+            PeerError::StaleEpoch { .. } => Err(SendError::Fenced),
+            other => Err(SendError::Unreachable(other.to_string())),
+        }
+    }
+}
+
+impl CopySource for RemoteCopy<'_> {
+    async fn epoch_end(&self, epoch: u64) -> Result<EpochEnd, String> {
+        let url = self.url("epoch-end", &format!("?epoch={epoch}"));
+        self.get(url, SOURCE_TIMEOUT).await?.json().await.map_err(|e| e.to_string())
+    }
+
+    async fn read_from(&self, from: u64) -> Result<(Vec<Bytes>, Vec<EpochStart>), String> {
+        let response = self.get(self.url("read", &format!("?from={from}")), SOURCE_TIMEOUT).await?;
+        let epochs = parse_epochs(response.headers())?;
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        Ok((decode_frames(&body)?, epochs))
+    }
+}
