@@ -9,7 +9,7 @@ mod peer_api;
 mod state_machine;
 mod type_config;
 
-pub use node::{RaftConfig, RaftError, RaftNode};
+pub use node::{RaftChanges, RaftConfig, RaftError, RaftNode};
 
 #[cfg(test)]
 mod tests;

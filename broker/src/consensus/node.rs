@@ -21,6 +21,9 @@ use crate::timing::{PROPOSE_TIMEOUT, RAFT_ELECTION_MAX, RAFT_ELECTION_MIN, RAFT_
 /// Pause between attempts while no leader can take a proposal.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
+/// See [`RaftNode::changes`].
+pub type RaftChanges = tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, openraft::BasicNode>>;
+
 pub struct RaftConfig {
     pub node_id: NodeId,
     /// `host:port` of this node's peer listener, as other nodes reach it.
@@ -124,6 +127,12 @@ impl RaftNode {
                 }
             }
         });
+    }
+
+    /// Changes whenever Raft's state does (an entry applied, a leader elected, a membership
+    /// change), so tasks wait on it instead of polling the state.
+    pub fn changes(&self) -> RaftChanges {
+        self.raft.metrics()
     }
 
     pub(super) fn raft(&self) -> &Raft {

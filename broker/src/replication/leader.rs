@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
-use super::copy_log::{CopyLog, CopyState, StoredCopy};
+use super::copy_log::StoredCopy;
 use super::copy_protocol::{agree_on_end, CopySource, FollowerLink, SendError, SEND_BYTES};
 use super::leadership::Leadership;
 use super::peer_client::RemoteCopy;
@@ -163,10 +163,6 @@ impl Replication {
     }
 
     /// Where this broker's copy of a topic partition ends, and the epoch of its newest record.
-    pub(super) fn local_state(&self, topic: &str, partition: u32) -> CopyState {
-        self.local(topic, partition).state()
-    }
-
     /// This broker's copy of a topic partition, as the replication protocol sees it.
     pub(super) fn local<'a>(&'a self, topic: &'a str, partition: u32) -> StoredCopy<'a> {
         StoredCopy { storage: &self.storage, topic, partition }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use super::copy_protocol::FollowerView;
 use super::replica_set::replicas_of;
 use crate::cluster_state::PartitionLeader;
-use crate::consensus::RaftNode;
+use crate::consensus::{RaftChanges, RaftNode};
 use crate::partitioning::Ring;
 
 pub struct Leadership {
@@ -134,6 +134,12 @@ impl Leadership {
             .filter(|(_, l)| l.broker == self.me)
             .map(|(p, l)| (p, l.epoch, serving.get(&p) == Some(&l.epoch)))
             .collect()
+    }
+
+    /// Changes with every change of Raft's state (an applied entry among them), so a task can
+    /// wait for a leadership change instead of polling for one.
+    pub fn changes(&self) -> RaftChanges {
+        self.raft.changes()
     }
 
     pub fn mark_serving(&self, partition: u32, epoch: u64) {

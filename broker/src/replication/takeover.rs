@@ -20,33 +20,44 @@ use crate::cluster_state::{Command, CommandResult};
 use crate::error::ApiError;
 use crate::timing::{HAND_OVER_WAIT, SHUTDOWN_HAND_OVER};
 
-/// How often the leadership table is checked for partitions to take over.
-const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// Pause after a failed takeover before it is tried again.
+const RETRY_TAKEOVER: Duration = Duration::from_millis(200);
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Replication {
-    /// Takes over every partition Raft assigns to this broker, until `stop` fires.
+    /// Takes over every partition Raft assigns to this broker, until `stop` fires. It looks
+    /// again whenever Raft's state changes (a watch, not a timer), and after a failed attempt's pause.
     pub async fn run_takeovers(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let running: Arc<std::sync::Mutex<BTreeSet<(u32, u64)>>> = Arc::default();
+        let mut changes = self.leadership.changes();
+        let retry = Arc::new(tokio::sync::Notify::new());
         loop {
             for (partition, epoch, serving) in self.leadership.led() {
                 if serving || !running.lock().unwrap_or_else(|p| p.into_inner()).insert((partition, epoch)) {
                     continue;
                 }
-                let (this, running) = (self.clone(), running.clone());
+                let (this, running, retry) = (self.clone(), running.clone(), retry.clone());
                 tokio::spawn(async move {
-                    match this.take_over(partition, epoch).await {
-                        Ok(()) => this.leadership.mark_serving(partition, epoch),
+                    let failed = match this.take_over(partition, epoch).await {
+                        Ok(()) => {
+                            this.leadership.mark_serving(partition, epoch);
+                            false
+                        }
                         Err(reason) => {
                             tracing::warn!(partition, epoch, "cannot take the partition over yet: {reason}");
-                            tokio::time::sleep(CHECK_EVERY * 4).await;
+                            tokio::time::sleep(RETRY_TAKEOVER).await;
+                            true
                         }
-                    }
+                    };
                     running.lock().unwrap_or_else(|p| p.into_inner()).remove(&(partition, epoch));
+                    if failed {
+                        retry.notify_one();
+                    }
                 });
             }
             tokio::select! {
-                _ = tokio::time::sleep(CHECK_EVERY) => {}
+                changed = changes.changed() => if changed.is_err() { return },
+                _ = retry.notified() => {}
                 _ = stop.changed() => return,
             }
         }

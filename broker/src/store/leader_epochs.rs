@@ -74,17 +74,26 @@ impl EpochHistory {
         Ok(EpochHistory { dir: dir.to_path_buf(), epochs: Epochs { entries } })
     }
 
-    /// Writes the history atomically (a temporary file renamed over the old one) and durably.
-    pub fn persist(&self) -> Result<(), StorageError> {
-        let path = self.dir.join(FILE);
-        let temporary = self.dir.join(format!("{FILE}.tmp"));
-        let text: String = self.entries.iter().map(|e| format!("{} {}\n", e.epoch, e.start)).collect();
-        let mut file = std::fs::File::create(&temporary).ctx("create", &temporary)?;
-        file.write_all(text.as_bytes()).ctx("write", &temporary)?;
-        file.sync_all().ctx("fsync", &temporary)?;
-        std::fs::rename(&temporary, &path).ctx("rename", &path)?;
-        sync_dir(&self.dir)
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
+
+    /// Takes `epochs` (already written with [`write_file`]) as the history.
+    pub fn install(&mut self, epochs: Epochs) {
+        self.epochs = epochs;
+    }
+}
+
+/// Writes `epochs` as the history file in `dir`, atomically and durably.
+pub fn write_file(dir: &Path, epochs: &Epochs) -> Result<(), StorageError> {
+    let path = dir.join(FILE);
+    let temporary = dir.join(format!("{FILE}.tmp"));
+    let text: String = epochs.entries.iter().map(|e| format!("{} {}\n", e.epoch, e.start)).collect();
+    let mut file = std::fs::File::create(&temporary).ctx("create", &temporary)?;
+    file.write_all(text.as_bytes()).ctx("write", &temporary)?;
+    file.sync_all().ctx("fsync", &temporary)?;
+    std::fs::rename(&temporary, &path).ctx("rename", &path)?;
+    sync_dir(dir)
 }
 
 impl Epochs {
@@ -152,7 +161,7 @@ mod tests {
     fn persisted_history_drops_epochs_without_records() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut h = history(dir.path(), &[(1, 0), (2, 10), (5, 20)], 30);
-        h.persist().expect("persist");
+        write_file(dir.path(), &h).expect("persist");
         let reloaded = EpochHistory::load(dir.path(), 20).expect("reload");
         assert_eq!(reloaded.last_epoch(), 2, "epoch 5 starts at the log end: its records were lost");
         assert!(h.cut(10));

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::batch::{self, BatchHeader, MAX_BODY_LEN};
 use super::error::IoContext;
-use super::leader_epochs::{EpochHistory, EpochStart};
+use super::leader_epochs::{write_file, EpochHistory, EpochStart, Epochs};
 use super::segment::{sync_dir, Segment};
 use super::{Appended, ReadResult, StorageError, TruncatedTail};
 
@@ -21,6 +21,10 @@ pub struct PartitionLog {
     segment_bytes: u64,
     index_interval: u64,
     segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
+    /// The first retained and the next offset, kept beside `segments` so that asking for them
+    /// (as request handlers do) never waits on a lock a truncation holds across its fsync.
+    start: AtomicU64,
+    end: AtomicU64,
     epochs: Mutex<EpochHistory>,
     /// Set after a failed fsync (the page cache may have dropped the data) and after any
     /// round that did not write what its writer had promised (a failed roll or epoch record):
@@ -88,9 +92,12 @@ impl PartitionLog {
             segment_bytes,
             index_interval,
             segments: RwLock::new(segments),
+            start: AtomicU64::new(0),
+            end: AtomicU64::new(0),
             epochs,
             poisoned: AtomicBool::new(false),
         };
+        log.refresh_bounds(&log.segments.read().unwrap_or_else(|p| p.into_inner()));
         Ok((log, truncated))
     }
 
@@ -102,10 +109,15 @@ impl PartitionLog {
 
     /// (first retained offset, next offset to be written), durable data only.
     pub fn bounds(&self) -> (u64, u64) {
-        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        (self.start.load(Ordering::Acquire), self.end.load(Ordering::Acquire))
+    }
+
+    /// Sets the bounds from `segments` (called with the segments lock held, after each change).
+    fn refresh_bounds(&self, segments: &BTreeMap<u64, Arc<Segment>>) {
         let start = segments.keys().next().copied().unwrap_or(0);
         let end = segments.values().next_back().map_or(start, |s| s.next_offset());
-        (start, end)
+        self.start.store(start, Ordering::Release);
+        self.end.store(end, Ordering::Release);
     }
 
     fn epochs(&self) -> std::sync::MutexGuard<'_, EpochHistory> {
@@ -144,12 +156,27 @@ impl PartitionLog {
 
     /// Records new epochs durably, before the records written in them. Blocking.
     pub fn record_epochs(&self, new: &[EpochStart]) -> Result<(), StorageError> {
-        let mut epochs = self.epochs();
-        if epochs.extend(new) {
-            epochs.persist()?;
+        if self.change_epochs(|epochs| epochs.extend(new))? {
             tracing::info!(topic = %self.topic, partition = self.partition, epochs = ?new, "new leader epoch");
         }
         Ok(())
+    }
+
+    /// Applies `change` to a copy of the epoch history and writes it durably without holding
+    /// the history's lock, so request handlers asking about epochs never wait on the fsync
+    /// (the old history stays true of the log meanwhile: records change only after this
+    /// returns, and only the partition's writer calls it). True if anything changed.
+    fn change_epochs(&self, change: impl FnOnce(&mut Epochs) -> bool) -> Result<bool, StorageError> {
+        let (dir, mut next) = {
+            let history = self.epochs();
+            (history.dir().to_path_buf(), Epochs::clone(&history))
+        };
+        if !change(&mut next) {
+            return Ok(false);
+        }
+        write_file(&dir, &next)?;
+        self.epochs().install(next);
+        Ok(true)
     }
 
     /// Drops every record at or after `to` (a replica discarding what its leader never had),
@@ -161,12 +188,7 @@ impl PartitionLog {
         if to >= end_before {
             return Ok(end_before);
         }
-        {
-            let mut epochs = self.epochs();
-            if epochs.cut(to) {
-                epochs.persist()?;
-            }
-        }
+        self.change_epochs(|epochs| epochs.cut(to))?;
         let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
         let doomed: Vec<u64> = segments.range(to.max(start)..).map(|(base, _)| *base).rev().collect();
         for base in doomed {
@@ -185,7 +207,8 @@ impl PartitionLog {
             }
         }
         sync_dir(&self.dir)?;
-        let end = segments.values().next_back().map_or(to, |s| s.next_offset());
+        self.refresh_bounds(&segments);
+        let end = self.bounds().1;
         tracing::warn!(topic = %self.topic, partition = self.partition, to, dropped_records = end_before - to,
             "dropped a log tail that the partition's leader does not have");
         Ok(end)
@@ -273,6 +296,7 @@ impl PartitionLog {
             return Err(e);
         }
         active.publish(written, self.index_interval);
+        self.end.store(active.next_offset(), Ordering::Release);
         buf.clear();
         written.clear();
         Ok(())
@@ -343,6 +367,7 @@ impl PartitionLog {
                     removed.push(segment);
                 }
             }
+            self.refresh_bounds(&segments);
             removed
         };
         for segment in &removed {
