@@ -5,96 +5,59 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::leader::Replication;
 use super::peer_api::{HandoverRequest, Health};
-use crate::cluster_state::{Command, CommandResult};
+use crate::cluster_state::{Command, CommandResult, PartitionLeader};
 use crate::timing::{BACK_FOR, DEAD_AFTER, PROBE_EVERY};
 
 /// Pause between two hand-back requests for one partition.
 const HAND_BACK_EVERY: Duration = Duration::from_secs(5);
 
-#[derive(Default)]
+/// What the controller heard from one broker.
+#[derive(Default, Clone, Copy)]
 struct Seen {
     last_answer: Option<Instant>,
     healthy_since: Option<Instant>,
     health: Health,
 }
 
-impl Replication {
-    pub async fn run_controller(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut seen: HashMap<u32, Seen> = HashMap::new();
-        let mut hand_backs: HashMap<u32, Instant> = HashMap::new();
-        let mut leading_since: Option<Instant> = None;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(PROBE_EVERY) => {}
-                _ = stop.changed() => return,
-            }
-            if !self.leadership.raft().is_leader() {
-                leading_since = None;
-                continue;
-            }
-            let became_leader = *leading_since.get_or_insert_with(Instant::now);
-            self.probe(&mut seen).await;
-            let now = Instant::now();
-            // A new controller gives every broker a full grace period before declaring it dead.
-            let alive = |b: u32| {
-                let last = seen.get(&b).and_then(|s| s.last_answer).unwrap_or(became_leader).max(became_leader);
-                now.duration_since(last) < DEAD_AFTER
-            };
-            let eligible = |b: u32| seen.get(&b).is_some_and(|s| s.health.ready && !s.health.draining) && alive(b);
-            for partition in 0..self.leadership.ring().partitions() {
-                let current = self.leadership.current(partition);
-                if !alive(current.broker) {
-                    let Some(next) =
-                        self.leadership.replicas(partition).into_iter().find(|b| *b != current.broker && eligible(*b))
-                    else {
-                        continue;
-                    };
-                    let command = Command::SetLeader { partition, broker: next, epoch: current.epoch + 1 };
-                    match self.leadership.raft().propose(command).await {
-                        Ok(CommandResult::LeaderSet { applied: true }) => tracing::warn!(
-                            partition,
-                            from = current.broker,
-                            to = next,
-                            epoch = current.epoch + 1,
-                            "partition leader unreachable; moved leadership"
-                        ),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(partition, "could not move leadership: {e}"),
-                    }
-                    continue;
-                }
-                let owner = self.leadership.ring().broker_of(partition);
-                let owner_back =
-                    seen.get(&owner).and_then(|s| s.healthy_since).is_some_and(|t| now.duration_since(t) >= BACK_FOR);
-                let due = hand_backs.get(&partition).is_none_or(|t| now.duration_since(*t) >= HAND_BACK_EVERY);
-                if current.broker != owner && eligible(owner) && owner_back && due {
-                    hand_backs.insert(partition, now);
-                    self.ask_hand_back(current.broker, partition, owner);
-                }
-            }
-        }
+/// What the controller knows, from which it decides each partition's fate: pure, so it is
+/// tested with paused time.
+struct Observations {
+    seen: HashMap<u32, Seen>,
+    /// When this broker became the controller: every broker gets a full grace period from then.
+    became_leader: Instant,
+    /// When each partition was last asked to go back to its owner.
+    hand_backs: HashMap<u32, Instant>,
+}
+
+/// What the controller does about one partition.
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    Nothing,
+    /// The leader is dead: this live copy takes over in the next epoch.
+    FailOver {
+        to: u32,
+    },
+    /// The ring owner is back and healthy: the current leader hands the partition to it.
+    HandBack {
+        to: u32,
+    },
+}
+
+impl Observations {
+    fn new(now: Instant) -> Observations {
+        Observations { seen: HashMap::new(), became_leader: now, hand_backs: HashMap::new() }
     }
 
-    async fn probe(&self, seen: &mut HashMap<u32, Seen>) {
-        let count = self.peers.count();
-        let calls = (0..count).map(|broker| {
-            let url = self.peers.url(broker, "/cluster/health");
-            let call = self.peers.http().get(url).timeout(PROBE_EVERY).send();
-            async move {
-                let health = match call.await {
-                    Ok(r) if r.status().is_success() => r.json::<Health>().await.ok(),
-                    _ => None,
-                };
-                (broker, health)
-            }
-        });
-        let now = Instant::now();
-        for (broker, health) in futures_util::future::join_all(calls).await {
-            let entry = seen.entry(broker).or_default();
+    /// Records one probe round's answers (`None`: no answer).
+    fn record(&mut self, now: Instant, answers: impl IntoIterator<Item = (u32, Option<Health>)>) {
+        for (broker, health) in answers {
+            let entry = self.seen.entry(broker).or_default();
             match health {
                 Some(health) => {
                     entry.last_answer = Some(now);
@@ -111,6 +74,94 @@ impl Replication {
         }
     }
 
+    fn alive(&self, broker: u32, now: Instant) -> bool {
+        let last = self.seen.get(&broker).and_then(|s| s.last_answer).unwrap_or(self.became_leader);
+        now.duration_since(last.max(self.became_leader)) < DEAD_AFTER
+    }
+
+    fn eligible(&self, broker: u32, now: Instant) -> bool {
+        self.seen.get(&broker).is_some_and(|s| s.health.ready && !s.health.draining) && self.alive(broker, now)
+    }
+
+    /// The fate of `partition`, led by `leader`, with copies `replicas` (its ring owner first).
+    fn decide(&mut self, partition: u32, leader: u32, replicas: &[u32], now: Instant) -> Decision {
+        if !self.alive(leader, now) {
+            return match replicas.iter().copied().find(|b| *b != leader && self.eligible(*b, now)) {
+                Some(to) => Decision::FailOver { to },
+                None => Decision::Nothing,
+            };
+        }
+        let Some(&owner) = replicas.first() else { return Decision::Nothing };
+        let owner_back =
+            self.seen.get(&owner).and_then(|s| s.healthy_since).is_some_and(|t| now.duration_since(t) >= BACK_FOR);
+        let due = self.hand_backs.get(&partition).is_none_or(|t| now.duration_since(*t) >= HAND_BACK_EVERY);
+        if leader != owner && self.eligible(owner, now) && owner_back && due {
+            self.hand_backs.insert(partition, now);
+            return Decision::HandBack { to: owner };
+        }
+        Decision::Nothing
+    }
+}
+
+impl Replication {
+    pub async fn run_controller(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut observed: Option<Observations> = None;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(PROBE_EVERY) => {}
+                _ = stop.changed() => return,
+            }
+            if !self.leadership.raft().is_leader() {
+                observed = None;
+                continue;
+            }
+            let observed = observed.get_or_insert_with(|| Observations::new(Instant::now()));
+            let answers = self.probe().await;
+            observed.record(Instant::now(), answers);
+            let now = Instant::now();
+            for partition in 0..self.leadership.ring().partitions() {
+                let current = self.leadership.current(partition);
+                match observed.decide(partition, current.broker, &self.leadership.replicas(partition), now) {
+                    Decision::Nothing => {}
+                    Decision::FailOver { to } => self.fail_over(partition, current, to).await,
+                    Decision::HandBack { to } => self.ask_hand_back(current.broker, partition, to),
+                }
+            }
+        }
+    }
+
+    async fn fail_over(&self, partition: u32, current: PartitionLeader, to: u32) {
+        let command = Command::SetLeader { partition, broker: to, epoch: current.epoch + 1 };
+        match self.leadership.raft().propose(command).await {
+            Ok(CommandResult::LeaderSet { applied: true }) => tracing::warn!(
+                partition,
+                from = current.broker,
+                to,
+                epoch = current.epoch + 1,
+                "partition leader unreachable; moved leadership"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(partition, "could not move leadership: {e}"),
+        }
+    }
+
+    /// Every broker's health, or `None` for those that did not answer in time.
+    async fn probe(&self) -> Vec<(u32, Option<Health>)> {
+        let count = self.peers.count();
+        let calls = (0..count).map(|broker| {
+            let url = self.peers.url(broker, "/cluster/health");
+            let call = self.peers.http().get(url).timeout(PROBE_EVERY).send();
+            async move {
+                let health = match call.await {
+                    Ok(r) if r.status().is_success() => r.json::<Health>().await.ok(),
+                    _ => None,
+                };
+                (broker, health)
+            }
+        });
+        futures_util::future::join_all(calls).await
+    }
+
     /// Asks `leader` to hand `partition` back to its ring owner (in the background: the
     /// hand-over waits for the owner to catch up).
     fn ask_hand_back(&self, leader: u32, partition: u32, owner: u32) {
@@ -125,5 +176,67 @@ impl Replication {
                 Err(e) => tracing::debug!(partition, leader, "hand-back request failed: {e}"),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const READY: Option<Health> = Some(Health { ready: true, draining: false });
+    const DRAINING: Option<Health> = Some(Health { ready: true, draining: true });
+
+    /// Probes every `PROBE_EVERY` for `rounds`, with `answers` each round.
+    async fn probe_for(observed: &mut Observations, rounds: u32, answers: &[(u32, Option<Health>)]) {
+        for _ in 0..rounds {
+            tokio::time::advance(PROBE_EVERY).await;
+            observed.record(Instant::now(), answers.iter().copied());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_leader_loses_its_partition_to_the_first_live_ready_copy_after_dead_after() {
+        let mut observed = Observations::new(Instant::now());
+        probe_for(&mut observed, 2, &[(0, READY), (1, DRAINING), (2, READY)]).await;
+        assert_eq!(observed.decide(7, 0, &[0, 1, 2], Instant::now()), Decision::Nothing, "all answer");
+        // Broker 0 stops answering; broker 1 drains (shutting down), so broker 2 takes over.
+        let silent = DEAD_AFTER.as_millis() as u32 / PROBE_EVERY.as_millis() as u32;
+        probe_for(&mut observed, silent - 1, &[(0, None), (1, DRAINING), (2, READY)]).await;
+        assert_eq!(observed.decide(7, 0, &[0, 1, 2], Instant::now()), Decision::Nothing, "not dead yet");
+        probe_for(&mut observed, 1, &[(0, None), (1, DRAINING), (2, READY)]).await;
+        assert_eq!(observed.decide(7, 0, &[0, 1, 2], Instant::now()), Decision::FailOver { to: 2 });
+        // With no eligible copy left, nothing moves (a write is refused rather than lost).
+        probe_for(&mut observed, silent, &[(0, None), (1, DRAINING), (2, None)]).await;
+        assert_eq!(observed.decide(7, 0, &[0, 1, 2], Instant::now()), Decision::Nothing);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_controller_gives_every_broker_a_full_grace_period() {
+        let mut observed = Observations::new(Instant::now());
+        tokio::time::advance(DEAD_AFTER - PROBE_EVERY).await;
+        observed.record(Instant::now(), [(1, READY)]);
+        assert_eq!(observed.decide(0, 0, &[0, 1, 2], Instant::now()), Decision::Nothing, "never heard, not yet dead");
+        tokio::time::advance(PROBE_EVERY).await;
+        observed.record(Instant::now(), [(1, READY)]);
+        assert_eq!(observed.decide(0, 0, &[0, 1, 2], Instant::now()), Decision::FailOver { to: 1 });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_owner_gets_its_partition_back_once_healthy_for_back_for_and_not_asked_twice_at_once() {
+        let mut observed = Observations::new(Instant::now());
+        let all = [(0, READY), (1, READY), (2, READY)];
+        let rounds_back = BACK_FOR.as_millis() as u32 / PROBE_EVERY.as_millis() as u32;
+        // Healthy from the first probe on; BACK_FOR later it is back.
+        probe_for(&mut observed, rounds_back, &all).await;
+        assert_eq!(observed.decide(3, 1, &[0, 1, 2], Instant::now()), Decision::Nothing, "not back long enough");
+        probe_for(&mut observed, 1, &all).await;
+        assert_eq!(observed.decide(3, 1, &[0, 1, 2], Instant::now()), Decision::HandBack { to: 0 });
+        probe_for(&mut observed, 1, &all).await;
+        assert_eq!(observed.decide(3, 1, &[0, 1, 2], Instant::now()), Decision::Nothing, "already asked");
+        assert_eq!(observed.decide(3, 0, &[0, 1, 2], Instant::now()), Decision::Nothing, "the owner leads");
+        // A draining owner is not given anything back.
+        let mut draining = Observations::new(Instant::now());
+        probe_for(&mut draining, rounds_back * 2, &[(0, DRAINING), (1, READY)]).await;
+        assert_eq!(draining.decide(3, 1, &[0, 1, 2], Instant::now()), Decision::Nothing);
     }
 }
