@@ -99,7 +99,8 @@ async fn the_peer_port_refuses_unsigned_forged_and_replayed_requests_and_acknowl
     let response = http.execute(forged_join).await.expect("signed join");
     let (status, body) = (response.status(), response.text().await.unwrap_or_default());
     assert_eq!(status, StatusCode::CONFLICT, "a join at live broker 1's address is refused: {body}");
-    assert!(body.contains("join_conflict"), "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap_or_default();
+    assert_eq!(error["error"], "conflict", "the peer port's one error type answers it: {body}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(raft_voters(&Endpoint::of(&brokers[0])).await.as_deref(), Some(&[0, 1, 2][..]), "no voter evicted");
 

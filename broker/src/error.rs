@@ -1,11 +1,16 @@
-//! The one error type of the HTTP API and the one place it maps to status codes.
-//! Each variant has a stable `error` code that clients can match on.
+//! The one error type of the client ports and the one place it maps to status codes.
+//! Each variant has a stable `error` code that clients can match on, and every body says
+//! whether sending the same request again may succeed (`retriable`, SPEC §12).
+//!
+//! Also here: how the client-port error and the peer port's [`PeerError`] translate into each
+//! other, for the services both ports share (a forwarded produce, a registration notice).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::consensus::RaftError;
+use crate::peer::PeerError;
 use crate::store::StorageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,12 +38,10 @@ pub enum ApiError {
     /// This broker does not (or no longer) lead the partition; nothing was stored.
     #[error("partition {0} is not led by this broker right now: retry shortly")]
     NotLeader(u32),
-    /// A request on the peer port without a valid credential (SPEC §13).
-    #[error("{0}")]
-    PeerUnauthenticated(String),
-    /// A broker tried to join at the address of another broker that is still alive.
-    #[error("{0}")]
-    JoinConflict(String),
+    /// Stored data that cannot be read or written, for a reason that asking again will not
+    /// clear (corrupt data, a failed disk, a partition failed after a bad write).
+    #[error("storage error: {0}")]
+    Storage(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// An error the HTTP layer answered before a handler ran (a path parameter that is not
@@ -54,6 +57,7 @@ pub const NOT_LEADER: &str = "not_leader";
 struct ErrorBody<'a> {
     error: &'a str,
     message: String,
+    retriable: bool,
 }
 
 impl ApiError {
@@ -64,12 +68,11 @@ impl ApiError {
             | ApiError::BadRequest(_)
             | ApiError::ConsumerConflict(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::ConsumerNotRegistered(_) | ApiError::JoinConflict(_) => StatusCode::CONFLICT,
-            ApiError::PeerUnauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::ConsumerNotRegistered(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) | ApiError::UnknownGroup(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Rejected { status, .. } => *status,
         }
     }
@@ -88,12 +91,17 @@ impl ApiError {
             ApiError::UnknownGroup(_) => "unknown_group",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotLeader(_) => NOT_LEADER,
-            ApiError::PeerUnauthenticated(_) => "peer_unauthenticated",
-            ApiError::JoinConflict(_) => "join_conflict",
+            ApiError::Storage(_) => "storage",
             ApiError::Internal(_) => "internal",
             ApiError::Rejected { status, .. } if status.is_server_error() => "internal",
             ApiError::Rejected { .. } => "bad_request",
         }
+    }
+
+    /// The same request may succeed later (the broker is starting, stopping, electing or
+    /// moving a partition): exactly the 503s, which also carry `Retry-After`.
+    pub fn retriable(&self) -> bool {
+        self.status() == StatusCode::SERVICE_UNAVAILABLE
     }
 }
 
@@ -103,7 +111,7 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(code = self.code(), "{self}");
         }
-        let body = ErrorBody { error: self.code(), message: self.to_string() };
+        let body = ErrorBody { error: self.code(), message: self.to_string(), retriable: self.retriable() };
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -112,22 +120,73 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Only what passes is answered 503 (retriable): a broker shutting down, a write that failed
+/// before anything was acknowledged (nothing was stored; the write path marks the partition
+/// failed if it must, and the next attempt then gets the 500 below), and the ends or epochs of
+/// a copy moving under a leadership change. Data that cannot be read, and a partition failed
+/// after a bad write, stay so until someone repairs the disk or restarts the broker: those are
+/// 500 `storage`, not retriable, and never called a write when they come from a read.
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::InvalidTopic(reason) => ApiError::InvalidTopic(reason),
             StorageError::Closed => ApiError::Unavailable("the broker is shutting down".into()),
-            other => ApiError::Unavailable(format!("the write could not be made durable ({other})")),
+            StorageError::Corrupt { .. } => {
+                ApiError::Storage(format!("the partition's stored data cannot be read ({e}); it needs repair"))
+            }
+            StorageError::Io { op, .. } if is_read(op) => {
+                ApiError::Storage(format!("the partition's stored data could not be read ({e})"))
+            }
+            StorageError::Poisoned { .. } => ApiError::Storage(e.to_string()),
+            StorageError::BatchSize { .. } => ApiError::BadRequest(e.to_string()),
+            StorageError::InvalidConfig(_) => ApiError::Internal(e.to_string()),
+            StorageError::OffsetMismatch { .. } | StorageError::StaleEpoch { .. } => {
+                ApiError::Unavailable(format!("the partition's leadership is changing ({e})"))
+            }
+            StorageError::Io { .. } => ApiError::Unavailable(format!("the write could not be made durable ({e})")),
         }
     }
+}
+
+/// The operations of [`StorageError::Io`] that only read (the store names them so).
+fn is_read(op: &str) -> bool {
+    matches!(op, "read" | "open" | "stat" | "list")
 }
 
 impl From<RaftError> for ApiError {
     fn from(e: RaftError) -> Self {
         match e {
             RaftError::Unavailable(reason) => ApiError::Unavailable(format!("consumer state unavailable ({reason})")),
-            RaftError::MemberAlive(reason) => ApiError::JoinConflict(reason),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A client-port service's failure answered on the peer port (a forwarded produce, a
+/// registration applied for another broker).
+impl From<ApiError> for PeerError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::NotLeader(partition) => PeerError::NotLeader(partition),
+            ApiError::BodyTooLarge { limit } => PeerError::BodyTooLarge { limit },
+            ApiError::Unavailable(_) => PeerError::Unavailable(e.to_string()),
+            ApiError::Storage(_) | ApiError::Internal(_) => PeerError::Internal(e.to_string()),
+            ApiError::Rejected { status, .. } if status.is_server_error() => PeerError::Internal(e.to_string()),
+            other => PeerError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+/// What another broker's refusal means to the client this broker answers for it.
+impl From<PeerError> for ApiError {
+    fn from(e: PeerError) -> Self {
+        match e {
+            PeerError::BadRequest(reason) => ApiError::BadRequest(reason),
+            PeerError::BodyTooLarge { limit } => ApiError::BodyTooLarge { limit },
+            PeerError::Internal(reason) => ApiError::Internal(format!("another broker failed: {reason}")),
+            // Credentials the brokers do not agree on, a stale view of the cluster: the
+            // operator or time fixes those, the client can only wait.
+            other => ApiError::Unavailable(format!("another broker refused the request ({other})")),
         }
     }
 }
@@ -141,5 +200,44 @@ mod tests {
         let r = ApiError::Unavailable("no quorum".into()).into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+    }
+
+    async fn body_of(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let r = e.into_response();
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.expect("body");
+        (status, serde_json::from_slice(&body).expect("JSON body"))
+    }
+
+    #[tokio::test]
+    async fn every_body_says_whether_to_retry() {
+        let (status, body) = body_of(ApiError::Unavailable("no quorum".into())).await;
+        assert_eq!((status, body["retriable"].as_bool()), (StatusCode::SERVICE_UNAVAILABLE, Some(true)));
+        let (status, body) = body_of(ApiError::BadRequest("no".into())).await;
+        assert_eq!((status, body["retriable"].as_bool()), (StatusCode::BAD_REQUEST, Some(false)));
+    }
+
+    #[tokio::test]
+    async fn a_read_error_is_a_storage_error_not_a_failed_write() {
+        let corrupt = StorageError::Corrupt {
+            path: "/data/topics/t/0/00000000000000000000.log".into(),
+            position: 2097139,
+            reason: "incomplete header (13 of 29 bytes)".into(),
+        };
+        let read =
+            StorageError::Io { op: "read", path: "/data/topics/t/0".into(), source: std::io::Error::other("EIO") };
+        for error in [corrupt, read] {
+            let (status, body) = body_of(ApiError::from(error)).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!((body["error"].as_str(), body["retriable"].as_bool()), (Some("storage"), Some(false)));
+            let message = body["message"].as_str().expect("message");
+            assert!(message.contains("/data/topics/t/0") && !message.contains("write"), "{message}");
+        }
+        let poisoned = ApiError::from(StorageError::Poisoned { topic: "t".into(), partition: 3 });
+        assert!(!poisoned.retriable() && poisoned.to_string().contains("t/3"), "{poisoned}");
+        let failed_fsync =
+            ApiError::from(StorageError::Io { op: "fsync", path: "/x".into(), source: std::io::Error::other("EIO") });
+        assert!(failed_fsync.retriable() && failed_fsync.to_string().contains("durable"));
+        assert!(ApiError::from(StorageError::Closed).retriable());
     }
 }

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod metrics;
 pub mod partitioning;
 pub mod peer;
+pub mod produce;
 pub mod replication;
 pub mod server;
 pub mod store;

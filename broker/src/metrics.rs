@@ -9,8 +9,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::consumer::ConsumerCounts;
-
 type Labels = Vec<(&'static str, String)>;
 
 pub struct Metrics {
@@ -29,9 +27,17 @@ pub struct Metrics {
     replicated_partitions: Gauge,
 }
 
-/// The sizes [`Metrics::render`] reports as gauges.
+/// The sizes [`Metrics::render`] reports as gauges (plain numbers, so metrics depend on no
+/// other module).
 pub struct StateSizes {
-    pub consumers: ConsumerCounts,
+    /// Consumers registered (replicated state).
+    pub consumers: usize,
+    /// Groups with at least one member.
+    pub groups: usize,
+    /// Consumers whose last request this broker remembers.
+    pub consumers_tracked: usize,
+    /// Groups this broker keeps read cursors for.
+    pub cursor_groups: usize,
     /// Topic partitions this broker leads with replication state (replicators, tail).
     pub replicated_partitions: usize,
 }
@@ -112,10 +118,10 @@ impl Metrics {
 
     /// Text exposition, with the gauges set to `sizes` first.
     pub fn render(&self, sizes: StateSizes) -> String {
-        self.consumers.set(sizes.consumers.registered as i64);
-        self.groups.set(sizes.consumers.groups as i64);
-        self.consumers_tracked.set(sizes.consumers.tracked as i64);
-        self.cursor_groups.set(sizes.consumers.cursor_groups as i64);
+        self.consumers.set(sizes.consumers as i64);
+        self.groups.set(sizes.groups as i64);
+        self.consumers_tracked.set(sizes.consumers_tracked as i64);
+        self.cursor_groups.set(sizes.cursor_groups as i64);
         self.replicated_partitions.set(sizes.replicated_partitions as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -134,8 +140,9 @@ mod tests {
         m.request("produce", 200);
         m.produce_records.inc_by(3);
         m.fsync(Duration::from_millis(2));
-        let consumers = ConsumerCounts { registered: 2, groups: 1, tracked: 2, cursor_groups: 1 };
-        let text = m.render(StateSizes { consumers, replicated_partitions: 0 });
+        let sizes =
+            StateSizes { consumers: 2, groups: 1, consumers_tracked: 2, cursor_groups: 1, replicated_partitions: 0 };
+        let text = m.render(sizes);
         assert!(text.contains("runnel_http_requests_total{endpoint=\"produce\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("runnel_produce_records_total 3"));
         assert!(text.contains("runnel_consumers 2"));

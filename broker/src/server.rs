@@ -2,7 +2,7 @@
 //! and the background tasks, and the graceful shutdown order.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,15 +10,16 @@ use anyhow::Context;
 use axum::{middleware, Router};
 use tokio::sync::watch;
 
-use crate::cluster::{form_cluster, load_or_create_node_id, peer_router, topology, Peers};
+use crate::cluster::{self, form_cluster, load_or_create_node_id, topology, Peers};
 use crate::config::Config;
 use crate::consensus::{RaftConfig, RaftNode};
-use crate::consumer::ConsumerService;
+use crate::consumer::{self, ConsumerService};
 use crate::http::{consumer_router, discovery_router, metrics_router, producer_router, AppState};
 use crate::limits::PEER_BODY_LIMIT;
 use crate::metrics::Metrics;
 use crate::partitioning::Ring;
 use crate::peer::{require_peer_auth, PeerHttp, PeerVerifier};
+use crate::produce::{self, ProduceService};
 use crate::replication::{replication_router, Leadership, Replication};
 use crate::store::{Storage, StorageConfig};
 use crate::supervisor::Supervisor;
@@ -86,26 +87,36 @@ impl Broker {
             config.poll_max_bytes,
             config.consumer_timeout(),
         ));
+        let produce = Arc::new(ProduceService::new(
+            replication.clone(),
+            peers.clone(),
+            ring,
+            config.max_request_size,
+            config.produce_buffer,
+        ));
         let app = Arc::new(AppState {
             storage: storage.clone(),
             raft: raft.clone(),
             consumers: consumers.clone(),
+            produce: produce.clone(),
             replication: replication.clone(),
             metrics,
             ring,
             peers: peers.clone(),
             producer_port: config.producer_port,
             consumer_port: config.consumer_port,
-            max_request_size: config.max_request_size,
             max_consumer_topics: config.max_consumer_topics,
-            produce_budget: tokio::sync::Semaphore::new(config.produce_buffer.max(config.max_request_size)),
-            produce_turn: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
         });
 
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Supervisor::new(stopped.clone());
-        let mut peer = raft.peer_router().merge(peer_router(app.clone())).merge(replication_router(replication.clone()));
+        let mut peer = raft
+            .peer_router()
+            .merge(cluster::peer_router(raft.clone(), peers.clone()))
+            .merge(consumer::peer_router(consumers.clone()))
+            .merge(produce::peer_router(produce))
+            .merge(replication_router(replication.clone()));
         if let Some(secret) = peer_secret {
             let verifier = PeerVerifier::new(secret, PEER_BODY_LIMIT);
             peer = peer.layer(middleware::from_fn_with_state(verifier, require_peer_auth));

@@ -15,7 +15,7 @@ use super::network::PeerNetwork;
 use super::state_machine::StateMachine;
 use super::type_config::{NodeId, Raft};
 use crate::cluster_state::{ClusterState, Command, CommandResult};
-use crate::peer::{PeerHttp, PeerRequest};
+use crate::peer::{answer_json, PeerError, PeerHttp, PeerRequest};
 use crate::timing::{PROPOSE_TIMEOUT, RAFT_ELECTION_MAX, RAFT_ELECTION_MIN, RAFT_HEARTBEAT};
 
 /// Pause between attempts while no leader can take a proposal.
@@ -50,6 +50,31 @@ pub enum RaftError {
     /// A join at the address of a member that still answers there under its own id.
     #[error("{0}")]
     MemberAlive(String),
+}
+
+/// How a Raft failure answers on the peer port (proposals and reads forwarded to the leader,
+/// joins).
+impl From<RaftError> for PeerError {
+    fn from(e: RaftError) -> Self {
+        match e {
+            RaftError::Unavailable(reason) => PeerError::Unavailable(reason),
+            RaftError::MemberAlive(reason) => PeerError::Conflict(reason),
+            other => PeerError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// What a peer's error answer means to this node: only a leader that cannot decide *now*
+/// (no quorum, leadership moving) is worth asking again.
+impl From<PeerError> for RaftError {
+    fn from(e: PeerError) -> Self {
+        match e {
+            PeerError::Unavailable(reason) => RaftError::Unavailable(reason),
+            PeerError::NotLeader(_) | PeerError::WrongNode(_) => RaftError::Unavailable(e.to_string()),
+            PeerError::Conflict(reason) => RaftError::MemberAlive(reason),
+            other => RaftError::Fatal(format!("the Raft leader refused the request: {other}")),
+        }
+    }
 }
 
 /// How long a join waits for the member already at the joiner's address to say it is alive.
@@ -175,7 +200,7 @@ impl RaftNode {
         }
     }
 
-    /// Sends `call` to the Raft leader at `addr`, which answers `Result<T, String>` as JSON.
+    /// Sends `call` to the Raft leader at `addr`, which answers `T` as JSON, or a [`PeerError`].
     /// A leader that was cut off may never answer: once another is elected, the call is given
     /// up as unavailable (and the caller retries with the new one).
     async fn ask_leader<T: serde::de::DeserializeOwned>(&self, addr: &str, call: PeerRequest) -> Result<T, RaftError> {
@@ -185,11 +210,7 @@ impl RaftNode {
                 .send()
                 .await
                 .map_err(|e| RaftError::Unavailable(format!("Raft leader {addr} unreachable: {e}")))?;
-            let answer: Result<T, String> = response
-                .json()
-                .await
-                .map_err(|e| RaftError::Unavailable(format!("bad answer from Raft leader {addr}: {e}")))?;
-            answer.map_err(RaftError::Unavailable)
+            Ok(answer_json(response).await?)
         };
         tokio::select! {
             answer = ask => answer,

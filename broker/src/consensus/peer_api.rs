@@ -2,7 +2,6 @@
 //! broker that is not the leader.
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,6 +15,7 @@ use openraft::raft::{
 use super::node::RaftNode;
 use super::type_config::{NodeId, TypeConfig};
 use crate::cluster_state::{Command, CommandResult};
+use crate::peer::PeerError;
 
 /// Names the node a Raft RPC is meant for. A broker wiped and started again at the same address
 /// has a new node id: it must refuse RPCs meant for the old one, or the leader would read its
@@ -37,13 +37,14 @@ pub fn router(node: RaftNode) -> Router {
         .with_state(node)
 }
 
-/// 421 Misdirected Request for an RPC meant for another node id than this one.
+/// [`PeerError::WrongNode`] (421 Misdirected Request) for an RPC meant for another node id
+/// than this one.
 async fn only_for_this_node(State(node): State<RaftNode>, request: Request, next: Next) -> Response {
     let target = request.headers().get(RAFT_TARGET_HEADER).and_then(|v| v.to_str().ok()?.parse::<NodeId>().ok());
     match target {
         Some(target) if target != node.node_id() => {
             let message = format!("this address now serves Raft node {}, not {target}", node.node_id());
-            (StatusCode::MISDIRECTED_REQUEST, message).into_response()
+            PeerError::WrongNode(message).into_response()
         }
         _ => next.run(request).await,
     }
@@ -70,9 +71,10 @@ async fn snapshot(
     Json(node.raft().install_snapshot(rpc).await)
 }
 
-/// A command forwarded by another broker; answered only if this broker leads (one hop).
-async fn propose(State(node): State<RaftNode>, Json(command): Json<Command>) -> Json<Result<CommandResult, String>> {
-    Json(node.propose_local(command).await.map_err(|e| e.to_string()))
+/// A command forwarded by another broker; answered only if this broker leads (one hop), else
+/// 503 (the sender retries with the leader it learns of).
+async fn propose(State(node): State<RaftNode>, Json(command): Json<Command>) -> Result<Json<CommandResult>, PeerError> {
+    Ok(Json(node.propose_local(command).await?))
 }
 
 /// This broker's node id: a join at this address asks it to tell whether this node is alive.
@@ -81,6 +83,6 @@ async fn node_id(State(node): State<RaftNode>) -> Json<NodeId> {
 }
 
 /// The log index a reader must have applied to see every committed change (leader only).
-async fn read_index(State(node): State<RaftNode>) -> Json<Result<Option<u64>, String>> {
-    Json(node.read_index_here().await.map_err(|e| e.to_string()))
+async fn read_index(State(node): State<RaftNode>) -> Result<Json<Option<u64>>, PeerError> {
+    Ok(Json(node.read_index_here().await?))
 }

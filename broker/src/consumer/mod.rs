@@ -3,10 +3,12 @@
 mod activity;
 mod assignment;
 mod cursors;
+mod peer_api;
 mod pending_commits;
 mod record_json;
 mod service;
 
 pub use assignment::TopicPartition;
+pub use peer_api::router as peer_router;
 pub use record_json::write_record;
 pub use service::{Chunk, ConsumerCounts, ConsumerService, PollOutcome, Registration};

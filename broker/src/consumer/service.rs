@@ -5,22 +5,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::{ActivityReport, Peers, PositionsRequest, RegistrationNotice};
+use super::activity::Activity;
+use super::assignment::{assigned_to, TopicPartition};
+use super::cursors::{take_uncommitted, Cursor, Cursors, GroupCursors};
+use super::peer_api::{notify_registration, positions_elsewhere, report_activity, RegistrationNotice};
+use super::pending_commits::PendingCommits;
+use crate::cluster::Peers;
 use crate::cluster_state::{ClusterState, Command, CommandResult, Consumer, OffsetCommit, StartPolicy};
 use crate::consensus::RaftNode;
 use crate::error::ApiError;
 use crate::partitioning::Ring;
 use crate::replication::Replication;
 use crate::store::{Storage, StoredRecord};
-use crate::timing::PEER_REQUEST_TIMEOUT;
-
-use super::activity::Activity;
-use super::assignment::{assigned_to, TopicPartition};
-use super::cursors::{take_uncommitted, Cursor, Cursors, GroupCursors};
-use super::pending_commits::PendingCommits;
-
-/// How long a registration waits for each other broker to apply it.
-const NOTICE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What a registration did.
 #[derive(Debug, PartialEq, Eq)]
@@ -97,9 +93,14 @@ impl ConsumerService {
     }
 
     /// Registers `consumer`. The answer comes once the registration is applied here and on
-    /// every broker that answers within [`NOTICE_TIMEOUT`] (SPEC §4: it then holds on every
+    /// every broker that answers within a few seconds (SPEC §4: it then holds on every
     /// broker), so no broker still deals the group's partitions to the members it had before:
     /// a poll right after a join never gets records another member is about to read too.
+    ///
+    /// A broker that does not answer in time (down, or cut off) is left out: it catches up by
+    /// itself, and until then it may deal partitions by the older membership, so a few records
+    /// may come twice; none go missing. A broker that missed a new group's start reads that
+    /// group's partitions from the earliest offset instead.
     pub async fn register(&self, consumer: Consumer) -> Result<Registration, ApiError> {
         let id = consumer.id.clone();
         let (group, topics, policy) = (consumer.group.clone(), consumer.topics.clone(), consumer.policy);
@@ -117,7 +118,7 @@ impl ConsumerService {
         let start_latest = registration == Registration::Registered && policy == StartPolicy::Latest;
         let notice = RegistrationNotice { group, topics, start_latest };
         self.apply_registration(&notice).await?;
-        self.notify_peers(&notice).await;
+        notify_registration(&self.peers, &notice).await;
         Ok(registration)
     }
 
@@ -164,23 +165,6 @@ impl ConsumerService {
         Ok(())
     }
 
-    /// Tells every other broker about a registration and waits until each has applied it
-    /// ([`ConsumerService::apply_registration`]). A broker that does not answer within
-    /// [`NOTICE_TIMEOUT`] (down, or cut off) is left out: it catches up by itself, and until
-    /// then it may deal partitions by the older membership, so a few records may come twice;
-    /// none go missing. A broker that missed a new group's start reads that group's partitions
-    /// from the earliest offset instead.
-    async fn notify_peers(&self, notice: &RegistrationNotice) {
-        let group = &notice.group;
-        for (peer, result) in self.peers.post_to_others("/cluster/registered", notice, NOTICE_TIMEOUT).await {
-            match result {
-                Ok(r) if r.status().is_success() => {}
-                Ok(r) => tracing::warn!(peer, %group, status = %r.status(), "broker could not apply a registration"),
-                Err(e) => tracing::warn!(peer, %group, "broker unreachable to apply a registration: {e}"),
-            }
-        }
-    }
-
     /// Requests that another broker saw, reported so the Raft leader can time consumers out.
     pub fn note_activity(&self, consumers: &[String]) {
         consumers.iter().for_each(|id| self.activity.seen(id));
@@ -193,10 +177,7 @@ impl ConsumerService {
             return;
         }
         let Some(leader) = self.raft.leader_addr() else { return };
-        let report = ActivityReport { consumers };
-        if let Err(e) = self.peers.http().post(format!("http://{leader}/cluster/activity")).json(&report).send().await {
-            tracing::debug!(%leader, "could not report consumer activity: {e}");
-        }
+        report_activity(&self.peers, &leader, consumers).await;
     }
 
     /// Partitions this broker leads and serves.
@@ -304,8 +285,17 @@ impl ConsumerService {
         Ok(())
     }
 
+    /// Positions the consumer named reached on this broker since they were last committed
+    /// (none for a consumer unknown here).
+    pub async fn positions_here(&self, consumer_id: &str) -> Vec<OffsetCommit> {
+        match self.raft.read(|s| s.consumers.get(consumer_id).cloned()) {
+            Some(consumer) => self.local_positions(&consumer).await,
+            None => Vec::new(),
+        }
+    }
+
     /// Positions this consumer reached on this broker since they were last committed.
-    pub async fn local_positions(&self, consumer: &Consumer) -> Vec<OffsetCommit> {
+    async fn local_positions(&self, consumer: &Consumer) -> Vec<OffsetCommit> {
         let group_cursors = self.cursors.group(&consumer.group);
         let mut cursors = group_cursors.lock().await;
         take_uncommitted(&mut cursors, &consumer.id)
@@ -323,19 +313,9 @@ impl ConsumerService {
     /// or goodbye on any broker covers everything it read. A broker that does not answer
     /// keeps its positions uncommitted: those records may come again, none are skipped.
     async fn cluster_positions(&self, consumer: &Consumer) -> Vec<OffsetCommit> {
-        let request = PositionsRequest { consumer_id: consumer.id.clone() };
-        let answers = self.peers.post_to_others("/cluster/positions", &request, PEER_REQUEST_TIMEOUT).await;
+        let elsewhere = positions_elsewhere(&self.peers, &consumer.id).await;
         let mut offsets = self.local_positions(consumer).await;
-        for (peer, result) in answers {
-            match result {
-                Ok(r) if r.status().is_success() => match r.json::<Vec<OffsetCommit>>().await {
-                    Ok(theirs) => offsets.extend(theirs),
-                    Err(e) => tracing::warn!(peer, consumer = %consumer.id, "bad positions answer: {e}"),
-                },
-                Ok(r) => tracing::warn!(peer, consumer = %consumer.id, status = %r.status(), "positions not available"),
-                Err(e) => tracing::warn!(peer, consumer = %consumer.id, "broker unreachable for positions: {e}"),
-            }
-        }
+        offsets.extend(elsewhere);
         offsets
     }
 

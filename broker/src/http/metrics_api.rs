@@ -12,8 +12,12 @@ pub fn router(app: SharedState) -> Router {
 }
 
 async fn metrics(State(app): State<SharedState>) -> impl IntoResponse {
+    let consumers = app.consumers.counts();
     let sizes = StateSizes {
-        consumers: app.consumers.counts(),
+        consumers: consumers.registered,
+        groups: consumers.groups,
+        consumers_tracked: consumers.tracked,
+        cursor_groups: consumers.cursor_groups,
         replicated_partitions: app.replication.replicated_partitions(),
     };
     let body = app.metrics.render(sizes);

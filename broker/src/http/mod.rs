@@ -7,7 +7,7 @@ mod producer_api;
 mod query;
 mod status;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::http::{header, Method, Uri};
@@ -20,6 +20,7 @@ use crate::consumer::ConsumerService;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::partitioning::Ring;
+use crate::produce::ProduceService;
 use crate::replication::Replication;
 use crate::store::Storage;
 
@@ -33,17 +34,14 @@ pub struct AppState {
     pub storage: Storage,
     pub raft: RaftNode,
     pub consumers: Arc<ConsumerService>,
+    pub produce: Arc<ProduceService>,
     pub replication: Arc<Replication>,
     pub metrics: Arc<Metrics>,
     pub ring: Ring,
     pub peers: Peers,
     pub producer_port: u16,
     pub consumer_port: u16,
-    pub max_request_size: usize,
     pub max_consumer_topics: usize,
-    /// Produce bytes that may be in flight at once; requests beyond wait (back-pressure).
-    pub produce_budget: tokio::sync::Semaphore,
-    pub produce_turn: AtomicUsize,
     pub shutting_down: AtomicBool,
 }
 

@@ -1,6 +1,6 @@
-//! `POST /v1/topic/{topic}/messages` (SPEC §3).
+//! `POST /v1/topic/{topic}/messages` (SPEC §3): parses the request and answers; the
+//! [`crate::produce`] service chooses the partition and stores the records.
 
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -14,7 +14,6 @@ use serde::Serialize;
 
 use super::query::Params;
 use super::{status::status, with_fallbacks, SharedState};
-use crate::cluster::produce_to_leader;
 use crate::error::ApiError;
 use crate::store::validate_topic_name;
 
@@ -75,20 +74,13 @@ async fn store(
     body: Body,
 ) -> Result<Produced, ApiError> {
     validate_topic_name(topic)?;
-    let limit = app.max_request_size;
+    let limit = app.produce.max_request_size();
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit + DRAIN_LIMIT) {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    // Reserve the body's size before reading it: when the broker is saturated, requests wait
-    // here with their bodies still in the socket, so memory stays bounded.
-    let reserve = declared.unwrap_or(limit).max(1).min(limit) as u32;
-    let _permit = app
-        .produce_budget
-        .acquire_many(reserve)
-        .await
-        .map_err(|_| ApiError::Unavailable("the broker is shutting down".into()))?;
+    let _permit = app.produce.reserve(declared).await?;
     let body = read_body(body, limit).await?;
     // Checked once the body is in: a request still uploading when shutdown begins is refused
     // (the client retries elsewhere), one already writing is finished.
@@ -101,26 +93,18 @@ async fn store(
     if records.is_empty() {
         return Err(ApiError::EmptyBody);
     }
-    let partition = match key {
-        Some(key) => app.ring.partition_of_key(key.as_bytes()),
-        None => {
-            let local = app.ring.partitions_of_broker(app.peers.ordinal());
-            let turn = app.produce_turn.fetch_add(1, Ordering::Relaxed) as u32;
-            local.start + turn % (local.end - local.start)
-        }
-    };
     let bytes: usize = records.iter().map(Bytes::len).sum();
-    let appended = produce_to_leader(&app.replication, &app.peers, topic, partition, records).await?;
-    app.metrics.produce_records.inc_by(appended.count as u64);
+    let stored = app.produce.produce(topic, key.map(str::as_bytes), records).await?;
+    app.metrics.produce_records.inc_by(stored.appended.count as u64);
     app.metrics.produce_bytes.inc_by(bytes as u64);
-    let info = app.ring.info(partition);
+    let info = app.ring.info(stored.partition);
     Ok(Produced {
         topic: topic.to_string(),
-        partition,
+        partition: stored.partition,
         token: info.token.to_string(),
         range_index: info.range_index,
-        start_offset: appended.base_offset.to_string(),
-        count: appended.count,
+        start_offset: stored.appended.base_offset.to_string(),
+        count: stored.appended.count,
     })
 }
 

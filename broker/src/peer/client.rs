@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{now_ms, sign, Credential, PeerSecret, SignedParts};
+use super::{now_ms, sign, Credential, PeerError, PeerSecret, SignedParts};
 use crate::timing::PEER_REQUEST_TIMEOUT;
 
 #[derive(Clone)]
@@ -76,6 +77,24 @@ impl PeerRequest {
         }
         client.execute(request).await
     }
+}
+
+/// The body of a successful answer, or the [`PeerError`] the peer answered with (one that
+/// breaks off mid-answer is [`PeerError::Unavailable`]: the peer may have gone away).
+pub async fn answer_bytes(response: reqwest::Response) -> Result<bytes::Bytes, PeerError> {
+    let status = response.status();
+    let body =
+        response.bytes().await.map_err(|e| PeerError::Unavailable(format!("the peer failed mid-answer: {e}")))?;
+    if !status.is_success() {
+        return Err(PeerError::from_answer(status, &body));
+    }
+    Ok(body)
+}
+
+/// A successful answer read as JSON `T`, or the [`PeerError`] the peer answered with.
+pub async fn answer_json<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, PeerError> {
+    let body = answer_bytes(response).await?;
+    serde_json::from_slice(&body).map_err(|e| PeerError::Unavailable(format!("bad answer from the peer: {e}")))
 }
 
 /// Adds the credential headers to a finished request (now, with a fresh nonce).

@@ -12,8 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::replay::Refusal;
-use super::{now_ms, verify, Credential, CredentialError, NonceCache, PeerSecret, SignedParts};
-use crate::error::ApiError;
+use super::{now_ms, verify, Credential, CredentialError, NonceCache, PeerError, PeerSecret, SignedParts};
 
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -28,11 +27,11 @@ pub enum PeerAuthError {
     Busy,
 }
 
-impl From<PeerAuthError> for ApiError {
+impl From<PeerAuthError> for PeerError {
     fn from(e: PeerAuthError) -> Self {
         match e {
-            PeerAuthError::Busy => ApiError::Unavailable(e.to_string()),
-            other => ApiError::PeerUnauthenticated(other.to_string()),
+            PeerAuthError::Busy => PeerError::Unavailable(e.to_string()),
+            other => PeerError::Unauthenticated(other.to_string()),
         }
     }
 }
@@ -96,17 +95,17 @@ pub async fn require_peer_auth(State(verifier): State<PeerVerifier>, request: Re
     let parts = SignedParts { method: head.method.as_str(), path_and_query, headers: &head.headers, body: &body };
     if let Err(error) = verifier.check(&parts) {
         verifier.note_refusal(remote, head.uri.path(), &error);
-        return ApiError::from(error).into_response();
+        return PeerError::from(error).into_response();
     }
     next.run(Request::from_parts(head, Body::from(body))).await
 }
 
-fn body_error(e: axum::Error, limit: usize) -> ApiError {
+fn body_error(e: axum::Error, limit: usize) -> PeerError {
     let e = e.into_inner();
     if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-        ApiError::BodyTooLarge { limit }
+        PeerError::BodyTooLarge { limit }
     } else {
-        ApiError::BadRequest(format!("the request body could not be read: {e}"))
+        PeerError::BadRequest(format!("the request body could not be read: {e}"))
     }
 }
 

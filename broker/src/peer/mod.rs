@@ -18,7 +18,7 @@ mod secret;
 
 use std::time::Duration;
 
-pub use client::{sign_request, PeerHttp, PeerRequest};
+pub use client::{answer_bytes, answer_json, sign_request, PeerHttp, PeerRequest};
 pub use credential::{sign, verify, Credential, CredentialError, SignedParts};
 pub use error::{PeerError, PeerErrorBody};
 pub use layer::{require_peer_auth, PeerAuthError, PeerVerifier};

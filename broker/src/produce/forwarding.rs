@@ -1,0 +1,67 @@
+//! Sending a produce to the broker that leads its partition, wherever it arrived. While
+//! leadership moves (a failover or a hand-over), the write is retried against the new leader
+//! for up to [`crate::timing::LEADER_WAIT`], so producers see a slower answer instead of an error.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::peer_api::{forward, Retry};
+use super::ProduceService;
+use crate::error::ApiError;
+use crate::store::Appended;
+use crate::timing::LEADER_WAIT;
+
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+impl ProduceService {
+    /// Appends `records` on the partition's leader (this broker or another) and returns once a
+    /// majority of its copies hold them.
+    pub(super) async fn produce_to_leader(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Bytes>,
+    ) -> Result<Appended, ApiError> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let leader = self.replication.leadership().current(partition).broker;
+            let attempt = if leader == self.peers.ordinal() {
+                match self.replication.append(topic, partition, records.clone()).await {
+                    Err(ApiError::NotLeader(_)) => {
+                        Err(Retry(format!("this broker is not serving partition {partition} yet")))
+                    }
+                    other => Ok(other),
+                }
+            } else {
+                // A leader that is cut off may never answer; once Raft names another, that one
+                // is asked instead (the old one is fenced and can no longer acknowledge anything).
+                tokio::select! {
+                    answer = forward(&self.peers, leader, topic, partition, &records) => answer,
+                    _ = self.leadership_moves(partition, leader) => {
+                        Err(Retry(format!("leadership moved away from broker {leader}")))
+                    }
+                }
+            };
+            match attempt {
+                Ok(result) => return result,
+                Err(Retry(reason)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(%topic, partition, leader, "produce waits for the partition's leader: {reason}");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(Retry(reason)) => {
+                    return Err(ApiError::Unavailable(format!(
+                        "partition {partition} has no reachable leader ({reason})"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Resolves once the applied Raft state names a leader other than `leader`.
+    async fn leadership_moves(&self, partition: u32, leader: u32) {
+        while self.replication.leadership().current(partition).broker == leader {
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+}

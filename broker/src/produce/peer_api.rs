@@ -1,0 +1,72 @@
+//! The forwarded-produce conversation of the peer port, both sides: a broker that received a
+//! produce for a partition another broker leads sends the records there (framed: u32 length,
+//! bytes), and the leader appends them and answers the [`Appended`] offsets, or a
+//! [`PeerError`] (`not_leader` when it does not lead the partition (yet): nothing was stored).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+
+use super::ProduceService;
+use crate::cluster::{decode_frames, encode_frames, Peers};
+use crate::error::ApiError;
+use crate::peer::{answer_json, PeerError};
+use crate::store::{validate_topic_name, Appended};
+use crate::timing::FORWARD_TIMEOUT;
+
+pub fn router(produce: Arc<ProduceService>) -> Router {
+    Router::new()
+        .route("/cluster/produce/{topic}/{partition}", post(append))
+        .layer(DefaultBodyLimit::max(crate::limits::PEER_BODY_LIMIT))
+        .with_state(produce)
+}
+
+fn path(topic: &str, partition: u32) -> String {
+    format!("/cluster/produce/{topic}/{partition}")
+}
+
+/// A produce forwarded by the broker that received it.
+async fn append(
+    State(produce): State<Arc<ProduceService>>,
+    Path((topic, partition)): Path<(String, u32)>,
+    body: Bytes,
+) -> Result<Json<Appended>, PeerError> {
+    validate_topic_name(&topic).map_err(|e| PeerError::BadRequest(e.to_string()))?;
+    if partition >= produce.ring.partitions() {
+        return Err(PeerError::BadRequest(format!("no partition {partition}")));
+    }
+    let records = decode_frames(&body).map_err(PeerError::BadRequest)?;
+    Ok(Json(produce.replication.append(&topic, partition, records).await?))
+}
+
+/// Not acknowledged: the records may be sent again (at worst stored twice, never lost).
+pub(super) struct Retry(pub String);
+
+/// Sends `records` to broker `leader`: its answer, or [`Retry`] when it could not have stored
+/// them (unreachable, or not the leader).
+pub(super) async fn forward(
+    peers: &Peers,
+    leader: u32,
+    topic: &str,
+    partition: u32,
+    records: &[Bytes],
+) -> Result<Result<Appended, ApiError>, Retry> {
+    let url = peers.url(leader, &path(topic, partition));
+    let response = match peers.http().post(url).body(encode_frames(records)).timeout(FORWARD_TIMEOUT).send().await {
+        Ok(response) => response,
+        Err(e) if e.is_connect() => return Err(Retry(format!("broker {leader} is unreachable: {e}"))),
+        Err(e) => {
+            return Ok(Err(ApiError::Unavailable(format!(
+                "the leader of partition {partition} (broker {leader}) failed mid-request: {e}"
+            ))))
+        }
+    };
+    match answer_json(response).await {
+        Ok(appended) => Ok(Ok(appended)),
+        Err(PeerError::NotLeader(_)) => Err(Retry(format!("broker {leader} does not lead it (yet)"))),
+        Err(refused) => Ok(Err(ApiError::from(refused))),
+    }
+}
