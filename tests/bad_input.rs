@@ -63,6 +63,35 @@ async fn every_kind_of_bad_request_gets_a_clear_4xx_and_the_broker_keeps_serving
         let error: Value =
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {url}: error body is JSON: {text}"));
         assert!(error["error"].is_string() && error["message"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
+        assert_eq!(error["retriable"], json!(false), "{method} {url}: a 4xx is not worth retrying: {text}");
+    }
+
+    // Our limits on the request head answer JSON before hyper's bodiless ones are reached.
+    let long_query = format!("{producer}/v1/topic/ok/messages?partitionKey={}", "k".repeat(9 * 1024));
+    let long_poll = format!("{consumer}/poll?consumerId={}", "c".repeat(9 * 1024));
+    let big_header = "v".repeat(17 * 1024);
+    let head_cases = [
+        (http.post(&long_query).body("x"), StatusCode::URI_TOO_LONG, "uri_too_long"),
+        (http.post(&long_poll), StatusCode::URI_TOO_LONG, "uri_too_long"),
+        (
+            http.post(format!("{producer}/v1/topic/ok/messages")).header("x-big", &big_header).body("x"),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+        ),
+        (
+            http.get(broker.url(9250, "/v1/brokers")).header("x-big", &big_header),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+        ),
+    ];
+    for (request, expected, code) in head_cases {
+        let response = request.send().await.expect("send");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        assert_eq!(status, expected, "{text}");
+        let error: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("error body is JSON: {text:?}"));
+        assert_eq!(error["error"], code, "{text}");
+        assert_eq!(error["retriable"], json!(false), "{text}");
     }
 
     let (status, _) = client.produce("big", None, "text/plain", "x".repeat(1025)).await;

@@ -23,6 +23,10 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error("{0}")]
     BadRequest(String),
+    #[error("the request target is longer than {limit} bytes")]
+    UriTooLong { limit: usize },
+    #[error("the request headers are larger than {limit} bytes in all")]
+    HeadersTooLarge { limit: usize },
     #[error("consumer '{0}' is not registered: register it again, then retry")]
     ConsumerNotRegistered(String),
     #[error("consumer '{0}' is already registered with a different group or topics")]
@@ -68,6 +72,8 @@ impl ApiError {
             | ApiError::BadRequest(_)
             | ApiError::ConsumerConflict(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::ConsumerNotRegistered(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) | ApiError::UnknownGroup(_) => StatusCode::NOT_FOUND,
@@ -84,6 +90,8 @@ impl ApiError {
             ApiError::EmptyBody => "empty_body",
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::UriTooLong { .. } => "uri_too_long",
+            ApiError::HeadersTooLarge { .. } => "headers_too_large",
             ApiError::ConsumerNotRegistered(_) => "consumer_not_registered",
             ApiError::ConsumerConflict(_) => "consumer_conflict",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",

@@ -1,4 +1,5 @@
-//! Size limits that follow from the storage format and bind several modules.
+//! Size limits that follow from the storage format and bind several modules, and the client
+//! ports' limits on a request's head.
 
 use crate::store::MAX_BATCH_BODY;
 
@@ -11,6 +12,18 @@ pub const MAX_REQUEST_SIZE_LIMIT: usize = MAX_BATCH_BODY / 5 * 2;
 /// forwarded produce, or replication of one batch), which are laid out as a batch body, so
 /// at most [`MAX_BATCH_BODY`]; Raft's entries and snapshot chunks are far smaller.
 pub const PEER_BODY_LIMIT: usize = MAX_BATCH_BODY + 64 * 1024;
+
+/// The longest request target (path and query) a client port takes; a longer one is answered
+/// a JSON 414. Far below hyper's own limit (65,534 bytes, answered 414 with no body), so ours
+/// is the one clients meet. SPEC's URLs (a topic of at most 249 characters, a consumer id, a
+/// group, a few topics) fit many times over.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The most header bytes (names, values and 4 bytes of separators each) a client port takes;
+/// more is answered a JSON 431. Far below hyper's own limit on a request head (about 408 KiB,
+/// answered 431 with no body). Hyper also refuses more than 100 headers, whatever their size,
+/// before any of our code runs: that 431 stays bodiless.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 // The largest request of one-byte lines, framed (4 bytes of length a record), fits one batch.
 const _: () = assert!((MAX_REQUEST_SIZE_LIMIT / 2) * (4 + 1) <= MAX_BATCH_BODY);

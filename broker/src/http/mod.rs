@@ -5,6 +5,7 @@ mod discovery_api;
 mod metrics_api;
 mod producer_api;
 mod query;
+mod request_limits;
 mod status;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,8 +66,10 @@ impl AppState {
 
 pub type SharedState = Arc<AppState>;
 
-/// JSON 404/405 for every router, and JSON for the errors axum's extractors answer
-/// themselves (a bad path parameter, say), so no client ever gets an empty or plain-text error.
+/// JSON 404/405 for every router, JSON for the errors axum's extractors answer themselves (a
+/// bad path parameter, say), and our limits on the request head, so no client gets an empty
+/// or plain-text error from us (what hyper refuses before any router runs is listed in
+/// [`crate::limits`]).
 fn with_fallbacks(router: Router<SharedState>) -> Router<SharedState> {
     router
         .fallback(|uri: Uri| async move { ApiError::NotFound(uri.path().to_string()) })
@@ -74,6 +77,7 @@ fn with_fallbacks(router: Router<SharedState>) -> Router<SharedState> {
             ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
         })
         .layer(axum::middleware::map_response(errors_as_json))
+        .layer(axum::middleware::from_fn(request_limits::within_request_limits))
 }
 
 /// Rewrites an error response that is not JSON into [`ApiError::Rejected`] with its text.
