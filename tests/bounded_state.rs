@@ -35,7 +35,7 @@ async fn all_reach_zero(http: &reqwest::Client, brokers: &[BrokerProcess], name:
 #[tokio::test]
 async fn clients_cannot_make_brokers_keep_tasks_or_consumers_that_the_cluster_does_not_have() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let brokers = start_cluster(dir.path(), 3, &[("RUNNEL_CONSUMER_TIMEOUT_MS", "1000")]);
+    let brokers = start_cluster(dir.path(), 3, &[("RUNNEL_CONSUMER_TIMEOUT_MS", "5000")]);
     let clients: Vec<TestClient> = brokers.iter().map(TestClient::new).collect();
     let http = reqwest::Client::new();
 

@@ -90,6 +90,18 @@ async fn the_peer_port_refuses_unsigned_forged_and_replayed_requests_and_acknowl
     let health = signed_request(&http, &secret, Method::GET, &peer("/cluster/health"), None);
     let replay = health.try_clone().expect("clone the request");
     assert_eq!(http.execute(health).await.expect("health").status(), StatusCode::OK, "a signed request passes");
+    // Signed but wrong: every answer of the peer port is its JSON error, also the ones axum
+    // gives before a handler runs.
+    for (method, path, json, expected) in [
+        (Method::GET, "/cluster/nowhere", None, StatusCode::NOT_FOUND),
+        (Method::POST, "/cluster/fence/0", Some(json!(["not", "a", "fence"])), StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let request = signed_request(&http, &secret, method, &peer(path), json.as_ref());
+        let response = http.execute(request).await.expect("signed request");
+        assert_eq!(response.status(), expected, "{path}");
+        let body: Value = response.json().await.unwrap_or_else(|e| panic!("{path}: a JSON error body: {e}"));
+        assert!(body["error"].is_string() && body["message"].is_string(), "{path}: {body}");
+    }
     assert_refused("replayed signed request", http.execute(replay).await.expect("replay")).await;
 
     // Even with the secret, a join under a made-up id at a live broker's address evicts nobody.

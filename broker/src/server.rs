@@ -18,7 +18,7 @@ use crate::http::{consumer_router, discovery_router, metrics_router, producer_ro
 use crate::limits::PEER_BODY_LIMIT;
 use crate::metrics::Metrics;
 use crate::partitioning::Ring;
-use crate::peer::{require_peer_auth, PeerHttp, PeerVerifier};
+use crate::peer::{peer_errors_as_json, require_peer_auth, PeerError, PeerHttp, PeerVerifier};
 use crate::produce::{self, ProduceService};
 use crate::replication::{replication_router, Leadership, Replication};
 use crate::store::{Storage, StorageConfig};
@@ -116,7 +116,9 @@ impl Broker {
             .merge(cluster::peer_router(raft.clone(), peers.clone()))
             .merge(consumer::peer_router(consumers.clone()))
             .merge(produce::peer_router(produce))
-            .merge(replication_router(replication.clone()));
+            .merge(replication_router(replication.clone()))
+            .fallback(|uri: axum::http::Uri| async move { PeerError::NotFound(uri.path().to_string()) })
+            .layer(middleware::map_response(peer_errors_as_json));
         if let Some(secret) = peer_secret {
             let verifier = PeerVerifier::new(secret, PEER_BODY_LIMIT);
             peer = peer.layer(middleware::from_fn_with_state(verifier, require_peer_auth));

@@ -11,7 +11,7 @@ mod status;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::http::{header, Method, Uri};
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
@@ -21,6 +21,7 @@ use crate::consumer::ConsumerService;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::partitioning::Ring;
+use crate::peer::plain_error;
 use crate::produce::ProduceService;
 use crate::replication::Replication;
 use crate::store::Storage;
@@ -82,16 +83,7 @@ fn with_fallbacks(router: Router<SharedState>) -> Router<SharedState> {
 
 /// Rewrites an error response that is not JSON into [`ApiError::Rejected`] with its text.
 pub async fn errors_as_json(response: Response) -> Response {
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return response;
-    }
-    let text = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
-    let message = String::from_utf8_lossy(&text).trim().to_string();
-    ApiError::Rejected { status, message }.into_response()
+    plain_error(response)
+        .await
+        .unwrap_or_else(|(status, message)| ApiError::Rejected { status, message }.into_response())
 }

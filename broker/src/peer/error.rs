@@ -38,6 +38,12 @@ pub enum PeerError {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("no such peer route: {0}")]
+    NotFound(String),
+    /// An error axum answered before a handler ran (a body that is not the JSON expected),
+    /// given the JSON error body on its way out.
+    #[error("{}", if message.is_empty() { status.canonical_reason().unwrap_or("request refused") } else { message })]
+    Rejected { status: StatusCode, message: String },
 }
 
 /// The wire form of a [`PeerError`].
@@ -61,6 +67,8 @@ impl PeerError {
             PeerError::WrongNode(_) => StatusCode::MISDIRECTED_REQUEST,
             PeerError::NotLeader(_) | PeerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             PeerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            PeerError::NotFound(_) => StatusCode::NOT_FOUND,
+            PeerError::Rejected { status, .. } => *status,
         }
     }
 
@@ -78,12 +86,17 @@ impl PeerError {
             PeerError::Conflict(_) => "conflict",
             PeerError::Unavailable(_) => "unavailable",
             PeerError::Internal(_) => "internal",
+            PeerError::NotFound(_) => "not_found",
+            PeerError::Rejected { status, .. } if status.is_server_error() => "internal",
+            PeerError::Rejected { .. } => "bad_request",
         }
     }
 
     fn details(&self) -> serde_json::Value {
         match self {
             PeerError::StaleEpoch { details, .. } | PeerError::OffsetMismatch { details } => details.clone(),
+            PeerError::BodyTooLarge { limit } => serde_json::json!({ "limit": limit }),
+            PeerError::NotReplica(partition) => serde_json::json!({ "partition": partition }),
             _ => serde_json::Value::Null,
         }
     }
@@ -104,9 +117,40 @@ impl PeerError {
             "wrong_node" => PeerError::WrongNode(message),
             "conflict" => PeerError::Conflict(message),
             "internal" => PeerError::Internal(message),
+            "not_found" => PeerError::NotFound(message),
+            "body_too_large" => PeerError::BodyTooLarge { limit: number(&answer.details, "limit") as usize },
+            "not_replica" => PeerError::NotReplica(number(&answer.details, "partition") as u32),
             _ => PeerError::Unavailable(format!("peer answered {status}: {message}")),
         }
     }
+}
+
+fn number(details: &serde_json::Value, field: &str) -> u64 {
+    details[field].as_u64().unwrap_or_default()
+}
+
+/// An error response that is not JSON (one axum answered itself, before a handler ran), as
+/// its status and text; any other response back unchanged. Both ports' error types rewrite
+/// such answers into their JSON form with it.
+pub async fn plain_error(response: Response) -> Result<Response, (StatusCode, String)> {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return Ok(response);
+    }
+    let text = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    Err((status, String::from_utf8_lossy(&text).trim().to_string()))
+}
+
+/// JSON for the errors axum answers itself on the peer port, as [`PeerError::Rejected`].
+pub async fn peer_errors_as_json(response: Response) -> Response {
+    plain_error(response)
+        .await
+        .unwrap_or_else(|(status, message)| PeerError::Rejected { status, message }.into_response())
 }
 
 impl IntoResponse for PeerError {
@@ -138,6 +182,10 @@ mod tests {
             PeerError::OffsetMismatch { details } => assert_eq!(details["end"], 7),
             other => panic!("{other:?}"),
         }
+        let too_large = PeerError::BodyTooLarge { limit: 42 }.into_response();
+        let status = too_large.status();
+        let body = axum::body::to_bytes(too_large.into_body(), 1 << 16).await.expect("body");
+        assert!(matches!(PeerError::from_answer(status, &body), PeerError::BodyTooLarge { limit: 42 }));
         assert!(matches!(
             PeerError::from_answer(StatusCode::BAD_GATEWAY, b"upstream"),
             PeerError::Unavailable(m) if m.contains("upstream")

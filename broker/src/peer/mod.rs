@@ -20,7 +20,7 @@ use std::time::Duration;
 
 pub use client::{answer_bytes, answer_json, sign_request, PeerHttp, PeerRequest};
 pub use credential::{sign, verify, Credential, CredentialError, SignedParts};
-pub use error::{PeerError, PeerErrorBody};
+pub use error::{peer_errors_as_json, plain_error, PeerError, PeerErrorBody};
 pub use layer::{require_peer_auth, PeerAuthError, PeerVerifier};
 pub use replay::{NonceCache, MAX_NONCES};
 pub use secret::{PeerSecret, SecretError, MIN_SECRET_BYTES};
