@@ -5,7 +5,6 @@
 //! `partitioning/` (keys to partitions to brokers).
 
 pub mod cluster;
-pub mod cluster_state;
 pub mod config;
 pub mod consensus;
 pub mod consumer;

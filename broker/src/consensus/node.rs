@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use openraft::error::{ClientWriteError, RaftError as OpenRaftError};
 use openraft::{BasicNode, ChangeMembers, Config, SnapshotPolicy};
 
+use super::cluster_state::{ClusterState, Command, CommandResult};
 use super::log_store::LogStore;
 use super::network::PeerNetwork;
 use super::state_machine::StateMachine;
 use super::type_config::{NodeId, Raft};
-use crate::cluster_state::{ClusterState, Command, CommandResult};
 use crate::peer::{answer_json, PeerError, PeerHttp, PeerRequest};
 use crate::timing::{PROPOSE_TIMEOUT, RAFT_ELECTION_MAX, RAFT_ELECTION_MIN, RAFT_HEARTBEAT};
 

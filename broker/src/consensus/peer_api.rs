@@ -12,9 +12,9 @@ use openraft::raft::{
     VoteResponse,
 };
 
+use super::cluster_state::{Command, CommandResult};
 use super::node::RaftNode;
 use super::type_config::{NodeId, TypeConfig};
-use crate::cluster_state::{Command, CommandResult};
 use crate::peer::PeerError;
 
 /// Names the node a Raft RPC is meant for. A broker wiped and started again at the same address

@@ -9,9 +9,9 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership};
 use serde::{Deserialize, Serialize};
 
+use super::cluster_state::{ClusterState, CommandResult};
 use super::durable_file;
 use super::type_config::{Entry, LogId, Node, NodeId, StoreError, TypeConfig};
-use crate::cluster_state::{ClusterState, CommandResult};
 
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {

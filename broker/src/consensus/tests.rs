@@ -7,11 +7,11 @@ use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{CommittedLeaderId, EntryPayload, RaftLogReader};
 
+use super::cluster_state::{consumer, Command, CommandResult, OffsetCommit};
 use super::log_store::LogStore;
 use super::state_machine::StateMachine;
 use super::type_config::{Entry, LogId, StoreError, TypeConfig, Vote};
 use super::{RaftConfig, RaftError, RaftNode};
-use crate::cluster_state::{consumer, Command, CommandResult, OffsetCommit};
 use crate::peer::PeerHttp;
 
 struct TempStores;

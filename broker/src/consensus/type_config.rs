@@ -1,6 +1,6 @@
 use std::io::Cursor;
 
-use crate::cluster_state::{Command, CommandResult};
+use super::cluster_state::{Command, CommandResult};
 
 openraft::declare_raft_types!(
     /// Runnel's Raft types: log entries carry [`Command`]s, applying one yields a [`CommandResult`].

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::cluster_state::ClusterState;
+use crate::consensus::cluster_state::ClusterState;
 
 /// A partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -43,7 +43,7 @@ pub fn assigned_to(state: &ClusterState, consumer_id: &str, partitions_per_topic
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster_state::{consumer, Command};
+    use crate::consensus::cluster_state::{consumer, Command};
 
     fn register(state: &mut ClusterState, id: &str, group: &str, topics: &[&str]) {
         state.apply(Command::Register(consumer(id, group, topics)));

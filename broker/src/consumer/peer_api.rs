@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ConsumerService;
 use crate::cluster::Peers;
-use crate::cluster_state::OffsetCommit;
+use crate::consensus::cluster_state::OffsetCommit;
 use crate::peer::{answer_bytes, answer_json, PeerError};
 use crate::timing::PEER_REQUEST_TIMEOUT;
 

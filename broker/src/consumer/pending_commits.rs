@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::cluster_state::OffsetCommit;
+use crate::consensus::cluster_state::OffsetCommit;
 
 type Key = (String, String, u32);
 

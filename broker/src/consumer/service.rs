@@ -11,7 +11,7 @@ use super::cursors::{take_uncommitted, Cursor, Cursors, GroupCursors};
 use super::peer_api::{notify_registration, positions_elsewhere, report_activity, RegistrationNotice};
 use super::pending_commits::PendingCommits;
 use crate::cluster::Peers;
-use crate::cluster_state::{ClusterState, Command, CommandResult, Consumer, OffsetCommit, StartPolicy};
+use crate::consensus::cluster_state::{ClusterState, Command, CommandResult, Consumer, OffsetCommit, StartPolicy};
 use crate::consensus::RaftNode;
 use crate::error::ApiError;
 use crate::partitioning::Ring;

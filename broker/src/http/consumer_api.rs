@@ -8,7 +8,7 @@ use axum::Router;
 
 use super::query::Params;
 use super::{status::status, with_fallbacks, SharedState};
-use crate::cluster_state::{Consumer, StartPolicy};
+use crate::consensus::cluster_state::{Consumer, StartPolicy};
 use crate::consumer::{write_record, Chunk, PollOutcome, Registration};
 use crate::error::ApiError;
 use crate::store::validate_topic_name;

@@ -60,8 +60,12 @@ impl ProduceService {
 
     /// Resolves once the applied Raft state names a leader other than `leader`.
     async fn leadership_moves(&self, partition: u32, leader: u32) {
+        let mut changes = self.replication.leadership().changes();
         while self.replication.leadership().current(partition).broker == leader {
-            tokio::time::sleep(RETRY_PAUSE).await;
+            if changes.changed().await.is_err() {
+                // Raft stopped: leadership will not move any more.
+                std::future::pending::<()>().await;
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::leader::Replication;
 use super::peer_api::{HandoverRequest, Health};
-use crate::cluster_state::{Command, CommandResult, PartitionLeader};
+use crate::consensus::cluster_state::{Command, CommandResult, PartitionLeader};
 use crate::timing::{BACK_FOR, DEAD_AFTER, PROBE_EVERY};
 
 /// Pause between two hand-back requests for one partition.

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::copy_log::{CopyLog, CopyState};
-use crate::cluster_state::PartitionLeader;
+use crate::consensus::cluster_state::PartitionLeader;
 use crate::store::{EpochStart, StorageError};
 
 /// Most record bytes one replication or catch-up request carries.

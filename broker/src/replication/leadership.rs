@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use super::copy_protocol::FollowerView;
 use super::replica_set::replicas_of;
-use crate::cluster_state::PartitionLeader;
+use crate::consensus::cluster_state::PartitionLeader;
 use crate::consensus::{RaftChanges, RaftNode};
 use crate::partitioning::Ring;
 

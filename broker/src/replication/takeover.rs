@@ -16,7 +16,7 @@ use super::leader::Replication;
 use super::peer_api::{FenceAnswer, FenceRequest};
 use super::peer_client::RemoteCopy;
 use super::replica_set::others_needed;
-use crate::cluster_state::{Command, CommandResult};
+use crate::consensus::cluster_state::{Command, CommandResult};
 use crate::error::ApiError;
 use crate::timing::{HAND_OVER_WAIT, SHUTDOWN_HAND_OVER};
 
