@@ -58,9 +58,14 @@ pub(super) async fn forward(
     let response = match peers.http().post(url).body(encode_frames(records)).timeout(FORWARD_TIMEOUT).send().await {
         Ok(response) => response,
         Err(e) if e.is_connect() => return Err(Retry(format!("broker {leader} is unreachable: {e}"))),
+        // The connection closed before an answer (a stopping leader closes its idle
+        // connections, and one may have carried this request): the records may or may not be
+        // stored, so a retry may duplicate them, as the producer's own retry of a 503 would,
+        // and never loses them. Only a leader too slow to answer in time gets the 503.
+        Err(e) if !e.is_timeout() => return Err(Retry(format!("broker {leader} closed the connection: {e}"))),
         Err(e) => {
             return Ok(Err(ApiError::Unavailable(format!(
-                "the leader of partition {partition} (broker {leader}) failed mid-request: {e}"
+                "the leader of partition {partition} (broker {leader}) did not answer in time: {e}"
             ))))
         }
     };
