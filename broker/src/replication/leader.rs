@@ -20,14 +20,16 @@ use super::leadership::Leadership;
 use super::peer_client::RemoteCopy;
 use super::replica_set::others_needed;
 use crate::cluster::Peers;
+use crate::consensus::RaftChanges;
 use crate::error::ApiError;
 use crate::store::{Appended, EpochStart, Storage, StorageError};
 use crate::timing::ACK_TIMEOUT;
 
 /// Pause before retrying an unreachable follower.
 const RETRY: Duration = Duration::from_millis(200);
-/// A replicator with nothing to send re-checks at least this often.
-const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// A replicator with nothing to send wakes when the leader appends or Raft's state changes;
+/// this is only a safety net should a wake-up be missed.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// Records kept in memory for followers beyond what all of them hold; past this, the oldest
 /// durable ones are dropped and a slow follower reads them from disk instead.
 const TAIL_BYTES: usize = 32 * 1024 * 1024;
@@ -208,20 +210,25 @@ impl Replication {
             return Ok(appended);
         }
         let mut majority = copies.majority_end.subscribe();
-        let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+        let mut changes = self.leadership.changes();
+        let deadline = tokio::time::sleep(ACK_TIMEOUT);
+        tokio::pin!(deadline);
+        // Woken by the majority moving, by Raft's state changing (the leadership may have
+        // moved), or by the deadline: nothing is polled.
         loop {
-            let reached = tokio::time::timeout(IDLE_WAIT, majority.wait_for(|r| *r >= end)).await;
-            if matches!(reached, Ok(Ok(_))) {
-                return Ok(appended);
+            tokio::select! {
+                // The sender lives in `copies`, which this holds: the wait cannot fail.
+                _ = majority.wait_for(|r| *r >= end) => return Ok(appended),
+                changed = changes.changed() => if changed.is_err() {
+                    return Err(ApiError::Unavailable("the broker is shutting down".into()));
+                },
+                _ = &mut deadline => return Err(ApiError::Unavailable(format!(
+                    "partition {partition} could not reach a majority of its replicas (stored on the leader only; a retry may duplicate)"
+                ))),
             }
             if !self.leadership.leads(partition, epoch) {
                 return Err(ApiError::Unavailable(format!(
                     "partition {partition} changed leader before a majority held the records (a retry may duplicate them)"
-                )));
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::Unavailable(format!(
-                    "partition {partition} could not reach a majority of its replicas (stored on the leader only; a retry may duplicate)"
                 )));
             }
         }
@@ -275,6 +282,7 @@ impl Replication {
         let follower = copies.followers[index];
         let epoch = copies.epoch;
         let mut known_end: Option<u64> = None;
+        let mut changes = self.leadership.changes();
         while self.leadership.leads(partition, epoch) {
             let follower_end = match known_end {
                 Some(end) => end,
@@ -299,7 +307,7 @@ impl Replication {
             known_end = Some(follower_end);
             let local_end = durable_end.max(copies.ends().tail_end().unwrap_or(0));
             if follower_end >= local_end {
-                let _ = tokio::time::timeout(IDLE_WAIT, appended).await;
+                idle(&mut changes, appended.as_mut()).await;
                 continue;
             }
             let (values, epochs) = match copies.tail_from(follower_end) {
@@ -307,7 +315,7 @@ impl Replication {
                 Some(values) => (values, vec![EpochStart { epoch, start: follower_end }]),
                 // The next batch is accepted but not handed to the tail yet.
                 None if follower_end >= durable_end => {
-                    let _ = tokio::time::timeout(IDLE_WAIT, appended).await;
+                    idle(&mut changes, appended.as_mut()).await;
                     continue;
                 }
                 None => match self.read_durable(&topic, partition, follower, follower_end).await {
@@ -367,5 +375,17 @@ impl Replication {
     ) -> Result<u64, String> {
         let link = RemoteCopy { replication: self, broker: follower, topic, partition };
         agree_on_end(&self.local(topic, partition), copies.epoch, || copies.ends().tail_end(), &link).await
+    }
+}
+
+/// Waits until the leader appends (`appended`), Raft's state changes (the leadership may have
+/// moved), or [`IDLE_WAIT`] passes.
+async fn idle(changes: &mut RaftChanges, appended: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>) {
+    // A closed watch (Raft stopped) would resolve at once, every time.
+    let raft_running = changes.has_changed().is_ok();
+    tokio::select! {
+        _ = appended => {}
+        _ = changes.changed(), if raft_running => {}
+        _ = tokio::time::sleep(IDLE_WAIT) => {}
     }
 }
