@@ -9,6 +9,7 @@ pub mod config;
 pub mod consensus;
 pub mod consumer;
 pub mod error;
+pub mod fd_limit;
 pub mod http;
 pub mod limits;
 pub mod metrics;

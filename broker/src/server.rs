@@ -34,6 +34,10 @@ pub struct Broker {
 
 impl Broker {
     pub async fn start(config: Config) -> anyhow::Result<Broker> {
+        match crate::fd_limit::raise_to_hard_limit() {
+            Ok((soft, hard)) => tracing::info!(soft, hard, "open-file limit"),
+            Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
+        }
         let peer_secret = config.peer_secret()?;
         if peer_secret.is_none() {
             tracing::warn!(
