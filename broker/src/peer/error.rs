@@ -19,9 +19,9 @@ pub enum PeerError {
     #[error("this broker holds no copy of partition {0}")]
     NotReplica(u32),
     /// The request comes from a leader older than one this copy was told about; `details`
-    /// carry this copy's state.
-    #[error("leader epoch {epoch} is older than one this copy knows of")]
-    StaleEpoch { epoch: u64, details: serde_json::Value },
+    /// carry what the copy knows (its state, or the newest epoch it was told of).
+    #[error("the request's leader epoch is older than one this copy knows of ({details})")]
+    StaleEpoch { details: serde_json::Value },
     /// The copy does not end where the request assumed; `details` carry where it ends.
     #[error("the copy ends elsewhere than the request assumed")]
     OffsetMismatch { details: serde_json::Value },
@@ -94,9 +94,11 @@ impl PeerError {
 
     fn details(&self) -> serde_json::Value {
         match self {
-            PeerError::StaleEpoch { details, .. } | PeerError::OffsetMismatch { details } => details.clone(),
+            PeerError::StaleEpoch { details } | PeerError::OffsetMismatch { details } => details.clone(),
             PeerError::BodyTooLarge { limit } => serde_json::json!({ "limit": limit }),
-            PeerError::NotReplica(partition) => serde_json::json!({ "partition": partition }),
+            PeerError::NotReplica(partition) | PeerError::NotLeader(partition) => {
+                serde_json::json!({ "partition": partition })
+            }
             _ => serde_json::Value::Null,
         }
     }
@@ -111,9 +113,9 @@ impl PeerError {
         match answer.error.as_str() {
             "peer_unauthenticated" => PeerError::Unauthenticated(message),
             "bad_request" => PeerError::BadRequest(message),
-            "stale_epoch" => PeerError::StaleEpoch { epoch: 0, details: answer.details },
+            "stale_epoch" => PeerError::StaleEpoch { details: answer.details },
             "offset_mismatch" => PeerError::OffsetMismatch { details: answer.details },
-            "not_leader" => PeerError::NotLeader(0),
+            "not_leader" => PeerError::NotLeader(number(&answer.details, "partition") as u32),
             "wrong_node" => PeerError::WrongNode(message),
             "conflict" => PeerError::Conflict(message),
             "internal" => PeerError::Internal(message),
@@ -172,20 +174,26 @@ impl IntoResponse for PeerError {
 mod tests {
     use super::*;
 
+    /// What a peer client reads back from the answer `sent` makes.
+    async fn round_trip(sent: PeerError) -> PeerError {
+        let response = sent.into_response();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        PeerError::from_answer(status, &body)
+    }
+
     #[tokio::test]
     async fn an_error_survives_the_round_trip_through_its_answer() {
         let sent = PeerError::OffsetMismatch { details: serde_json::json!({"end": 7, "last_epoch": 2}) };
-        let response = sent.clone().into_response();
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
-        match PeerError::from_answer(status, &body) {
+        match round_trip(sent).await {
             PeerError::OffsetMismatch { details } => assert_eq!(details["end"], 7),
             other => panic!("{other:?}"),
         }
-        let too_large = PeerError::BodyTooLarge { limit: 42 }.into_response();
-        let status = too_large.status();
-        let body = axum::body::to_bytes(too_large.into_body(), 1 << 16).await.expect("body");
-        assert!(matches!(PeerError::from_answer(status, &body), PeerError::BodyTooLarge { limit: 42 }));
+        assert!(matches!(
+            round_trip(PeerError::BodyTooLarge { limit: 42 }).await,
+            PeerError::BodyTooLarge { limit: 42 }
+        ));
+        assert!(matches!(round_trip(PeerError::NotLeader(7)).await, PeerError::NotLeader(7)));
         assert!(matches!(
             PeerError::from_answer(StatusCode::BAD_GATEWAY, b"upstream"),
             PeerError::Unavailable(m) if m.contains("upstream")

@@ -82,9 +82,7 @@ fn state_details(state: CopyState) -> serde_json::Value {
 impl From<CopyRefusal> for PeerError {
     fn from(refusal: CopyRefusal) -> PeerError {
         match refusal {
-            CopyRefusal::Stale(state) => {
-                PeerError::StaleEpoch { epoch: state.last_epoch, details: state_details(state) }
-            }
+            CopyRefusal::Stale(state) => PeerError::StaleEpoch { details: state_details(state) },
             CopyRefusal::Mismatch(state) => PeerError::OffsetMismatch { details: state_details(state) },
             CopyRefusal::Storage(e) => storage_error(e),
         }
@@ -167,7 +165,7 @@ async fn fence(
     if !replication.leadership().fence(partition, request.epoch) {
         let view = replication.leadership().view(partition);
         let known = serde_json::json!({"epoch": view.current.epoch.max(view.fenced)});
-        return Err(PeerError::StaleEpoch { epoch: request.epoch, details: known });
+        return Err(PeerError::StaleEpoch { details: known });
     }
     let topics = replication
         .storage

@@ -10,7 +10,7 @@ use super::copy_protocol::{CopySource, EpochEnd, FollowerLink, SendError};
 use super::leader::Replication;
 use super::peer_api::{format_epochs, parse_epochs, EPOCHS_HEADER};
 use crate::cluster::{decode_frames, encode_frames};
-use crate::peer::PeerError;
+use crate::peer::{answer_bytes, answer_json, PeerError};
 use crate::store::EpochStart;
 
 /// How long a follower may take to say where its copy ends.
@@ -33,29 +33,19 @@ impl RemoteCopy<'_> {
     }
 
     async fn get(&self, url: String, limit: Duration) -> Result<reqwest::Response, String> {
-        let response = self.replication.peers.http().get(url).timeout(limit).send().await.map_err(|e| e.to_string())?;
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
-        Err(PeerError::from_answer(status, &body).to_string())
+        self.replication.peers.http().get(url).timeout(limit).send().await.map_err(|e| e.to_string())
     }
 }
 
 impl FollowerLink for RemoteCopy<'_> {
     async fn state(&self) -> Result<CopyState, String> {
-        self.get(self.url("end", ""), STATE_TIMEOUT).await?.json().await.map_err(|e| e.to_string())
+        answer_json(self.get(self.url("end", ""), STATE_TIMEOUT).await?).await.map_err(|e| e.to_string())
     }
 
     async fn truncate(&self, to: u64, epoch: u64) -> Result<(), String> {
         let url = self.url("truncate", &format!("?to={to}&epoch={epoch}"));
         let response = self.replication.peers.http().post(url).send().await.map_err(|e| e.to_string())?;
-        if response.status().is_success() {
-            return Ok(());
-        }
-        let status = response.status();
-        Err(PeerError::from_answer(status, &response.bytes().await.unwrap_or_default()).to_string())
+        answer_bytes(response).await.map(drop).map_err(|e| e.to_string())
     }
 
     async fn replicate(
@@ -76,15 +66,11 @@ impl FollowerLink for RemoteCopy<'_> {
             .send()
             .await
             .map_err(|e| SendError::Unreachable(e.to_string()))?;
-        let status = response.status();
-        if status.is_success() {
-            let state: CopyState = response.json().await.map_err(|e| SendError::Unreachable(e.to_string()))?;
-            return Ok(state.end);
-        }
-        match PeerError::from_answer(status, &response.bytes().await.unwrap_or_default()) {
-            PeerError::OffsetMismatch { .. } => Err(SendError::Mismatch),
-            PeerError::StaleEpoch { .. } => Err(SendError::Fenced),
-            other => Err(SendError::Unreachable(other.to_string())),
+        match answer_json::<CopyState>(response).await {
+            Ok(state) => Ok(state.end),
+            Err(PeerError::OffsetMismatch { .. }) => Err(SendError::Mismatch),
+            Err(PeerError::StaleEpoch { .. }) => Err(SendError::Fenced),
+            Err(other) => Err(SendError::Unreachable(other.to_string())),
         }
     }
 }
@@ -92,13 +78,13 @@ impl FollowerLink for RemoteCopy<'_> {
 impl CopySource for RemoteCopy<'_> {
     async fn epoch_end(&self, epoch: u64) -> Result<EpochEnd, String> {
         let url = self.url("epoch-end", &format!("?epoch={epoch}"));
-        self.get(url, SOURCE_TIMEOUT).await?.json().await.map_err(|e| e.to_string())
+        answer_json(self.get(url, SOURCE_TIMEOUT).await?).await.map_err(|e| e.to_string())
     }
 
     async fn read_from(&self, from: u64) -> Result<(Vec<Bytes>, Vec<EpochStart>), String> {
         let response = self.get(self.url("read", &format!("?from={from}")), SOURCE_TIMEOUT).await?;
         let epochs = parse_epochs(response.headers())?;
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        let body = answer_bytes(response).await.map_err(|e| e.to_string())?;
         Ok((decode_frames(&body)?, epochs))
     }
 }
