@@ -2,7 +2,6 @@
 //! and the background tasks, and the graceful shutdown order.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,7 +109,6 @@ impl Broker {
             producer_port: config.producer_port,
             consumer_port: config.consumer_port,
             max_consumer_topics: config.max_consumer_topics,
-            shutting_down: AtomicBool::new(false),
         });
 
         let (stop, stopped) = watch::channel(false);
@@ -161,7 +159,6 @@ impl Broker {
     /// writes the last auto-commits, then closes storage and Raft.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
-        self.app.shutting_down.store(true, Ordering::Relaxed);
         self.app.replication.begin_draining();
         let drained = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
         self.app.replication.hand_over_all().await;

@@ -8,7 +8,6 @@ mod query;
 mod request_limits;
 mod status;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::http::{Method, Uri};
@@ -44,7 +43,6 @@ pub struct AppState {
     pub producer_port: u16,
     pub consumer_port: u16,
     pub max_consumer_topics: usize,
-    pub shutting_down: AtomicBool,
 }
 
 impl AppState {
@@ -60,8 +58,9 @@ impl AppState {
         !self.shutting_down() && self.raft.has_caught_up()
     }
 
+    /// Set once, by the shutdown (see [`Replication::begin_draining`]).
     pub fn shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
+        self.replication.draining()
     }
 }
 

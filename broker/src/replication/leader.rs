@@ -136,7 +136,8 @@ pub struct Replication {
     pub(super) peers: Peers,
     pub(super) leadership: Leadership,
     partitions: Mutex<HashMap<(String, u32), Arc<PartitionCopies>>>,
-    /// Set at shutdown: the controller gives this broker no new partitions.
+    /// Set at shutdown, the broker's one "shutting down" flag: the controller gives this broker
+    /// no new partitions, and its client ports refuse new writes and report not ready.
     draining: AtomicBool,
 }
 
@@ -151,7 +152,7 @@ impl Replication {
         })
     }
 
-    /// From now on this broker reports itself draining (it is shutting down).
+    /// The broker is shutting down: from now on it reports itself draining (see `draining`).
     pub fn begin_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }
