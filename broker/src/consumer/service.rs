@@ -228,14 +228,14 @@ impl ConsumerService {
             if budget == 0 {
                 break;
             }
-            // A topic this broker does not hold has nothing to read, and gets no cursor or
-            // replication state: a registration may name topics that do not exist (yet).
-            if self.storage.bounds(&tp.topic, tp.partition).is_none() {
+            // Only what a majority of the partition's copies hold is delivered. Where that is
+            // nothing (a topic this broker does not hold among them: a registration may name
+            // topics that do not exist yet), the partition gets no cursor either.
+            let readable = self.replication.readable_end(&tp.topic, tp.partition);
+            if readable == 0 {
                 continue;
             }
             let next = self.cursor_position(&mut cursors, &consumer, &tp, epoch);
-            // Only what a majority of the partition's copies hold is delivered.
-            let readable = self.replication.readable_end(&tp.topic, tp.partition);
             if next >= readable {
                 continue;
             }
