@@ -193,7 +193,7 @@ impl Config {
                 return fail(variable, port, format!("is also {other}: every port needs its own number"));
             }
         }
-        let names = self.broker_names.iter().filter(|n| !n.is_empty()).count();
+        let names = self.named_brokers();
         if names > 0 && names < self.broker_names.len() {
             return fail("RUNNEL_BROKER_NAMES", &self.broker_names.join(","), "a name is empty".into());
         }
@@ -217,7 +217,7 @@ impl Config {
         if self.peer_insecure {
             return Ok(None);
         }
-        let names = self.broker_names.iter().filter(|n| !n.is_empty()).count();
+        let names = self.named_brokers();
         match self.service_name.as_deref().filter(|s| !s.is_empty()) {
             Some(service) => {
                 Err(ConfigError::PeerSecretRequired(format!("the brokers of RUNNEL_SERVICE_NAME {service}")))
@@ -225,6 +225,11 @@ impl Config {
             None if names > 1 => Err(ConfigError::PeerSecretRequired(format!("the {names} RUNNEL_BROKER_NAMES"))),
             None => Ok(Some(PeerSecret::random())),
         }
+    }
+
+    /// How many brokers `RUNNEL_BROKER_NAMES` names (its default is one empty name).
+    fn named_brokers(&self) -> usize {
+        self.broker_names.iter().filter(|n| !n.is_empty()).count()
     }
 
     /// Where the peer port listens.
