@@ -414,8 +414,7 @@ impl RaftNode {
     /// The node id the broker at `addr` answers with, if it answers within [`LIVENESS_TIMEOUT`].
     async fn node_id_at(&self, addr: &str) -> Option<NodeId> {
         let call = self.network.http().get(format!("http://{addr}/raft/node")).timeout(LIVENESS_TIMEOUT);
-        let response = call.send().await.ok().filter(|r| r.status().is_success())?;
-        response.json::<NodeId>().await.ok()
+        answer_json::<NodeId>(call.send().await.ok()?).await.ok()
     }
 
     pub fn peer_router(&self) -> axum::Router {
