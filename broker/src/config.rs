@@ -8,8 +8,15 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::limits::MAX_REQUEST_SIZE_LIMIT;
+use crate::memory::{BodyRules, MemoryPlan};
 use crate::peer::{PeerSecret, SecretError};
+use crate::serving::ConnectionRules;
 use crate::store::{MAX_BATCH_BODY, SEGMENT_BYTES};
+use crate::timing::{MEMORY_WAIT, SHUTDOWN_CLOSE_GRACE};
+
+/// The smallest and largest `RUNNEL_MEMORY_LIMIT`.
+const MIN_MEMORY_LIMIT: usize = 32 << 20;
+const MAX_MEMORY_LIMIT: usize = 1 << 40;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "runnel-broker", version, about = "Runnel broker: a partitioned event log with a stateless HTTP API")]
@@ -70,9 +77,6 @@ pub struct Config {
     /// Largest produce request body in bytes; larger ones get 413.
     #[arg(long, env = "RUNNEL_MAX_REQUEST_SIZE", default_value_t = 1024 * 1024)]
     pub max_request_size: usize,
-    /// Produce bytes in flight (received, not yet durable) across all requests; beyond it requests wait.
-    #[arg(long, env = "RUNNEL_PRODUCE_BUFFER", default_value_t = 64 * 1024 * 1024)]
-    pub produce_buffer: usize,
     /// Most record bytes one poll returns.
     #[arg(long, env = "RUNNEL_POLL_MAX_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub poll_max_bytes: usize,
@@ -101,6 +105,27 @@ pub struct Config {
     #[arg(long, env = "RUNNEL_RETENTION_CHECK_MS", default_value_t = 60_000)]
     pub retention_check_ms: u64,
 
+    /// Memory the broker's buffers may hold in all (bytes, or with KiB/MiB/GiB): connections,
+    /// produce bodies, reads and replication each get a share (docs/design.md). Beyond it
+    /// requests wait, then get 503 with Retry-After.
+    #[arg(long, env = "RUNNEL_MEMORY_LIMIT", default_value = "256MiB", value_parser = parse_bytes)]
+    pub memory_limit: usize,
+    /// Connections the client ports (all four together) keep open at once; beyond it a new
+    /// connection gets a 503 and is closed. Default: what the memory limit's connection
+    /// share allows (1,408 at 256 MiB).
+    #[arg(long, env = "RUNNEL_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// An HTTP/1.1 request head must arrive within this (from the connection's opening or its
+    /// previous response).
+    #[arg(long, env = "RUNNEL_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// A request body must arrive within this (408 otherwise).
+    #[arg(long, env = "RUNNEL_BODY_TIMEOUT_MS", default_value_t = 15_000)]
+    pub body_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed.
+    #[arg(long, env = "RUNNEL_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+
     /// Log filter (tracing EnvFilter syntax), e.g. "info" or "runnel_broker=debug".
     #[arg(long, env = "RUNNEL_LOG", default_value = "info,openraft=warn")]
     pub log: String,
@@ -115,6 +140,23 @@ fn parse_retention(value: &str) -> Result<Retention, String> {
         return Ok(Retention(None));
     }
     humantime::parse_duration(value).map(|d| Retention(Some(d))).map_err(|e| format!("{e} (examples: 168h, 30m, none)"))
+}
+
+/// A size in bytes: a number, optionally with KiB, MiB or GiB (or K, M, G: also powers of 1024).
+fn parse_bytes(value: &str) -> Result<usize, String> {
+    let value = value.trim();
+    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: usize =
+        number.parse().map_err(|_| format!("'{value}' is not a size (examples: 268435456, 256MiB, 1GiB)"))?;
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1 << 10,
+        "m" | "mib" | "mb" => 1 << 20,
+        "g" | "gib" | "gb" => 1 << 30,
+        other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
+    };
+    number.checked_mul(scale).ok_or_else(|| format!("'{value}' is too large"))
 }
 
 /// A setting that keeps the broker from starting.
@@ -159,6 +201,9 @@ impl Config {
         }
         ms("RUNNEL_RETENTION_CHECK_MS", self.retention_check_ms, 1, 86_400_000)?;
         ms("RUNNEL_DISCOVERY_SETTLE_MS", self.discovery_settle_ms, 0, 3_600_000)?;
+        ms("RUNNEL_HEADER_TIMEOUT_MS", self.header_timeout_ms, 100, 600_000)?;
+        ms("RUNNEL_BODY_TIMEOUT_MS", self.body_timeout_ms, 100, 600_000)?;
+        ms("RUNNEL_IDLE_TIMEOUT_MS", self.idle_timeout_ms, 100, 86_400_000)?;
         if !SEGMENT_BYTES.contains(&self.segment_bytes) {
             let reason = format!("must be between {} and {} bytes", SEGMENT_BYTES.start(), SEGMENT_BYTES.end());
             return fail("RUNNEL_SEGMENT_BYTES", &self.segment_bytes, reason);
@@ -167,10 +212,7 @@ impl Config {
             let reason = format!("must be between 1 and {MAX_REQUEST_SIZE_LIMIT} bytes (what one stored batch holds)");
             return fail("RUNNEL_MAX_REQUEST_SIZE", &self.max_request_size, reason);
         }
-        if self.produce_buffer < self.max_request_size {
-            let reason = format!("must be at least RUNNEL_MAX_REQUEST_SIZE ({})", self.max_request_size);
-            return fail("RUNNEL_PRODUCE_BUFFER", &self.produce_buffer, reason);
-        }
+        self.validate_memory()?;
         if !(1..=MAX_BATCH_BODY).contains(&self.poll_max_bytes) {
             return fail(
                 "RUNNEL_POLL_MAX_BYTES",
@@ -205,6 +247,60 @@ impl Config {
             _ => {}
         }
         self.peer_secret().map(drop)
+    }
+
+    /// The memory limit must pay for at least one request of each kind in its shares
+    /// (see [`MemoryPlan`]), and the connections asked for.
+    fn validate_memory(&self) -> Result<(), ConfigError> {
+        let limit = self.memory_limit;
+        let fail = |variable: &'static str, value: usize, reason: String| {
+            Err(ConfigError::Invalid { variable, value: value.to_string(), reason })
+        };
+        if !(MIN_MEMORY_LIMIT..=MAX_MEMORY_LIMIT).contains(&limit) {
+            let reason = format!("must be between {MIN_MEMORY_LIMIT} (32MiB) and {MAX_MEMORY_LIMIT} (1024GiB) bytes");
+            return fail("RUNNEL_MEMORY_LIMIT", limit, reason);
+        }
+        if self.max_request_size > limit / 16 {
+            let reason = format!(
+                "must be at most RUNNEL_MEMORY_LIMIT / 16 ({}): a request must fit the memory share of peer bodies",
+                limit / 16
+            );
+            return fail("RUNNEL_MAX_REQUEST_SIZE", self.max_request_size, reason);
+        }
+        if self.poll_max_bytes * 2 > limit / 4 {
+            let reason = format!(
+                "must be at most RUNNEL_MEMORY_LIMIT / 8 ({}): a poll's records and its response must fit the reads' share",
+                limit / 8
+            );
+            return fail("RUNNEL_POLL_MAX_BYTES", self.poll_max_bytes, reason);
+        }
+        let allowed = MemoryPlan::connections_allowed(limit);
+        match self.max_connections {
+            Some(max) if max == 0 || max > allowed => {
+                let reason = format!("must be between 1 and {allowed}, what RUNNEL_MEMORY_LIMIT ({limit}) pays for");
+                fail("RUNNEL_MAX_CONNECTIONS", max, reason)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The memory budgets and connection limit of this configuration.
+    pub fn memory_plan(&self) -> MemoryPlan {
+        MemoryPlan::new(self.memory_limit, self.max_connections)
+    }
+
+    /// How client and peer connections are bounded.
+    pub fn connection_rules(&self) -> ConnectionRules {
+        ConnectionRules {
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            close_grace: SHUTDOWN_CLOSE_GRACE,
+        }
+    }
+
+    /// How a request body (produce or peer) must arrive.
+    pub fn body_rules(&self, limit: usize) -> BodyRules {
+        BodyRules { limit, timeout: Duration::from_millis(self.body_timeout_ms), memory_wait: MEMORY_WAIT }
     }
 
     /// The secret broker-to-broker requests are signed and checked with (SPEC §13): the file's,
@@ -275,7 +371,7 @@ mod tests {
             (&["--consumer-timeout-ms", "1000", "--auto-commit-interval-ms", "1000"], "RUNNEL_AUTO_COMMIT_INTERVAL_MS"),
             (&["--segment-bytes", "1"], "RUNNEL_SEGMENT_BYTES"),
             (&["--max-request-size", "30000000"], "RUNNEL_MAX_REQUEST_SIZE"),
-            (&["--max-request-size", "2000000", "--produce-buffer", "1000000"], "RUNNEL_PRODUCE_BUFFER"),
+            (&["--max-request-size", "20000000"], "RUNNEL_MAX_REQUEST_SIZE"),
             (&["--peer-port", "9251"], "RUNNEL_PEER_PORT"),
             (&["--broker-names", "a,b,c", "--ordinal", "3"], "RUNNEL_ORDINAL"),
         ];
@@ -283,7 +379,7 @@ mod tests {
             let error = parse(args).validate().expect_err("refused");
             assert!(matches!(&error, ConfigError::Invalid { variable: v, .. } if *v == variable), "{args:?}: {error}");
         }
-        parse(&["--max-request-size", &MAX_REQUEST_SIZE_LIMIT.to_string(), "--produce-buffer", "67108864"])
+        parse(&["--max-request-size", &MAX_REQUEST_SIZE_LIMIT.to_string(), "--memory-limit", "1GiB"])
             .validate()
             .expect("the limit itself is valid");
     }
@@ -306,6 +402,27 @@ mod tests {
         assert!(missing.to_string().contains("cannot read"), "{missing}");
         std::fs::write(&file, "x".repeat(40)).expect("write");
         assert!(Config::try_parse_from(&with_file).expect("parse").peer_secret().expect("loads").is_some());
+    }
+
+    #[test]
+    fn memory_settings_take_units_and_must_pay_for_what_they_bound() {
+        assert_eq!(parse(&[]).memory_limit, 256 << 20);
+        assert_eq!(parse(&["--memory-limit", "1GiB"]).memory_limit, 1 << 30);
+        assert_eq!(parse(&["--memory-limit", "512k"]).memory_limit, 512 << 10);
+        assert_eq!(parse(&["--memory-limit", "1000"]).memory_limit, 1000);
+        assert!(Config::try_parse_from(["runnel-broker", "--memory-limit", "lots"]).is_err());
+        assert!(Config::try_parse_from(["runnel-broker", "--memory-limit", "5TB!"]).is_err());
+        let refused: [(&[&str], &str); 4] = [
+            (&["--memory-limit", "16MiB"], "RUNNEL_MEMORY_LIMIT"),
+            (&["--memory-limit", "32MiB", "--max-request-size", "4194304"], "RUNNEL_MAX_REQUEST_SIZE"),
+            (&["--memory-limit", "32MiB", "--poll-max-bytes", "8388608"], "RUNNEL_POLL_MAX_BYTES"),
+            (&["--max-connections", "100000"], "RUNNEL_MAX_CONNECTIONS"),
+        ];
+        for (args, variable) in refused {
+            let error = parse(args).validate().expect_err("refused");
+            assert!(matches!(&error, ConfigError::Invalid { variable: v, .. } if *v == variable), "{args:?}: {error}");
+        }
+        parse(&["--max-connections", "1000"]).validate().expect("fewer connections than the memory pays for");
     }
 
     #[test]

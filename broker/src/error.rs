@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::consensus::RaftError;
+use crate::memory::{BodyError, MemoryBusy};
 use crate::peer::PeerError;
 use crate::store::StorageError;
 
@@ -27,6 +28,9 @@ pub enum ApiError {
     UriTooLong { limit: usize },
     #[error("the request headers are larger than {limit} bytes in all")]
     HeadersTooLarge { limit: usize },
+    /// The client did not send its request in time; nothing was stored.
+    #[error("{0}: send the request again")]
+    TimedOut(String),
     #[error("consumer '{0}' is not registered: register it again, then retry")]
     ConsumerNotRegistered(String),
     #[error("consumer '{0}' is already registered with a different group or topics")]
@@ -74,6 +78,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ConsumerNotRegistered(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) | ApiError::UnknownGroup(_) => StatusCode::NOT_FOUND,
@@ -92,6 +97,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::UriTooLong { .. } => "uri_too_long",
             ApiError::HeadersTooLarge { .. } => "headers_too_large",
+            ApiError::TimedOut(_) => "request_timeout",
             ApiError::ConsumerNotRegistered(_) => "consumer_not_registered",
             ApiError::ConsumerConflict(_) => "consumer_conflict",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
@@ -106,17 +112,20 @@ impl ApiError {
         }
     }
 
-    /// The same request may succeed later (the broker is starting, stopping, electing or
-    /// moving a partition): exactly the 503s, which also carry `Retry-After`.
+    /// The same request may succeed later (the broker is starting, stopping, electing,
+    /// moving a partition or short of memory): exactly the 503s, which also carry
+    /// `Retry-After`, and a request that did not arrive in time (408).
     pub fn retriable(&self) -> bool {
-        self.status() == StatusCode::SERVICE_UNAVAILABLE
+        matches!(self.status(), StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        // A 503 is the broker pushing back (load, an election, a shutdown): its cause is logged
+        // where it arises, once per interval, not once per refused request.
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(code = self.code(), "{self}");
         }
         let body = ErrorBody { error: self.code(), message: self.to_string(), retriable: self.retriable() };
@@ -159,6 +168,23 @@ impl From<StorageError> for ApiError {
 /// The operations of [`StorageError::Io`] that only read (the store names them so).
 fn is_read(op: &str) -> bool {
     matches!(op, "read" | "open" | "stat" | "list")
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge { limit } => ApiError::BodyTooLarge { limit },
+            BodyError::TimedOut { .. } => ApiError::TimedOut(e.to_string()),
+            BodyError::Unreadable(_) => ApiError::BadRequest(e.to_string()),
+            BodyError::Busy(busy) => busy.into(),
+        }
+    }
+}
+
+impl From<MemoryBusy> for ApiError {
+    fn from(e: MemoryBusy) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
 }
 
 impl From<RaftError> for ApiError {

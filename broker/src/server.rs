@@ -1,4 +1,5 @@
 //! Starting and stopping a broker: storage, Raft, the consumer service, the five listeners
+//! (the peer port with its own connection limit, the four client ports sharing one)
 //! and the background tasks, and the graceful shutdown order.
 
 use std::net::{IpAddr, SocketAddr};
@@ -12,14 +13,18 @@ use tokio::sync::watch;
 use crate::cluster::{self, form_cluster, load_or_create_node_id, topology, Peers};
 use crate::config::Config;
 use crate::consensus::{RaftConfig, RaftNode};
-use crate::consumer::{self, ConsumerService};
+use crate::consumer::{self, ConsumerService, PollMemory};
 use crate::http::{consumer_router, discovery_router, metrics_router, producer_router, AppState};
 use crate::limits::PEER_BODY_LIMIT;
+use crate::memory::PEER_CONNECTIONS;
 use crate::metrics::Metrics;
 use crate::partitioning::Ring;
-use crate::peer::{peer_errors_as_json, require_peer_auth, PeerError, PeerHttp, PeerVerifier};
+use crate::peer::{
+    peer_errors_as_json, read_peer_bodies, require_peer_auth, PeerBodies, PeerError, PeerHttp, PeerVerifier,
+};
 use crate::produce::{self, ProduceService};
 use crate::replication::{replication_router, Leadership, Replication};
+use crate::serving::{self, ConnectionLimit};
 use crate::store::{Storage, StorageConfig};
 use crate::supervisor::Supervisor;
 use crate::timing::SHUTDOWN_DRAIN;
@@ -80,23 +85,25 @@ impl Broker {
 
         let ring = Ring::new(peers.count(), config.consumer_ranges);
         let leadership = Leadership::new(raft.clone(), ring, peers.ordinal(), peers.count());
-        let replication = Replication::new(storage.clone(), peers.clone(), leadership);
+        let memory = config.memory_plan();
+        let replication = Replication::new(
+            storage.clone(),
+            peers.clone(),
+            leadership,
+            memory.replication.clone(),
+            memory.reads.clone(),
+        );
         let consumers = Arc::new(ConsumerService::new(
             raft.clone(),
             storage.clone(),
             replication.clone(),
             peers.clone(),
             ring,
-            config.poll_max_bytes,
+            PollMemory { max_bytes: config.poll_max_bytes, reads: memory.reads.clone() },
             config.consumer_timeout(),
         ));
-        let produce = Arc::new(ProduceService::new(
-            replication.clone(),
-            peers.clone(),
-            ring,
-            config.max_request_size,
-            config.produce_buffer,
-        ));
+        let produce = Arc::new(ProduceService::new(replication.clone(), peers.clone(), ring));
+        let client_connections = ConnectionLimit::new(memory.client_connections);
         let app = Arc::new(AppState {
             storage: storage.clone(),
             raft: raft.clone(),
@@ -109,6 +116,9 @@ impl Broker {
             producer_port: config.producer_port,
             consumer_port: config.consumer_port,
             max_consumer_topics: config.max_consumer_topics,
+            memory: memory.clone(),
+            produce_body: config.body_rules(config.max_request_size),
+            connections: client_connections.stats.clone(),
         });
 
         let (stop, stopped) = watch::channel(false);
@@ -125,18 +135,22 @@ impl Broker {
             let verifier = PeerVerifier::new(secret, PEER_BODY_LIMIT);
             peer = peer.layer(middleware::from_fn_with_state(verifier, require_peer_auth));
         }
-        let listeners: [(IpAddr, u16, Router); 5] = [
-            (config.peer_listen(), config.peer_port, peer),
-            (config.listen, config.discovery_port, discovery_router(app.clone())),
-            (config.listen, config.metrics_port, metrics_router(app.clone())),
-            (config.listen, config.consumer_port, consumer_router(app.clone())),
-            (config.listen, config.producer_port, producer_router(app.clone())),
+        let bodies = PeerBodies { budget: memory.peer_bodies.clone(), rules: config.body_rules(PEER_BODY_LIMIT) };
+        peer = peer.layer(middleware::from_fn_with_state(bodies, read_peer_bodies));
+        let peer_connections = ConnectionLimit::new(PEER_CONNECTIONS);
+        let listeners: [(IpAddr, u16, Router, &ConnectionLimit); 5] = [
+            (config.peer_listen(), config.peer_port, peer, &peer_connections),
+            (config.listen, config.discovery_port, discovery_router(app.clone()), &client_connections),
+            (config.listen, config.metrics_port, metrics_router(app.clone()), &client_connections),
+            (config.listen, config.consumer_port, consumer_router(app.clone()), &client_connections),
+            (config.listen, config.producer_port, producer_router(app.clone()), &client_connections),
         ];
-        for (ip, port, router) in listeners {
+        let rules = config.connection_rules();
+        for (ip, port, router, limit) in listeners {
             let addr = SocketAddr::new(ip, port);
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-            tasks.spawn("listener", serve(listener, router, stopped.clone()));
+            tasks.spawn("listener", serving::serve(listener, router, limit.clone(), rules, stopped.clone()));
         }
         tokio::spawn(form_cluster(raft.clone(), peers));
         tasks.spawn("takeovers", replication.clone().run_takeovers(stopped.clone()));
@@ -170,18 +184,6 @@ impl Broker {
         self.app.storage.close().await;
         self.app.raft.shutdown().await;
         tracing::info!("shutdown complete");
-    }
-}
-
-async fn serve(listener: tokio::net::TcpListener, router: Router, mut stop: watch::Receiver<bool>) {
-    let addr = listener.local_addr().ok();
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    // The peer port's refusals name the remote address.
-    let service = router.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(shutdown).await {
-        tracing::error!(?addr, "listener failed: {e}");
     }
 }
 

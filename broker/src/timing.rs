@@ -15,6 +15,8 @@
 //! | [`HAND_OVER_WAIT`] | 5 s | < [`SHUTDOWN_HAND_OVER`], so every partition's hand-over fits a SIGTERM |
 //! | [`SHUTDOWN_DRAIN`] | 250 ms | ≪ Kubernetes' termination grace period (30 s), with the hand-overs |
 //! | [`PEER_REQUEST_TIMEOUT`] | 10 s | the default for peer calls that set no limit of their own |
+//! | [`MEMORY_WAIT`] | 2 s | < [`ACK_TIMEOUT`] and < [`PEER_REQUEST_TIMEOUT`]: a request short of memory is refused (503) before its sender gives up |
+//! | [`SHUTDOWN_CLOSE_GRACE`] | 5 s | < [`SHUTDOWN_HAND_OVER`]: responses still being written at shutdown get this long |
 
 use std::time::Duration;
 
@@ -52,6 +54,11 @@ pub const SHUTDOWN_DRAIN: Duration = Duration::from_millis(250);
 /// Broker-to-broker calls that set no limit of their own.
 pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A request that needs memory its class has not free waits this long, then gets 503.
+pub const MEMORY_WAIT: Duration = Duration::from_secs(2);
+/// A connection asked to close (idle, or at shutdown) may finish writing a response this long.
+pub const SHUTDOWN_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +75,7 @@ mod tests {
         assert!(FORWARD_TIMEOUT >= PEER_REQUEST_TIMEOUT, "a forward is not cut by the client's default");
         assert!(HAND_OVER_WAIT < SHUTDOWN_HAND_OVER);
         assert!(SHUTDOWN_DRAIN + SHUTDOWN_HAND_OVER < Duration::from_secs(30), "fits k8s' grace period");
+        assert!(MEMORY_WAIT < ACK_TIMEOUT && MEMORY_WAIT < PEER_REQUEST_TIMEOUT, "refused before the sender gives up");
+        assert!(SHUTDOWN_CLOSE_GRACE < SHUTDOWN_HAND_OVER);
     }
 }

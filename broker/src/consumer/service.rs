@@ -14,9 +14,11 @@ use crate::cluster::Peers;
 use crate::consensus::cluster_state::{ClusterState, Command, CommandResult, Consumer, OffsetCommit, StartPolicy};
 use crate::consensus::RaftNode;
 use crate::error::ApiError;
+use crate::memory::{Budget, Reservation};
 use crate::partitioning::Ring;
 use crate::replication::Replication;
 use crate::store::{Storage, StoredRecord};
+use crate::timing::MEMORY_WAIT;
 
 /// What a registration did.
 #[derive(Debug, PartialEq, Eq)]
@@ -32,8 +34,15 @@ pub struct Chunk {
     pub records: Vec<StoredRecord>,
 }
 
+/// How much a poll may return, and the budget it reserves that from.
+pub struct PollMemory {
+    pub max_bytes: usize,
+    pub reads: Budget,
+}
+
 pub enum PollOutcome {
-    Records(Vec<Chunk>),
+    /// The records, and the memory they and their response hold until it is sent.
+    Records(Vec<Chunk>, Reservation),
     /// Assigned partitions here, but nothing new in them.
     NoData,
     /// This broker leads none of the consumer's partitions.
@@ -59,6 +68,8 @@ pub struct ConsumerService {
     ring: Ring,
     peers: Peers,
     poll_max_bytes: usize,
+    /// What polls hold while they read and answer.
+    reads: Budget,
     timeout: Duration,
     cursors: Cursors,
     activity: Activity,
@@ -74,7 +85,7 @@ impl ConsumerService {
         replication: Arc<Replication>,
         peers: Peers,
         ring: Ring,
-        poll_max_bytes: usize,
+        polls: PollMemory,
         timeout: Duration,
     ) -> Self {
         ConsumerService {
@@ -83,7 +94,8 @@ impl ConsumerService {
             replication,
             ring,
             peers,
-            poll_max_bytes,
+            poll_max_bytes: polls.max_bytes,
+            reads: polls.reads,
             timeout,
             cursors: Cursors::default(),
             activity: Activity::default(),
@@ -221,6 +233,8 @@ impl ConsumerService {
         }
         let turn = self.poll_turn.fetch_add(1, Ordering::Relaxed) % local.len();
         local.rotate_left(turn);
+        // The records read and the response they become.
+        let mut held = self.reads.reserve(2 * self.poll_max_bytes, MEMORY_WAIT).await?;
 
         let mut budget = self.poll_max_bytes;
         let mut chunks = Vec::new();
@@ -252,7 +266,11 @@ impl ConsumerService {
             budget = budget.saturating_sub(bytes);
             chunks.push(Chunk { topic: tp.topic, partition: tp.partition, records: read.records });
         }
-        Ok(if chunks.is_empty() { PollOutcome::NoData } else { PollOutcome::Records(chunks) })
+        if chunks.is_empty() {
+            return Ok(PollOutcome::NoData);
+        }
+        held.shrink_to(2 * (self.poll_max_bytes - budget));
+        Ok(PollOutcome::Records(chunks, held))
     }
 
     /// Where `consumer` reads `tp` next: its own cursor, or, when it takes the partition over,

@@ -1,5 +1,6 @@
 //! Register, poll, commit, goodbye (SPEC §4).
 
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +12,7 @@ use super::{status::status, with_fallbacks, SharedState};
 use crate::consensus::cluster_state::{Consumer, StartPolicy};
 use crate::consumer::{write_record, Chunk, PollOutcome, Registration};
 use crate::error::ApiError;
+use crate::memory::{self, Reservation};
 use crate::store::validate_topic_name;
 
 pub fn router(app: SharedState) -> Router {
@@ -94,14 +96,14 @@ async fn poll(State(app): State<SharedState>, params: Params) -> Response {
         let id = consumer_id(&params)?;
         tracing::Span::current().record("consumer", id.as_str());
         Ok(match app.consumers.poll(&id).await? {
-            PollOutcome::Records(chunks) => {
+            PollOutcome::Records(chunks, held) => {
                 let (records, bytes) = chunks
                     .iter()
                     .flat_map(|c| &c.records)
                     .fold((0u64, 0u64), |(n, b), r| (n + 1, b + r.value.len() as u64));
                 app.metrics.consume_records.inc_by(records);
                 app.metrics.consume_bytes.inc_by(bytes);
-                json_chunks(&app, &chunks)
+                hold_until_sent(json_chunks(&app, &chunks), held)
             }
             PollOutcome::NoData => no_content("1"),
             PollOutcome::NothingAssignedHere => no_content("5"),
@@ -152,7 +154,7 @@ fn no_content(retry_after: &'static str) -> Response {
 
 /// `[{"topic","token","rangeIndex","version","startOffset","partition","values":[…]}]`, written
 /// by hand so stored records are copied once, straight into the body.
-fn json_chunks(app: &SharedState, chunks: &[Chunk]) -> Response {
+fn json_chunks(app: &SharedState, chunks: &[Chunk]) -> Vec<u8> {
     let size: usize = chunks.iter().flat_map(|c| &c.records).map(|r| r.value.len() + 1).sum();
     let mut out = Vec::with_capacity(size + chunks.len() * 160 + 2);
     out.push(b'[');
@@ -181,7 +183,14 @@ fn json_chunks(app: &SharedState, chunks: &[Chunk]) -> Response {
         out.extend_from_slice(b"]}");
     }
     out.push(b']');
-    ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+    out
+}
+
+/// The poll's JSON response, its memory held until it is written.
+fn hold_until_sent(json: Vec<u8>, mut held: Reservation) -> Response {
+    held.shrink_to(json.len());
+    let body = memory::hold_until_sent(Body::from(json), held);
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// A group's members and committed offsets (topic → partition → next offset to read), as

@@ -18,11 +18,13 @@ use crate::cluster::Peers;
 use crate::consensus::RaftNode;
 use crate::consumer::ConsumerService;
 use crate::error::ApiError;
+use crate::memory::{BodyRules, MemoryPlan};
 use crate::metrics::Metrics;
 use crate::partitioning::Ring;
 use crate::peer::plain_error;
 use crate::produce::ProduceService;
 use crate::replication::Replication;
+use crate::serving::ConnectionStats;
 use crate::store::Storage;
 
 pub use consumer_api::router as consumer_router;
@@ -43,6 +45,12 @@ pub struct AppState {
     pub producer_port: u16,
     pub consumer_port: u16,
     pub max_consumer_topics: usize,
+    /// The budgets every buffer draws from.
+    pub memory: MemoryPlan,
+    /// How a produce body must arrive (its limit is `RUNNEL_MAX_REQUEST_SIZE`).
+    pub produce_body: BodyRules,
+    /// The client ports' connections.
+    pub connections: Arc<ConnectionStats>,
 }
 
 impl AppState {

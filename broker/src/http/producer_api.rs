@@ -9,12 +9,12 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http_body_util::BodyExt;
 use serde::Serialize;
 
 use super::query::Params;
 use super::{status::status, with_fallbacks, SharedState};
 use crate::error::ApiError;
+use crate::memory::{declared_length, read_body};
 use crate::store::validate_topic_name;
 
 pub fn router(app: SharedState) -> Router {
@@ -74,14 +74,9 @@ async fn store(
     body: Body,
 ) -> Result<Produced, ApiError> {
     validate_topic_name(topic)?;
-    let limit = app.produce.max_request_size();
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit + DRAIN_LIMIT) {
-        return Err(ApiError::BodyTooLarge { limit });
-    }
-    let _permit = app.produce.reserve(declared).await?;
-    let body = read_body(body, limit).await?;
+    // Held until the request is answered: its records are slices of this body.
+    let held = read_body(body, declared_length(headers), app.produce_body, &app.memory.produce).await?;
+    let body = held.bytes;
     // Checked once the body is in: a request still uploading when shutdown begins is refused
     // (the client retries elsewhere), one already writing is finished.
     if !app.accepts_writes() {
@@ -105,37 +100,6 @@ async fn store(
         range_index: info.range_index,
         start_offset: stored.appended.base_offset.to_string(),
         count: stored.appended.count,
-    })
-}
-
-/// How much of an over-size body is read and thrown away before answering 413, so that a
-/// client still sending gets the answer instead of a reset connection.
-const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
-
-/// Reads the whole body (chunked or not), refusing more than `limit` bytes. A body that
-/// arrives in one piece is returned without a copy.
-async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let mut parts: Vec<Bytes> = Vec::new();
-    let mut size = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
-        let Ok(data) = frame.into_data() else { continue };
-        size += data.len();
-        if size > limit {
-            if size > limit + DRAIN_LIMIT {
-                break;
-            }
-            parts.clear();
-            continue;
-        }
-        parts.push(data);
-    }
-    if size > limit {
-        return Err(ApiError::BodyTooLarge { limit });
-    }
-    Ok(match parts.len() {
-        1 => parts.swap_remove(0),
-        _ => parts.concat().into(),
     })
 }
 

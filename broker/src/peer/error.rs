@@ -6,6 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::memory::BodyError;
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PeerError {
     /// No valid credential (see the `layer` module).
@@ -15,6 +17,9 @@ pub enum PeerError {
     BadRequest(String),
     #[error("the body is larger than the peer limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
+    /// The request did not arrive in time.
+    #[error("{0}")]
+    TimedOut(String),
     /// This broker holds no copy of the partition asked about.
     #[error("this broker holds no copy of partition {0}")]
     NotReplica(u32),
@@ -61,6 +66,7 @@ impl PeerError {
             PeerError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             PeerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             PeerError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PeerError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             PeerError::NotReplica(_) => StatusCode::NOT_FOUND,
             PeerError::StaleEpoch { .. } => StatusCode::PRECONDITION_FAILED,
             PeerError::OffsetMismatch { .. } | PeerError::Conflict(_) => StatusCode::CONFLICT,
@@ -78,6 +84,7 @@ impl PeerError {
             PeerError::Unauthenticated(_) => "peer_unauthenticated",
             PeerError::BadRequest(_) => "bad_request",
             PeerError::BodyTooLarge { .. } => "body_too_large",
+            PeerError::TimedOut(_) => "request_timeout",
             PeerError::NotReplica(_) => "not_replica",
             PeerError::StaleEpoch { .. } => "stale_epoch",
             PeerError::OffsetMismatch { .. } => "offset_mismatch",
@@ -122,6 +129,7 @@ impl PeerError {
             "not_found" => PeerError::NotFound(message),
             "body_too_large" => PeerError::BodyTooLarge { limit: number(&answer.details, "limit") as usize },
             "not_replica" => PeerError::NotReplica(number(&answer.details, "partition") as u32),
+            "request_timeout" => PeerError::TimedOut(message),
             _ => PeerError::Unavailable(format!("peer answered {status}: {message}")),
         }
     }
@@ -153,6 +161,17 @@ pub async fn peer_errors_as_json(response: Response) -> Response {
     plain_error(response)
         .await
         .unwrap_or_else(|(status, message)| PeerError::Rejected { status, message }.into_response())
+}
+
+impl From<BodyError> for PeerError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge { limit } => PeerError::BodyTooLarge { limit },
+            BodyError::TimedOut { .. } => PeerError::TimedOut(e.to_string()),
+            BodyError::Unreadable(_) => PeerError::BadRequest(e.to_string()),
+            BodyError::Busy(_) => PeerError::Unavailable(e.to_string()),
+        }
+    }
 }
 
 impl IntoResponse for PeerError {

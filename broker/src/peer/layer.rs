@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::replay::Refusal;
 use super::{now_ms, verify, Credential, CredentialError, NonceCache, PeerError, PeerSecret, SignedParts};
+use crate::log_every::LogEvery;
 
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -42,18 +43,12 @@ pub struct PeerVerifier {
     secret: PeerSecret,
     body_limit: usize,
     nonces: Arc<Mutex<NonceCache>>,
-    log: Arc<Mutex<RefusalLog>>,
-}
-
-#[derive(Default)]
-struct RefusalLog {
-    last: Option<Instant>,
-    unlogged: u64,
+    log: Arc<LogEvery>,
 }
 
 impl PeerVerifier {
     pub fn new(secret: PeerSecret, body_limit: usize) -> PeerVerifier {
-        PeerVerifier { secret, body_limit, nonces: Default::default(), log: Default::default() }
+        PeerVerifier { secret, body_limit, nonces: Default::default(), log: Arc::new(LogEvery::new(LOG_EVERY)) }
     }
 
     /// Checks a request's credential against its parts, then remembers its nonce.
@@ -70,16 +65,10 @@ impl PeerVerifier {
     }
 
     fn note_refusal(&self, remote: Option<SocketAddr>, path: &str, error: &PeerAuthError) {
-        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        if log.last.is_some_and(|at| at.elapsed() < LOG_EVERY) {
-            log.unlogged += 1;
-            return;
-        }
-        let unlogged = std::mem::take(&mut log.unlogged);
-        log.last = Some(Instant::now());
-        drop(log);
-        let remote = remote.map_or_else(|| "unknown".to_string(), |a| a.to_string());
-        tracing::warn!(%remote, path, refused_since_last_log = unlogged, "peer request refused: {error}");
+        self.log.note(|unlogged| {
+            let remote = remote.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+            tracing::warn!(%remote, path, refused_since_last_log = unlogged, "peer request refused: {error}");
+        });
     }
 }
 

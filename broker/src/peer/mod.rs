@@ -8,7 +8,9 @@
 //! - [`PeerSecret`]: the secret, read from `RUNNEL_PEER_SECRET_FILE`.
 //! - [`PeerHttp`]: the one HTTP client for broker-to-broker calls; it signs every request.
 //! - [`require_peer_auth`]: the axum middleware on the whole peer router that verifies them.
+//! - [`read_peer_bodies`]: the middleware before it that reads each body under its memory budget.
 
+mod bodies;
 mod client;
 mod credential;
 mod error;
@@ -18,6 +20,7 @@ mod secret;
 
 use std::time::Duration;
 
+pub use bodies::{read_peer_bodies, PeerBodies};
 pub use client::{answer_bytes, answer_json, sign_request, PeerHttp, PeerRequest};
 pub use credential::{sign, verify, Credential, CredentialError, SignedParts};
 pub use error::{peer_errors_as_json, plain_error, PeerError, PeerErrorBody};

@@ -1,10 +1,10 @@
-//! The produce service: partition choice, the byte budget and the leader's append.
+//! The produce service: partition choice and the leader's append (the bodies' memory is
+//! [`crate::memory`]'s produce budget, reserved by the producer port as they arrive).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::cluster::Peers;
 use crate::error::ApiError;
@@ -16,9 +16,6 @@ pub struct ProduceService {
     pub(super) replication: Arc<Replication>,
     pub(super) peers: Peers,
     pub(super) ring: Ring,
-    max_request_size: usize,
-    /// Produce bytes that may be in flight at once; requests beyond wait (back-pressure).
-    budget: Semaphore,
     /// Rotates the partition of requests without a key.
     turn: AtomicUsize,
 }
@@ -30,36 +27,8 @@ pub struct Stored {
 }
 
 impl ProduceService {
-    /// `buffer` bytes of produce bodies may be in flight at once (at least one whole request).
-    pub fn new(
-        replication: Arc<Replication>,
-        peers: Peers,
-        ring: Ring,
-        max_request_size: usize,
-        buffer: usize,
-    ) -> ProduceService {
-        ProduceService {
-            replication,
-            peers,
-            ring,
-            max_request_size,
-            budget: Semaphore::new(buffer.max(max_request_size)),
-            turn: AtomicUsize::new(0),
-        }
-    }
-
-    /// The largest body a produce may have.
-    pub fn max_request_size(&self) -> usize {
-        self.max_request_size
-    }
-
-    /// Reserves a body's size (its declared length, else the request limit) before it is read:
-    /// when the broker is saturated, requests wait here with their bodies still in the socket,
-    /// so memory stays bounded. Held until the request is answered.
-    pub async fn reserve(&self, declared: Option<usize>) -> Result<SemaphorePermit<'_>, ApiError> {
-        let limit = self.max_request_size;
-        let reserve = declared.unwrap_or(limit).clamp(1, limit) as u32;
-        self.budget.acquire_many(reserve).await.map_err(|_| ApiError::Unavailable("the broker is shutting down".into()))
+    pub fn new(replication: Arc<Replication>, peers: Peers, ring: Ring) -> ProduceService {
+        ProduceService { replication, peers, ring, turn: AtomicUsize::new(0) }
     }
 
     /// Stores `records` (one request's, never empty) in the partition of `key`, or, without

@@ -22,17 +22,19 @@ use super::replica_set::others_needed;
 use crate::cluster::Peers;
 use crate::consensus::RaftChanges;
 use crate::error::ApiError;
+use crate::memory::{Budget, Reservation};
 use crate::store::{Appended, EpochStart, Storage, StorageError};
-use crate::timing::ACK_TIMEOUT;
+use crate::timing::{ACK_TIMEOUT, MEMORY_WAIT};
 
 /// Pause before retrying an unreachable follower.
 const RETRY: Duration = Duration::from_millis(200);
 /// A replicator with nothing to send wakes when the leader appends or Raft's state changes;
 /// this is only a safety net should a wake-up be missed.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
-/// Records kept in memory for followers beyond what all of them hold; past this, the oldest
-/// durable ones are dropped and a slow follower reads them from disk instead.
-const TAIL_BYTES: usize = 32 * 1024 * 1024;
+/// The share of the replication budget one partition's tail may keep beyond what all of its
+/// followers hold: past it, its oldest durable records are dropped and a slow follower reads
+/// them from disk instead, so one partition with a follower down cannot take the whole budget.
+const TAIL_SHARE: usize = 4;
 
 pub(super) struct PartitionCopies {
     pub epoch: u64,
@@ -50,28 +52,41 @@ struct Ends {
     followers: Vec<u64>,
     /// Where the leader's fsync'd copy ends.
     leader: u64,
-    /// Batches accepted by the leader's writer, by base offset, not yet held by every follower.
-    tail: BTreeMap<u64, Vec<Bytes>>,
+    /// Batches accepted by the leader's writer, by base offset, not yet held by every follower,
+    /// each with its memory from the replication budget. A batch the budget had no room for
+    /// is not kept: its followers read it from disk once it is durable.
+    tail: BTreeMap<u64, (Vec<Bytes>, Reservation)>,
     tail_bytes: usize,
+    /// Most bytes this partition's tail keeps once they are durable here.
+    tail_limit: usize,
 }
 
 impl Ends {
     fn tail_end(&self) -> Option<u64> {
-        self.tail.iter().next_back().map(|(base, records)| base + records.len() as u64)
+        self.tail.iter().next_back().map(|(base, (records, _))| base + records.len() as u64)
+    }
+
+    /// Keeps a batch for the followers, if the replication budget has room for it.
+    fn keep(&mut self, base: u64, records: Vec<Bytes>, budget: &Budget) {
+        let bytes = records.iter().map(Bytes::len).sum::<usize>();
+        if let Some(held) = budget.try_reserve(bytes) {
+            self.tail_bytes += bytes;
+            self.tail.insert(base, (records, held));
+        }
     }
 
     /// Drops the batches from `base` on (promised by the writer, then not written).
     fn forget_from(&mut self, base: u64) {
         let dropped = self.tail.split_off(&base);
-        self.tail_bytes -= dropped.values().flatten().map(Bytes::len).sum::<usize>();
+        self.tail_bytes -= dropped.values().flat_map(|(records, _)| records).map(Bytes::len).sum::<usize>();
     }
 
     /// Drops batches every follower holds, and old durable ones beyond the memory bound.
     fn prune(&mut self) {
         let everyone = self.followers.iter().copied().min().unwrap_or(u64::MAX);
-        while let Some((&base, records)) = self.tail.iter().next() {
+        while let Some((&base, (records, _))) = self.tail.iter().next() {
             let end = base + records.len() as u64;
-            let over = self.tail_bytes > TAIL_BYTES && end <= self.leader;
+            let over = self.tail_bytes > self.tail_limit && end <= self.leader;
             if end > everyone && !over {
                 break;
             }
@@ -113,7 +128,7 @@ impl PartitionCopies {
     /// In-memory records from `from` on (up to [`SEND_BYTES`]), if the tail holds `from`.
     fn tail_from(&self, from: u64) -> Option<Vec<Bytes>> {
         let ends = self.ends();
-        let (&base, first) = ends.tail.range(..=from).next_back()?;
+        let (&base, (first, _)) = ends.tail.range(..=from).next_back()?;
         let skip = (from - base) as usize;
         if skip >= first.len() {
             return None;
@@ -122,7 +137,7 @@ impl PartitionCopies {
         let mut bytes: usize = out.iter().map(Bytes::len).sum();
         let mut next = base + first.len() as u64;
         while bytes < SEND_BYTES {
-            let Some(records) = ends.tail.get(&next) else { break };
+            let Some((records, _)) = ends.tail.get(&next) else { break };
             bytes += records.iter().map(Bytes::len).sum::<usize>();
             next += records.len() as u64;
             out.extend(records.iter().cloned());
@@ -136,18 +151,32 @@ pub struct Replication {
     pub(super) peers: Peers,
     pub(super) leadership: Leadership,
     partitions: Mutex<HashMap<(String, u32), Arc<PartitionCopies>>>,
+    /// What the leaders' tails keep in memory for followers.
+    tails: Budget,
+    /// What replication reads from disk, while sent.
+    pub(super) reads: Budget,
     /// Set at shutdown, the broker's one "shutting down" flag: the controller gives this broker
     /// no new partitions, and its client ports refuse new writes and report not ready.
     draining: AtomicBool,
 }
 
 impl Replication {
-    pub fn new(storage: Storage, peers: Peers, leadership: Leadership) -> Arc<Replication> {
+    /// `tails` bounds the records leaders keep in memory for their followers, `reads` what
+    /// is read from disk to send.
+    pub fn new(
+        storage: Storage,
+        peers: Peers,
+        leadership: Leadership,
+        tails: Budget,
+        reads: Budget,
+    ) -> Arc<Replication> {
         Arc::new(Replication {
             storage,
             peers,
             leadership,
             partitions: Mutex::new(HashMap::new()),
+            tails,
+            reads,
             draining: AtomicBool::new(false),
         })
     }
@@ -189,10 +218,7 @@ impl Replication {
             other => other?,
         };
         if let Some(records) = sent {
-            copies.update(|ends| {
-                ends.tail_bytes += records.iter().map(Bytes::len).sum::<usize>();
-                ends.tail.insert(base, records);
-            });
+            copies.update(|ends| ends.keep(base, records, &self.tails));
             copies.appended.notify_waiters();
         }
         let appended = match durable.await.map_err(|_| StorageError::Closed).and_then(|r| r) {
@@ -267,7 +293,12 @@ impl Replication {
         let leader = self.storage.end(topic, partition);
         let copies = Arc::new(PartitionCopies {
             epoch,
-            ends: Mutex::new(Ends { followers: vec![0; followers.len()], leader, ..Ends::default() }),
+            ends: Mutex::new(Ends {
+                followers: vec![0; followers.len()],
+                leader,
+                tail_limit: self.tails.size() / TAIL_SHARE,
+                ..Ends::default()
+            }),
             followers,
             majority_end: watch::channel(0).0,
             appended: Notify::new(),
@@ -311,6 +342,15 @@ impl Replication {
                 idle(&mut changes, appended.as_mut()).await;
                 continue;
             }
+            // What is read and framed to send (the tail's records are already paid for, their
+            // framed copy is not).
+            let held = match self.reads.reserve(2 * SEND_BYTES, MEMORY_WAIT).await {
+                Ok(held) => held,
+                Err(busy) => {
+                    tracing::debug!(%topic, partition, follower, "replication waits for memory: {busy}");
+                    continue;
+                }
+            };
             let (values, epochs) = match copies.tail_from(follower_end) {
                 // Written in this epoch, maybe not fsync'd here yet.
                 Some(values) => (values, vec![EpochStart { epoch, start: follower_end }]),
@@ -324,6 +364,7 @@ impl Replication {
                     None => continue,
                 },
             };
+            let _sending = held;
             let link = RemoteCopy { replication: &self, broker: follower, topic: &topic, partition };
             match link.replicate(follower_end, epoch, &epochs, &values).await {
                 Ok(end) => known_end = Some(end),
