@@ -25,6 +25,19 @@ pub struct Metrics {
     consumers_tracked: Gauge,
     cursor_groups: Gauge,
     replicated_partitions: Gauge,
+    /// Connections refused at the client ports' connection limit.
+    pub connections_refused: Counter,
+    connections_open: Gauge,
+    connections_limit: Gauge,
+    memory_reserved: Family<Labels, Gauge>,
+    memory_budget: Family<Labels, Gauge>,
+}
+
+/// One memory budget's size and what is reserved from it.
+pub struct BudgetUse {
+    pub class: &'static str,
+    pub size: usize,
+    pub reserved: usize,
 }
 
 /// The sizes [`Metrics::render`] reports as gauges (plain numbers, so metrics depend on no
@@ -40,6 +53,11 @@ pub struct StateSizes {
     pub cursor_groups: usize,
     /// Topic partitions this broker leads with replication state (replicators, tail).
     pub replicated_partitions: usize,
+    /// Connections open on the client ports, and their limit.
+    pub connections_open: usize,
+    pub connections_limit: usize,
+    /// The memory budgets.
+    pub memory: Vec<BudgetUse>,
 }
 
 impl Default for Metrics {
@@ -87,8 +105,35 @@ impl Metrics {
             "Topic partitions this broker leads and replicates to followers (one replicator task per follower)",
             replicated_partitions.clone(),
         );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections refused with a 503 because the client ports had RUNNEL_MAX_CONNECTIONS open",
+            connections_refused.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register("connections_open", "Connections open on the client ports", connections_open.clone());
+        let connections_limit = Gauge::default();
+        registry.register("connections_limit", "RUNNEL_MAX_CONNECTIONS", connections_limit.clone());
+        let memory_reserved = Family::<Labels, Gauge>::default();
+        registry.register(
+            "memory_reserved_bytes",
+            "Bytes reserved from each memory budget (class)",
+            memory_reserved.clone(),
+        );
+        let memory_budget = Family::<Labels, Gauge>::default();
+        registry.register(
+            "memory_budget_bytes",
+            "Size of each memory budget (class), cut from RUNNEL_MEMORY_LIMIT",
+            memory_budget.clone(),
+        );
         Metrics {
             registry,
+            connections_refused,
+            connections_open,
+            connections_limit,
+            memory_reserved,
+            memory_budget,
             requests,
             produce_bytes,
             produce_records,
@@ -123,6 +168,13 @@ impl Metrics {
         self.consumers_tracked.set(sizes.consumers_tracked as i64);
         self.cursor_groups.set(sizes.cursor_groups as i64);
         self.replicated_partitions.set(sizes.replicated_partitions as i64);
+        self.connections_open.set(sizes.connections_open as i64);
+        self.connections_limit.set(sizes.connections_limit as i64);
+        for budget in &sizes.memory {
+            let labels = vec![("class", budget.class.to_string())];
+            self.memory_reserved.get_or_create(&labels).set(budget.reserved as i64);
+            self.memory_budget.get_or_create(&labels).set(budget.size as i64);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -140,9 +192,19 @@ mod tests {
         m.request("produce", 200);
         m.produce_records.inc_by(3);
         m.fsync(Duration::from_millis(2));
-        let sizes =
-            StateSizes { consumers: 2, groups: 1, consumers_tracked: 2, cursor_groups: 1, replicated_partitions: 0 };
+        let memory = vec![BudgetUse { class: "produce", size: 100, reserved: 40 }];
+        let sizes = StateSizes {
+            consumers: 2,
+            groups: 1,
+            consumers_tracked: 2,
+            cursor_groups: 1,
+            replicated_partitions: 0,
+            connections_open: 3,
+            connections_limit: 10,
+            memory,
+        };
         let text = m.render(sizes);
+        assert!(text.contains("runnel_memory_reserved_bytes{class=\"produce\"} 40"), "{text}");
         assert!(text.contains("runnel_http_requests_total{endpoint=\"produce\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("runnel_produce_records_total 3"));
         assert!(text.contains("runnel_consumers 2"));

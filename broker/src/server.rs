@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::{middleware, Router};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
 
 use crate::cluster::{self, form_cluster, load_or_create_node_id, topology, Peers};
@@ -103,7 +104,7 @@ impl Broker {
             config.consumer_timeout(),
         ));
         let produce = Arc::new(ProduceService::new(replication.clone(), peers.clone(), ring));
-        let client_connections = ConnectionLimit::new(memory.client_connections);
+        let client_connections = ConnectionLimit::new(memory.client_connections, metrics.connections_refused.clone());
         let app = Arc::new(AppState {
             storage: storage.clone(),
             raft: raft.clone(),
@@ -137,7 +138,7 @@ impl Broker {
         }
         let bodies = PeerBodies { budget: memory.peer_bodies.clone(), rules: config.body_rules(PEER_BODY_LIMIT) };
         peer = peer.layer(middleware::from_fn_with_state(bodies, read_peer_bodies));
-        let peer_connections = ConnectionLimit::new(PEER_CONNECTIONS);
+        let peer_connections = ConnectionLimit::new(PEER_CONNECTIONS, Counter::default());
         let listeners: [(IpAddr, u16, Router, &ConnectionLimit); 5] = [
             (config.peer_listen(), config.peer_port, peer, &peer_connections),
             (config.listen, config.discovery_port, discovery_router(app.clone()), &client_connections),

@@ -1,3 +1,5 @@
+use std::sync::atomic::Ordering;
+
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -5,7 +7,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::{with_fallbacks, SharedState};
-use crate::metrics::StateSizes;
+use crate::metrics::{BudgetUse, StateSizes};
 
 pub fn router(app: SharedState) -> Router {
     with_fallbacks(Router::new().route("/metrics", get(metrics))).with_state(app)
@@ -19,6 +21,14 @@ async fn metrics(State(app): State<SharedState>) -> impl IntoResponse {
         consumers_tracked: consumers.tracked,
         cursor_groups: consumers.cursor_groups,
         replicated_partitions: app.replication.replicated_partitions(),
+        connections_open: app.connections.open.load(Ordering::Relaxed),
+        connections_limit: app.memory.client_connections,
+        memory: app
+            .memory
+            .budgets()
+            .iter()
+            .map(|b| BudgetUse { class: b.class(), size: b.size(), reserved: b.in_use() })
+            .collect(),
     };
     let body = app.metrics.render(sizes);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)

@@ -7,7 +7,7 @@ mod activity;
 mod refusal;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
@@ -44,7 +45,7 @@ pub struct ConnectionRules {
 #[derive(Default)]
 pub struct ConnectionStats {
     pub open: AtomicUsize,
-    pub refused: AtomicU64,
+    pub refused: Counter,
 }
 
 /// A limit on open connections, shared by the listeners given the same one.
@@ -56,10 +57,11 @@ pub struct ConnectionLimit {
 }
 
 impl ConnectionLimit {
-    pub fn new(max: usize) -> ConnectionLimit {
+    /// At most `max` connections; each one refused counts in `refused`.
+    pub fn new(max: usize, refused: Counter) -> ConnectionLimit {
         ConnectionLimit {
             slots: Arc::new(Semaphore::new(max.max(1))),
-            stats: Arc::default(),
+            stats: Arc::new(ConnectionStats { open: AtomicUsize::new(0), refused }),
             log: Arc::new(LogEvery::new(LOG_EVERY)),
         }
     }
@@ -98,7 +100,7 @@ pub async fn serve(
             }
         };
         let Some(slot) = limit.admit() else {
-            limit.stats.refused.fetch_add(1, Ordering::Relaxed);
+            limit.stats.refused.inc();
             limit.log.note(|unlogged| {
                 tracing::warn!(port, %remote, refused_since_last_log = unlogged, "connection limit reached: refusing connections")
             });
