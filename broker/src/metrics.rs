@@ -25,6 +25,7 @@ pub struct Metrics {
     consumers_tracked: Gauge,
     cursor_groups: Gauge,
     replicated_partitions: Gauge,
+    offset_groups: Gauge,
 }
 
 /// The sizes [`Metrics::render`] reports as gauges (plain numbers, so metrics depend on no
@@ -40,6 +41,8 @@ pub struct StateSizes {
     pub cursor_groups: usize,
     /// Topic partitions this broker leads with replication state (replicators, tail).
     pub replicated_partitions: usize,
+    /// Groups with committed offsets, members or not (replicated state).
+    pub offset_groups: usize,
 }
 
 impl Default for Metrics {
@@ -87,6 +90,12 @@ impl Metrics {
             "Topic partitions this broker leads and replicates to followers (one replicator task per follower)",
             replicated_partitions.clone(),
         );
+        let offset_groups = Gauge::default();
+        registry.register(
+            "offset_groups",
+            "Consumer groups with committed offsets, kept until RUNNEL_GROUP_RETENTION without a member or commit",
+            offset_groups.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -101,6 +110,7 @@ impl Metrics {
             consumers_tracked,
             cursor_groups,
             replicated_partitions,
+            offset_groups,
         }
     }
 
@@ -123,6 +133,7 @@ impl Metrics {
         self.consumers_tracked.set(sizes.consumers_tracked as i64);
         self.cursor_groups.set(sizes.cursor_groups as i64);
         self.replicated_partitions.set(sizes.replicated_partitions as i64);
+        self.offset_groups.set(sizes.offset_groups as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -140,12 +151,19 @@ mod tests {
         m.request("produce", 200);
         m.produce_records.inc_by(3);
         m.fsync(Duration::from_millis(2));
-        let sizes =
-            StateSizes { consumers: 2, groups: 1, consumers_tracked: 2, cursor_groups: 1, replicated_partitions: 0 };
+        let sizes = StateSizes {
+            consumers: 2,
+            groups: 1,
+            consumers_tracked: 2,
+            cursor_groups: 1,
+            replicated_partitions: 0,
+            offset_groups: 3,
+        };
         let text = m.render(sizes);
         assert!(text.contains("runnel_http_requests_total{endpoint=\"produce\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("runnel_produce_records_total 3"));
         assert!(text.contains("runnel_consumers 2"));
+        assert!(text.contains("runnel_offset_groups 3"));
         assert!(text.contains("runnel_fsync_latency_seconds_count 1"));
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::cluster::{self, form_cluster, load_or_create_node_id, topology, Peers};
 use crate::config::Config;
 use crate::consensus::{RaftConfig, RaftNode};
-use crate::consumer::{self, ConsumerService};
+use crate::consumer::{self, ConsumerService, ConsumerSettings};
 use crate::http::{consumer_router, discovery_router, metrics_router, producer_router, AppState};
 use crate::limits::PEER_BODY_LIMIT;
 use crate::metrics::Metrics;
@@ -87,8 +87,11 @@ impl Broker {
             replication.clone(),
             peers.clone(),
             ring,
-            config.poll_max_bytes,
-            config.consumer_timeout(),
+            ConsumerSettings {
+                poll_max_bytes: config.poll_max_bytes,
+                timeout: config.consumer_timeout(),
+                group_retention: config.group_retention.0,
+            },
         ));
         let produce = Arc::new(ProduceService::new(
             replication.clone(),
