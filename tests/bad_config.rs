@@ -13,6 +13,7 @@ fn settings_the_broker_cannot_work_with_stop_it_at_start_with_their_name() {
         ("RUNNEL_RETENTION_CHECK_MS", "0"),
         ("RUNNEL_SEGMENT_BYTES", "1"),
         ("RUNNEL_MAX_REQUEST_SIZE", "30000000"),
+        ("RUNNEL_GROUP_RETENTION", "1m"),
     ];
     for (variable, value) in cases {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -129,6 +129,11 @@ pub struct Config {
     /// Log filter (tracing EnvFilter syntax), e.g. "info" or "runnel_broker=debug".
     #[arg(long, env = "RUNNEL_LOG", default_value = "info,openraft=warn")]
     pub log: String,
+
+    /// Remove the committed offsets of a group that has had no member and no commit this long
+    /// ("168h", Kafka's default, or "none" to keep them forever).
+    #[arg(long, env = "RUNNEL_GROUP_RETENTION", default_value = "168h", value_parser = parse_retention)]
+    pub group_retention: Retention,
 }
 
 /// How long records are kept; `None` keeps them forever.
@@ -200,6 +205,17 @@ impl Config {
             );
         }
         ms("RUNNEL_RETENTION_CHECK_MS", self.retention_check_ms, 1, 86_400_000)?;
+        // Shorter would reset the group of a consumer that comes back soon after its
+        // registration lapsed: a misconfiguration, not a choice.
+        if let Retention(Some(group_retention)) = self.group_retention {
+            if group_retention <= self.consumer_timeout() {
+                return fail(
+                    "RUNNEL_GROUP_RETENTION",
+                    &humantime::format_duration(group_retention),
+                    format!("must be longer than RUNNEL_CONSUMER_TIMEOUT_MS ({})", self.consumer_timeout_ms),
+                );
+            }
+        }
         ms("RUNNEL_DISCOVERY_SETTLE_MS", self.discovery_settle_ms, 0, 3_600_000)?;
         ms("RUNNEL_HEADER_TIMEOUT_MS", self.header_timeout_ms, 100, 600_000)?;
         ms("RUNNEL_BODY_TIMEOUT_MS", self.body_timeout_ms, 100, 600_000)?;
@@ -352,6 +368,7 @@ mod tests {
         assert_eq!(c.home, PathBuf::from("./runnel-data"));
         assert_eq!((c.ordinal, c.service_name), (None, None));
         assert_eq!(c.retention, Retention(Some(Duration::from_secs(168 * 3600))));
+        assert_eq!(c.group_retention, Retention(Some(Duration::from_secs(168 * 3600))));
         assert_eq!((c.producer_port, c.consumer_port, c.peer_port), (9251, 9252, 9255));
     }
 
@@ -364,7 +381,7 @@ mod tests {
     #[test]
     fn settings_the_broker_cannot_work_with_are_refused_by_name() {
         parse(&[]).validate().expect("the defaults are valid");
-        let cases: [(&[&str], &str); 9] = [
+        let cases: [(&[&str], &str); 10] = [
             (&["--auto-commit-interval-ms", "0"], "RUNNEL_AUTO_COMMIT_INTERVAL_MS"),
             (&["--retention-check-ms", "0"], "RUNNEL_RETENTION_CHECK_MS"),
             (&["--consumer-timeout-ms", "0"], "RUNNEL_CONSUMER_TIMEOUT_MS"),
@@ -374,6 +391,7 @@ mod tests {
             (&["--max-request-size", "20000000"], "RUNNEL_MAX_REQUEST_SIZE"),
             (&["--peer-port", "9251"], "RUNNEL_PEER_PORT"),
             (&["--broker-names", "a,b,c", "--ordinal", "3"], "RUNNEL_ORDINAL"),
+            (&["--consumer-timeout-ms", "2000", "--group-retention", "2s"], "RUNNEL_GROUP_RETENTION"),
         ];
         for (args, variable) in cases {
             let error = parse(args).validate().expect_err("refused");
@@ -430,5 +448,9 @@ mod tests {
         let c = Config::try_parse_from(["runnel-broker", "--retention", "none"]).expect("parse");
         assert_eq!(c.retention, Retention(None));
         assert!(Config::try_parse_from(["runnel-broker", "--retention", "soon"]).is_err());
+        parse(&["--group-retention", "none"]).validate().expect("offsets may be kept forever");
+        parse(&["--consumer-timeout-ms", "1000", "--group-retention", "2s"])
+            .validate()
+            .expect("longer than the timeout");
     }
 }

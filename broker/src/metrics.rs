@@ -25,6 +25,7 @@ pub struct Metrics {
     consumers_tracked: Gauge,
     cursor_groups: Gauge,
     replicated_partitions: Gauge,
+    offset_groups: Gauge,
     /// Connections refused at the client ports' connection limit.
     pub connections_refused: Counter,
     connections_open: Gauge,
@@ -58,6 +59,8 @@ pub struct StateSizes {
     pub connections_limit: usize,
     /// The memory budgets.
     pub memory: Vec<BudgetUse>,
+    /// Groups with committed offsets, members or not (replicated state).
+    pub offset_groups: usize,
 }
 
 impl Default for Metrics {
@@ -127,6 +130,12 @@ impl Metrics {
             "Size of each memory budget (class), cut from RUNNEL_MEMORY_LIMIT",
             memory_budget.clone(),
         );
+        let offset_groups = Gauge::default();
+        registry.register(
+            "offset_groups",
+            "Consumer groups with committed offsets, kept until RUNNEL_GROUP_RETENTION without a member or commit",
+            offset_groups.clone(),
+        );
         Metrics {
             registry,
             connections_refused,
@@ -146,6 +155,7 @@ impl Metrics {
             consumers_tracked,
             cursor_groups,
             replicated_partitions,
+            offset_groups,
         }
     }
 
@@ -175,6 +185,7 @@ impl Metrics {
             self.memory_reserved.get_or_create(&labels).set(budget.reserved as i64);
             self.memory_budget.get_or_create(&labels).set(budget.size as i64);
         }
+        self.offset_groups.set(sizes.offset_groups as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -202,12 +213,14 @@ mod tests {
             connections_open: 3,
             connections_limit: 10,
             memory,
+            offset_groups: 3,
         };
         let text = m.render(sizes);
         assert!(text.contains("runnel_memory_reserved_bytes{class=\"produce\"} 40"), "{text}");
         assert!(text.contains("runnel_http_requests_total{endpoint=\"produce\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("runnel_produce_records_total 3"));
         assert!(text.contains("runnel_consumers 2"));
+        assert!(text.contains("runnel_offset_groups 3"));
         assert!(text.contains("runnel_fsync_latency_seconds_count 1"));
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::cluster::{self, form_cluster, load_or_create_node_id, topology, Peers};
 use crate::config::Config;
 use crate::consensus::{RaftConfig, RaftNode};
-use crate::consumer::{self, ConsumerService, PollMemory};
+use crate::consumer::{self, ConsumerService, ConsumerSettings};
 use crate::http::{consumer_router, discovery_router, metrics_router, producer_router, AppState};
 use crate::limits::PEER_BODY_LIMIT;
 use crate::memory::PEER_CONNECTIONS;
@@ -100,8 +100,12 @@ impl Broker {
             replication.clone(),
             peers.clone(),
             ring,
-            PollMemory { max_bytes: config.poll_max_bytes, reads: memory.reads.clone() },
-            config.consumer_timeout(),
+            ConsumerSettings {
+                poll_max_bytes: config.poll_max_bytes,
+                timeout: config.consumer_timeout(),
+                group_retention: config.group_retention.0,
+            },
+            memory.reads.clone(),
         ));
         let produce = Arc::new(ProduceService::new(replication.clone(), peers.clone(), ring));
         let client_connections = ConnectionLimit::new(memory.client_connections, metrics.connections_refused.clone());

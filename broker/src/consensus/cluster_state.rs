@@ -63,6 +63,13 @@ pub enum Command {
         broker: u32,
         epoch: u64,
     },
+    /// The Raft leader's group housekeeping, carrying its wall clock (ms since the Unix epoch)
+    /// and retention so every broker decides alike: a group with offsets but no member starts
+    /// its idle clock at `now_ms`; one idle for `retention_ms` loses its offsets.
+    SweepGroups {
+        now_ms: u64,
+        retention_ms: u64,
+    },
 }
 
 /// What applying a [`Command`] did.
@@ -84,6 +91,12 @@ pub enum CommandResult {
     LeaderSet {
         applied: bool,
     },
+    GroupsSwept {
+        /// Groups whose idle clock started.
+        idle: usize,
+        /// Groups whose offsets were removed.
+        removed: Vec<String>,
+    },
 }
 
 /// The applied state: what every broker agrees on.
@@ -97,6 +110,11 @@ pub struct ClusterState {
     /// Partitions whose leadership moved away from epoch 0 (the ring owner).
     #[serde(default)]
     pub leaders: BTreeMap<u32, PartitionLeader>,
+    /// group -> when (the sweeping leader's clock, ms since the Unix epoch) it was first seen
+    /// with offsets and no member since its last member or commit. A snapshot from before
+    /// this field starts every idle group's clock at the next sweep.
+    #[serde(default)]
+    pub idle_groups: BTreeMap<String, u64>,
 }
 
 impl ClusterState {
@@ -131,7 +149,39 @@ impl ClusterState {
                 }
                 CommandResult::LeaderSet { applied }
             }
+            Command::SweepGroups { now_ms, retention_ms } => self.sweep_groups(now_ms, retention_ms),
         }
+    }
+
+    /// Groups with offsets and no member whose idle clock has not started.
+    fn unclocked_idle_groups(&self) -> impl Iterator<Item = &String> {
+        let with_members: BTreeSet<&str> = self.consumers.values().map(|c| c.group.as_str()).collect();
+        self.offsets.keys().filter(move |g| !with_members.contains(g.as_str()) && !self.idle_groups.contains_key(*g))
+    }
+
+    /// Whether a [`Command::SweepGroups`] at `now_ms` would change anything, so the leader
+    /// proposes one only then.
+    pub fn groups_to_sweep(&self, now_ms: u64, retention_ms: u64) -> bool {
+        self.unclocked_idle_groups().next().is_some()
+            || self.idle_groups.values().any(|since| now_ms.saturating_sub(*since) >= retention_ms)
+    }
+
+    /// A clock that went backwards (a new leader's runs behind) only delays removal.
+    fn sweep_groups(&mut self, now_ms: u64, retention_ms: u64) -> CommandResult {
+        let started: Vec<String> = self.unclocked_idle_groups().cloned().collect();
+        let idle = started.len();
+        self.idle_groups.extend(started.into_iter().map(|g| (g, now_ms)));
+        let removed: Vec<String> = self
+            .idle_groups
+            .iter()
+            .filter(|(_, since)| now_ms.saturating_sub(**since) >= retention_ms)
+            .map(|(g, _)| g.clone())
+            .collect();
+        for group in &removed {
+            self.idle_groups.remove(group);
+            self.offsets.remove(group);
+        }
+        CommandResult::GroupsSwept { idle, removed }
     }
 
     /// The leader of `partition`; `owner` (its ring owner) until leadership first moved.
@@ -150,6 +200,7 @@ impl ClusterState {
             };
         }
         let new_group = !self.group_exists(&consumer.group);
+        self.idle_groups.remove(&consumer.group);
         self.consumers.insert(consumer.id.clone(), consumer);
         self.membership_version += 1;
         CommandResult::Registered { new_group }
@@ -164,6 +215,7 @@ impl ClusterState {
     /// the partition in a rebalance must not rewind the group.
     fn commit(&mut self, offsets: Vec<OffsetCommit>) {
         for c in offsets {
+            self.idle_groups.remove(&c.group);
             let slot =
                 self.offsets.entry(c.group).or_default().entry(c.topic).or_default().entry(c.partition).or_insert(0);
             *slot = (*slot).max(c.offset);
@@ -229,6 +281,89 @@ mod tests {
         assert!(s.consumers.is_empty());
         assert_eq!(s.committed("g", "t", 0), Some(5));
         assert!(s.group_exists("g"), "a group with offsets survives its last member");
+    }
+
+    const RETENTION: u64 = 1_000;
+
+    fn sweep(s: &mut ClusterState, now_ms: u64) -> CommandResult {
+        s.apply(Command::SweepGroups { now_ms, retention_ms: RETENTION })
+    }
+
+    fn commit_at(s: &mut ClusterState, offset: u64) {
+        s.apply(Command::Commit(vec![OffsetCommit { group: "g".into(), topic: "t".into(), partition: 0, offset }]));
+    }
+
+    /// g has read up to 5 and its only member has left.
+    fn left_group() -> ClusterState {
+        let mut s = ClusterState::default();
+        s.apply(Command::Register(consumer("c1", "g", &["t"])));
+        commit_at(&mut s, 5);
+        s.apply(Command::Goodbye { consumer_id: "c1".into(), offsets: Vec::new() });
+        s
+    }
+
+    #[test]
+    fn a_group_with_a_member_keeps_its_offsets_however_old_they_are() {
+        let mut s = ClusterState::default();
+        s.apply(Command::Register(consumer("c1", "g", &["t"])));
+        commit_at(&mut s, 5);
+        assert!(!s.groups_to_sweep(u64::MAX, RETENTION), "nothing for the leader to propose");
+        assert_eq!(sweep(&mut s, 0), CommandResult::GroupsSwept { idle: 0, removed: vec![] });
+        assert_eq!(sweep(&mut s, u64::MAX), CommandResult::GroupsSwept { idle: 0, removed: vec![] });
+        assert_eq!(s.committed("g", "t", 0), Some(5));
+    }
+
+    #[test]
+    fn a_group_idle_for_the_retention_loses_its_offsets_and_is_new_again() {
+        let mut s = left_group();
+        assert!(s.groups_to_sweep(10_000, RETENTION), "its idle clock has to start");
+        assert_eq!(sweep(&mut s, 10_000), CommandResult::GroupsSwept { idle: 1, removed: vec![] });
+        assert!(!s.groups_to_sweep(10_000 + RETENTION - 1, RETENTION));
+        assert_eq!(sweep(&mut s, 10_000 + RETENTION - 1), CommandResult::GroupsSwept { idle: 0, removed: vec![] });
+        assert_eq!(s.committed("g", "t", 0), Some(5), "kept until the retention has passed");
+        assert!(s.groups_to_sweep(10_000 + RETENTION, RETENTION));
+        let swept = sweep(&mut s, 10_000 + RETENTION);
+        assert_eq!(swept, CommandResult::GroupsSwept { idle: 0, removed: vec!["g".into()] });
+        assert_eq!(s.committed("g", "t", 0), None);
+        assert!(s.offsets.is_empty() && s.idle_groups.is_empty());
+        assert!(!s.groups_to_sweep(u64::MAX, RETENTION), "nothing left to sweep");
+        let again = s.apply(Command::Register(consumer("c2", "g", &["t"])));
+        assert_eq!(again, CommandResult::Registered { new_group: true }, "onNewGroup applies again");
+    }
+
+    #[test]
+    fn a_commit_or_a_member_while_idle_restarts_the_clock() {
+        let mut s = left_group();
+        sweep(&mut s, 0);
+        // A late auto-commit of the member that left.
+        commit_at(&mut s, 7);
+        assert_eq!(sweep(&mut s, RETENTION), CommandResult::GroupsSwept { idle: 1, removed: vec![] });
+        s.apply(Command::Register(consumer("c2", "g", &["t"])));
+        s.apply(Command::Expire { consumer_ids: vec!["c2".into()] });
+        assert_eq!(sweep(&mut s, 2 * RETENTION), CommandResult::GroupsSwept { idle: 1, removed: vec![] });
+        assert_eq!(sweep(&mut s, 3 * RETENTION - 1), CommandResult::GroupsSwept { idle: 0, removed: vec![] });
+        assert_eq!(s.committed("g", "t", 0), Some(7));
+        assert_eq!(sweep(&mut s, 3 * RETENTION), CommandResult::GroupsSwept { idle: 0, removed: vec!["g".into()] });
+    }
+
+    #[test]
+    fn a_sweeping_clock_behind_the_last_one_removes_nothing() {
+        let mut s = left_group();
+        sweep(&mut s, 50_000);
+        assert!(!s.groups_to_sweep(10_000, RETENTION));
+        assert_eq!(sweep(&mut s, 10_000), CommandResult::GroupsSwept { idle: 0, removed: vec![] });
+        assert_eq!(s.committed("g", "t", 0), Some(5));
+    }
+
+    /// Snapshots written before idle clocks existed have no `idle_groups`: they load, and
+    /// their idle groups start their clocks at the next sweep rather than expiring at once.
+    #[test]
+    fn a_state_without_idle_clocks_loads_and_its_idle_groups_start_their_clocks() {
+        let old = r#"{"consumers":{},"offsets":{"g":{"t":{"0":5}}},"membership_version":2}"#;
+        let mut s: ClusterState = serde_json::from_str(old).expect("an old state loads");
+        assert_eq!(s.committed("g", "t", 0), Some(5));
+        assert_eq!(sweep(&mut s, u64::MAX), CommandResult::GroupsSwept { idle: 1, removed: vec![] });
+        assert_eq!(s.committed("g", "t", 0), Some(5));
     }
 
     #[test]

@@ -148,6 +148,44 @@ async fn a_single_node_keeps_its_state_across_restarts_with_and_without_snapshot
     }
 }
 
+/// A broker upgraded onto a snapshot written before groups had idle clocks (the same file
+/// without `idle_groups`) loads it, and sweeps its groups from then on.
+#[tokio::test]
+async fn a_snapshot_from_before_idle_clocks_loads_and_idle_groups_expire_from_the_next_sweep() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let (node, server) = start_serving(dir.path(), 1, port, true, 3).await;
+    wait_until("ready", || node.is_ready()).await;
+    node.propose(register("c1")).await.expect("register");
+    node.propose(commit(7)).await.expect("commit");
+    node.propose(commit(9)).await.expect("commit");
+    node.propose(Command::Goodbye { consumer_id: "c1".into(), offsets: Vec::new() }).await.expect("goodbye");
+    let path = dir.path().join("snapshot.json");
+    let read_snapshot = || -> Option<serde_json::Value> { serde_json::from_slice(&std::fs::read(&path).ok()?).ok() };
+    let left = |s: &serde_json::Value| s["state"]["consumers"] == serde_json::json!({});
+    wait_until("a snapshot after the goodbye", || read_snapshot().is_some_and(|s| left(&s))).await;
+    node.shutdown().await;
+    server.abort();
+    let _ = server.await;
+    drop(node);
+    let mut snapshot = read_snapshot().expect("snapshot");
+    assert_eq!(snapshot["state"]["offsets"]["g"]["t"]["0"], 9, "the snapshot holds the group: {snapshot}");
+    let state = snapshot["state"].as_object_mut().expect("a state object");
+    assert!(state.remove("idle_groups").is_some(), "written by this version");
+    std::fs::write(&path, serde_json::to_vec(&snapshot).expect("json")).expect("write the old format");
+
+    let node = start(dir.path(), 1, port, false, 3).await;
+    wait_until("ready after restart", || node.is_ready()).await;
+    wait_until("state loaded", || node.read(|s| s.committed("g", "t", 0) == Some(9))).await;
+    let sweep = |now_ms| Command::SweepGroups { now_ms, retention_ms: 1_000 };
+    let started = node.propose(sweep(5_000)).await.expect("sweep");
+    assert_eq!(started, CommandResult::GroupsSwept { idle: 1, removed: vec![] }, "its clock starts now");
+    let expired = node.propose(sweep(6_000)).await.expect("sweep");
+    assert_eq!(expired, CommandResult::GroupsSwept { idle: 0, removed: vec!["g".into()] });
+    assert_eq!(node.read(|s| s.committed("g", "t", 0)), None);
+    node.shutdown().await;
+}
+
 #[tokio::test]
 async fn three_nodes_replicate_over_http_and_followers_forward_proposals() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();

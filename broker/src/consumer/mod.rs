@@ -11,4 +11,4 @@ mod service;
 pub use assignment::TopicPartition;
 pub use peer_api::router as peer_router;
 pub use record_json::write_record;
-pub use service::{Chunk, ConsumerCounts, ConsumerService, PollMemory, PollOutcome, Registration};
+pub use service::{Chunk, ConsumerCounts, ConsumerService, ConsumerSettings, PollOutcome, Registration};

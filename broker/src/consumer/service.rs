@@ -16,6 +16,7 @@ use crate::consensus::RaftNode;
 use crate::error::ApiError;
 use crate::memory::{Budget, Reservation};
 use crate::partitioning::Ring;
+use crate::peer::now_ms;
 use crate::replication::Replication;
 use crate::store::{Storage, StoredRecord};
 use crate::timing::MEMORY_WAIT;
@@ -32,12 +33,6 @@ pub struct Chunk {
     pub topic: String,
     pub partition: u32,
     pub records: Vec<StoredRecord>,
-}
-
-/// How much a poll may return, and the budget it reserves that from.
-pub struct PollMemory {
-    pub max_bytes: usize,
-    pub reads: Budget,
 }
 
 pub enum PollOutcome {
@@ -59,6 +54,19 @@ pub struct ConsumerCounts {
     pub tracked: usize,
     /// Groups this broker keeps read cursors for.
     pub cursor_groups: usize,
+    /// Groups with committed offsets (replicated state), members or not.
+    pub offset_groups: usize,
+}
+
+/// The consumer settings of the broker's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerSettings {
+    /// Most record bytes one poll returns.
+    pub poll_max_bytes: usize,
+    /// A consumer idle this long is unregistered.
+    pub timeout: Duration,
+    /// How long a group without members and commits keeps its offsets; `None` is forever.
+    pub group_retention: Option<Duration>,
 }
 
 pub struct ConsumerService {
@@ -67,10 +75,9 @@ pub struct ConsumerService {
     replication: Arc<Replication>,
     ring: Ring,
     peers: Peers,
-    poll_max_bytes: usize,
+    settings: ConsumerSettings,
     /// What polls hold while they read and answer.
     reads: Budget,
-    timeout: Duration,
     cursors: Cursors,
     activity: Activity,
     pending: PendingCommits,
@@ -85,8 +92,8 @@ impl ConsumerService {
         replication: Arc<Replication>,
         peers: Peers,
         ring: Ring,
-        polls: PollMemory,
-        timeout: Duration,
+        settings: ConsumerSettings,
+        reads: Budget,
     ) -> Self {
         ConsumerService {
             raft,
@@ -94,9 +101,8 @@ impl ConsumerService {
             replication,
             ring,
             peers,
-            poll_max_bytes: polls.max_bytes,
-            reads: polls.reads,
-            timeout,
+            settings,
+            reads,
             cursors: Cursors::default(),
             activity: Activity::default(),
             pending: PendingCommits::default(),
@@ -234,9 +240,9 @@ impl ConsumerService {
         let turn = self.poll_turn.fetch_add(1, Ordering::Relaxed) % local.len();
         local.rotate_left(turn);
         // The records read and the response they become.
-        let mut held = self.reads.reserve(2 * self.poll_max_bytes, MEMORY_WAIT).await?;
+        let mut held = self.reads.reserve(2 * self.settings.poll_max_bytes, MEMORY_WAIT).await?;
 
-        let mut budget = self.poll_max_bytes;
+        let mut budget = self.settings.poll_max_bytes;
         let mut chunks = Vec::new();
         for (tp, epoch) in local {
             if budget == 0 {
@@ -269,7 +275,7 @@ impl ConsumerService {
         if chunks.is_empty() {
             return Ok(PollOutcome::NoData);
         }
-        held.shrink_to(2 * (self.poll_max_bytes - budget));
+        held.shrink_to(2 * (self.settings.poll_max_bytes - budget));
         Ok(PollOutcome::Records(chunks, held))
     }
 
@@ -369,7 +375,8 @@ impl ConsumerService {
     /// follower's memory does not grow with every consumer it ever saw), and unregisters
     /// consumers idle past the timeout (the Raft leader decides, so it happens once).
     pub async fn expire_idle(&self) {
-        let expired = self.raft.read(|s| self.activity.expired(s.consumers.keys().map(String::as_str), self.timeout));
+        let expired =
+            self.raft.read(|s| self.activity.expired(s.consumers.keys().map(String::as_str), self.settings.timeout));
         self.cursors.retain_groups(|group| self.raft.read(|s| s.consumers.values().any(|c| c.group == group)));
         if self.raft.is_leader() && !expired.is_empty() {
             match self.raft.propose(Command::Expire { consumer_ids: expired }).await {
@@ -382,13 +389,40 @@ impl ConsumerService {
         }
     }
 
+    /// Removes the offsets of groups with no member and no commit for the group retention.
+    /// The Raft leader proposes the sweep with its clock and retention, so every broker
+    /// removes the same groups at the same log entry whatever its own clock or settings.
+    pub async fn expire_groups(&self) {
+        let Some(retention) = self.settings.group_retention else { return };
+        if !self.raft.is_leader() {
+            return;
+        }
+        let (now_ms, retention_ms) = (now_ms(), u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+        if !self.raft.read(|s| s.groups_to_sweep(now_ms, retention_ms)) {
+            return;
+        }
+        match self.raft.propose(Command::SweepGroups { now_ms, retention_ms }).await {
+            Ok(CommandResult::GroupsSwept { removed, .. }) if !removed.is_empty() => {
+                tracing::info!(groups = ?removed, ?retention, "removed the offsets of groups idle past the group retention")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not sweep idle groups: {e}"),
+        }
+    }
+
     /// What the consumer state holds here, for metrics.
     pub fn counts(&self) -> ConsumerCounts {
-        let (registered, groups) = self.raft.read(|s| {
+        let (registered, groups, offset_groups) = self.raft.read(|s| {
             let groups: std::collections::BTreeSet<&str> = s.consumers.values().map(|c| c.group.as_str()).collect();
-            (s.consumers.len(), groups.len())
+            (s.consumers.len(), groups.len(), s.offsets.len())
         });
-        ConsumerCounts { registered, groups, tracked: self.activity.len(), cursor_groups: self.cursors.len() }
+        ConsumerCounts {
+            registered,
+            groups,
+            tracked: self.activity.len(),
+            cursor_groups: self.cursors.len(),
+            offset_groups,
+        }
     }
 
     /// Runs auto-commit flushes and the inactivity sweep until `stop` fires, then flushes once more.
@@ -397,14 +431,17 @@ impl ConsumerService {
         auto_commit_every: Duration,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let sweep_every = (self.timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let sweep_every = (self.settings.timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         let mut flush = tokio::time::interval(auto_commit_every);
         let mut sweep = tokio::time::interval(sweep_every);
         let mut report = tokio::time::interval(sweep_every);
         loop {
             tokio::select! {
                 _ = flush.tick() => self.flush_auto_commits().await,
-                _ = sweep.tick() => self.expire_idle().await,
+                _ = sweep.tick() => {
+                    self.expire_idle().await;
+                    self.expire_groups().await;
+                }
                 _ = report.tick() => self.report_activity().await,
                 _ = stop.changed() => break,
             }

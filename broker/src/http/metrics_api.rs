@@ -20,6 +20,7 @@ async fn metrics(State(app): State<SharedState>) -> impl IntoResponse {
         groups: consumers.groups,
         consumers_tracked: consumers.tracked,
         cursor_groups: consumers.cursor_groups,
+        offset_groups: consumers.offset_groups,
         replicated_partitions: app.replication.replicated_partitions(),
         connections_open: app.connections.open.load(Ordering::Relaxed),
         connections_limit: app.memory.client_connections,
