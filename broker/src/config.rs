@@ -104,6 +104,11 @@ pub struct Config {
     /// Log filter (tracing EnvFilter syntax), e.g. "info" or "runnel_broker=debug".
     #[arg(long, env = "RUNNEL_LOG", default_value = "info,openraft=warn")]
     pub log: String,
+
+    /// Most segment files (logs and indexes) open at once; idle ones close beyond it.
+    /// 0 = half the open-file limit in force after it is raised (see `segment_files_bound`).
+    #[arg(long, env = "RUNNEL_MAX_OPEN_SEGMENT_FILES", default_value_t = 0)]
+    pub max_open_segment_files: usize,
 }
 
 /// How long records are kept; `None` keeps them forever.
@@ -116,6 +121,10 @@ fn parse_retention(value: &str) -> Result<Retention, String> {
     }
     humantime::parse_duration(value).map(|d| Retention(Some(d))).map_err(|e| format!("{e} (examples: 168h, 30m, none)"))
 }
+
+/// The fewest segment files a store works with: a write round may hold its active segment's
+/// log, the one it rolls to and an index at once, beside a read.
+const MIN_OPEN_SEGMENT_FILES: usize = 4;
 
 /// A setting that keeps the broker from starting.
 #[derive(Debug, thiserror::Error)]
@@ -204,7 +213,21 @@ impl Config {
             }
             _ => {}
         }
+        if (1..MIN_OPEN_SEGMENT_FILES).contains(&self.max_open_segment_files) {
+            let reason = format!("must be 0 (half the open-file limit) or at least {MIN_OPEN_SEGMENT_FILES}");
+            return fail("RUNNEL_MAX_OPEN_SEGMENT_FILES", &self.max_open_segment_files, reason);
+        }
         self.peer_secret().map(drop)
+    }
+
+    /// How many segment files the store may keep open, given the soft open-file limit: the
+    /// setting, or by default half the limit, leaving the other half to connections, Raft's
+    /// files and the rest of the process.
+    pub fn segment_files_bound(&self, soft_open_files: u64) -> usize {
+        match self.max_open_segment_files {
+            0 => usize::try_from(soft_open_files / 2).unwrap_or(usize::MAX).max(MIN_OPEN_SEGMENT_FILES),
+            n => n,
+        }
     }
 
     /// The secret broker-to-broker requests are signed and checked with (SPEC §13): the file's,
