@@ -291,7 +291,7 @@ mod tests {
     #[test]
     fn settings_the_broker_cannot_work_with_are_refused_by_name() {
         parse(&[]).validate().expect("the defaults are valid");
-        let cases: [(&[&str], &str); 9] = [
+        let cases: [(&[&str], &str); 10] = [
             (&["--auto-commit-interval-ms", "0"], "RUNNEL_AUTO_COMMIT_INTERVAL_MS"),
             (&["--retention-check-ms", "0"], "RUNNEL_RETENTION_CHECK_MS"),
             (&["--consumer-timeout-ms", "0"], "RUNNEL_CONSUMER_TIMEOUT_MS"),
@@ -301,6 +301,7 @@ mod tests {
             (&["--max-request-size", "2000000", "--produce-buffer", "1000000"], "RUNNEL_PRODUCE_BUFFER"),
             (&["--peer-port", "9251"], "RUNNEL_PEER_PORT"),
             (&["--broker-names", "a,b,c", "--ordinal", "3"], "RUNNEL_ORDINAL"),
+            (&["--max-open-segment-files", "3"], "RUNNEL_MAX_OPEN_SEGMENT_FILES"),
         ];
         for (args, variable) in cases {
             let error = parse(args).validate().expect_err("refused");
@@ -309,6 +310,15 @@ mod tests {
         parse(&["--max-request-size", &MAX_REQUEST_SIZE_LIMIT.to_string(), "--produce-buffer", "67108864"])
             .validate()
             .expect("the limit itself is valid");
+    }
+
+    /// Issue 11: by default the store keeps half the open-file limit for segment files.
+    #[test]
+    fn open_segment_files_default_to_half_the_open_file_limit() {
+        assert_eq!(parse(&[]).segment_files_bound(1_048_576), 524_288);
+        assert_eq!(parse(&[]).segment_files_bound(256), 128);
+        assert_eq!(parse(&[]).segment_files_bound(2), MIN_OPEN_SEGMENT_FILES);
+        assert_eq!(parse(&["--max-open-segment-files", "10"]).segment_files_bound(256), 10);
     }
 
     #[test]
