@@ -134,6 +134,10 @@ pub struct Config {
     /// ("168h", Kafka's default, or "none" to keep them forever).
     #[arg(long, env = "RUNNEL_GROUP_RETENTION", default_value = "168h", value_parser = parse_retention)]
     pub group_retention: Retention,
+    /// Most segment files (logs and indexes) open at once; idle ones close beyond it.
+    /// 0 = half the open-file limit in force after it is raised (see `segment_files_bound`).
+    #[arg(long, env = "RUNNEL_MAX_OPEN_SEGMENT_FILES", default_value_t = 0)]
+    pub max_open_segment_files: usize,
 }
 
 /// How long records are kept; `None` keeps them forever.
@@ -163,6 +167,10 @@ fn parse_bytes(value: &str) -> Result<usize, String> {
     };
     number.checked_mul(scale).ok_or_else(|| format!("'{value}' is too large"))
 }
+
+/// The fewest segment files a store works with: a write round may hold its active segment's
+/// log, the one it rolls to and an index at once, beside a read.
+const MIN_OPEN_SEGMENT_FILES: usize = 4;
 
 /// A setting that keeps the broker from starting.
 #[derive(Debug, thiserror::Error)]
@@ -262,6 +270,10 @@ impl Config {
             }
             _ => {}
         }
+        if (1..MIN_OPEN_SEGMENT_FILES).contains(&self.max_open_segment_files) {
+            let reason = format!("must be 0 (half the open-file limit) or at least {MIN_OPEN_SEGMENT_FILES}");
+            return fail("RUNNEL_MAX_OPEN_SEGMENT_FILES", &self.max_open_segment_files, reason);
+        }
         self.peer_secret().map(drop)
     }
 
@@ -317,6 +329,16 @@ impl Config {
     /// How a request body (produce or peer) must arrive.
     pub fn body_rules(&self, limit: usize) -> BodyRules {
         BodyRules { limit, timeout: Duration::from_millis(self.body_timeout_ms), memory_wait: MEMORY_WAIT }
+    }
+
+    /// How many segment files the store may keep open, given the soft open-file limit: the
+    /// setting, or by default half the limit, leaving the other half to connections, Raft's
+    /// files and the rest of the process.
+    pub fn segment_files_bound(&self, soft_open_files: u64) -> usize {
+        match self.max_open_segment_files {
+            0 => usize::try_from(soft_open_files / 2).unwrap_or(usize::MAX).max(MIN_OPEN_SEGMENT_FILES),
+            n => n,
+        }
     }
 
     /// The secret broker-to-broker requests are signed and checked with (SPEC §13): the file's,
@@ -381,7 +403,7 @@ mod tests {
     #[test]
     fn settings_the_broker_cannot_work_with_are_refused_by_name() {
         parse(&[]).validate().expect("the defaults are valid");
-        let cases: [(&[&str], &str); 10] = [
+        let cases: [(&[&str], &str); 11] = [
             (&["--auto-commit-interval-ms", "0"], "RUNNEL_AUTO_COMMIT_INTERVAL_MS"),
             (&["--retention-check-ms", "0"], "RUNNEL_RETENTION_CHECK_MS"),
             (&["--consumer-timeout-ms", "0"], "RUNNEL_CONSUMER_TIMEOUT_MS"),
@@ -392,6 +414,7 @@ mod tests {
             (&["--peer-port", "9251"], "RUNNEL_PEER_PORT"),
             (&["--broker-names", "a,b,c", "--ordinal", "3"], "RUNNEL_ORDINAL"),
             (&["--consumer-timeout-ms", "2000", "--group-retention", "2s"], "RUNNEL_GROUP_RETENTION"),
+            (&["--max-open-segment-files", "3"], "RUNNEL_MAX_OPEN_SEGMENT_FILES"),
         ];
         for (args, variable) in cases {
             let error = parse(args).validate().expect_err("refused");
@@ -400,6 +423,15 @@ mod tests {
         parse(&["--max-request-size", &MAX_REQUEST_SIZE_LIMIT.to_string(), "--memory-limit", "1GiB"])
             .validate()
             .expect("the limit itself is valid");
+    }
+
+    /// Issue 11: by default the store keeps half the open-file limit for segment files.
+    #[test]
+    fn open_segment_files_default_to_half_the_open_file_limit() {
+        assert_eq!(parse(&[]).segment_files_bound(1_048_576), 524_288);
+        assert_eq!(parse(&[]).segment_files_bound(256), 128);
+        assert_eq!(parse(&[]).segment_files_bound(2), MIN_OPEN_SEGMENT_FILES);
+        assert_eq!(parse(&["--max-open-segment-files", "10"]).segment_files_bound(256), 10);
     }
 
     #[test]

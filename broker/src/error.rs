@@ -137,7 +137,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Only what passes is answered 503 (retriable): a broker shutting down, a write that failed
+/// Only what passes is answered 503 (retriable): a broker shutting down, a broker out of file
+/// descriptors for the moment (nothing was changed; files close as other requests finish), a write that failed
 /// before anything was acknowledged (nothing was stored; the write path marks the partition
 /// failed if it must, and the next attempt then gets the 500 below), and the ends or epochs of
 /// a copy moving under a leadership change. Data that cannot be read, and a partition failed
@@ -148,6 +149,9 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::InvalidTopic(reason) => ApiError::InvalidTopic(reason),
             StorageError::Closed => ApiError::Unavailable("the broker is shutting down".into()),
+            StorageError::TooManyOpenFiles { .. } => {
+                ApiError::Unavailable(format!("the broker has too many files open for this request ({e})"))
+            }
             StorageError::Corrupt { .. } => {
                 ApiError::Storage(format!("the partition's stored data cannot be read ({e}); it needs repair"))
             }
@@ -273,5 +277,20 @@ mod tests {
             ApiError::from(StorageError::Io { op: "fsync", path: "/x".into(), source: std::io::Error::other("EIO") });
         assert!(failed_fsync.retriable() && failed_fsync.to_string().contains("durable"));
         assert!(ApiError::from(StorageError::Closed).retriable());
+    }
+
+    /// Issue 11: running out of file descriptors is one request's 503, to be retried.
+    #[tokio::test]
+    async fn too_many_open_files_is_a_retriable_503() {
+        for op in ["open", "create"] {
+            let e = StorageError::TooManyOpenFiles { op, path: "/data/topics/t/0/00000000000000000000.log".into() };
+            let response = ApiError::from(e).into_response();
+            assert_eq!(response.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+            let (status, body) =
+                body_of(ApiError::from(StorageError::TooManyOpenFiles { op, path: "/x".into() })).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!((body["error"].as_str(), body["retriable"].as_bool()), (Some("unavailable"), Some(true)));
+            assert!(body["message"].as_str().is_some_and(|m| m.contains("too many open files")), "{body}");
+        }
     }
 }

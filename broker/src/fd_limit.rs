@@ -1,6 +1,6 @@
-//! The open-file limit. A broker keeps files open per segment of every partition, so the
-//! usual soft limit (often 1024) runs out long before the hard one: it is raised to the hard
-//! limit at start, which an unprivileged process may always do.
+//! The open-file limit. The usual soft limit (often 1024) is far below the hard one, and the
+//! store's cache of open segment files is sized from it: it is raised to the hard limit at
+//! start, which an unprivileged process may always do.
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; answers the (soft, hard) limit now in force.
 pub fn raise_to_hard_limit() -> std::io::Result<(u64, u64)> {

@@ -39,10 +39,19 @@ pub struct Broker {
 
 impl Broker {
     pub async fn start(config: Config) -> anyhow::Result<Broker> {
-        match crate::fd_limit::raise_to_hard_limit() {
-            Ok((soft, hard)) => tracing::info!(soft, hard, "open-file limit"),
-            Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
-        }
+        let soft_open_files = match crate::fd_limit::raise_to_hard_limit() {
+            Ok((soft, hard)) => {
+                tracing::info!(soft, hard, "open-file limit");
+                soft
+            }
+            Err(e) => {
+                tracing::warn!("could not raise the open-file limit: {e}");
+                // The usual soft limit.
+                1024
+            }
+        };
+        let max_open_files = config.segment_files_bound(soft_open_files);
+        tracing::info!(max_open_files, "segment files kept open at most");
         let peer_secret = config.peer_secret()?;
         if peer_secret.is_none() {
             tracing::warn!(
@@ -60,6 +69,7 @@ impl Broker {
             index_interval_bytes: 4096,
             retention: config.retention.0,
             retention_bytes: (config.retention_bytes > 0).then_some(config.retention_bytes),
+            max_open_files,
         })
         .context("cannot open the segment store")?;
         for t in &report.truncated {

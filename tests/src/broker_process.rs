@@ -75,6 +75,8 @@ pub struct BrokerProcess {
     pub ip: Ipv4Addr,
     pub home: PathBuf,
     env: Vec<(String, String)>,
+    /// Soft and hard open-file limit the broker runs under (set by prlimit), if not inherited.
+    open_files: Option<u64>,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -87,10 +89,21 @@ impl BrokerProcess {
 
     /// Like [`BrokerProcess::start`], on a given address.
     pub fn start_at(ip: Ipv4Addr, home: &Path, env: &[(&str, &str)]) -> BrokerProcess {
+        BrokerProcess::launch(ip, home, env, None)
+    }
+
+    /// Like [`BrokerProcess::start`], with soft and hard open-file limits of `open_files`
+    /// (through prlimit, util-linux), on every start and restart.
+    pub fn start_with_open_files(home: &Path, env: &[(&str, &str)], open_files: u64) -> BrokerProcess {
+        BrokerProcess::launch(free_loopback_ip(), home, env, Some(open_files))
+    }
+
+    fn launch(ip: Ipv4Addr, home: &Path, env: &[(&str, &str)], open_files: Option<u64>) -> BrokerProcess {
         let mut broker = BrokerProcess {
             ip,
             home: home.to_path_buf(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            open_files,
             child: None,
             log: home.with_extension("log"),
         };
@@ -100,7 +113,14 @@ impl BrokerProcess {
 
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open broker log");
-        let mut command = Command::new(broker_binary());
+        let mut command = match self.open_files {
+            Some(n) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit.arg(format!("--nofile={n}:{n}")).arg(broker_binary());
+                prlimit
+            }
+            None => Command::new(broker_binary()),
+        };
         command
             .env_clear()
             .env("RUNNEL_HOME", &self.home)

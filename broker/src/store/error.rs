@@ -11,6 +11,10 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// The store's open-file bound or the process's descriptors ran out for this one operation;
+    /// nothing was changed, and files close as other operations finish.
+    #[error("{op} {path}: too many open files")]
+    TooManyOpenFiles { op: &'static str, path: PathBuf },
     #[error("corrupt data in {path} at byte {position}: {reason}")]
     Corrupt { path: PathBuf, position: u64, reason: String },
     #[error("partition {topic}/{partition} stopped accepting writes after a failed write; restart the broker")]
@@ -33,6 +37,17 @@ pub(super) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T, StorageError> {
-        self.map_err(|source| StorageError::Io { op, path: path.to_path_buf(), source })
+        self.map_err(|source| {
+            if is_out_of_files(&source) {
+                StorageError::TooManyOpenFiles { op, path: path.to_path_buf() }
+            } else {
+                StorageError::Io { op, path: path.to_path_buf(), source }
+            }
+        })
     }
+}
+
+/// EMFILE (this process) or ENFILE (the whole system).
+pub(super) fn is_out_of_files(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }

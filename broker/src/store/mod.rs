@@ -7,6 +7,7 @@
 mod batch;
 mod error;
 mod leader_epochs;
+mod open_files;
 mod partition_log;
 mod segment;
 mod topic_name;
@@ -26,6 +27,7 @@ pub use batch::MAX_BODY_LEN as MAX_BATCH_BODY;
 use error::IoContext;
 pub use error::StorageError;
 pub use leader_epochs::{EpochStart, Epochs};
+use open_files::OpenFiles;
 use partition_log::PartitionLog;
 pub use topic_name::validate_topic_name;
 
@@ -44,6 +46,8 @@ pub struct StorageConfig {
     pub retention: Option<Duration>,
     /// Oldest segments are deleted while a partition is larger.
     pub retention_bytes: Option<u64>,
+    /// Most segment files (logs and indexes of every partition) open at once.
+    pub max_open_files: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -93,6 +97,7 @@ struct Partition {
 
 struct Inner {
     config: StorageConfig,
+    files: Arc<OpenFiles>,
     partitions: RwLock<HashMap<(String, u32), Arc<Partition>>>,
     /// Serialises partition creation (directory creation and recovery).
     creating: Mutex<()>,
@@ -119,6 +124,7 @@ impl Storage {
         std::fs::create_dir_all(&config.dir).ctx("create directory", &config.dir)?;
         let storage = Storage {
             inner: Arc::new(Inner {
+                files: Arc::new(OpenFiles::new(config.max_open_files)),
                 config,
                 partitions: RwLock::new(HashMap::new()),
                 creating: Mutex::new(()),
@@ -168,8 +174,14 @@ impl Storage {
         }
         let config = &self.inner.config;
         let dir = self.partition_dir(topic, partition);
-        let (log, truncated) =
-            PartitionLog::open(topic, partition, &dir, config.segment_bytes, config.index_interval_bytes)?;
+        let (log, truncated) = PartitionLog::open(
+            &self.inner.files,
+            topic,
+            partition,
+            &dir,
+            config.segment_bytes,
+            config.index_interval_bytes,
+        )?;
         let log = Arc::new(log);
         let (sender, queue) = mpsc::channel(writer::QUEUE_DEPTH);
         let inner = Arc::downgrade(&self.inner);

@@ -1,6 +1,7 @@
 //! One partition: its segments in offset order, the last one active (appended to).
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -11,6 +12,7 @@ use bytes::Bytes;
 use super::batch::{self, BatchHeader, MAX_BODY_LEN};
 use super::error::IoContext;
 use super::leader_epochs::{write_file, EpochHistory, EpochStart, Epochs};
+use super::open_files::OpenFiles;
 use super::segment::{sync_dir, Segment};
 use super::{Appended, ReadResult, StorageError, TruncatedTail};
 
@@ -20,6 +22,7 @@ pub struct PartitionLog {
     dir: PathBuf,
     segment_bytes: u64,
     index_interval: u64,
+    files: Arc<OpenFiles>,
     segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
     /// The first retained and the next offset, kept beside `segments` so that asking for them
     /// (as request handlers do) never waits on a lock a truncation holds across its fsync.
@@ -37,6 +40,10 @@ pub fn fits_a_batch(records: &[Bytes]) -> bool {
     !records.is_empty() && batch::encoded_len(records) - batch::HEADER_LEN <= MAX_BODY_LEN
 }
 
+/// A segment this far into its file cannot be written on: index positions are u32. A roll that
+/// failed for want of files lets the active segment grow past its size up to here instead.
+const SEGMENT_HARD_END: u64 = u32::MAX as u64;
+
 /// What one group-committed write did.
 pub struct WriteRound {
     pub results: Vec<Result<Appended, StorageError>>,
@@ -44,8 +51,10 @@ pub struct WriteRound {
 }
 
 impl PartitionLog {
-    /// Opens (or creates) the partition in `dir`, verifying the tail of every segment.
+    /// Opens (or creates) the partition in `dir`, verifying the tail of every segment; its
+    /// files are opened through `files`, so recovery keeps no more open than the cache holds.
     pub fn open(
+        files: &Arc<OpenFiles>,
         topic: &str,
         partition: u32,
         dir: &Path,
@@ -67,7 +76,7 @@ impl PartitionLog {
         let mut segments = BTreeMap::new();
         let mut truncated = Vec::new();
         for base in bases {
-            let (segment, cut) = Segment::open(dir, base, index_interval)?;
+            let (segment, cut) = Segment::open(files, dir, base, index_interval)?;
             if let Some(cut) = cut {
                 truncated.push(TruncatedTail {
                     topic: topic.to_string(),
@@ -81,7 +90,7 @@ impl PartitionLog {
             segments.insert(base, Arc::new(segment));
         }
         if segments.is_empty() {
-            segments.insert(0, Arc::new(Segment::create(dir, 0)?));
+            segments.insert(0, Arc::new(Segment::create(files, dir, 0)?.0));
         }
         let log_end = segments.values().next_back().map_or(0, |s| s.next_offset());
         let epochs = Mutex::new(EpochHistory::load(dir, log_end)?);
@@ -91,6 +100,7 @@ impl PartitionLog {
             dir: dir.to_path_buf(),
             segment_bytes,
             index_interval,
+            files: files.clone(),
             segments: RwLock::new(segments),
             start: AtomicU64::new(0),
             end: AtomicU64::new(0),
@@ -105,6 +115,12 @@ impl PartitionLog {
     fn active(&self) -> Option<Arc<Segment>> {
         let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
         segments.values().next_back().cloned()
+    }
+
+    /// The active segment's log handle, for a writer to hold across a round (see
+    /// [`Segment::file`]): out of files, a round fails here, before it promises any offset.
+    pub fn hold_active(&self) -> Result<Option<Arc<File>>, StorageError> {
+        self.active().map(|segment| segment.file()).transpose()
     }
 
     /// (first retained offset, next offset to be written), durable data only.
@@ -203,7 +219,7 @@ impl PartitionLog {
             }
             Some(_) => {}
             None => {
-                segments.insert(to, Arc::new(Segment::create(&self.dir, to)?));
+                segments.insert(to, Arc::new(Segment::create(&self.files, &self.dir, to)?.0));
             }
         }
         sync_dir(&self.dir)?;
@@ -231,6 +247,9 @@ impl PartitionLog {
             return round;
         };
         let mut next = active.next_offset();
+        // The new active segment's handle, held to the round's end like the first one's.
+        let mut _rolled_to: Option<Arc<File>> = None;
+        let mut roll_refused = false;
         let mut buf: Vec<u8> = Vec::new();
         let mut written: Vec<(BatchHeader, u64)> = Vec::new();
         let mut unflushed: Vec<usize> = Vec::new();
@@ -242,13 +261,20 @@ impl PartitionLog {
             }
             let len = batch::encoded_len(records);
             let used = active.len() + buf.len() as u64;
-            if used > 0 && used + len as u64 > self.segment_bytes {
+            let may_grow = used + len as u64 <= SEGMENT_HARD_END;
+            if used > 0 && used + len as u64 > self.segment_bytes && !(roll_refused && may_grow) {
                 if let Err(e) = self.flush(&active, &mut buf, &mut written, &mut round) {
                     return self.fail_round(round, &unflushed, e);
                 }
                 unflushed.clear();
                 match self.roll(next) {
-                    Ok(segment) => active = segment,
+                    Ok((segment, file)) => {
+                        active = segment;
+                        _rolled_to = Some(file);
+                    }
+                    // Nothing of the new segment was left on disk: write on in the full one
+                    // and roll in a later round.
+                    Err(StorageError::TooManyOpenFiles { .. }) if may_grow => roll_refused = true,
                     Err(e) => {
                         self.fail(&format!("could not roll to a new segment: {e}"));
                         round.results.extend(requests[i..].iter().map(|_| Err(self.failed_error())));
@@ -315,11 +341,12 @@ impl PartitionLog {
         round
     }
 
-    fn roll(&self, base: u64) -> Result<Arc<Segment>, StorageError> {
-        let segment = Arc::new(Segment::create(&self.dir, base)?);
+    fn roll(&self, base: u64) -> Result<(Arc<Segment>, Arc<File>), StorageError> {
+        let (segment, file) = Segment::create(&self.files, &self.dir, base)?;
+        let segment = Arc::new(segment);
         self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(base, segment.clone());
         tracing::debug!(topic = %self.topic, partition = self.partition, base, "rolled to a new segment");
-        Ok(segment)
+        Ok((segment, file))
     }
 
     /// Durable records from `offset` (or from the log start, if retention removed it).
@@ -332,7 +359,16 @@ impl PartitionLog {
                 segments.range(..=offset).next_back().map(|(_, s)| s.clone())
             };
             let Some(segment) = segment else { break };
-            let records = segment.read(offset, max_bytes)?;
+            let records = match segment.read(offset, max_bytes) {
+                Ok(records) => records,
+                // Deleted by retention or replaced by a truncation since it was looked up (its
+                // file may be gone): read again from what the log holds now.
+                Err(_) if !self.holds(&segment) => {
+                    offset = offset.max(self.bounds().0);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(last) = records.last() {
                 return Ok(ReadResult { next_offset: last.offset + 1, records });
             }
@@ -347,6 +383,11 @@ impl PartitionLog {
             }
         }
         Ok(ReadResult { records: Vec::new(), next_offset: offset })
+    }
+
+    fn holds(&self, segment: &Arc<Segment>) -> bool {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        segments.get(&segment.base).is_some_and(|s| Arc::ptr_eq(s, segment))
     }
 
     /// Deletes the oldest sealed segments that are past the age limit or over the size limit.

@@ -3,17 +3,21 @@
 //! the page cache (it is rebuilt from the log if it is missing or wrong).
 //!
 //! `len` and `next_offset` only ever cover fsync'd bytes; readers never look past them.
+//!
+//! Neither file stays open: each operation takes its handle from the store's [`OpenFiles`]
+//! (the index is kept in memory, so its file is opened only to add an entry).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 use super::batch::{self, BatchHeader, HEADER_LEN};
 use super::error::IoContext;
+use super::open_files::OpenFiles;
 use super::{StorageError, StoredRecord};
 
 const INDEX_ENTRY: usize = 8;
@@ -24,8 +28,7 @@ pub struct Segment {
     pub base: u64,
     pub path: PathBuf,
     index_path: PathBuf,
-    file: File,
-    index_file: File,
+    files: Arc<OpenFiles>,
     /// (offset − base, position), ascending.
     index: Mutex<Vec<(u32, u32)>>,
     /// Position of the last indexed batch, to space entries `index_interval` apart.
@@ -47,25 +50,45 @@ pub fn file_names(dir: &Path, base: u64) -> (PathBuf, PathBuf) {
     (dir.join(format!("{base:020}.log")), dir.join(format!("{base:020}.index")))
 }
 
+fn log_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    options
+}
+
+/// An index may be missing (it is rebuilt from the log).
+fn index_options() -> OpenOptions {
+    let mut options = log_options();
+    options.create(true).truncate(false);
+    options
+}
+
 /// Makes a directory entry (a new file or subdirectory) durable.
 pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir).and_then(|d| d.sync_all()).ctx("fsync directory", dir)
 }
 
 impl Segment {
-    /// Creates an empty segment starting at `base` (and makes its directory entry durable).
-    pub fn create(dir: &Path, base: u64) -> Result<Segment, StorageError> {
+    /// Creates an empty segment starting at `base` (and makes its directory entry durable);
+    /// answers it with its log's handle, held for the caller. On failure (e.g. out of files)
+    /// no file of it is left behind, so a later roll to another base cannot leave an empty
+    /// segment inside the log's offsets.
+    pub fn create(files: &Arc<OpenFiles>, dir: &Path, base: u64) -> Result<(Segment, Arc<File>), StorageError> {
         let (path, index_path) = file_names(dir, base);
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).ctx("create", &path)?;
-        let index_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&index_path)
-            .ctx("create", &index_path)?;
-        sync_dir(dir)?;
-        Ok(Segment::new(base, path, index_path, file, index_file, Vec::new(), 0, base, 0))
+        let mut create = log_options();
+        create.create_new(true);
+        let file = files.get(&path, &create, "create")?;
+        let mut create_index = log_options();
+        create_index.create(true).truncate(true);
+        let made = files.get(&index_path, &create_index, "create").and_then(|_| sync_dir(dir));
+        if let Err(e) = made {
+            for created in [&path, &index_path] {
+                files.forget(created);
+                let _ = std::fs::remove_file(created);
+            }
+            return Err(e);
+        }
+        Ok((Segment::new(base, path, index_path, files.clone(), Vec::new(), 0, base, 0), file))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -73,8 +96,7 @@ impl Segment {
         base: u64,
         path: PathBuf,
         index_path: PathBuf,
-        file: File,
-        index_file: File,
+        files: Arc<OpenFiles>,
         index: Vec<(u32, u32)>,
         len: u64,
         next_offset: u64,
@@ -85,8 +107,7 @@ impl Segment {
             base,
             path,
             index_path,
-            file,
-            index_file,
+            files,
             index: Mutex::new(index),
             last_indexed: AtomicU64::new(last_indexed),
             len: AtomicU64::new(len),
@@ -97,19 +118,30 @@ impl Segment {
 
     /// Opens an existing segment. The tail after the last index entry is verified batch by
     /// batch; a torn or corrupt batch and everything after it are cut off (and reported).
-    /// A missing or inconsistent index is rebuilt from the log.
-    pub fn open(dir: &Path, base: u64, index_interval: u64) -> Result<(Segment, Option<CutTail>), StorageError> {
+    /// A missing or inconsistent index is rebuilt from the log; one that cannot be opened
+    /// (out of files) is deleted and rebuilt in memory, to be rebuilt on disk at the next start.
+    pub fn open(
+        files: &Arc<OpenFiles>,
+        dir: &Path,
+        base: u64,
+        index_interval: u64,
+    ) -> Result<(Segment, Option<CutTail>), StorageError> {
         let (path, index_path) = file_names(dir, base);
-        let file = OpenOptions::new().read(true).write(true).open(&path).ctx("open", &path)?;
-        let index_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&index_path)
-            .ctx("open", &index_path)?;
+        let file = files.get(&path, &log_options(), "open")?;
         let file_len = file.metadata().ctx("stat", &path)?.len();
-        let mut index = read_index(&index_file, &index_path, file_len)?;
+        let index_file = match files.get(&index_path, &index_options(), "open") {
+            Ok(index_file) => Some(index_file),
+            Err(StorageError::TooManyOpenFiles { .. }) => {
+                // Entries appended later must not follow stale ones.
+                std::fs::remove_file(&index_path).or_else(not_found_is_fine).ctx("delete", &index_path)?;
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let mut index = match &index_file {
+            Some(index_file) => read_index(index_file, &index_path, file_len)?,
+            None => Vec::new(),
+        };
 
         // Start at the last index entry that points at a batch with the expected offset.
         let mut start = (0u64, base);
@@ -142,13 +174,14 @@ impl Segment {
             }
             None => None,
         };
-        write_index(&index_file, &index_path, &scan.index)?;
+        if let Some(index_file) = &index_file {
+            write_index(index_file, &index_path, &scan.index)?;
+        }
         let segment = Segment::new(
             base,
             path,
             index_path,
-            file,
-            index_file,
+            files.clone(),
             scan.index,
             scan.position,
             scan.next_offset,
@@ -172,13 +205,20 @@ impl Segment {
     /// Writes `bytes` after the durable end and fsyncs. Nothing becomes visible here;
     /// [`Segment::publish`] does that once the caller knows the write is durable.
     pub fn write_durably(&self, bytes: &[u8]) -> Result<(), StorageError> {
-        self.file.write_all_at(bytes, self.len()).ctx("write", &self.path)?;
-        self.file.sync_data().ctx("fsync", &self.path)
+        let file = self.file()?;
+        file.write_all_at(bytes, self.len()).ctx("write", &self.path)?;
+        file.sync_data().ctx("fsync", &self.path)
     }
 
     /// Undoes a failed write, so the next one starts at the durable end with no garbage after it.
     pub fn discard_unpublished(&self) -> Result<(), StorageError> {
-        self.file.set_len(self.len()).ctx("truncate", &self.path)
+        self.file()?.set_len(self.len()).ctx("truncate", &self.path)
+    }
+
+    /// The log's open handle. Holding it keeps the file open (a writer holds its active
+    /// segment's across a round, so the round cannot run out of files after promising offsets).
+    pub fn file(&self) -> Result<Arc<File>, StorageError> {
+        self.files.get(&self.path, &log_options(), "open")
     }
 
     /// Makes durable batches visible to readers: `batches` are (header, position) of what was written.
@@ -193,9 +233,18 @@ impl Segment {
                     let mut raw = [0u8; INDEX_ENTRY];
                     raw[..4].copy_from_slice(&entry.0.to_le_bytes());
                     raw[4..].copy_from_slice(&entry.1.to_le_bytes());
-                    // The index is a cache of the log: a failed write is repaired at the next start.
-                    if let Err(e) = self.index_file.write_all_at(&raw, (index.len() * INDEX_ENTRY) as u64) {
-                        tracing::warn!(index = %self.index_path.display(), "index write failed, it will be rebuilt: {e}");
+                    // The index is a cache of the log: a failed write is repaired at the next start
+                    // (running out of files is logged by the cache).
+                    let at = (index.len() * INDEX_ENTRY) as u64;
+                    let written = self
+                        .files
+                        .get(&self.index_path, &index_options(), "open")
+                        .and_then(|f| f.write_all_at(&raw, at).ctx("write", &self.index_path));
+                    match written {
+                        Ok(()) | Err(StorageError::TooManyOpenFiles { .. }) => {}
+                        Err(e) => {
+                            tracing::warn!(index = %self.index_path.display(), "index write failed, it will be rebuilt: {e}")
+                        }
                     }
                     index.push(entry);
                     self.last_indexed.store(*pos, Ordering::Relaxed);
@@ -263,7 +312,7 @@ impl Segment {
 
     /// The whole batch at `pos`, which must end by `end` (the durable length).
     fn read_batch_at(&self, pos: u64, end: u64) -> Result<(BatchHeader, Bytes), StorageError> {
-        let header = read_header(&self.file, pos).map_err(|r| self.corrupt(pos, r))?;
+        let header = read_header(&*self.file()?, pos).map_err(|r| self.corrupt(pos, r))?;
         let total = header.total_len();
         if pos + total as u64 > end {
             return Err(self.corrupt(pos, format!("batch of {total} bytes runs past the durable end {end}")));
@@ -284,7 +333,7 @@ impl Segment {
 
     fn read_bytes(&self, pos: u64, len: usize) -> Result<Bytes, StorageError> {
         let mut buf = vec![0u8; len];
-        self.file.read_exact_at(&mut buf, pos).ctx("read", &self.path)?;
+        self.file()?.read_exact_at(&mut buf, pos).ctx("read", &self.path)?;
         Ok(Bytes::from(buf))
     }
 
@@ -295,11 +344,14 @@ impl Segment {
     /// Cuts the segment so it ends just before offset `to` (which it holds), rewriting the batch
     /// that straddles `to` with only its records before `to`, and reopens it.
     pub fn cut_at(&self, dir: &Path, to: u64, index_interval: u64) -> Result<Segment, StorageError> {
+        // Held to the reopen, which then finds it open: once the file is cut, running out of
+        // files cannot leave this segment's in-memory end past the file's.
+        let file = self.file()?;
         let end = self.len();
         let mut pos = self.position_before(to);
         let mut kept = Vec::new();
         while pos < end {
-            let header = read_header(&self.file, pos).map_err(|r| self.corrupt(pos, r))?;
+            let header = read_header(&file, pos).map_err(|r| self.corrupt(pos, r))?;
             if header.next_offset() > to {
                 let whole = self.read_bytes(pos, header.total_len())?;
                 batch::verify(&whole, &header).map_err(|r| self.corrupt(pos, r))?;
@@ -312,20 +364,30 @@ impl Segment {
             }
             pos += header.total_len() as u64;
         }
-        self.file.set_len(pos).ctx("truncate", &self.path)?;
-        self.file.write_all_at(&kept, pos).ctx("write", &self.path)?;
-        self.file.sync_all().ctx("fsync", &self.path)?;
-        let (segment, cut) = Segment::open(dir, self.base, index_interval)?;
+        file.set_len(pos).ctx("truncate", &self.path)?;
+        file.write_all_at(&kept, pos).ctx("write", &self.path)?;
+        file.sync_all().ctx("fsync", &self.path)?;
+        let (segment, cut) = Segment::open(&self.files, dir, self.base, index_interval)?;
         if let Some(cut) = cut {
             return Err(self.corrupt(cut.valid_bytes, format!("segment damaged after cutting it: {}", cut.reason)));
         }
         Ok(segment)
     }
 
-    /// Deletes both files (readers holding the segment keep their open handle).
+    /// Deletes both files (a read holding the log's handle finishes on it).
     pub fn delete(&self) -> Result<(), StorageError> {
+        self.files.forget(&self.path);
+        self.files.forget(&self.index_path);
         std::fs::remove_file(&self.path).ctx("delete", &self.path)?;
         std::fs::remove_file(&self.index_path).ctx("delete", &self.index_path)
+    }
+}
+
+fn not_found_is_fine(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
     }
 }
 
@@ -418,10 +480,15 @@ mod tests {
     use super::*;
     use crate::store::partition_log::PartitionLog;
 
+    /// Just the log and index of one segment.
+    fn few_files() -> Arc<OpenFiles> {
+        Arc::new(OpenFiles::new(2))
+    }
+
     /// Writes each request (its record sizes) as one batch, seven requests a round; record i is
     /// its size in copies of i's low byte. Returns the records by offset.
     fn write(dir: &Path, requests: &[Vec<usize>], index_interval: u64) -> Vec<Bytes> {
-        let (log, _) = PartitionLog::open("t", 0, dir, u64::MAX / 2, index_interval).expect("open");
+        let (log, _) = PartitionLog::open(&few_files(), "t", 0, dir, u64::MAX / 2, index_interval).expect("open");
         let mut all = Vec::new();
         let batches: Vec<Vec<Bytes>> = requests
             .iter()
@@ -450,7 +517,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let requests: Vec<Vec<usize>> = std::iter::once(vec![978]).chain((0..2052).map(|_| vec![991])).collect();
         let all = write(dir.path(), &requests, 4096);
-        let (segment, _) = Segment::open(dir.path(), 0, 4096).expect("reopen");
+        let (segment, _) = Segment::open(&few_files(), dir.path(), 0, 4096).expect("reopen");
         let mut offset = 0;
         while offset < all.len() as u64 {
             let read = segment.read(offset, 2 * 1024 * 1024).expect("healthy data reads without error");
@@ -474,7 +541,7 @@ mod tests {
         ) {
             let dir = tempfile::tempdir().expect("tempdir");
             let all = write(dir.path(), &requests, index_interval);
-            let (segment, _) = Segment::open(dir.path(), 0, index_interval).expect("reopen");
+            let (segment, _) = Segment::open(&few_files(), dir.path(), 0, index_interval).expect("reopen");
             let total = all.len() as u64;
             let start = ((total as f64) * start_fraction) as u64;
             let mut offset = start;

@@ -14,7 +14,13 @@ fn config(dir: &Path, segment_bytes: u64) -> StorageConfig {
         index_interval_bytes: 256,
         retention: None,
         retention_bytes: None,
+        max_open_files: 64,
     }
+}
+
+/// A store of 64 KiB segments that keeps at most `max_open_files` open.
+fn config_with_files(dir: &Path, max_open_files: usize) -> StorageConfig {
+    StorageConfig { max_open_files, ..config(dir, 64 * 1024) }
 }
 
 fn records(from: usize, n: usize, size: usize) -> Vec<Bytes> {
@@ -293,7 +299,8 @@ async fn queue(sender: &tokio::sync::mpsc::Sender<writer::WriterRequest>, record
 #[tokio::test]
 async fn every_offset_promised_is_the_one_written_and_a_refused_request_gets_no_promise() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (log, _) = partition_log::PartitionLog::open("t", 0, dir.path(), 1 << 30, 4096).expect("open");
+    let (log, _) = partition_log::PartitionLog::open(&Arc::new(OpenFiles::new(4)), "t", 0, dir.path(), 1 << 30, 4096)
+        .expect("open");
     let log = std::sync::Arc::new(log);
     let (sender, receiver) = tokio::sync::mpsc::channel(16);
     // Queued before the writer runs, so the three form one round.
@@ -317,4 +324,103 @@ async fn every_offset_promised_is_the_one_written_and_a_refused_request_gets_no_
     let refused = queue(&sender, records(3, 1, 10)).await;
     assert!(refused.assigned.await.is_err());
     assert!(matches!(refused.answer.await.expect("answer"), Err(StorageError::Poisoned { .. })));
+}
+
+/// Holds `n` handles of the store's open-file cache (files outside the store), as reads in
+/// progress would, so the store has no more to open.
+fn hold_open_files(storage: &Storage, dir: &Path, n: usize) -> Vec<std::sync::Arc<std::fs::File>> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    (0..n)
+        .map(|i| storage.inner.files.get(&dir.join(format!("held-{i}")), &options, "open").expect("hold a handle"))
+        .collect()
+}
+
+/// Issue 11: many partitions, few open files. Every partition rolls through several segments
+/// while the cache holds at most 6 files; everything reads back, before and after a restart
+/// (whose recovery also stays within the bound).
+#[tokio::test]
+async fn more_segments_than_open_files_all_read_back_and_recover() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(config_with_files(dir.path(), 6)).expect("open");
+    for round in 0..12 {
+        for partition in 0..20 {
+            storage.append("many", partition, records(round * 10, 10, 1000), 0).await.expect("append");
+            assert!(storage.inner.files.count() <= 6, "{} files open", storage.inner.files.count());
+        }
+    }
+    assert!(segment_files(dir.path(), "many", 0).len() >= 2, "every partition rolled");
+    let check = |storage: Storage| async move {
+        for partition in 0..20 {
+            let all = read_all(&storage, "many", partition).await;
+            assert_eq!(all.len(), 120);
+            for (i, r) in all.iter().enumerate() {
+                assert_eq!((r.offset, r.value.clone()), (i as u64, Bytes::from(format!("{i:01000}"))));
+            }
+            assert!(storage.inner.files.count() <= 6);
+        }
+    };
+    check(storage.clone()).await;
+    storage.close().await;
+    let (storage, report) = Storage::open(config_with_files(dir.path(), 6)).expect("reopen");
+    assert_eq!((report.partitions, report.truncated.len()), (20, 0));
+    assert!(storage.inner.files.count() <= 6);
+    check(storage).await;
+}
+
+/// Issue 11: out of open files, an append and a read are refused (retriable) before anything
+/// happens, and the partition is not failed: once files are free both work, at the next offset.
+#[tokio::test]
+async fn out_of_open_files_refuses_one_request_and_fails_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let held_dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(config_with_files(dir.path(), 4)).expect("open");
+    storage.append("t", 0, records(0, 3, 10), 0).await.expect("append");
+
+    let held = hold_open_files(&storage, held_dir.path(), 4);
+    let refused = storage.append("t", 0, records(3, 3, 10), 0).await;
+    assert!(matches!(refused, Err(StorageError::TooManyOpenFiles { .. })), "{refused:?}");
+    let read = storage.read("t", 0, 0, 4096).await;
+    assert!(matches!(read, Err(StorageError::TooManyOpenFiles { .. })), "{read:?}");
+    drop(held);
+
+    let appended = storage.append("t", 0, records(3, 3, 10), 0).await.expect("append after files are free");
+    assert_eq!(appended, Appended { base_offset: 3, count: 3 });
+    let values: Vec<Bytes> = read_all(&storage, "t", 0).await.into_iter().map(|r| r.value).collect();
+    assert_eq!(values, records(0, 6, 10));
+}
+
+/// Issue 11: a roll that finds no file to open leaves the partition writing on in its full
+/// segment (no empty file left behind), and a later round rolls; nothing is lost or failed.
+#[tokio::test]
+async fn a_roll_out_of_open_files_writes_on_in_the_full_segment() {
+    // Three handles held elsewhere: with 4 files, the active segment's log takes the last and
+    // the new log cannot be made; with 5, the new log can, but its index cannot.
+    for max_open_files in [4, 5] {
+        roll_out_of_open_files(max_open_files).await;
+    }
+}
+
+async fn roll_out_of_open_files(max_open_files: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let held_dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(config_with_files(dir.path(), max_open_files)).expect("open");
+    storage.append("t", 0, records(0, 40, 1000), 0).await.expect("append");
+
+    let held = hold_open_files(&storage, held_dir.path(), 3);
+    let appended = storage.append("t", 0, records(40, 40, 1000), 0).await.expect("append without a roll");
+    assert_eq!(appended, Appended { base_offset: 40, count: 40 });
+    let files = segment_files(dir.path(), "t", 0);
+    assert_eq!(files.len(), 1, "no segment left half made: {files:?}");
+    assert!(std::fs::metadata(&files[0]).expect("stat").len() > 64 * 1024, "the full segment grew past its size");
+    drop(held);
+
+    storage.append("t", 0, records(80, 40, 1000), 0).await.expect("append with a roll");
+    assert_eq!(segment_files(dir.path(), "t", 0).len(), 2, "the next round rolled");
+    let values: Vec<Bytes> = read_all(&storage, "t", 0).await.into_iter().map(|r| r.value).collect();
+    assert_eq!(values, records(0, 120, 1000));
+    storage.close().await;
+    let (storage, report) = Storage::open(config_with_files(dir.path(), max_open_files)).expect("reopen");
+    assert!(report.truncated.is_empty());
+    assert_eq!(read_all(&storage, "t", 0).await.len(), 120);
 }

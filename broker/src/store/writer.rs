@@ -2,6 +2,7 @@
 //! running queue up in the channel; the next round writes all of them and covers them with
 //! a single fsync.
 
+use std::fs::File;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -95,6 +96,17 @@ async fn write_round(
     round: Vec<AppendRequest>,
     observer: &(dyn Fn() -> Option<FsyncObserver> + Send + Sync),
 ) {
+    // Held until the round is written, so the active segment's file cannot be closed under
+    // it: out of files, the round is refused here, before any offset is promised.
+    let _active = match hold_active(log).await {
+        Ok(file) => file,
+        Err(e) => {
+            for request in round {
+                let _ = request.reply.send(Err(refusal(&e)));
+            }
+            return;
+        }
+    };
     let mut end = log.bounds().1;
     let mut last_epoch = log.last_epoch();
     let mut new_epochs: Vec<EpochStart> = Vec::new();
@@ -184,6 +196,19 @@ async fn write_round(
         };
         // The requester may have gone away (client disconnected); the data is stored anyway.
         let _ = reply.send(result);
+    }
+}
+
+async fn hold_active(log: &Arc<PartitionLog>) -> Result<Option<Arc<File>>, StorageError> {
+    let holder = log.clone();
+    tokio::task::spawn_blocking(move || holder.hold_active()).await.unwrap_or_else(|e| Err(aborted(e.to_string())))
+}
+
+/// `e` again, for each request of a refused round.
+fn refusal(e: &StorageError) -> StorageError {
+    match e {
+        StorageError::TooManyOpenFiles { op, path } => StorageError::TooManyOpenFiles { op, path: path.clone() },
+        other => aborted(other.to_string()),
     }
 }
 
