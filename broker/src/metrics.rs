@@ -32,6 +32,8 @@ pub struct Metrics {
     connections_limit: Gauge,
     memory_reserved: Family<Labels, Gauge>,
     memory_budget: Family<Labels, Gauge>,
+    resident: Gauge,
+    resident_peak: Gauge,
 }
 
 /// One memory budget's size and what is reserved from it.
@@ -136,8 +138,18 @@ impl Metrics {
             "Consumer groups with committed offsets, kept until RUNNEL_GROUP_RETENTION without a member or commit",
             offset_groups.clone(),
         );
+        let resident = Gauge::default();
+        registry.register("process_resident_bytes", "Resident memory of the broker process (VmRSS)", resident.clone());
+        let resident_peak = Gauge::default();
+        registry.register(
+            "process_resident_peak_bytes",
+            "Peak resident memory of the broker process since it started (VmHWM)",
+            resident_peak.clone(),
+        );
         Metrics {
             registry,
+            resident,
+            resident_peak,
             connections_refused,
             connections_open,
             connections_limit,
@@ -178,6 +190,9 @@ impl Metrics {
         self.consumers_tracked.set(sizes.consumers_tracked as i64);
         self.cursor_groups.set(sizes.cursor_groups as i64);
         self.replicated_partitions.set(sizes.replicated_partitions as i64);
+        let (resident, peak) = resident_memory();
+        self.resident.set(resident as i64);
+        self.resident_peak.set(peak as i64);
         self.connections_open.set(sizes.connections_open as i64);
         self.connections_limit.set(sizes.connections_limit as i64);
         for budget in &sizes.memory {
@@ -191,6 +206,19 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+/// This process' resident memory and its peak, in bytes (0 where /proc does not say).
+fn resident_memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 #[cfg(test)]
@@ -220,6 +248,8 @@ mod tests {
         assert!(text.contains("runnel_http_requests_total{endpoint=\"produce\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("runnel_produce_records_total 3"));
         assert!(text.contains("runnel_consumers 2"));
+        let (resident, peak) = resident_memory();
+        assert!(resident > 0 && peak >= resident, "{resident} {peak}");
         assert!(text.contains("runnel_offset_groups 3"));
         assert!(text.contains("runnel_fsync_latency_seconds_count 1"));
     }
