@@ -56,7 +56,7 @@ pub struct BenchArgs {
 }
 
 #[derive(Serialize)]
-struct Latency {
+pub struct Latency {
     p50_ms: f64,
     p90_ms: f64,
     p99_ms: f64,
@@ -66,7 +66,7 @@ struct Latency {
 }
 
 impl Latency {
-    fn of(h: &Histogram<u64>) -> Latency {
+    pub fn of(h: &Histogram<u64>) -> Latency {
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         Latency {
             p50_ms: ms(0.5),
@@ -78,7 +78,7 @@ impl Latency {
         }
     }
 
-    fn line(&self) -> String {
+    pub fn line(&self) -> String {
         format!(
             "p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms ({} samples)",
             self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms, self.count
@@ -107,7 +107,7 @@ struct Report {
     end_to_end_latency: Option<Latency>,
 }
 
-fn now_micros() -> u64 {
+pub fn now_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 

@@ -7,6 +7,7 @@ mod bench;
 mod connection;
 mod consume;
 mod inspect;
+mod pressure;
 mod produce;
 mod progress;
 
@@ -36,6 +37,9 @@ enum Command {
     Status(inspect::InspectArgs),
     /// Produce records as fast as the broker acknowledges them, then consume them back, and print throughput and latency.
     Bench(bench::BenchArgs),
+    /// Overload a cluster (bulk producers of large bodies, slow connections, latency probes)
+    /// and report the probes' latency and the brokers' peak memory against their limit.
+    Pressure(pressure::PressureArgs),
 }
 
 #[tokio::main]
@@ -47,6 +51,7 @@ async fn main() {
         Command::Brokers(args) => inspect::brokers(args).await,
         Command::Status(args) => inspect::status(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Pressure(args) => pressure::run(args).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
