@@ -16,7 +16,7 @@ use super::network::PeerNetwork;
 use super::state_machine::StateMachine;
 use super::type_config::{NodeId, Raft};
 use crate::peer::{answer_json, PeerError, PeerHttp, PeerRequest};
-use crate::timing::{PROPOSE_TIMEOUT, RAFT_ELECTION_MAX, RAFT_ELECTION_MIN, RAFT_HEARTBEAT};
+use crate::timing::{PROPOSE_TIMEOUT, QUORUM_LOST_AFTER, RAFT_ELECTION_MAX, RAFT_ELECTION_MIN, RAFT_HEARTBEAT};
 
 /// Pause between attempts while no leader can take a proposal.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -79,6 +79,22 @@ impl From<PeerError> for RaftError {
 
 /// How long a join waits for the member already at the joiner's address to say it is alive.
 const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What [`RaftNode::health`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RaftHealth {
+    Healthy,
+    /// The node has not applied the log it had at start yet.
+    Starting,
+    /// No leader is known (an election is under way, or this node is cut off from a majority).
+    NoLeader,
+    /// This node leads, but a majority has not answered it for a while (`None`: never).
+    QuorumLost {
+        ms_since_ack: Option<u64>,
+    },
+    /// Raft stopped for good (a fatal error): only a restart brings it back.
+    Stopped(String),
+}
 
 #[derive(Clone)]
 pub struct RaftNode {
@@ -303,7 +319,29 @@ impl RaftNode {
 
     /// A leader is known and this node caught up with the log it had at start.
     pub fn is_ready(&self) -> bool {
-        self.has_caught_up() && self.raft.metrics().borrow().current_leader.is_some()
+        self.health() == RaftHealth::Healthy
+    }
+
+    /// Whether this node can take part in Raft now, and why not.
+    pub fn health(&self) -> RaftHealth {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if let Err(fatal) = &m.running_state {
+            return RaftHealth::Stopped(fatal.to_string());
+        }
+        if !self.has_caught_up() {
+            return RaftHealth::Starting;
+        }
+        match m.current_leader {
+            None => RaftHealth::NoLeader,
+            // A leader cut off from a majority keeps calling itself leader: it only knows it
+            // lost the quorum by how long its heartbeats have gone unanswered.
+            Some(leader) if leader == m.id => match m.millis_since_quorum_ack {
+                Some(ms) if ms <= QUORUM_LOST_AFTER.as_millis() as u64 => RaftHealth::Healthy,
+                ms => RaftHealth::QuorumLost { ms_since_ack: ms },
+            },
+            Some(_) => RaftHealth::Healthy,
+        }
     }
 
     /// The store held no Raft state when this node started.
