@@ -9,7 +9,7 @@ use clap::Parser;
 
 use crate::limits::MAX_REQUEST_SIZE_LIMIT;
 use crate::peer::{PeerSecret, SecretError};
-use crate::store::{MAX_BATCH_BODY, SEGMENT_BYTES};
+use crate::store::{DiskReserve, MAX_BATCH_BODY, SEGMENT_BYTES};
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "runnel-broker", version, about = "Runnel broker: a partitioned event log with a stateless HTTP API")]
@@ -104,6 +104,11 @@ pub struct Config {
     /// Log filter (tracing EnvFilter syntax), e.g. "info" or "runnel_broker=debug".
     #[arg(long, env = "RUNNEL_LOG", default_value = "info,openraft=warn")]
     pub log: String,
+
+    /// Free space on the data disk kept for Raft and metadata: below it, produces get 507.
+    /// "auto" (256MiB or 5% of the filesystem, whichever is smaller), bytes ("1GiB"), "N%", or 0.
+    #[arg(long, env = "RUNNEL_DISK_RESERVE", default_value = "auto")]
+    pub disk_reserve: DiskReserve,
 }
 
 /// How long records are kept; `None` keeps them forever.

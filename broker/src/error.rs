@@ -42,6 +42,10 @@ pub enum ApiError {
     /// This broker does not (or no longer) lead the partition; nothing was stored.
     #[error("partition {0} is not led by this broker right now: retry shortly")]
     NotLeader(u32),
+    /// The data disk is (nearly) full: below the reserve, nothing was stored; a write that
+    /// found it full is finished once space is freed (a retry may duplicate). 507, retriable.
+    #[error("{0}: retry once space is freed")]
+    InsufficientStorage(String),
     /// Stored data that cannot be read or written, for a reason that asking again will not
     /// clear (corrupt data, a failed disk, a partition failed after a bad write).
     #[error("storage error: {0}")]
@@ -78,6 +82,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) | ApiError::UnknownGroup(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Rejected { status, .. } => *status,
         }
@@ -99,6 +104,7 @@ impl ApiError {
             ApiError::UnknownGroup(_) => "unknown_group",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotLeader(_) => NOT_LEADER,
+            ApiError::InsufficientStorage(_) => "insufficient_storage",
             ApiError::Storage(_) => "storage",
             ApiError::Internal(_) => "internal",
             ApiError::Rejected { status, .. } if status.is_server_error() => "internal",
@@ -107,21 +113,24 @@ impl ApiError {
     }
 
     /// The same request may succeed later (the broker is starting, stopping, electing or
-    /// moving a partition): exactly the 503s, which also carry `Retry-After`.
+    /// moving a partition, or waits for disk space): exactly the 503s and 507s, which also
+    /// carry `Retry-After`.
     pub fn retriable(&self) -> bool {
-        self.status() == StatusCode::SERVICE_UNAVAILABLE
+        matches!(self.status(), StatusCode::SERVICE_UNAVAILABLE | StatusCode::INSUFFICIENT_STORAGE)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        // A full disk is logged by the store once a minute, not per request.
+        if status.is_server_error() && status != StatusCode::INSUFFICIENT_STORAGE {
             tracing::warn!(code = self.code(), "{self}");
         }
-        let body = ErrorBody { error: self.code(), message: self.to_string(), retriable: self.retriable() };
+        let retriable = self.retriable();
+        let body = ErrorBody { error: self.code(), message: self.to_string(), retriable };
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if retriable {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
@@ -131,7 +140,8 @@ impl IntoResponse for ApiError {
 /// Only what passes is answered 503 (retriable): a broker shutting down, a write that failed
 /// before anything was acknowledged (nothing was stored; the write path marks the partition
 /// failed if it must, and the next attempt then gets the 500 below), and the ends or epochs of
-/// a copy moving under a leadership change. Data that cannot be read, and a partition failed
+/// a copy moving under a leadership change. A disk without room is 507 (retriable too): the
+/// write is refused, or finished once space is freed. Data that cannot be read, and a partition failed
 /// after a bad write, stay so until someone repairs the disk or restarts the broker: those are
 /// 500 `storage`, not retriable, and never called a write when they come from a read.
 impl From<StorageError> for ApiError {
@@ -146,6 +156,9 @@ impl From<StorageError> for ApiError {
                 ApiError::Storage(format!("the partition's stored data could not be read ({e})"))
             }
             StorageError::Poisoned { .. } => ApiError::Storage(e.to_string()),
+            StorageError::DiskFull { .. } | StorageError::BelowReserve { .. } => {
+                ApiError::InsufficientStorage(e.to_string())
+            }
             StorageError::BatchSize { .. } => ApiError::BadRequest(e.to_string()),
             StorageError::InvalidConfig(_) => ApiError::Internal(e.to_string()),
             StorageError::OffsetMismatch { .. } | StorageError::StaleEpoch { .. } => {
@@ -178,6 +191,7 @@ impl From<ApiError> for PeerError {
             ApiError::NotLeader(partition) => PeerError::NotLeader(partition),
             ApiError::BodyTooLarge { limit } => PeerError::BodyTooLarge { limit },
             ApiError::Unavailable(_) => PeerError::Unavailable(e.to_string()),
+            ApiError::InsufficientStorage(reason) => PeerError::InsufficientStorage(reason),
             ApiError::Storage(_) | ApiError::Internal(_) => PeerError::Internal(e.to_string()),
             ApiError::Rejected { status, .. } if status.is_server_error() => PeerError::Internal(e.to_string()),
             other => PeerError::BadRequest(other.to_string()),
@@ -191,6 +205,7 @@ impl From<PeerError> for ApiError {
         match e {
             PeerError::BadRequest(reason) => ApiError::BadRequest(reason),
             PeerError::BodyTooLarge { limit } => ApiError::BodyTooLarge { limit },
+            PeerError::InsufficientStorage(reason) => ApiError::InsufficientStorage(reason),
             PeerError::Internal(reason) => ApiError::Internal(format!("another broker failed: {reason}")),
             // Credentials the brokers do not agree on, a stale view of the cluster: the
             // operator or time fixes those, the client can only wait.

@@ -25,6 +25,8 @@ pub struct Metrics {
     consumers_tracked: Gauge,
     cursor_groups: Gauge,
     replicated_partitions: Gauge,
+    disk_free: Gauge,
+    disk_reserve: Gauge,
 }
 
 /// The sizes [`Metrics::render`] reports as gauges (plain numbers, so metrics depend on no
@@ -40,6 +42,10 @@ pub struct StateSizes {
     pub cursor_groups: usize,
     /// Topic partitions this broker leads with replication state (replicators, tail).
     pub replicated_partitions: usize,
+    /// Free bytes on the data disk (at most a second old).
+    pub disk_free_bytes: u64,
+    /// Free space below which produces are refused.
+    pub disk_reserve_bytes: u64,
 }
 
 impl Default for Metrics {
@@ -87,6 +93,14 @@ impl Metrics {
             "Topic partitions this broker leads and replicates to followers (one replicator task per follower)",
             replicated_partitions.clone(),
         );
+        let disk_free = Gauge::default();
+        registry.register("disk_free_bytes", "Free bytes on the data disk's filesystem", disk_free.clone());
+        let disk_reserve = Gauge::default();
+        registry.register(
+            "disk_reserve_bytes",
+            "Free space kept for Raft and metadata: below it, produces get 507 (RUNNEL_DISK_RESERVE)",
+            disk_reserve.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -101,6 +115,8 @@ impl Metrics {
             consumers_tracked,
             cursor_groups,
             replicated_partitions,
+            disk_free,
+            disk_reserve,
         }
     }
 
@@ -123,6 +139,8 @@ impl Metrics {
         self.consumers_tracked.set(sizes.consumers_tracked as i64);
         self.cursor_groups.set(sizes.cursor_groups as i64);
         self.replicated_partitions.set(sizes.replicated_partitions as i64);
+        self.disk_free.set(i64::try_from(sizes.disk_free_bytes).unwrap_or(i64::MAX));
+        self.disk_reserve.set(i64::try_from(sizes.disk_reserve_bytes).unwrap_or(i64::MAX));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -140,12 +158,21 @@ mod tests {
         m.request("produce", 200);
         m.produce_records.inc_by(3);
         m.fsync(Duration::from_millis(2));
-        let sizes =
-            StateSizes { consumers: 2, groups: 1, consumers_tracked: 2, cursor_groups: 1, replicated_partitions: 0 };
+        let sizes = StateSizes {
+            consumers: 2,
+            groups: 1,
+            consumers_tracked: 2,
+            cursor_groups: 1,
+            replicated_partitions: 0,
+            disk_free_bytes: 5 << 30,
+            disk_reserve_bytes: 256 << 20,
+        };
         let text = m.render(sizes);
         assert!(text.contains("runnel_http_requests_total{endpoint=\"produce\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("runnel_produce_records_total 3"));
         assert!(text.contains("runnel_consumers 2"));
+        assert!(text.contains("runnel_disk_free_bytes 5368709120"), "{text}");
+        assert!(text.contains("runnel_disk_reserve_bytes 268435456"));
         assert!(text.contains("runnel_fsync_latency_seconds_count 1"));
     }
 }

@@ -54,6 +54,7 @@ impl Broker {
             index_interval_bytes: 4096,
             retention: config.retention.0,
             retention_bytes: (config.retention_bytes > 0).then_some(config.retention_bytes),
+            disk_reserve: config.disk_reserve,
         })
         .context("cannot open the segment store")?;
         for t in &report.truncated {

@@ -19,6 +19,8 @@ async fn metrics(State(app): State<SharedState>) -> impl IntoResponse {
         consumers_tracked: consumers.tracked,
         cursor_groups: consumers.cursor_groups,
         replicated_partitions: app.replication.replicated_partitions(),
+        disk_free_bytes: app.storage.disk().free_bytes(),
+        disk_reserve_bytes: app.storage.disk().reserve_bytes(),
     };
     let body = app.metrics.render(sizes);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)

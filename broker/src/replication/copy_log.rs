@@ -241,6 +241,7 @@ mod tests {
                     index_interval_bytes: 64,
                     retention: None,
                     retention_bytes: None,
+                    disk_reserve: crate::store::DiskReserve::Bytes(0),
                 };
                 let (storage, _) = Storage::open(config).expect("open");
                 storage.append_at("t", 0, 0, vec![Bytes::from_static(b"first")], Vec::new()).await.expect("create");

@@ -14,6 +14,7 @@ fn config(dir: &Path, segment_bytes: u64) -> StorageConfig {
         index_interval_bytes: 256,
         retention: None,
         retention_bytes: None,
+        disk_reserve: DiskReserve::Bytes(0),
     }
 }
 
