@@ -138,7 +138,7 @@ impl DiskSpace {
         Ok(())
     }
 
-    /// Free bytes at the last measurement (at most [`REFRESH`] old).
+    /// Free bytes at the last measurement (at most [`REFRESH`] old), less what was appended since.
     pub fn free_bytes(&self) -> u64 {
         self.inner.free.load(Ordering::Relaxed)
     }
@@ -156,6 +156,12 @@ impl DiskSpace {
     /// waits to finish a write that found the disk full (readiness reports this).
     pub fn disk_full(&self) -> bool {
         self.below_reserve() || self.inner.stalled.load(Ordering::Relaxed) > 0
+    }
+
+    /// Takes `bytes` about to be written off the free space until the next measurement, so a
+    /// burst of appends within one [`REFRESH`] cannot run past the reserve.
+    pub(super) fn set_aside(&self, bytes: u64) {
+        let _ = self.inner.free.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| Some(f.saturating_sub(bytes)));
     }
 
     /// Counts a write refused for lack of space (reported in the next log line).

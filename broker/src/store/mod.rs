@@ -258,6 +258,7 @@ impl Storage {
             space.count_refusal();
             return Err(StorageError::BelowReserve { free: space.free_bytes(), reserve: space.reserve_bytes() });
         }
+        space.set_aside(batch::encoded_len(&records) as u64);
         let sender = self.writer_queue(topic, partition).await?;
         let (reply, answer) = oneshot::channel();
         let request = WriterRequest::Append(AppendRequest { records, epoch, assigned, reply });
