@@ -152,6 +152,8 @@ impl From<StorageError> for ApiError {
             StorageError::Corrupt { .. } => {
                 ApiError::Storage(format!("the partition's stored data cannot be read ({e}); it needs repair"))
             }
+            // A full disk met outside an append (creating a partition): nothing was stored.
+            StorageError::Io { .. } if e.is_out_of_space() => ApiError::InsufficientStorage(e.to_string()),
             StorageError::Io { op, .. } if is_read(op) => {
                 ApiError::Storage(format!("the partition's stored data could not be read ({e})"))
             }
@@ -262,5 +264,32 @@ mod tests {
             ApiError::from(StorageError::Io { op: "fsync", path: "/x".into(), source: std::io::Error::other("EIO") });
         assert!(failed_fsync.retriable() && failed_fsync.to_string().contains("durable"));
         assert!(ApiError::from(StorageError::Closed).retriable());
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_507_with_retry_after_and_retriable() {
+        let enospc = StorageError::Io {
+            op: "create directory",
+            path: "/data/topics/t/0".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        let errors = [
+            StorageError::DiskFull { topic: "t".into(), partition: 0 },
+            StorageError::BelowReserve { free: 1, reserve: 2 },
+            enospc,
+        ];
+        for error in errors {
+            let response = ApiError::from(error).into_response();
+            assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
+            assert!(response.headers().contains_key(header::RETRY_AFTER));
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+            let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON body");
+            assert_eq!(
+                (body["error"].as_str(), body["retriable"].as_bool()),
+                (Some("insufficient_storage"), Some(true))
+            );
+        }
+        let forwarded = ApiError::from(PeerError::from(ApiError::InsufficientStorage("full".into())));
+        assert_eq!(forwarded.status(), StatusCode::INSUFFICIENT_STORAGE, "a forwarded produce keeps its 507");
     }
 }

@@ -97,6 +97,7 @@ fn storage_error(e: StorageError) -> PeerError {
         StorageError::DiskFull { .. } | StorageError::BelowReserve { .. } => {
             PeerError::InsufficientStorage(e.to_string())
         }
+        other if other.is_out_of_space() => PeerError::InsufficientStorage(other.to_string()),
         other => PeerError::Internal(other.to_string()),
     }
 }
