@@ -314,6 +314,14 @@ mod tests {
     }
 
     #[test]
+    fn the_disk_reserve_is_auto_unless_set() {
+        assert_eq!(parse(&[]).disk_reserve, DiskReserve::Auto);
+        assert_eq!(parse(&["--disk-reserve", "1GiB"]).disk_reserve, DiskReserve::Bytes(1 << 30));
+        assert_eq!(parse(&["--disk-reserve", "10%"]).disk_reserve, DiskReserve::Percent(10));
+        assert!(Config::try_parse_from(["runnel-broker", "--disk-reserve", "lots"]).is_err());
+    }
+
+    #[test]
     fn retention_none_disables() {
         let c = Config::try_parse_from(["runnel-broker", "--retention", "none"]).expect("parse");
         assert_eq!(c.retention, Retention(None));

@@ -44,26 +44,23 @@ pub fn read(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     }
 }
 
-/// Runs `work` on a blocking thread until it succeeds or fails for another reason than a full
-/// disk. openraft stops for good on any storage error, so a write that found no room waits
-/// for space instead (Raft stalls, then resumes), trying again every [`SPACE_RETRY`]; `work`
-/// must leave things as they were when it fails. Once `stop` is set (shutdown) the last
-/// error is returned.
-pub async fn write_when_space<T, W>(what: &'static str, stop: &watch::Receiver<bool>, mut work: W) -> std::io::Result<T>
+/// Runs `attempt` until it succeeds or fails for another reason than a full disk. openraft
+/// stops for good on any storage error, so a write that found no room waits for space
+/// instead (Raft stalls, then resumes), trying again every [`SPACE_RETRY`]; an attempt must
+/// leave things as they were when it fails. Once `stop` is set (shutdown) the last error is
+/// returned.
+pub async fn write_when_space<T, F, A>(
+    what: &'static str,
+    stop: &watch::Receiver<bool>,
+    attempt: A,
+) -> std::io::Result<T>
 where
-    T: Send + 'static,
-    W: FnMut() -> std::io::Result<T> + Send + 'static,
+    A: Fn() -> F,
+    F: std::future::Future<Output = std::io::Result<T>>,
 {
     let mut waiting: Option<(Instant, Instant)> = None;
     loop {
-        let (back, result) = tokio::task::spawn_blocking(move || {
-            let result = work();
-            (work, result)
-        })
-        .await
-        .map_err(std::io::Error::other)?;
-        work = back;
-        match result {
+        match attempt().await {
             Err(e) if is_out_of_space(&e) && !*stop.borrow() => {
                 let now = Instant::now();
                 match &mut waiting {

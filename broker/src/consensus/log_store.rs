@@ -104,11 +104,21 @@ impl LogStore {
     async fn on_disk<T: Send + 'static>(
         &self,
         what: &'static str,
-        mut work: impl FnMut(&mut LogFile) -> std::io::Result<T> + Send + 'static,
+        work: impl FnMut(&mut LogFile) -> std::io::Result<T> + Send + 'static,
     ) -> std::io::Result<T> {
-        let inner = self.inner.clone();
-        let run = move || work(&mut inner.lock().unwrap_or_else(|p| p.into_inner()));
-        durable_file::write_when_space(what, &self.stop.subscribe(), run).await
+        let work = Arc::new(Mutex::new(work));
+        let attempt = || {
+            let (work, inner) = (work.clone(), self.inner.clone());
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let mut work = work.lock().unwrap_or_else(|p| p.into_inner());
+                    (*work)(&mut inner.lock().unwrap_or_else(|p| p.into_inner()))
+                })
+                .await
+                .map_err(std::io::Error::other)?
+            }
+        };
+        durable_file::write_when_space(what, &self.stop.subscribe(), attempt).await
     }
 
     /// The node is shutting down: a write waiting for disk space fails instead.

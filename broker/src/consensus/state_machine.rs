@@ -60,8 +60,10 @@ impl StateMachine {
     /// (the state alone) sent to followers.
     async fn persist(&self, stored: &StoredSnapshot) -> std::io::Result<Vec<u8>> {
         let file = serde_json::to_vec(stored).map_err(std::io::Error::other)?;
-        let path = self.path.clone();
-        durable_file::write_when_space("snapshot", &self.stop, move || durable_file::replace(&path, &file)).await?;
+        // Written here, not on a blocking thread that could outlive a shutdown and race the
+        // next start's snapshot for the same temporary file.
+        let attempt = || std::future::ready(durable_file::replace(&self.path, &file));
+        durable_file::write_when_space("snapshot", &self.stop, attempt).await?;
         serde_json::to_vec(&stored.state).map_err(std::io::Error::other)
     }
 }
