@@ -11,7 +11,7 @@ use crate::limits::MAX_REQUEST_SIZE_LIMIT;
 use crate::memory::{BodyRules, MemoryPlan};
 use crate::peer::{PeerSecret, SecretError};
 use crate::serving::ConnectionRules;
-use crate::store::{MAX_BATCH_BODY, SEGMENT_BYTES};
+use crate::store::{DiskReserve, MAX_BATCH_BODY, SEGMENT_BYTES};
 use crate::timing::{MEMORY_WAIT, SHUTDOWN_CLOSE_GRACE};
 
 /// The smallest and largest `RUNNEL_MEMORY_LIMIT`.
@@ -138,6 +138,10 @@ pub struct Config {
     /// 0 = half the open-file limit in force after it is raised (see `segment_files_bound`).
     #[arg(long, env = "RUNNEL_MAX_OPEN_SEGMENT_FILES", default_value_t = 0)]
     pub max_open_segment_files: usize,
+    /// Free space on the data disk kept for Raft and metadata: below it, produces get 507.
+    /// "auto" (256MiB or 5% of the filesystem, whichever is smaller), bytes ("1GiB"), "N%", or 0.
+    #[arg(long, env = "RUNNEL_DISK_RESERVE", default_value = "auto")]
+    pub disk_reserve: DiskReserve,
 }
 
 /// How long records are kept; `None` keeps them forever.
@@ -473,6 +477,14 @@ mod tests {
             assert!(matches!(&error, ConfigError::Invalid { variable: v, .. } if *v == variable), "{args:?}: {error}");
         }
         parse(&["--max-connections", "1000"]).validate().expect("fewer connections than the memory pays for");
+    }
+
+    #[test]
+    fn the_disk_reserve_is_auto_unless_set() {
+        assert_eq!(parse(&[]).disk_reserve, DiskReserve::Auto);
+        assert_eq!(parse(&["--disk-reserve", "1GiB"]).disk_reserve, DiskReserve::Bytes(1 << 30));
+        assert_eq!(parse(&["--disk-reserve", "10%"]).disk_reserve, DiskReserve::Percent(10));
+        assert!(Config::try_parse_from(["runnel-broker", "--disk-reserve", "lots"]).is_err());
     }
 
     #[test]

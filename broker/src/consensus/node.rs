@@ -107,12 +107,14 @@ pub struct RaftNode {
     peer_addr: String,
     /// The store held no Raft state at start (a new or wiped broker).
     pristine: bool,
+    /// The log store openraft writes through (kept to end its waits for disk space at shutdown).
+    log_store: LogStore,
 }
 
 impl RaftNode {
     pub async fn start(config: RaftConfig) -> Result<RaftNode, RaftError> {
         let log_store = LogStore::open(&config.dir)?;
-        let state_machine = StateMachine::open(&config.dir)?;
+        let state_machine = StateMachine::open(&config.dir, log_store.stop_signal())?;
         let pristine = log_store.is_pristine();
         let raft_config = Config {
             cluster_name: "runnel".into(),
@@ -132,7 +134,7 @@ impl RaftNode {
         .map_err(|e| RaftError::Fatal(e.to_string()))?;
         let network = PeerNetwork::new(config.http);
         let state = state_machine.state.clone();
-        let raft = Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log_store, state_machine)
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log_store.clone(), state_machine)
             .await
             .map_err(|e| RaftError::Fatal(e.to_string()))?;
         let node = RaftNode {
@@ -143,6 +145,7 @@ impl RaftNode {
             node_id: config.node_id,
             peer_addr: config.peer_addr,
             pristine,
+            log_store,
         };
         node.watch_catch_up();
         Ok(node)
@@ -460,6 +463,8 @@ impl RaftNode {
     }
 
     pub async fn shutdown(&self) {
+        // Raft's core may be waiting inside a write for disk space; it must see the shutdown.
+        self.log_store.stop_waiting();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }

@@ -3,7 +3,7 @@
 //! `GET /status` (readiness, SPEC §5): 200 when this port can serve, else 503 with
 //! `Retry-After`; either way a JSON body names every condition that stops it. Conditions that
 //! stop every port: starting, shutting down, Raft stopped, no Raft leader, the Raft quorum lost.
-//! The producer port also reports its produce memory refusing requests (and a full disk), the
+//! The producer port also reports its produce memory refusing requests and a full disk, the
 //! consumer port its read memory; the discovery port reports all of them.
 //!
 //! `GET /livez` (liveness): 503 only when the process cannot recover by itself (Raft stopped
@@ -70,19 +70,30 @@ pub fn conditions(app: &SharedState, port: Port) -> Vec<Condition> {
         )),
         RaftHealth::Stopped(reason) => found.push(condition("raft_stopped", format!("Raft stopped: {reason}"))),
     }
-    let mut refusing = |budget: &Budget| {
-        if budget.refused_within(MEMORY_PRESSURE) {
-            found.push(condition(
+    let refusing = |budget: &Budget| {
+        budget.refused_within(MEMORY_PRESSURE).then(|| {
+            condition(
                 "memory_exhausted",
                 format!("the {} memory ({} bytes) is refusing requests", budget.class(), budget.size()),
-            ));
-        }
+            )
+        })
     };
     if matches!(port, Port::Producer | Port::Discovery) {
-        refusing(&app.memory.produce);
+        found.extend(refusing(&app.memory.produce));
+        let disk = app.storage.disk();
+        if disk.disk_full() {
+            found.push(condition(
+                "disk_full",
+                format!(
+                    "the data disk has {} bytes free (reserve {}), or a write is waiting for space: produces get 507",
+                    disk.free_bytes(),
+                    disk.reserve_bytes()
+                ),
+            ));
+        }
     }
     if matches!(port, Port::Consumer | Port::Discovery) {
-        refusing(&app.memory.reads);
+        found.extend(refusing(&app.memory.reads));
     }
     found
 }
