@@ -7,6 +7,8 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::log_every::LogEvery;
+
 /// A class's bytes were all reserved for longer than the caller may wait: answer 503 with
 /// `Retry-After`, the client tries again when memory is free.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -25,7 +27,11 @@ pub struct Budget {
     free: Arc<Semaphore>,
     /// When a request was last refused (for readiness).
     last_refused: Arc<Mutex<Option<Instant>>>,
+    refusals: Arc<LogEvery>,
 }
+
+/// Refusals of one class are logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Bytes held from a [`Budget`] until dropped.
 #[derive(Debug)]
@@ -37,7 +43,13 @@ impl Budget {
     /// A budget of `size` bytes (at least 1), named `class` in errors and metrics.
     pub fn new(class: &'static str, size: usize) -> Budget {
         let size = size.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
-        Budget { class, size, free: Arc::new(Semaphore::new(size)), last_refused: Arc::default() }
+        Budget {
+            class,
+            size,
+            free: Arc::new(Semaphore::new(size)),
+            last_refused: Arc::default(),
+            refusals: Arc::new(LogEvery::new(LOG_EVERY)),
+        }
     }
 
     pub fn class(&self) -> &'static str {
@@ -64,6 +76,10 @@ impl Budget {
             // The semaphore is never closed; a timeout is the only way here.
             Ok(Err(_)) | Err(_) => {
                 *self.last_refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                self.refusals.note(|unlogged| {
+                    tracing::warn!(class = self.class, size = self.size, refused_since_last_log = unlogged,
+                        "memory budget in use: requests wait, then get 503 (raise RUNNEL_MEMORY_LIMIT if this persists)")
+                });
                 Err(self.busy())
             }
         }

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::size::parse_size;
+
 /// How often free space is measured.
 pub const REFRESH: Duration = Duration::from_secs(1);
 /// How often a lasting shortage of space is logged again.
@@ -48,22 +50,7 @@ impl DiskReserve {
                 _ => Err(format!("{value}: a share must be between 0% and 50%")),
             };
         }
-        let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
-        let (number, unit) = value.split_at(split);
-        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "kib" => 1 << 10,
-            "mib" => 1 << 20,
-            "gib" => 1 << 30,
-            "tib" => 1 << 40,
-            _ => return Err(format!("{value}: examples: auto, 256MiB, 1GiB, 5%, 0")),
-        };
-        number
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(scale))
-            .map(DiskReserve::Bytes)
-            .ok_or_else(|| format!("{value}: not a byte count (examples: auto, 256MiB, 1GiB, 5%, 0)"))
+        parse_size(value).map(DiskReserve::Bytes).map_err(|e| format!("{e}; or auto, 5%, 0"))
     }
 
     /// The reserve in bytes on a filesystem of `total` bytes.
