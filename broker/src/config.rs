@@ -11,7 +11,8 @@ use crate::limits::MAX_REQUEST_SIZE_LIMIT;
 use crate::memory::{BodyRules, MemoryPlan};
 use crate::peer::{PeerSecret, SecretError};
 use crate::serving::ConnectionRules;
-use crate::store::{MAX_BATCH_BODY, SEGMENT_BYTES};
+use crate::size::parse_size;
+use crate::store::{DiskReserve, MAX_BATCH_BODY, SEGMENT_BYTES};
 use crate::timing::{MEMORY_WAIT, SHUTDOWN_CLOSE_GRACE};
 
 /// The smallest and largest `RUNNEL_MEMORY_LIMIT`.
@@ -138,6 +139,10 @@ pub struct Config {
     /// 0 = half the open-file limit in force after it is raised (see `segment_files_bound`).
     #[arg(long, env = "RUNNEL_MAX_OPEN_SEGMENT_FILES", default_value_t = 0)]
     pub max_open_segment_files: usize,
+    /// Free space on the data disk kept for Raft and metadata: below it, produces get 507.
+    /// "auto" (256MiB or 5% of the filesystem, whichever is smaller), bytes ("1GiB"), "N%", or 0.
+    #[arg(long, env = "RUNNEL_DISK_RESERVE", default_value = "auto")]
+    pub disk_reserve: DiskReserve,
 }
 
 /// How long records are kept; `None` keeps them forever.
@@ -151,21 +156,9 @@ fn parse_retention(value: &str) -> Result<Retention, String> {
     humantime::parse_duration(value).map(|d| Retention(Some(d))).map_err(|e| format!("{e} (examples: 168h, 30m, none)"))
 }
 
-/// A size in bytes: a number, optionally with KiB, MiB or GiB (or K, M, G: also powers of 1024).
+/// A size in bytes (see [`parse_size`]) that fits this machine's address space.
 fn parse_bytes(value: &str) -> Result<usize, String> {
-    let value = value.trim();
-    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: usize =
-        number.parse().map_err(|_| format!("'{value}' is not a size (examples: 268435456, 256MiB, 1GiB)"))?;
-    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" | "kb" => 1 << 10,
-        "m" | "mib" | "mb" => 1 << 20,
-        "g" | "gib" | "gb" => 1 << 30,
-        other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
-    };
-    number.checked_mul(scale).ok_or_else(|| format!("'{value}' is too large"))
+    parse_size(value).and_then(|n| usize::try_from(n).map_err(|_| format!("'{value}' is too large")))
 }
 
 /// The fewest segment files a store works with: a write round may hold its active segment's
@@ -473,6 +466,14 @@ mod tests {
             assert!(matches!(&error, ConfigError::Invalid { variable: v, .. } if *v == variable), "{args:?}: {error}");
         }
         parse(&["--max-connections", "1000"]).validate().expect("fewer connections than the memory pays for");
+    }
+
+    #[test]
+    fn the_disk_reserve_is_auto_unless_set() {
+        assert_eq!(parse(&[]).disk_reserve, DiskReserve::Auto);
+        assert_eq!(parse(&["--disk-reserve", "1GiB"]).disk_reserve, DiskReserve::Bytes(1 << 30));
+        assert_eq!(parse(&["--disk-reserve", "10%"]).disk_reserve, DiskReserve::Percent(10));
+        assert!(Config::try_parse_from(["runnel-broker", "--disk-reserve", "lots"]).is_err());
     }
 
     #[test]

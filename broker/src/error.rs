@@ -46,6 +46,10 @@ pub enum ApiError {
     /// This broker does not (or no longer) lead the partition; nothing was stored.
     #[error("partition {0} is not led by this broker right now: retry shortly")]
     NotLeader(u32),
+    /// The data disk is (nearly) full: below the reserve, nothing was stored; a write that
+    /// found it full is finished once space is freed (a retry may duplicate). 507, retriable.
+    #[error("{0}: retry once space is freed")]
+    InsufficientStorage(String),
     /// Stored data that cannot be read or written, for a reason that asking again will not
     /// clear (corrupt data, a failed disk, a partition failed after a bad write).
     #[error("storage error: {0}")]
@@ -83,6 +87,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) | ApiError::UnknownGroup(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Rejected { status, .. } => *status,
         }
@@ -105,6 +110,7 @@ impl ApiError {
             ApiError::UnknownGroup(_) => "unknown_group",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotLeader(_) => NOT_LEADER,
+            ApiError::InsufficientStorage(_) => "insufficient_storage",
             ApiError::Storage(_) => "storage",
             ApiError::Internal(_) => "internal",
             ApiError::Rejected { status, .. } if status.is_server_error() => "internal",
@@ -113,24 +119,31 @@ impl ApiError {
     }
 
     /// The same request may succeed later (the broker is starting, stopping, electing,
-    /// moving a partition or short of memory): exactly the 503s, which also carry
-    /// `Retry-After`, and a request that did not arrive in time (408).
+    /// moving a partition, short of memory, or waits for disk space): exactly the 503s and
+    /// 507s, which also carry `Retry-After`, and a request that did not arrive in time (408).
     pub fn retriable(&self) -> bool {
-        matches!(self.status(), StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT)
+        matches!(
+            self.status(),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::INSUFFICIENT_STORAGE | StatusCode::REQUEST_TIMEOUT
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        // A 503 is the broker pushing back (load, an election, a shutdown): its cause is logged
-        // where it arises, once per interval, not once per refused request.
-        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        // A 503 is the broker pushing back (load, an election, a shutdown) and a 507 a full
+        // disk: their causes are logged where they arise, once per interval, not per request.
+        if status.is_server_error()
+            && status != StatusCode::SERVICE_UNAVAILABLE
+            && status != StatusCode::INSUFFICIENT_STORAGE
+        {
             tracing::warn!(code = self.code(), "{self}");
         }
-        let body = ErrorBody { error: self.code(), message: self.to_string(), retriable: self.retriable() };
+        let retriable = self.retriable();
+        let body = ErrorBody { error: self.code(), message: self.to_string(), retriable };
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if retriable {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
@@ -141,7 +154,8 @@ impl IntoResponse for ApiError {
 /// descriptors for the moment (nothing was changed; files close as other requests finish), a write that failed
 /// before anything was acknowledged (nothing was stored; the write path marks the partition
 /// failed if it must, and the next attempt then gets the 500 below), and the ends or epochs of
-/// a copy moving under a leadership change. Data that cannot be read, and a partition failed
+/// a copy moving under a leadership change. A disk without room is 507 (retriable too): the
+/// write is refused, or finished once space is freed. Data that cannot be read, and a partition failed
 /// after a bad write, stay so until someone repairs the disk or restarts the broker: those are
 /// 500 `storage`, not retriable, and never called a write when they come from a read.
 impl From<StorageError> for ApiError {
@@ -155,10 +169,15 @@ impl From<StorageError> for ApiError {
             StorageError::Corrupt { .. } => {
                 ApiError::Storage(format!("the partition's stored data cannot be read ({e}); it needs repair"))
             }
+            // A full disk met outside an append (creating a partition): nothing was stored.
+            StorageError::Io { .. } if e.is_out_of_space() => ApiError::InsufficientStorage(e.to_string()),
             StorageError::Io { op, .. } if is_read(op) => {
                 ApiError::Storage(format!("the partition's stored data could not be read ({e})"))
             }
             StorageError::Poisoned { .. } => ApiError::Storage(e.to_string()),
+            StorageError::DiskFull { .. } | StorageError::BelowReserve { .. } => {
+                ApiError::InsufficientStorage(e.to_string())
+            }
             StorageError::BatchSize { .. } => ApiError::BadRequest(e.to_string()),
             StorageError::InvalidConfig(_) => ApiError::Internal(e.to_string()),
             StorageError::OffsetMismatch { .. } | StorageError::StaleEpoch { .. } => {
@@ -208,6 +227,7 @@ impl From<ApiError> for PeerError {
             ApiError::NotLeader(partition) => PeerError::NotLeader(partition),
             ApiError::BodyTooLarge { limit } => PeerError::BodyTooLarge { limit },
             ApiError::Unavailable(_) => PeerError::Unavailable(e.to_string()),
+            ApiError::InsufficientStorage(reason) => PeerError::InsufficientStorage(reason),
             ApiError::Storage(_) | ApiError::Internal(_) => PeerError::Internal(e.to_string()),
             ApiError::Rejected { status, .. } if status.is_server_error() => PeerError::Internal(e.to_string()),
             other => PeerError::BadRequest(other.to_string()),
@@ -221,6 +241,7 @@ impl From<PeerError> for ApiError {
         match e {
             PeerError::BadRequest(reason) => ApiError::BadRequest(reason),
             PeerError::BodyTooLarge { limit } => ApiError::BodyTooLarge { limit },
+            PeerError::InsufficientStorage(reason) => ApiError::InsufficientStorage(reason),
             PeerError::Internal(reason) => ApiError::Internal(format!("another broker failed: {reason}")),
             // Credentials the brokers do not agree on, a stale view of the cluster: the
             // operator or time fixes those, the client can only wait.
@@ -292,5 +313,32 @@ mod tests {
             assert_eq!((body["error"].as_str(), body["retriable"].as_bool()), (Some("unavailable"), Some(true)));
             assert!(body["message"].as_str().is_some_and(|m| m.contains("too many open files")), "{body}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_507_with_retry_after_and_retriable() {
+        let enospc = StorageError::Io {
+            op: "create directory",
+            path: "/data/topics/t/0".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        let errors = [
+            StorageError::DiskFull { topic: "t".into(), partition: 0 },
+            StorageError::BelowReserve { free: 1, reserve: 2 },
+            enospc,
+        ];
+        for error in errors {
+            let response = ApiError::from(error).into_response();
+            assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
+            assert!(response.headers().contains_key(header::RETRY_AFTER));
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+            let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON body");
+            assert_eq!(
+                (body["error"].as_str(), body["retriable"].as_bool()),
+                (Some("insufficient_storage"), Some(true))
+            );
+        }
+        let forwarded = ApiError::from(PeerError::from(ApiError::InsufficientStorage("full".into())));
+        assert_eq!(forwarded.status(), StatusCode::INSUFFICIENT_STORAGE, "a forwarded produce keeps its 507");
     }
 }

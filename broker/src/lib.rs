@@ -21,6 +21,7 @@ pub mod produce;
 pub mod replication;
 pub mod server;
 pub mod serving;
+pub mod size;
 pub mod store;
 pub mod supervisor;
 pub mod timing;

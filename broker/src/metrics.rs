@@ -25,6 +25,8 @@ pub struct Metrics {
     consumers_tracked: Gauge,
     cursor_groups: Gauge,
     replicated_partitions: Gauge,
+    disk_free: Gauge,
+    disk_reserve: Gauge,
     offset_groups: Gauge,
     /// Connections refused at the client ports' connection limit.
     pub connections_refused: Counter,
@@ -63,6 +65,10 @@ pub struct StateSizes {
     pub memory: Vec<BudgetUse>,
     /// Groups with committed offsets, members or not (replicated state).
     pub offset_groups: usize,
+    /// Free bytes on the data disk (at most a second old).
+    pub disk_free_bytes: u64,
+    /// Free space below which produces are refused.
+    pub disk_reserve_bytes: u64,
 }
 
 impl Default for Metrics {
@@ -146,6 +152,14 @@ impl Metrics {
             "Peak resident memory of the broker process since it started (VmHWM)",
             resident_peak.clone(),
         );
+        let disk_free = Gauge::default();
+        registry.register("disk_free_bytes", "Free bytes on the data disk's filesystem", disk_free.clone());
+        let disk_reserve = Gauge::default();
+        registry.register(
+            "disk_reserve_bytes",
+            "Free space kept for Raft and metadata: below it, produces get 507 (RUNNEL_DISK_RESERVE)",
+            disk_reserve.clone(),
+        );
         Metrics {
             registry,
             resident,
@@ -168,6 +182,8 @@ impl Metrics {
             cursor_groups,
             replicated_partitions,
             offset_groups,
+            disk_free,
+            disk_reserve,
         }
     }
 
@@ -201,6 +217,8 @@ impl Metrics {
             self.memory_budget.get_or_create(&labels).set(budget.size as i64);
         }
         self.offset_groups.set(sizes.offset_groups as i64);
+        self.disk_free.set(i64::try_from(sizes.disk_free_bytes).unwrap_or(i64::MAX));
+        self.disk_reserve.set(i64::try_from(sizes.disk_reserve_bytes).unwrap_or(i64::MAX));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -242,6 +260,8 @@ mod tests {
             connections_limit: 10,
             memory,
             offset_groups: 3,
+            disk_free_bytes: 5 << 30,
+            disk_reserve_bytes: 256 << 20,
         };
         let text = m.render(sizes);
         assert!(text.contains("runnel_memory_reserved_bytes{class=\"produce\"} 40"), "{text}");
@@ -251,6 +271,8 @@ mod tests {
         let (resident, peak) = resident_memory();
         assert!(resident > 0 && peak >= resident, "{resident} {peak}");
         assert!(text.contains("runnel_offset_groups 3"));
+        assert!(text.contains("runnel_disk_free_bytes 5368709120"), "{text}");
+        assert!(text.contains("runnel_disk_reserve_bytes 268435456"));
         assert!(text.contains("runnel_fsync_latency_seconds_count 1"));
     }
 }

@@ -70,6 +70,7 @@ impl Broker {
             retention: config.retention.0,
             retention_bytes: (config.retention_bytes > 0).then_some(config.retention_bytes),
             max_open_files,
+            disk_reserve: config.disk_reserve,
         })
         .context("cannot open the segment store")?;
         for t in &report.truncated {

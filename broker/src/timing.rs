@@ -15,6 +15,8 @@
 //! | [`HAND_OVER_WAIT`] | 5 s | < [`SHUTDOWN_HAND_OVER`], so every partition's hand-over fits a SIGTERM |
 //! | [`SHUTDOWN_DRAIN`] | 250 ms | ≪ Kubernetes' termination grace period (30 s), with the hand-overs |
 //! | [`PEER_REQUEST_TIMEOUT`] | 10 s | the default for peer calls that set no limit of their own |
+//! | [`QUORUM_LOST_AFTER`] | 1.5 s | > [`RAFT_HEARTBEAT`] several times over: a leader unanswered this long reports the quorum lost |
+//! | [`MEMORY_PRESSURE`] | 5 s | > [`MEMORY_WAIT`]: a budget that refused a request this recently makes its port not ready |
 //! | [`MEMORY_WAIT`] | 2 s | < [`ACK_TIMEOUT`] and < [`PEER_REQUEST_TIMEOUT`]: a request short of memory is refused (503) before its sender gives up |
 //! | [`SHUTDOWN_CLOSE_GRACE`] | 5 s | < [`SHUTDOWN_HAND_OVER`]: responses still being written at shutdown get this long |
 
@@ -54,6 +56,13 @@ pub const SHUTDOWN_DRAIN: Duration = Duration::from_millis(250);
 /// Broker-to-broker calls that set no limit of their own.
 pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A Raft leader whose heartbeats a majority has not answered this long says (in `/status`)
+/// that it lost the quorum.
+pub const QUORUM_LOST_AFTER: Duration = Duration::from_millis(1500);
+/// A memory budget that refused a request within this long makes the ports it serves report
+/// not ready.
+pub const MEMORY_PRESSURE: Duration = Duration::from_secs(5);
+
 /// A request that needs memory its class has not free waits this long, then gets 503.
 pub const MEMORY_WAIT: Duration = Duration::from_secs(2);
 /// A connection asked to close (idle, or at shutdown) may finish writing a response this long.
@@ -77,5 +86,7 @@ mod tests {
         assert!(SHUTDOWN_DRAIN + SHUTDOWN_HAND_OVER < Duration::from_secs(30), "fits k8s' grace period");
         assert!(MEMORY_WAIT < ACK_TIMEOUT && MEMORY_WAIT < PEER_REQUEST_TIMEOUT, "refused before the sender gives up");
         assert!(SHUTDOWN_CLOSE_GRACE < SHUTDOWN_HAND_OVER);
+        assert!(QUORUM_LOST_AFTER >= RAFT_HEARTBEAT * 5 && QUORUM_LOST_AFTER > RAFT_ELECTION_MAX);
+        assert!(MEMORY_PRESSURE > MEMORY_WAIT);
     }
 }

@@ -29,11 +29,14 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Worth retrying (possibly on another broker): connection problems and 503.
+    /// Worth retrying (possibly on another broker): connection problems, 503, and 507 (the
+    /// partition's disk is full until space is freed).
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::Transport { .. } => true,
-            ClientError::Status { status, .. } => *status == StatusCode::SERVICE_UNAVAILABLE,
+            ClientError::Status { status, .. } => {
+                matches!(*status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::INSUFFICIENT_STORAGE)
+            }
             ClientError::Batch(inner) => inner.is_retryable(),
             _ => false,
         }

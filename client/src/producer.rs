@@ -1,5 +1,5 @@
 //! A producer that batches records per (topic, key) for a short linger and sends each batch
-//! as one NDJSON request, retrying 503s and connection errors on the next broker.
+//! as one NDJSON request, retrying 503s, 507s and connection errors on the next broker.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -12,9 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, RaftLogReader, StorageIOError};
+use tokio::sync::watch;
 
 use super::durable_file;
 use super::type_config::{Entry, LogId, StoreError, TypeConfig, Vote};
+use crate::store::is_out_of_space;
 
 const FRAME_HEADER: usize = 8;
 /// The purged prefix is compacted away once the file carries this much dead data.
@@ -23,6 +25,8 @@ const COMPACT_AFTER_BYTES: u64 = 8 * 1024 * 1024;
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<LogFile>>,
+    /// Set at shutdown: a write waiting for disk space gives up.
+    stop: Arc<watch::Sender<bool>>,
 }
 
 struct LogFile {
@@ -35,7 +39,7 @@ struct LogFile {
     last_purged: Option<LogId>,
 }
 
-fn write_err(e: impl std::error::Error + 'static) -> StoreError {
+fn write_err(e: std::io::Error) -> StoreError {
     StorageIOError::write_logs(AnyError::new(&e)).into()
 }
 
@@ -85,6 +89,7 @@ impl LogStore {
         let len = file.metadata()?.len();
         Ok(LogStore {
             inner: Arc::new(Mutex::new(LogFile { dir: dir.to_path_buf(), file, len, entries, vote, last_purged })),
+            stop: Arc::new(watch::channel(false).0),
         })
     }
 
@@ -93,18 +98,37 @@ impl LogStore {
     }
 
     /// Runs file work (writes, fsyncs, renames) on a blocking thread, so a slow disk never
-    /// stalls the async workers that serve requests.
+    /// stalls the async workers that serve requests; on a full disk it waits for space and
+    /// runs it again ([`durable_file::write_when_space`]), so `work` must change nothing when
+    /// it fails.
     async fn on_disk<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut LogFile) -> std::io::Result<T> + Send + 'static,
-        error: fn(std::io::Error) -> StoreError,
-    ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || work(&mut inner.lock().unwrap_or_else(|p| p.into_inner())))
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|result| result)
-            .map_err(error)
+        what: &'static str,
+        work: impl FnMut(&mut LogFile) -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let work = Arc::new(Mutex::new(work));
+        let attempt = || {
+            let (work, inner) = (work.clone(), self.inner.clone());
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let mut work = work.lock().unwrap_or_else(|p| p.into_inner());
+                    (*work)(&mut inner.lock().unwrap_or_else(|p| p.into_inner()))
+                })
+                .await
+                .map_err(std::io::Error::other)?
+            }
+        };
+        durable_file::write_when_space(what, &self.stop.subscribe(), attempt).await
+    }
+
+    /// The node is shutting down: a write waiting for disk space fails instead.
+    pub fn stop_waiting(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Set by [`LogStore::stop_waiting`], for the state machine's writes to wait on too.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
     }
 
     /// Whether this store has never been part of a cluster (nothing voted, logged or purged).
@@ -181,16 +205,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StoreError> {
         let vote = *vote;
-        self.on_disk(
-            move |log| {
-                let bytes = serde_json::to_vec(&vote).map_err(std::io::Error::other)?;
-                durable_file::replace(&log.dir.join("vote.json"), &bytes)?;
-                log.vote = Some(vote);
-                Ok(())
-            },
-            |e| StorageIOError::write_vote(AnyError::new(&e)).into(),
-        )
+        self.on_disk("vote", move |log| {
+            let bytes = serde_json::to_vec(&vote).map_err(std::io::Error::other)?;
+            durable_file::replace(&log.dir.join("vote.json"), &bytes)?;
+            log.vote = Some(vote);
+            Ok(())
+        })
         .await
+        .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StoreError> {
@@ -203,64 +225,73 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        self.on_disk(
-            move |log| {
-                let mut bytes = Vec::new();
-                let mut placed = Vec::with_capacity(entries.len());
-                for entry in entries {
-                    let pos = log.len + bytes.len() as u64;
-                    bytes.extend(frame(&entry).map_err(std::io::Error::other)?);
-                    placed.push((entry, pos));
-                }
-                let result = log.file.write_all_at(&bytes, log.len).and_then(|_| log.file.sync_data());
-                if let Err(e) = result {
-                    let message = e.to_string();
-                    callback.log_io_completed(Err(e));
-                    return Err(std::io::Error::other(message));
+        let mut entries: Vec<Entry> = entries.into_iter().collect();
+        let mut bytes = Vec::new();
+        let mut offsets = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            offsets.push(bytes.len() as u64);
+            bytes.extend(frame(entry).map_err(|e| write_err(std::io::Error::other(e)))?);
+        }
+        let written = self
+            .on_disk("log entries", move |log| {
+                let start = log.len;
+                if let Err(e) = log.file.write_all_at(&bytes, start).and_then(|_| log.file.sync_data()) {
+                    // Gives back what a partial write took; the next try writes it all again.
+                    let _ = log.file.set_len(start);
+                    return Err(e);
                 }
                 log.len += bytes.len() as u64;
-                for (entry, pos) in placed {
-                    log.entries.insert(entry.log_id.index, (entry, pos));
+                for (entry, offset) in entries.drain(..).zip(&offsets) {
+                    log.entries.insert(entry.log_id.index, (entry, start + offset));
                 }
+                Ok(())
+            })
+            .await;
+        match written {
+            Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
-            },
-            write_err,
-        )
-        .await
+            }
+            Err(e) => {
+                let error = write_err(e);
+                callback.log_io_completed(Err(std::io::Error::other(error.to_string())));
+                Err(error)
+            }
+        }
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StoreError> {
-        self.on_disk(
-            move |log| {
-                let Some(&(_, pos)) = log.entries.get(&log_id.index) else { return Ok(()) };
-                log.file.set_len(pos).and_then(|_| log.file.sync_all())?;
-                log.len = pos;
-                log.entries.split_off(&log_id.index);
-                Ok(())
-            },
-            write_err,
-        )
+        self.on_disk("log truncation", move |log| {
+            let Some(&(_, pos)) = log.entries.get(&log_id.index) else { return Ok(()) };
+            log.file.set_len(pos).and_then(|_| log.file.sync_all())?;
+            log.len = pos;
+            log.entries.split_off(&log_id.index);
+            Ok(())
+        })
         .await
+        .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StoreError> {
-        self.on_disk(
-            move |log| {
-                let bytes = serde_json::to_vec(&log_id).map_err(std::io::Error::other)?;
-                durable_file::replace(&log.dir.join("purged.json"), &bytes)?;
-                log.last_purged = Some(log_id);
-                let keep = log.entries.split_off(&(log_id.index + 1));
-                log.entries = keep;
-                let dead = log.entries.values().next().map_or(log.len, |(_, pos)| *pos);
-                if dead >= COMPACT_AFTER_BYTES {
-                    log.compact()?;
+        self.on_disk("purge mark", move |log| {
+            let bytes = serde_json::to_vec(&log_id).map_err(std::io::Error::other)?;
+            durable_file::replace(&log.dir.join("purged.json"), &bytes)?;
+            log.last_purged = Some(log_id);
+            let keep = log.entries.split_off(&(log_id.index + 1));
+            log.entries = keep;
+            let dead = log.entries.values().next().map_or(log.len, |(_, pos)| *pos);
+            if dead >= COMPACT_AFTER_BYTES {
+                match log.compact() {
+                    // Compaction only saves space; the next purge tries again.
+                    Err(e) if is_out_of_space(&e) => {
+                        tracing::warn!(dead_bytes = dead, "no room to compact the Raft log yet: {e}")
+                    }
+                    other => other?,
                 }
-                Ok(())
-            },
-            write_err,
-        )
+            }
+            Ok(())
+        })
         .await
+        .map_err(write_err)
     }
 }

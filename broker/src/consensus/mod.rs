@@ -10,7 +10,7 @@ mod peer_api;
 mod state_machine;
 mod type_config;
 
-pub use node::{RaftChanges, RaftConfig, RaftError, RaftNode};
+pub use node::{RaftChanges, RaftConfig, RaftError, RaftHealth, RaftNode};
 
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,7 @@ use super::network::PeerNetwork;
 use super::state_machine::StateMachine;
 use super::type_config::{NodeId, Raft};
 use crate::peer::{answer_json, PeerError, PeerHttp, PeerRequest};
-use crate::timing::{PROPOSE_TIMEOUT, RAFT_ELECTION_MAX, RAFT_ELECTION_MIN, RAFT_HEARTBEAT};
+use crate::timing::{PROPOSE_TIMEOUT, QUORUM_LOST_AFTER, RAFT_ELECTION_MAX, RAFT_ELECTION_MIN, RAFT_HEARTBEAT};
 
 /// Pause between attempts while no leader can take a proposal.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -80,6 +80,22 @@ impl From<PeerError> for RaftError {
 /// How long a join waits for the member already at the joiner's address to say it is alive.
 const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// What [`RaftNode::health`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RaftHealth {
+    Healthy,
+    /// The node has not applied the log it had at start yet.
+    Starting,
+    /// No leader is known (an election is under way, or this node is cut off from a majority).
+    NoLeader,
+    /// This node leads, but a majority has not answered it for a while (`None`: never).
+    QuorumLost {
+        ms_since_ack: Option<u64>,
+    },
+    /// Raft stopped for good (a fatal error): only a restart brings it back.
+    Stopped(String),
+}
+
 #[derive(Clone)]
 pub struct RaftNode {
     raft: Raft,
@@ -91,12 +107,14 @@ pub struct RaftNode {
     peer_addr: String,
     /// The store held no Raft state at start (a new or wiped broker).
     pristine: bool,
+    /// The log store openraft writes through (kept to end its waits for disk space at shutdown).
+    log_store: LogStore,
 }
 
 impl RaftNode {
     pub async fn start(config: RaftConfig) -> Result<RaftNode, RaftError> {
         let log_store = LogStore::open(&config.dir)?;
-        let state_machine = StateMachine::open(&config.dir)?;
+        let state_machine = StateMachine::open(&config.dir, log_store.stop_signal())?;
         let pristine = log_store.is_pristine();
         let raft_config = Config {
             cluster_name: "runnel".into(),
@@ -116,7 +134,7 @@ impl RaftNode {
         .map_err(|e| RaftError::Fatal(e.to_string()))?;
         let network = PeerNetwork::new(config.http);
         let state = state_machine.state.clone();
-        let raft = Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log_store, state_machine)
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log_store.clone(), state_machine)
             .await
             .map_err(|e| RaftError::Fatal(e.to_string()))?;
         let node = RaftNode {
@@ -127,6 +145,7 @@ impl RaftNode {
             node_id: config.node_id,
             peer_addr: config.peer_addr,
             pristine,
+            log_store,
         };
         node.watch_catch_up();
         Ok(node)
@@ -303,7 +322,29 @@ impl RaftNode {
 
     /// A leader is known and this node caught up with the log it had at start.
     pub fn is_ready(&self) -> bool {
-        self.has_caught_up() && self.raft.metrics().borrow().current_leader.is_some()
+        self.health() == RaftHealth::Healthy
+    }
+
+    /// Whether this node can take part in Raft now, and why not.
+    pub fn health(&self) -> RaftHealth {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if let Err(fatal) = &m.running_state {
+            return RaftHealth::Stopped(fatal.to_string());
+        }
+        if !self.has_caught_up() {
+            return RaftHealth::Starting;
+        }
+        match m.current_leader {
+            None => RaftHealth::NoLeader,
+            // A leader cut off from a majority keeps calling itself leader: it only knows it
+            // lost the quorum by how long its heartbeats have gone unanswered.
+            Some(leader) if leader == m.id => match m.millis_since_quorum_ack {
+                Some(ms) if ms <= QUORUM_LOST_AFTER.as_millis() as u64 => RaftHealth::Healthy,
+                ms => RaftHealth::QuorumLost { ms_since_ack: ms },
+            },
+            Some(_) => RaftHealth::Healthy,
+        }
     }
 
     /// The store held no Raft state when this node started.
@@ -422,6 +463,8 @@ impl RaftNode {
     }
 
     pub async fn shutdown(&self) {
+        // Raft's core may be waiting inside a write for disk space; it must see the shutdown.
+        self.log_store.stop_waiting();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }

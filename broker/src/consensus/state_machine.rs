@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::cluster_state::{ClusterState, CommandResult};
 use super::durable_file;
@@ -27,6 +28,8 @@ pub struct StateMachine {
     pub state: Arc<RwLock<ClusterState>>,
     applied: Arc<Mutex<Applied>>,
     path: PathBuf,
+    /// Ends a snapshot write's wait for disk space (shutdown).
+    stop: watch::Receiver<bool>,
 }
 
 fn sm_err(e: impl std::error::Error + 'static) -> StoreError {
@@ -39,7 +42,8 @@ fn snapshot_err(e: impl std::error::Error + 'static) -> StoreError {
 
 impl StateMachine {
     /// Starts from the last snapshot in `dir`, if any; openraft replays the log after it.
-    pub fn open(dir: &Path) -> std::io::Result<StateMachine> {
+    /// `stop` ends a snapshot write's wait for disk space.
+    pub fn open(dir: &Path, stop: watch::Receiver<bool>) -> std::io::Result<StateMachine> {
         let path = dir.join("snapshot.json");
         let stored: Option<StoredSnapshot> = match durable_file::read(&path)? {
             Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(std::io::Error::other)?),
@@ -49,13 +53,17 @@ impl StateMachine {
             Some(s) => (s.state, (s.meta.last_log_id, s.meta.last_membership)),
             None => (ClusterState::default(), (None, StoredMembership::default())),
         };
-        Ok(StateMachine { state: Arc::new(RwLock::new(state)), applied: Arc::new(Mutex::new(applied)), path })
+        Ok(StateMachine { state: Arc::new(RwLock::new(state)), applied: Arc::new(Mutex::new(applied)), path, stop })
     }
 
-    /// Writes the snapshot file; returns the snapshot data (the state alone) sent to followers.
-    fn persist(&self, stored: &StoredSnapshot) -> std::io::Result<Vec<u8>> {
+    /// Writes the snapshot file (waiting for space on a full disk); returns the snapshot data
+    /// (the state alone) sent to followers.
+    async fn persist(&self, stored: &StoredSnapshot) -> std::io::Result<Vec<u8>> {
         let file = serde_json::to_vec(stored).map_err(std::io::Error::other)?;
-        durable_file::replace(&self.path, &file)?;
+        // Written here, not on a blocking thread that could outlive a shutdown and race the
+        // next start's snapshot for the same temporary file.
+        let attempt = || std::future::ready(durable_file::replace(&self.path, &file));
+        durable_file::write_when_space("snapshot", &self.stop, attempt).await?;
         serde_json::to_vec(&stored.state).map_err(std::io::Error::other)
     }
 }
@@ -73,7 +81,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             last_log_id.map_or_else(|| "empty".to_string(), |id| format!("{}-{}", id.leader_id, id.index));
         let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
         let stored = StoredSnapshot { meta: meta.clone(), state };
-        let data = self.persist(&stored).map_err(snapshot_err)?;
+        let data = self.persist(&stored).await.map_err(snapshot_err)?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
@@ -123,7 +131,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StoreError> {
         let state: ClusterState = serde_json::from_slice(snapshot.get_ref()).map_err(sm_err)?;
-        self.persist(&StoredSnapshot { meta: meta.clone(), state: state.clone() }).map_err(snapshot_err)?;
+        self.persist(&StoredSnapshot { meta: meta.clone(), state: state.clone() }).await.map_err(snapshot_err)?;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = state;
         *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = (meta.last_log_id, meta.last_membership.clone());
         Ok(())

@@ -8,7 +8,8 @@ use axum::routing::{get, post, put};
 use axum::Router;
 
 use super::query::Params;
-use super::{status::status, with_fallbacks, SharedState};
+use super::status::{consumer_status, livez};
+use super::{with_fallbacks, SharedState};
 use crate::consensus::cluster_state::{Consumer, StartPolicy};
 use crate::consumer::{write_record, Chunk, PollOutcome, Registration};
 use crate::error::ApiError;
@@ -23,7 +24,8 @@ pub fn router(app: SharedState) -> Router {
             .route("/v1/consumer/commit", post(commit))
             .route("/v1/consumer/goodbye", post(goodbye))
             .route("/v1/groups/{group}", get(group))
-            .route("/status", get(status)),
+            .route("/status", get(consumer_status))
+            .route("/livez", get(livez)),
     )
     .with_state(app)
 }

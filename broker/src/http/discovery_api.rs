@@ -7,14 +7,16 @@ use axum::{Json, Router};
 use runnel_discovery::BrokerList;
 use serde::Serialize;
 
-use super::{status::status, with_fallbacks, SharedState};
+use super::status::{discovery_status, livez};
+use super::{with_fallbacks, SharedState};
 
 pub fn router(app: SharedState) -> Router {
     with_fallbacks(
         Router::new()
             .route("/v1/brokers", get(brokers))
             .route("/v1/cluster", get(cluster))
-            .route("/status", get(status)),
+            .route("/status", get(discovery_status))
+            .route("/livez", get(livez)),
     )
     .with_state(app)
 }

@@ -30,6 +30,8 @@ async fn metrics(State(app): State<SharedState>) -> impl IntoResponse {
             .iter()
             .map(|b| BudgetUse { class: b.class(), size: b.size(), reserved: b.in_use() })
             .collect(),
+        disk_free_bytes: app.storage.disk().free_bytes(),
+        disk_reserve_bytes: app.storage.disk().reserve_bytes(),
     };
     let body = app.metrics.render(sizes);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)

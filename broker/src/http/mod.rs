@@ -54,11 +54,6 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The broker can serve clients: Raft has a leader and applied what it knows, and no shutdown began.
-    pub fn ready(&self) -> bool {
-        !self.shutting_down() && self.raft.is_ready()
-    }
-
     /// The broker may take writes: it is not shutting down and its cluster state is current.
     /// Unlike [`AppState::ready`], a Raft election does not stop writes: partition leadership
     /// is already known here.

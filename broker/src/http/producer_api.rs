@@ -12,7 +12,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::query::Params;
-use super::{status::status, with_fallbacks, SharedState};
+use super::status::{livez, producer_status};
+use super::{with_fallbacks, SharedState};
 use crate::error::ApiError;
 use crate::memory::{declared_length, read_body};
 use crate::store::validate_topic_name;
@@ -21,8 +22,13 @@ pub fn router(app: SharedState) -> Router {
     let messages = post(produce).get(|| async {
         ApiError::MethodNotAllowed("the producer port only accepts writes: poll records on the consumer port".into())
     });
-    with_fallbacks(Router::new().route("/v1/topic/{topic}/messages", messages).route("/status", get(status)))
-        .with_state(app)
+    with_fallbacks(
+        Router::new()
+            .route("/v1/topic/{topic}/messages", messages)
+            .route("/status", get(producer_status))
+            .route("/livez", get(livez)),
+    )
+    .with_state(app)
 }
 
 /// The JSON acknowledgement (with `Accept: application/json`).

@@ -1,10 +1,13 @@
 //! A byte budget: one class of buffers (produce bodies, reads, …) reserves from it before it
 //! holds memory, and waits a bounded time when it is spent (back-pressure, not growth).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::log_every::LogEvery;
 
 /// A class's bytes were all reserved for longer than the caller may wait: answer 503 with
 /// `Retry-After`, the client tries again when memory is free.
@@ -22,7 +25,13 @@ pub struct Budget {
     class: &'static str,
     size: usize,
     free: Arc<Semaphore>,
+    /// When a request was last refused (for readiness).
+    last_refused: Arc<Mutex<Option<Instant>>>,
+    refusals: Arc<LogEvery>,
 }
+
+/// Refusals of one class are logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Bytes held from a [`Budget`] until dropped.
 #[derive(Debug)]
@@ -34,7 +43,13 @@ impl Budget {
     /// A budget of `size` bytes (at least 1), named `class` in errors and metrics.
     pub fn new(class: &'static str, size: usize) -> Budget {
         let size = size.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
-        Budget { class, size, free: Arc::new(Semaphore::new(size)) }
+        Budget {
+            class,
+            size,
+            free: Arc::new(Semaphore::new(size)),
+            last_refused: Arc::default(),
+            refusals: Arc::new(LogEvery::new(LOG_EVERY)),
+        }
     }
 
     pub fn class(&self) -> &'static str {
@@ -59,8 +74,20 @@ impl Budget {
         match tokio::time::timeout(wait, self.free.clone().acquire_many_owned(wanted)).await {
             Ok(Ok(permit)) => Ok(Reservation { permit: Some(permit) }),
             // The semaphore is never closed; a timeout is the only way here.
-            Ok(Err(_)) | Err(_) => Err(self.busy()),
+            Ok(Err(_)) | Err(_) => {
+                *self.last_refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                self.refusals.note(|unlogged| {
+                    tracing::warn!(class = self.class, size = self.size, refused_since_last_log = unlogged,
+                        "memory budget in use: requests wait, then get 503 (raise RUNNEL_MEMORY_LIMIT if this persists)")
+                });
+                Err(self.busy())
+            }
         }
+    }
+
+    /// A request was refused within `window`.
+    pub fn refused_within(&self, window: Duration) -> bool {
+        self.last_refused.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|at| at.elapsed() < window)
     }
 
     /// Reserves `bytes` only if they are free now.
@@ -113,8 +140,10 @@ mod tests {
         let held = budget.reserve(80, Duration::from_secs(1)).await.expect("free");
         assert_eq!(budget.in_use(), 80);
         assert!(budget.try_reserve(30).is_none());
+        assert!(!budget.refused_within(Duration::from_secs(5)));
         let refused = budget.reserve(30, Duration::from_secs(2)).await.expect_err("spent");
         assert_eq!(refused.class, "produce");
+        assert!(budget.refused_within(Duration::from_secs(5)));
 
         let waiter = {
             let budget = budget.clone();

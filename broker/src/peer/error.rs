@@ -41,6 +41,9 @@ pub enum PeerError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The disk has no room for the write (see the client port's `InsufficientStorage`).
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("no such peer route: {0}")]
@@ -72,6 +75,7 @@ impl PeerError {
             PeerError::OffsetMismatch { .. } | PeerError::Conflict(_) => StatusCode::CONFLICT,
             PeerError::WrongNode(_) => StatusCode::MISDIRECTED_REQUEST,
             PeerError::NotLeader(_) | PeerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PeerError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             PeerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             PeerError::NotFound(_) => StatusCode::NOT_FOUND,
             PeerError::Rejected { status, .. } => *status,
@@ -92,6 +96,7 @@ impl PeerError {
             PeerError::WrongNode(_) => "wrong_node",
             PeerError::Conflict(_) => "conflict",
             PeerError::Unavailable(_) => "unavailable",
+            PeerError::InsufficientStorage(_) => "insufficient_storage",
             PeerError::Internal(_) => "internal",
             PeerError::NotFound(_) => "not_found",
             PeerError::Rejected { status, .. } if status.is_server_error() => "internal",
@@ -126,6 +131,7 @@ impl PeerError {
             "wrong_node" => PeerError::WrongNode(message),
             "conflict" => PeerError::Conflict(message),
             "internal" => PeerError::Internal(message),
+            "insufficient_storage" => PeerError::InsufficientStorage(message),
             "not_found" => PeerError::NotFound(message),
             "body_too_large" => PeerError::BodyTooLarge { limit: number(&answer.details, "limit") as usize },
             "not_replica" => PeerError::NotReplica(number(&answer.details, "partition") as u32),
@@ -182,7 +188,7 @@ impl IntoResponse for PeerError {
         }
         let body = PeerErrorBody { error: self.code().into(), message: self.to_string(), details: self.details() };
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::INSUFFICIENT_STORAGE) {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

@@ -242,6 +242,7 @@ mod tests {
                     retention: None,
                     retention_bytes: None,
                     max_open_files: 8,
+                    disk_reserve: crate::store::DiskReserve::Bytes(0),
                 };
                 let (storage, _) = Storage::open(config).expect("open");
                 storage.append_at("t", 0, 0, vec![Bytes::from_static(b"first")], Vec::new()).await.expect("create");

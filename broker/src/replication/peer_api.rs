@@ -93,6 +93,11 @@ fn storage_error(e: StorageError) -> PeerError {
     match e {
         StorageError::InvalidTopic(reason) => PeerError::BadRequest(reason),
         StorageError::Closed => PeerError::Unavailable("the broker is shutting down".into()),
+        // The leader sees this copy lagging and sends again later.
+        StorageError::DiskFull { .. } | StorageError::BelowReserve { .. } => {
+            PeerError::InsufficientStorage(e.to_string())
+        }
+        other if other.is_out_of_space() => PeerError::InsufficientStorage(other.to_string()),
         other => PeerError::Internal(other.to_string()),
     }
 }

@@ -19,6 +19,13 @@ pub enum StorageError {
     Corrupt { path: PathBuf, position: u64, reason: String },
     #[error("partition {topic}/{partition} stopped accepting writes after a failed write; restart the broker")]
     Poisoned { topic: String, partition: u32 },
+    /// A write found the disk full. The partition keeps the records it had promised offsets
+    /// to and writes them, at those offsets, before it takes anything else.
+    #[error("partition {topic}/{partition}: the disk is full; the write is finished once space is freed (the records may then be stored: a retry may duplicate them)")]
+    DiskFull { topic: String, partition: u32 },
+    /// Refused before anything was stored: free space is below the reserve kept for Raft and metadata.
+    #[error("only {free} bytes are free on the data disk, below the reserve of {reserve} bytes: nothing was stored")]
+    BelowReserve { free: u64, reserve: u64 },
     #[error("a batch must hold between 1 and {max} bytes of records")]
     BatchSize { max: usize },
     #[error("invalid storage setting: {0}")]
@@ -29,6 +36,13 @@ pub enum StorageError {
     OffsetMismatch { end: u64 },
     #[error("leader epoch {epoch} is older than the partition's epoch {current}: another broker leads it now")]
     StaleEpoch { epoch: u64, current: u64 },
+}
+
+impl StorageError {
+    /// A write that failed only because the disk (or the quota) has no room left.
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(self, StorageError::Io { source, .. } if super::disk::is_out_of_space(source))
+    }
 }
 
 pub(super) trait IoContext<T> {

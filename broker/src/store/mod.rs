@@ -2,9 +2,11 @@
 //! batch, a sparse offset index, group-committed fsync, tail recovery and retention.
 //!
 //! Layout: `{dir}/{topic}/{partition}/{base_offset:020}.log` and `.index`.
-//! Must be opened inside a tokio runtime (each partition gets a writer task).
+//! Must be opened inside a tokio runtime (each partition gets a writer task, and one task
+//! measures free space: see `disk`).
 
 mod batch;
+mod disk;
 mod error;
 mod leader_epochs;
 mod open_files;
@@ -24,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use batch::MAX_BODY_LEN as MAX_BATCH_BODY;
+pub use disk::{is_out_of_space, DiskReserve, DiskSpace};
 use error::IoContext;
 pub use error::StorageError;
 pub use leader_epochs::{EpochStart, Epochs};
@@ -48,6 +51,8 @@ pub struct StorageConfig {
     pub retention_bytes: Option<u64>,
     /// Most segment files (logs and indexes of every partition) open at once.
     pub max_open_files: usize,
+    /// Free space below which appends are refused ([`StorageError::BelowReserve`]).
+    pub disk_reserve: DiskReserve,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -103,6 +108,7 @@ struct Inner {
     creating: Mutex<()>,
     closed: AtomicBool,
     observer: RwLock<Option<FsyncObserver>>,
+    space: DiskSpace,
 }
 
 /// Handle to the store; clones share it.
@@ -122,9 +128,11 @@ impl Storage {
             )));
         }
         std::fs::create_dir_all(&config.dir).ctx("create directory", &config.dir)?;
+        let space = DiskSpace::measure(&config.dir, config.disk_reserve).ctx("measure free space", &config.dir)?;
         let storage = Storage {
             inner: Arc::new(Inner {
                 files: Arc::new(OpenFiles::new(config.max_open_files)),
+                space: space.clone(),
                 config,
                 partitions: RwLock::new(HashMap::new()),
                 creating: Mutex::new(()),
@@ -132,6 +140,8 @@ impl Storage {
                 observer: RwLock::new(None),
             }),
         };
+        let inner = Arc::downgrade(&storage.inner);
+        tokio::spawn(space.watch(move || inner.upgrade().is_some_and(|i| !i.closed.load(Ordering::Acquire))));
         let mut report = RecoveryReport::default();
         let dir = storage.inner.config.dir.clone();
         for topic_entry in std::fs::read_dir(&dir).ctx("list", &dir)?.flatten() {
@@ -188,7 +198,7 @@ impl Storage {
         let observer = Arc::new(move || {
             inner.upgrade().and_then(|i| i.observer.read().unwrap_or_else(|p| p.into_inner()).clone())
         });
-        let handle = tokio::spawn(writer::run(log.clone(), queue, observer));
+        let handle = tokio::spawn(writer::run(log.clone(), queue, observer, self.inner.space.clone()));
         let entry = Arc::new(Partition { log, queue: Mutex::new(Some(sender)), writer: Mutex::new(Some(handle)) });
         self.inner.partitions.write().unwrap_or_else(|p| p.into_inner()).insert((topic.to_string(), partition), entry);
         Ok(truncated)
@@ -255,11 +265,22 @@ impl Storage {
         if records.is_empty() {
             return Err(StorageError::BatchSize { max: batch::MAX_BODY_LEN });
         }
+        let space = &self.inner.space;
+        if space.below_reserve() {
+            space.count_refusal();
+            return Err(StorageError::BelowReserve { free: space.free_bytes(), reserve: space.reserve_bytes() });
+        }
+        space.set_aside(batch::encoded_len(&records) as u64);
         let sender = self.writer_queue(topic, partition).await?;
         let (reply, answer) = oneshot::channel();
         let request = WriterRequest::Append(AppendRequest { records, epoch, assigned, reply });
         sender.send(request).await.map_err(|_| StorageError::Closed)?;
         Ok(answer)
+    }
+
+    /// Free space on the store's filesystem, and whether appends are refused for lack of it.
+    pub fn disk(&self) -> &DiskSpace {
+        &self.inner.space
     }
 
     /// Drops every record at or after `to` (see [`PartitionLog::truncate`]); returns the new end.

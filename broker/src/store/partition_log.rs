@@ -32,6 +32,9 @@ pub struct PartitionLog {
     /// Set after a failed fsync (the page cache may have dropped the data) and after any
     /// round that did not write what its writer had promised (a failed roll or epoch record):
     /// nothing more is accepted or acknowledged until a restart re-reads the log from disk.
+    /// Running out of space does not set it: the file is cut back to its durable end (so no
+    /// page the failed fsync may have dropped is kept) and the writer writes the same records
+    /// again once there is room.
     poisoned: AtomicBool,
 }
 
@@ -233,7 +236,9 @@ impl PartitionLog {
     /// Writes each request as one batch, with one fsync for all of them (more only when the
     /// active segment fills up and rolls), at consecutive offsets from the log's end. Each
     /// request must fit a batch ([`fits_a_batch`]); the writer checks that before it promises
-    /// offsets. A round that cannot write everything fails the partition. Blocking.
+    /// offsets. A round that cannot write everything fails the partition, unless only space
+    /// ran out: then the requests not written get [`StorageError::DiskFull`] and the log ends
+    /// where they start, for the writer to write them again. Blocking.
     pub fn append_batches(&self, requests: &[Vec<Bytes>], timestamp_ms: i64) -> WriteRound {
         let mut round = WriteRound { results: Vec::with_capacity(requests.len()), fsyncs: Vec::new() };
         if self.is_failed() {
@@ -275,6 +280,10 @@ impl PartitionLog {
                     // Nothing of the new segment was left on disk: write on in the full one
                     // and roll in a later round.
                     Err(StorageError::TooManyOpenFiles { .. }) if may_grow => roll_refused = true,
+                    Err(e) if e.is_out_of_space() => {
+                        round.results.extend(requests[i..].iter().map(|_| Err(self.out_of_space())));
+                        return round;
+                    }
                     Err(e) => {
                         self.fail(&format!("could not roll to a new segment: {e}"));
                         round.results.extend(requests[i..].iter().map(|_| Err(self.failed_error())));
@@ -315,8 +324,14 @@ impl PartitionLog {
         let result = active.write_durably(buf);
         round.fsyncs.push(started.elapsed());
         if let Err(e) = result {
-            if let Err(undo) = active.discard_unpublished() {
+            let undone = active.discard_unpublished();
+            if let Err(undo) = &undone {
                 tracing::error!(topic = %self.topic, partition = self.partition, "could not undo a failed write: {undo}");
+            }
+            // Out of space, with the segment back at its durable end: the same write can
+            // succeed later (the writer keeps the records and tries again).
+            if undone.is_ok() && e.is_out_of_space() {
+                return Err(self.out_of_space());
             }
             self.fail(&format!("write failed: {e}"));
             return Err(e);
@@ -330,15 +345,24 @@ impl PartitionLog {
 
     /// Marks the requests of the failed flush as failed (earlier flushes of the round stand).
     fn fail_round(&self, mut round: WriteRound, unflushed: &[usize], error: StorageError) -> WriteRound {
+        let out_of_space = matches!(error, StorageError::DiskFull { .. });
         let message = error.to_string();
         for &i in unflushed {
-            round.results[i] = Err(StorageError::Io {
-                op: "append",
-                path: self.dir.clone(),
-                source: std::io::Error::other(message.clone()),
+            round.results[i] = Err(if out_of_space {
+                self.out_of_space()
+            } else {
+                StorageError::Io {
+                    op: "append",
+                    path: self.dir.clone(),
+                    source: std::io::Error::other(message.clone()),
+                }
             });
         }
         round
+    }
+
+    pub fn out_of_space(&self) -> StorageError {
+        StorageError::DiskFull { topic: self.topic.clone(), partition: self.partition }
     }
 
     fn roll(&self, base: u64) -> Result<(Arc<Segment>, Arc<File>), StorageError> {

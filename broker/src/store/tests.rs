@@ -15,6 +15,7 @@ fn config(dir: &Path, segment_bytes: u64) -> StorageConfig {
         retention: None,
         retention_bytes: None,
         max_open_files: 64,
+        disk_reserve: DiskReserve::Bytes(0),
     }
 }
 
@@ -307,7 +308,8 @@ async fn every_offset_promised_is_the_one_written_and_a_refused_request_gets_no_
     let small = queue(&sender, records(0, 1, 10)).await;
     let huge = queue(&sender, vec![Bytes::from(vec![7u8; MAX_BATCH_BODY])]).await;
     let after = queue(&sender, records(1, 2, 10)).await;
-    tokio::spawn(writer::run(log.clone(), receiver, std::sync::Arc::new(|| None)));
+    let space = DiskSpace::measure(dir.path(), DiskReserve::Bytes(0)).expect("statvfs");
+    tokio::spawn(writer::run(log.clone(), receiver, std::sync::Arc::new(|| None), space));
 
     assert_eq!(small.assigned.await.ok(), Some(0));
     assert_eq!(small.answer.await.expect("answer").expect("written").base_offset, 0);

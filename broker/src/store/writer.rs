@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use super::disk::DiskSpace;
 use super::leader_epochs::EpochStart;
 use super::partition_log::{fits_a_batch, PartitionLog};
 use super::{Appended, FsyncObserver, StorageError, MAX_BATCH_BODY};
@@ -46,6 +47,7 @@ pub async fn run(
     log: Arc<PartitionLog>,
     mut queue: mpsc::Receiver<WriterRequest>,
     observer: Arc<dyn Fn() -> Option<FsyncObserver> + Send + Sync>,
+    space: DiskSpace,
 ) {
     let mut held: Option<WriterRequest> = None;
     loop {
@@ -80,22 +82,118 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        write_round(&log, round, observer.as_ref()).await;
+        let Some(unwritten) = write_round(&log, round, observer.as_ref()).await else { continue };
+        match finish_unwritten(&log, unwritten, held.take(), &mut queue, observer.as_ref(), &space).await {
+            Resume::Next(request) => held = request,
+            Resume::Closed => return,
+        }
+    }
+}
+
+/// Records the writer promised offsets to and could not write yet for lack of space.
+struct Unwritten {
+    /// New epochs to record before the records (empty once recorded).
+    epochs: Vec<EpochStart>,
+    batches: Vec<Vec<Bytes>>,
+    /// Where each batch must start.
+    promised: Vec<u64>,
+}
+
+/// How the writer goes on after [`finish_unwritten`].
+enum Resume {
+    /// As usual, with this request first if there is one.
+    Next(Option<WriterRequest>),
+    /// The store is closing.
+    Closed,
+}
+
+/// How long a partition whose write found the disk full waits before it tries again.
+const SPACE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writes `unwritten` once space is back, trying every [`SPACE_RETRY`], and refuses every
+/// append meanwhile (507): nothing may land at the offsets it was promised, which followers
+/// may already hold. A cut (`cut`, or one that arrives: this copy follows another leader)
+/// drops it instead: it was never acknowledged, and the leader's epoch history decides what
+/// the copies keep.
+async fn finish_unwritten(
+    log: &Arc<PartitionLog>,
+    mut unwritten: Unwritten,
+    mut cut: Option<WriterRequest>,
+    queue: &mut mpsc::Receiver<WriterRequest>,
+    observer: &(dyn Fn() -> Option<FsyncObserver> + Send + Sync),
+    space: &DiskSpace,
+) -> Resume {
+    let records = |u: &Unwritten| u.batches.iter().map(Vec::len).sum::<usize>();
+    tracing::warn!(topic = %log.topic, partition = log.partition, records = records(&unwritten),
+        "the disk is full: the partition refuses writes until it has written the records it already placed");
+    space.set_stalled(true);
+    let resume = loop {
+        let interrupted = match cut.take() {
+            Some(cut) => Some(Resume::Next(Some(cut))),
+            None => refuse_until_retry(log, queue, space).await,
+        };
+        if let Some(Resume::Next(cut)) = interrupted {
+            tracing::info!(topic = %log.topic, partition = log.partition, records = records(&unwritten),
+                "the partition is cut to follow its leader: dropping the records the full disk kept from being written");
+            break Resume::Next(cut);
+        }
+        match (write(log, unwritten, observer).await.1, interrupted) {
+            (None, closing) => {
+                if !log.is_failed() {
+                    tracing::info!(topic = %log.topic, partition = log.partition,
+                        "wrote the records the full disk had held back: the partition accepts writes again");
+                }
+                break closing.unwrap_or(Resume::Next(None));
+            }
+            (Some(left), Some(closing)) => {
+                tracing::warn!(topic = %log.topic, partition = log.partition, records = records(&left),
+                    "closing with records the full disk kept from being written (never acknowledged)");
+                break closing;
+            }
+            (Some(left), None) => unwritten = left,
+        }
+    };
+    space.set_stalled(false);
+    resume
+}
+
+/// Answers appends with [`StorageError::DiskFull`] until the next retry is due (None), a
+/// cut arrives or the store closes.
+async fn refuse_until_retry(
+    log: &PartitionLog,
+    queue: &mut mpsc::Receiver<WriterRequest>,
+    space: &DiskSpace,
+) -> Option<Resume> {
+    let retry = tokio::time::sleep(SPACE_RETRY);
+    tokio::pin!(retry);
+    loop {
+        tokio::select! {
+            _ = &mut retry => return None,
+            request = queue.recv() => match request {
+                Some(WriterRequest::Append(append)) => {
+                    space.count_refusal();
+                    let _ = append.reply.send(Err(log.out_of_space()));
+                }
+                Some(cut) => return Some(Resume::Next(Some(cut))),
+                None => return Some(Resume::Closed),
+            },
+        }
     }
 }
 
 /// Checks each request against the log's end, epoch and the batch bound (in queue order),
 /// promises the accepted ones their offsets, then writes them with one fsync, after recording
-/// any new epoch they start.
+/// any new epoch they start. Returns what it could not write for lack of space.
 ///
 /// Invariant: after the round, every accepted request was written at the offset it was
-/// promised (`assigned == written`), or the partition is failed, so a leader never has
-/// followers holding, in its epoch, records it does not hold itself at those offsets.
+/// promised (`assigned == written`), or is returned to be written there before anything
+/// else, or the partition is failed, so a leader never has followers holding, in its epoch,
+/// records it does not hold itself at those offsets.
 async fn write_round(
     log: &Arc<PartitionLog>,
     round: Vec<AppendRequest>,
     observer: &(dyn Fn() -> Option<FsyncObserver> + Send + Sync),
-) {
+) -> Option<Unwritten> {
     // Held until the round is written, so the active segment's file cannot be closed under
     // it: out of files, the round is refused here, before any offset is promised.
     let _active = match hold_active(log).await {
@@ -104,7 +202,7 @@ async fn write_round(
             for request in round {
                 let _ = request.reply.send(Err(refusal(&e)));
             }
-            return;
+            return None;
         }
     };
     let mut end = log.bounds().1;
@@ -154,49 +252,82 @@ async fn write_round(
         accepted.push(request);
     }
     if accepted.is_empty() {
-        return;
+        return None;
     }
     let (batches, replies): (Vec<Vec<Bytes>>, Vec<_>) = accepted.into_iter().map(|r| (r.records, r.reply)).unzip();
-    let timestamp_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let writer = log.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        writer.record_epochs(&new_epochs)?;
-        Ok::<_, StorageError>(writer.append_batches(&batches, timestamp_ms))
-    })
-    .await;
-    let results = match outcome {
-        Ok(Err(e)) => {
-            log.fail(&format!("could not record a new leader epoch: {e}"));
-            Vec::new()
-        }
-        Ok(Ok(round)) => {
-            if let Some(observe) = observer() {
-                round.fsyncs.iter().for_each(|d| observe(*d));
-            }
-            round.results
-        }
-        Err(e) => {
-            log.fail(&format!("the writer thread failed: {e}"));
-            Vec::new()
-        }
-    };
+    let (results, unwritten) = write(log, Unwritten { epochs: new_epochs, batches, promised }, observer).await;
     let mut results = results.into_iter();
-    for (reply, promised) in replies.into_iter().zip(promised) {
-        let result = match results.next() {
-            Some(Ok(appended)) if appended.base_offset == promised => Ok(appended),
-            Some(Ok(appended)) => {
-                log.fail(&format!("a batch promised offset {promised} was written at {}", appended.base_offset));
-                Err(log.failed_error())
-            }
-            Some(Err(e)) => {
-                log.fail(&format!("a batch promised offset {promised} was not written: {e}"));
-                Err(e)
-            }
-            None => Err(aborted("the write round was aborted".into())),
-        };
+    for reply in replies {
+        let result = results.next().unwrap_or_else(|| Err(aborted("the write round was aborted".into())));
         // The requester may have gone away (client disconnected); the data is stored anyway.
         let _ = reply.send(result);
     }
+    unwritten
+}
+
+/// Writes the batches at the offsets promised, recording their new epochs first: each
+/// batch's outcome, and the batches left for lack of space (a suffix). Any other failure,
+/// or a batch written elsewhere than promised, fails the partition.
+async fn write(
+    log: &Arc<PartitionLog>,
+    unwritten: Unwritten,
+    observer: &(dyn Fn() -> Option<FsyncObserver> + Send + Sync),
+) -> (Vec<Result<Appended, StorageError>>, Option<Unwritten>) {
+    let Unwritten { epochs, batches, promised } = unwritten;
+    let timestamp_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let writer = log.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let round = writer.record_epochs(&epochs).map(|()| writer.append_batches(&batches, timestamp_ms));
+        (round, epochs, batches)
+    })
+    .await;
+    let count = promised.len();
+    let every = |error: &dyn Fn() -> StorageError| (0..count).map(|_| Err(error())).collect::<Vec<_>>();
+    let (round, epochs, mut batches) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            log.fail(&format!("the writer thread failed: {e}"));
+            return (every(&|| log.failed_error()), None);
+        }
+    };
+    let round = match round {
+        Ok(round) => round,
+        Err(e) if e.is_out_of_space() => {
+            return (every(&|| log.out_of_space()), Some(Unwritten { epochs, batches, promised }));
+        }
+        Err(e) => {
+            log.fail(&format!("could not record a new leader epoch: {e}"));
+            return (every(&|| log.failed_error()), None);
+        }
+    };
+    if let Some(observe) = observer() {
+        round.fsyncs.iter().for_each(|d| observe(*d));
+    }
+    let mut left_from: Option<usize> = None;
+    let mut results = Vec::with_capacity(promised.len());
+    for (i, (result, &promised)) in round.results.into_iter().zip(&promised).enumerate() {
+        results.push(match result {
+            Ok(appended) if appended.base_offset == promised => Ok(appended),
+            Ok(appended) => {
+                log.fail(&format!("a batch promised offset {promised} was written at {}", appended.base_offset));
+                Err(log.failed_error())
+            }
+            Err(e @ StorageError::DiskFull { .. }) => {
+                left_from.get_or_insert(i);
+                Err(e)
+            }
+            Err(e) => {
+                log.fail(&format!("a batch promised offset {promised} was not written: {e}"));
+                Err(e)
+            }
+        });
+    }
+    let left = left_from.filter(|_| !log.is_failed()).map(|from| Unwritten {
+        epochs: Vec::new(),
+        batches: batches.split_off(from),
+        promised: promised[from..].to_vec(),
+    });
+    (results, left)
 }
 
 async fn hold_active(log: &Arc<PartitionLog>) -> Result<Option<Arc<File>>, StorageError> {
