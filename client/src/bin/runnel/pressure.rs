@@ -73,6 +73,13 @@ pub struct PressureArgs {
     /// Also print a line of figures at this interval (e.g. 5s), for a timeline of a run.
     #[arg(long, value_parser = humantime::parse_duration)]
     timeline: Option<Duration>,
+    /// Fail (exit status 1, after the report) if the probes' p99 is above this (e.g. 1s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_p99: Option<Duration>,
+    /// Fail (exit status 1, after the report) if a broker's peak RSS is more than this many MiB
+    /// above its memory limit.
+    #[arg(long)]
+    max_overhead_mib: Option<u64>,
     /// Topic of the bulk producers; the probes write to `{topic}-probes` (default: new ones).
     #[arg(long)]
     topic: Option<String>,
@@ -97,6 +104,27 @@ impl Answers {
     fn error(&self, e: impl std::fmt::Display) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{e:#}"));
+    }
+
+    /// Counts an attempt that was not acknowledged; returns the pause before the next one (a
+    /// transport error also moves on to the next broker).
+    fn pause_after(&self, sent: Sent, broker: &mut usize) -> Duration {
+        match sent {
+            Sent::Acknowledged => Duration::ZERO,
+            Sent::Busy(wait) => {
+                self.busy.fetch_add(1, Ordering::Relaxed);
+                wait
+            }
+            Sent::Other(status) => {
+                self.other_status(status);
+                ERROR_PAUSE
+            }
+            Sent::Failed(e) => {
+                self.error(e);
+                *broker += 1;
+                ERROR_PAUSE
+            }
+        }
     }
 
     fn line(&self) -> String {
@@ -128,6 +156,9 @@ struct SlowCounts {
     /// Longest time the broker held one before closing it (ms).
     longest_held_ms: AtomicU64,
 }
+
+/// The brokers whose metrics are read, each with what was read.
+type Watched = Arc<Vec<(String, Mutex<Gauges>)>>;
 
 /// The figures read from one broker's /metrics over the run.
 #[derive(Default, Clone)]
@@ -203,8 +234,8 @@ pub async fn run(args: PressureArgs) -> anyhow::Result<()> {
     let deadline = started + args.duration;
     let brokers = Arc::new(brokers);
 
-    let gauges: Arc<Vec<Mutex<Gauges>>> = Arc::new(metrics_hosts.iter().map(|_| Mutex::default()).collect());
-    let scraper = tokio::spawn(scrape(metrics_hosts.clone(), args.metrics_port, gauges.clone(), deadline));
+    let watched: Watched = Arc::new(metrics_hosts.into_iter().map(|host| (host, Mutex::default())).collect());
+    let scraper = tokio::spawn(scrape(watched.clone(), args.metrics_port, deadline));
 
     // Slow connections and probes connect first, so that the bulk producers cannot take every
     // connection the broker allows before them.
@@ -229,16 +260,8 @@ pub async fn run(args: PressureArgs) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(produce_bulk(target, bulk_body.clone(), bulk.clone(), deadline)));
     }
 
-    let watch = tokio::spawn(show_progress(
-        args.timeline,
-        started,
-        deadline,
-        metrics_hosts.clone(),
-        gauges.clone(),
-        bulk.clone(),
-        probes.clone(),
-        args.bulk_size,
-    ));
+    let shown = Shown { started, deadline, watched: watched.clone(), bulk: bulk.clone(), probes: probes.clone() };
+    let watch = tokio::spawn(show_progress(shown, args.timeline, args.bulk_size));
     let mut latency = Histogram::<u64>::new(3)?;
     for task in probe_tasks {
         latency.add(task.await??)?;
@@ -273,6 +296,11 @@ pub async fn run(args: PressureArgs) -> anyhow::Result<()> {
     let unfinished = unfinished.lock().unwrap_or_else(|p| p.into_inner());
     println!("probes  {} × {} B records: {}", args.probes, args.probe_size, probes.line());
     println!("probes  latency until acknowledged: {}", Latency::of(&latency).line());
+    let mut failures = Vec::new();
+    let p99 = Duration::from_micros(latency.value_at_quantile(0.99));
+    if let Some(most) = args.max_p99.filter(|most| p99 > *most || latency.is_empty()) {
+        failures.push(format!("the probes' p99 is {p99:?} ({} samples), above {most:?}", latency.len()));
+    }
     // A record the end cut off is a wait the histogram misses: say so when it is a long one.
     let cut_long = unfinished.iter().filter(|waited| **waited >= Duration::from_secs(1)).count();
     if let Some(longest) = unfinished.iter().max().filter(|_| cut_long > 0) {
@@ -281,7 +309,7 @@ pub async fn run(args: PressureArgs) -> anyhow::Result<()> {
             longest.as_secs_f64()
         );
     }
-    for (host, gauges) in metrics_hosts.iter().zip(gauges.iter()) {
+    for (host, gauges) in watched.iter() {
         let g = gauges.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let limit = args.memory_limit.unwrap_or(g.produce_budget * 4);
         let ratio = |bytes: u64| if limit > 0 { format!("{:.2}", bytes as f64 / limit as f64) } else { "?".into() };
@@ -292,8 +320,14 @@ pub async fn run(args: PressureArgs) -> anyhow::Result<()> {
                 "broker  {host}: exports no resident memory ({} scrapes, {} failed)",
                 g.scrapes, g.scrape_failures
             );
+            if args.max_overhead_mib.is_some() {
+                failures.push(format!("{host} exports no resident memory"));
+            }
             continue;
         };
+        if let Some(most) = args.max_overhead_mib.filter(|most| g.resident_peak > limit + most * (1 << 20)) {
+            failures.push(format!("{host}'s peak RSS is more than {most} MiB above its memory limit"));
+        }
         println!(
             "broker  {host}: peak RSS {:.1} MiB (VmHWM), highest RSS sampled {:.1} MiB, at the first scrape {:.1} MiB; \
              memory limit {:.0} MiB: peak/limit {}, peak − limit {:+.1} MiB",
@@ -312,6 +346,12 @@ pub async fn run(args: PressureArgs) -> anyhow::Result<()> {
             g.scrapes,
             g.scrape_failures
         );
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("; "));
+    }
+    if args.max_p99.is_some() || args.max_overhead_mib.is_some() {
+        println!("passed: within --max-p99 and --max-overhead-mib");
     }
     Ok(())
 }
@@ -385,25 +425,11 @@ async fn produce_bulk(target: Target, body: Bytes, answers: Arc<Answers>, deadli
             Err(e) => return answers.error(e),
         };
         let Ok(sent) = timeout_at(deadline.into(), post(&http, &url, body.clone())).await else { return };
-        let pause = match sent {
-            Sent::Acknowledged => {
-                answers.acknowledged.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            Sent::Busy(wait) => {
-                answers.busy.fetch_add(1, Ordering::Relaxed);
-                wait
-            }
-            Sent::Other(status) => {
-                answers.other_status(status);
-                ERROR_PAUSE
-            }
-            Sent::Failed(e) => {
-                answers.error(e);
-                broker += 1;
-                ERROR_PAUSE
-            }
-        };
+        if let Sent::Acknowledged = sent {
+            answers.acknowledged.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let pause = answers.pause_after(sent, &mut broker);
         sleep_until((Instant::now() + pause).min(deadline).into()).await;
     }
 }
@@ -430,22 +456,10 @@ async fn probe(
                 Err(_) if Instant::now() >= deadline => break false,
                 Err(_) => Sent::Failed(anyhow::anyhow!("no answer within {PROBE_ATTEMPT_TIMEOUT:?}")),
             };
-            let pause = match sent {
-                Sent::Acknowledged => break true,
-                Sent::Busy(wait) => {
-                    answers.busy.fetch_add(1, Ordering::Relaxed);
-                    wait
-                }
-                Sent::Other(status) => {
-                    answers.other_status(status);
-                    ERROR_PAUSE
-                }
-                Sent::Failed(e) => {
-                    answers.error(e);
-                    broker += 1;
-                    ERROR_PAUSE
-                }
-            };
+            if let Sent::Acknowledged = sent {
+                break true;
+            }
+            let pause = answers.pause_after(sent, &mut broker);
             if Instant::now() + pause >= deadline {
                 break false;
             }
@@ -506,7 +520,7 @@ async fn hold_one_slow(host: &str, port: u16, head: &[u8], counts: &SlowCounts) 
 }
 
 /// Reads every broker's /metrics each [`SCRAPE_EVERY`] until the deadline.
-async fn scrape(hosts: Vec<String>, port: u16, gauges: Arc<Vec<Mutex<Gauges>>>, deadline: Instant) {
+async fn scrape(watched: Watched, port: u16, deadline: Instant) {
     let http = reqwest::Client::new();
     let mut tick = tokio::time::interval(SCRAPE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -515,13 +529,13 @@ async fn scrape(hosts: Vec<String>, port: u16, gauges: Arc<Vec<Mutex<Gauges>>>, 
             _ = tick.tick() => {}
             _ = sleep_until(deadline.into()) => return,
         }
-        let reads = hosts.iter().map(|host| {
+        let reads = watched.iter().map(|(host, _)| {
             let url = format!("http://{host}:{port}/metrics");
             let request = http.get(url).timeout(SCRAPE_EVERY * 4).send();
             async move { request.await?.error_for_status()?.text().await }
         });
         let texts = futures_util::future::join_all(reads).await;
-        for (text, gauges) in texts.into_iter().zip(gauges.iter()) {
+        for (text, (_, gauges)) in texts.into_iter().zip(watched.iter()) {
             let mut gauges = gauges.lock().unwrap_or_else(|p| p.into_inner());
             gauges.scrapes += 1;
             match text {
@@ -532,19 +546,19 @@ async fn scrape(hosts: Vec<String>, port: u16, gauges: Arc<Vec<Mutex<Gauges>>>, 
     }
 }
 
-/// A progress line on a terminal each second, and with `timeline` a line on standard output
-/// at that interval, until the deadline.
-#[allow(clippy::too_many_arguments)]
-async fn show_progress(
-    timeline: Option<Duration>,
+/// What the progress line and the timeline show.
+struct Shown {
     started: Instant,
     deadline: Instant,
-    hosts: Vec<String>,
-    gauges: Arc<Vec<Mutex<Gauges>>>,
+    watched: Watched,
     bulk: Arc<Answers>,
     probes: Arc<Answers>,
-    bulk_size: usize,
-) {
+}
+
+/// A progress line on a terminal each second, and with `timeline` a line on standard output
+/// at that interval, until the deadline.
+async fn show_progress(shown: Shown, timeline: Option<Duration>, bulk_size: usize) {
+    let Shown { started, deadline, watched, bulk, probes } = shown;
     let mut progress = Progress::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut next_line = timeline.map(|every| started + every);
@@ -556,7 +570,7 @@ async fn show_progress(
             _ = sleep_until(deadline.into()) => break,
         }
         let brokers = || {
-            let each = hosts.iter().zip(gauges.iter()).map(|(host, g)| {
+            let each = watched.iter().map(|(host, g)| {
                 let g = g.lock().unwrap_or_else(|p| p.into_inner());
                 match g.resident {
                     Some(rss) => format!("{host} RSS {:.0} MiB conns {}", rss as f64 / MIB, g.connections_open),
