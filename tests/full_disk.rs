@@ -263,6 +263,10 @@ async fn a_full_disk_refuses_writes_then_resumes_by_itself_when_space_is_freed()
         assert_eq!(status, StatusCode::OK, "a registration either commits or waits");
     }
     assert!(raft_stalled, "no Raft write found the disk full");
+    let status = client.http.get(broker.url(9252, "/status")).send().await.expect("consumer /status");
+    assert_eq!(status.status(), StatusCode::SERVICE_UNAVAILABLE, "Raft cannot write: not ready");
+    let body = status.text().await.expect("status body");
+    assert!(body.contains(r#""condition":"raft_waiting_for_disk""#), "{body}");
     assert!(broker.log_text().contains("Raft waits for space"), "Raft saw ENOSPC");
 
     // Space returns: produce, register and commit work again within seconds, no restart.

@@ -69,11 +69,11 @@ async fn a_raft_leader_cut_off_from_its_majority_is_not_ready_but_alive() {
 #[tokio::test]
 async fn spent_produce_memory_makes_the_producer_port_not_ready_and_the_consumer_port_stays_ready() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // 8 MiB of produce bodies; each stalled request below holds 1 MiB of it.
-    let env = [("RUNNEL_MEMORY_LIMIT", "32MiB"), ("RUNNEL_BODY_TIMEOUT_MS", "20000")];
+    // 16 MiB of produce bodies; each stalled request below holds 1 MiB of it.
+    let env = [("RUNNEL_MEMORY_LIMIT", "64MiB"), ("RUNNEL_BODY_TIMEOUT_MS", "20000")];
     let broker = BrokerProcess::start(&dir.path().join("b"), &env);
     let mut stalled = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..16 {
         let mut stream = TcpStream::connect((broker.ip, 9251)).await.expect("connect");
         let head = "POST /v1/topic/t/messages HTTP/1.1\r\nhost: b\r\ncontent-length: 1048576\r\n\r\n";
         stream.write_all(head.as_bytes()).await.expect("head");

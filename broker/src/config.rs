@@ -16,7 +16,7 @@ use crate::store::{DiskReserve, MAX_BATCH_BODY, SEGMENT_BYTES};
 use crate::timing::{MEMORY_WAIT, SHUTDOWN_CLOSE_GRACE};
 
 /// The smallest and largest `RUNNEL_MEMORY_LIMIT`.
-const MIN_MEMORY_LIMIT: usize = 32 << 20;
+const MIN_MEMORY_LIMIT: usize = 64 << 20;
 const MAX_MEMORY_LIMIT: usize = 1 << 40;
 
 #[derive(Debug, Clone, Parser)]
@@ -113,7 +113,7 @@ pub struct Config {
     pub memory_limit: usize,
     /// Connections the client ports (all four together) keep open at once; beyond it a new
     /// connection gets a 503 and is closed. Default: what the memory limit's connection
-    /// share allows (1,408 at 256 MiB).
+    /// share allows (1,280 at 256 MiB).
     #[arg(long, env = "RUNNEL_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// An HTTP/1.1 request head must arrive within this (from the connection's opening or its
@@ -278,7 +278,7 @@ impl Config {
             Err(ConfigError::Invalid { variable, value: value.to_string(), reason })
         };
         if !(MIN_MEMORY_LIMIT..=MAX_MEMORY_LIMIT).contains(&limit) {
-            let reason = format!("must be between {MIN_MEMORY_LIMIT} (32MiB) and {MAX_MEMORY_LIMIT} (1024GiB) bytes");
+            let reason = format!("must be between {MIN_MEMORY_LIMIT} (64MiB) and {MAX_MEMORY_LIMIT} (1024GiB) bytes");
             return fail("RUNNEL_MEMORY_LIMIT", limit, reason);
         }
         if self.max_request_size > limit / 16 {
@@ -288,10 +288,10 @@ impl Config {
             );
             return fail("RUNNEL_MAX_REQUEST_SIZE", self.max_request_size, reason);
         }
-        if self.poll_max_bytes * 2 > limit / 4 {
+        if self.poll_max_bytes * 2 > limit / 16 * 3 {
             let reason = format!(
-                "must be at most RUNNEL_MEMORY_LIMIT / 8 ({}): a poll's records and its response must fit the reads' share",
-                limit / 8
+                "must be at most 3/32 of RUNNEL_MEMORY_LIMIT ({}): a poll's records and its response must fit the reads' share",
+                limit / 32 * 3
             );
             return fail("RUNNEL_POLL_MAX_BYTES", self.poll_max_bytes, reason);
         }
@@ -456,9 +456,9 @@ mod tests {
         assert!(Config::try_parse_from(["runnel-broker", "--memory-limit", "lots"]).is_err());
         assert!(Config::try_parse_from(["runnel-broker", "--memory-limit", "5TB!"]).is_err());
         let refused: [(&[&str], &str); 4] = [
-            (&["--memory-limit", "16MiB"], "RUNNEL_MEMORY_LIMIT"),
-            (&["--memory-limit", "32MiB", "--max-request-size", "4194304"], "RUNNEL_MAX_REQUEST_SIZE"),
-            (&["--memory-limit", "32MiB", "--poll-max-bytes", "8388608"], "RUNNEL_POLL_MAX_BYTES"),
+            (&["--memory-limit", "32MiB"], "RUNNEL_MEMORY_LIMIT"),
+            (&["--memory-limit", "64MiB", "--max-request-size", "8388608"], "RUNNEL_MAX_REQUEST_SIZE"),
+            (&["--memory-limit", "64MiB", "--poll-max-bytes", "8388608"], "RUNNEL_POLL_MAX_BYTES"),
             (&["--max-connections", "100000"], "RUNNEL_MAX_CONNECTIONS"),
         ];
         for (args, variable) in refused {

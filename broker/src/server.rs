@@ -17,7 +17,6 @@ use crate::consensus::{RaftConfig, RaftNode};
 use crate::consumer::{self, ConsumerService, ConsumerSettings};
 use crate::http::{consumer_router, discovery_router, metrics_router, producer_router, AppState};
 use crate::limits::PEER_BODY_LIMIT;
-use crate::memory::PEER_CONNECTIONS;
 use crate::metrics::Metrics;
 use crate::partitioning::Ring;
 use crate::peer::{
@@ -98,13 +97,7 @@ impl Broker {
         let ring = Ring::new(peers.count(), config.consumer_ranges);
         let leadership = Leadership::new(raft.clone(), ring, peers.ordinal(), peers.count());
         let memory = config.memory_plan();
-        let replication = Replication::new(
-            storage.clone(),
-            peers.clone(),
-            leadership,
-            memory.replication.clone(),
-            memory.reads.clone(),
-        );
+        let replication = Replication::new(storage.clone(), peers.clone(), leadership, memory.replication.clone());
         let consumers = Arc::new(ConsumerService::new(
             raft.clone(),
             storage.clone(),
@@ -153,7 +146,7 @@ impl Broker {
         }
         let bodies = PeerBodies { budget: memory.peer_bodies.clone(), rules: config.body_rules(PEER_BODY_LIMIT) };
         peer = peer.layer(middleware::from_fn_with_state(bodies, read_peer_bodies));
-        let peer_connections = ConnectionLimit::new(PEER_CONNECTIONS, Counter::default());
+        let peer_connections = ConnectionLimit::new(memory.peer_connections, Counter::default());
         let listeners: [(IpAddr, u16, Router, &ConnectionLimit); 5] = [
             (config.peer_listen(), config.peer_port, peer, &peer_connections),
             (config.listen, config.discovery_port, discovery_router(app.clone()), &client_connections),

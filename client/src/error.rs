@@ -29,13 +29,16 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Worth retrying (possibly on another broker): connection problems, 503, and 507 (the
-    /// partition's disk is full until space is freed).
+    /// Worth retrying (possibly on another broker): connection problems, 503, 507 (the
+    /// partition's disk is full until space is freed) and 408 (the request was too slow to arrive).
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::Transport { .. } => true,
             ClientError::Status { status, .. } => {
-                matches!(*status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::INSUFFICIENT_STORAGE)
+                matches!(
+                    *status,
+                    StatusCode::SERVICE_UNAVAILABLE | StatusCode::INSUFFICIENT_STORAGE | StatusCode::REQUEST_TIMEOUT
+                )
             }
             ClientError::Batch(inner) => inner.is_retryable(),
             _ => false,

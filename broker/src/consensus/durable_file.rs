@@ -4,6 +4,8 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -14,6 +16,25 @@ use crate::store::is_out_of_space;
 const SPACE_RETRY: Duration = Duration::from_secs(1);
 /// How often a wait for space that goes on is logged again.
 const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// What Raft's writes on a full disk share: the shutdown that ends their wait, and how many
+/// are waiting (for readiness: openraft's own metrics freeze while its core waits in a write).
+#[derive(Clone)]
+pub struct SpaceWait {
+    pub stop: watch::Receiver<bool>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl SpaceWait {
+    pub fn new(stop: watch::Receiver<bool>) -> SpaceWait {
+        SpaceWait { stop, waiting: Arc::default() }
+    }
+
+    /// A Raft write is waiting for disk space now.
+    pub fn is_waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
+    }
+}
 
 /// Writes `bytes` to `path` so that after a crash the file holds either the old or the new
 /// content: temp file, fsync, rename, fsync the directory.
@@ -49,11 +70,7 @@ pub fn read(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
 /// instead (Raft stalls, then resumes), trying again every [`SPACE_RETRY`]; an attempt must
 /// leave things as they were when it fails. Once `stop` is set (shutdown) the last error is
 /// returned.
-pub async fn write_when_space<T, F, A>(
-    what: &'static str,
-    stop: &watch::Receiver<bool>,
-    attempt: A,
-) -> std::io::Result<T>
+pub async fn write_when_space<T, F, A>(what: &'static str, wait: &SpaceWait, attempt: A) -> std::io::Result<T>
 where
     A: Fn() -> F,
     F: std::future::Future<Output = std::io::Result<T>>,
@@ -61,11 +78,12 @@ where
     let mut waiting: Option<(Instant, Instant)> = None;
     loop {
         match attempt().await {
-            Err(e) if is_out_of_space(&e) && !*stop.borrow() => {
+            Err(e) if is_out_of_space(&e) && !*wait.stop.borrow() => {
                 let now = Instant::now();
                 match &mut waiting {
                     None => {
                         tracing::warn!("the disk is full: Raft waits for space to write its {what} ({e})");
+                        wait.waiting.fetch_add(1, Ordering::Relaxed);
                         waiting = Some((now, now));
                     }
                     Some((since, logged)) if logged.elapsed() >= LOG_EVERY => {
@@ -77,13 +95,16 @@ where
                     }
                     Some(_) => {}
                 }
-                let mut stop = stop.clone();
+                let mut stop = wait.stop.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(SPACE_RETRY) => {}
                     _ = stop.wait_for(|s| *s) => {}
                 }
             }
             result => {
+                if waiting.is_some() {
+                    wait.waiting.fetch_sub(1, Ordering::Relaxed);
+                }
                 if let (Some((since, _)), Ok(_)) = (waiting, &result) {
                     tracing::info!(
                         waited_ms = since.elapsed().as_millis() as u64,
@@ -93,5 +114,40 @@ where
                 return result;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_on_a_full_disk_waits_is_counted_and_resumes() {
+        let stop = watch::channel(false);
+        let wait = SpaceWait::new(stop.1.clone());
+        let tries = Arc::new(AtomicU32::new(0));
+        let attempt = {
+            let tries = tries.clone();
+            move || {
+                let tries = tries.clone();
+                async move {
+                    match tries.fetch_add(1, Ordering::Relaxed) {
+                        0 | 1 => Err(std::io::Error::from_raw_os_error(libc::ENOSPC)),
+                        _ => Ok("written"),
+                    }
+                }
+            }
+        };
+        let writer = {
+            let wait = wait.clone();
+            tokio::spawn(async move { write_when_space("test", &wait, attempt).await })
+        };
+        tokio::time::sleep(SPACE_RETRY / 2).await;
+        assert!(wait.is_waiting(), "the wait is visible while the disk is full");
+        assert_eq!(writer.await.expect("task").expect("written once space came back"), "written");
+        assert!(!wait.is_waiting());
+        assert_eq!(tries.load(Ordering::Relaxed), 3);
     }
 }

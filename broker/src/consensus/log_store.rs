@@ -14,7 +14,7 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, RaftLogReader, StorageIOError};
 use tokio::sync::watch;
 
-use super::durable_file;
+use super::durable_file::{self, SpaceWait};
 use super::type_config::{Entry, LogId, StoreError, TypeConfig, Vote};
 use crate::store::is_out_of_space;
 
@@ -27,6 +27,8 @@ pub struct LogStore {
     inner: Arc<Mutex<LogFile>>,
     /// Set at shutdown: a write waiting for disk space gives up.
     stop: Arc<watch::Sender<bool>>,
+    /// Raft's writes waiting for space (the state machine's share it).
+    space: SpaceWait,
 }
 
 struct LogFile {
@@ -87,9 +89,11 @@ impl LogStore {
             pos += size;
         }
         let len = file.metadata()?.len();
+        let stop = watch::channel(false).0;
         Ok(LogStore {
             inner: Arc::new(Mutex::new(LogFile { dir: dir.to_path_buf(), file, len, entries, vote, last_purged })),
-            stop: Arc::new(watch::channel(false).0),
+            space: SpaceWait::new(stop.subscribe()),
+            stop: Arc::new(stop),
         })
     }
 
@@ -118,7 +122,7 @@ impl LogStore {
                 .map_err(std::io::Error::other)?
             }
         };
-        durable_file::write_when_space(what, &self.stop.subscribe(), attempt).await
+        durable_file::write_when_space(what, &self.space, attempt).await
     }
 
     /// The node is shutting down: a write waiting for disk space fails instead.
@@ -126,9 +130,10 @@ impl LogStore {
         self.stop.send_replace(true);
     }
 
-    /// Set by [`LogStore::stop_waiting`], for the state machine's writes to wait on too.
-    pub fn stop_signal(&self) -> watch::Receiver<bool> {
-        self.stop.subscribe()
+    /// Ended by [`LogStore::stop_waiting`], and counting the writes waiting for space: the
+    /// state machine's writes wait the same way, and the node reports it.
+    pub fn space_wait(&self) -> SpaceWait {
+        self.space.clone()
     }
 
     /// Whether this store has never been part of a cluster (nothing voted, logged or purged).

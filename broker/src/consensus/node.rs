@@ -92,6 +92,8 @@ pub enum RaftHealth {
     QuorumLost {
         ms_since_ack: Option<u64>,
     },
+    /// A Raft write waits for disk space (it resumes by itself once space is freed).
+    WaitingForDisk,
     /// Raft stopped for good (a fatal error): only a restart brings it back.
     Stopped(String),
 }
@@ -114,7 +116,7 @@ pub struct RaftNode {
 impl RaftNode {
     pub async fn start(config: RaftConfig) -> Result<RaftNode, RaftError> {
         let log_store = LogStore::open(&config.dir)?;
-        let state_machine = StateMachine::open(&config.dir, log_store.stop_signal())?;
+        let state_machine = StateMachine::open(&config.dir, log_store.space_wait())?;
         let pristine = log_store.is_pristine();
         let raft_config = Config {
             cluster_name: "runnel".into(),
@@ -334,6 +336,11 @@ impl RaftNode {
         }
         if !self.has_caught_up() {
             return RaftHealth::Starting;
+        }
+        // openraft's metrics stop moving while its core waits in a write: they would still
+        // say all is well.
+        if self.log_store.space_wait().is_waiting() {
+            return RaftHealth::WaitingForDisk;
         }
         match m.current_leader {
             None => RaftHealth::NoLeader,

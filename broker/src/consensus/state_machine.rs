@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use super::cluster_state::{ClusterState, CommandResult};
-use super::durable_file;
+use super::durable_file::{self, SpaceWait};
 use super::type_config::{Entry, LogId, Node, NodeId, StoreError, TypeConfig};
 
 #[derive(Serialize, Deserialize)]
@@ -28,8 +27,8 @@ pub struct StateMachine {
     pub state: Arc<RwLock<ClusterState>>,
     applied: Arc<Mutex<Applied>>,
     path: PathBuf,
-    /// Ends a snapshot write's wait for disk space (shutdown).
-    stop: watch::Receiver<bool>,
+    /// Ends a snapshot write's wait for disk space (shutdown), and counts it.
+    space: SpaceWait,
 }
 
 fn sm_err(e: impl std::error::Error + 'static) -> StoreError {
@@ -42,8 +41,8 @@ fn snapshot_err(e: impl std::error::Error + 'static) -> StoreError {
 
 impl StateMachine {
     /// Starts from the last snapshot in `dir`, if any; openraft replays the log after it.
-    /// `stop` ends a snapshot write's wait for disk space.
-    pub fn open(dir: &Path, stop: watch::Receiver<bool>) -> std::io::Result<StateMachine> {
+    /// `space` ends a snapshot write's wait for disk space, and counts it.
+    pub fn open(dir: &Path, space: SpaceWait) -> std::io::Result<StateMachine> {
         let path = dir.join("snapshot.json");
         let stored: Option<StoredSnapshot> = match durable_file::read(&path)? {
             Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(std::io::Error::other)?),
@@ -53,7 +52,7 @@ impl StateMachine {
             Some(s) => (s.state, (s.meta.last_log_id, s.meta.last_membership)),
             None => (ClusterState::default(), (None, StoredMembership::default())),
         };
-        Ok(StateMachine { state: Arc::new(RwLock::new(state)), applied: Arc::new(Mutex::new(applied)), path, stop })
+        Ok(StateMachine { state: Arc::new(RwLock::new(state)), applied: Arc::new(Mutex::new(applied)), path, space })
     }
 
     /// Writes the snapshot file (waiting for space on a full disk); returns the snapshot data
@@ -63,7 +62,7 @@ impl StateMachine {
         // Written here, not on a blocking thread that could outlive a shutdown and race the
         // next start's snapshot for the same temporary file.
         let attempt = || std::future::ready(durable_file::replace(&self.path, &file));
-        durable_file::write_when_space("snapshot", &self.stop, attempt).await?;
+        durable_file::write_when_space("snapshot", &self.space, attempt).await?;
         serde_json::to_vec(&stored.state).map_err(std::io::Error::other)
     }
 }

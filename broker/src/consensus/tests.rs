@@ -21,7 +21,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Tem
         let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(openraft::AnyError::new(&e)))?;
         let log =
             LogStore::open(dir.path()).map_err(|e| openraft::StorageIOError::write(openraft::AnyError::new(&e)))?;
-        let sm = StateMachine::open(dir.path(), log.stop_signal())
+        let sm = StateMachine::open(dir.path(), log.space_wait())
             .map_err(|e| openraft::StorageIOError::write(openraft::AnyError::new(&e)))?;
         Ok((dir, log, sm))
     }

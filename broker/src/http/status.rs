@@ -68,6 +68,10 @@ pub fn conditions(app: &SharedState, port: Port) -> Vec<Condition> {
                 None => "this broker leads Raft but a majority has never answered".to_string(),
             },
         )),
+        RaftHealth::WaitingForDisk => found.push(condition(
+            "raft_waiting_for_disk",
+            "Raft waits for disk space to write (registrations and commits wait): free space on the data disk",
+        )),
         RaftHealth::Stopped(reason) => found.push(condition("raft_stopped", format!("Raft stopped: {reason}"))),
     }
     let refusing = |budget: &Budget| {

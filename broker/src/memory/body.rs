@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use bytes::BytesMut;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
@@ -65,7 +66,7 @@ pub async fn read_body(
         return Err(BodyError::TooLarge { limit });
     }
     let mut deadline = Instant::now() + rules.timeout;
-    let mut parts: Vec<Bytes> = Vec::new();
+    let mut collected = Collected::default();
     let mut size = 0usize;
     let mut reservation: Option<Reservation> = None;
     loop {
@@ -80,25 +81,69 @@ pub async fn read_body(
             if size > limit + DRAIN_LIMIT {
                 break;
             }
-            parts.clear();
+            collected = Collected::default();
             continue;
         }
-        parts.push(data);
+        // Until the body has memory of its own, it grows within the connection's allowance.
+        let room = if reservation.is_some() { declared.unwrap_or(0).min(limit) } else { BODY_LOOKAHEAD };
+        collected.push(data, room);
         if reservation.is_none() && size > BODY_LOOKAHEAD {
             let expected = declared.unwrap_or(limit).clamp(size, limit);
             let asked = Instant::now();
             reservation = Some(budget.reserve(expected, rules.memory_wait).await?);
             deadline += asked.elapsed();
+            collected.make_room(declared.unwrap_or(0).min(limit));
         }
     }
     if size > limit {
         return Err(BodyError::TooLarge { limit });
     }
-    let bytes = match parts.len() {
-        1 => parts.swap_remove(0),
-        _ => parts.concat().into(),
-    };
-    Ok(HeldBody { bytes, reservation: reservation.unwrap_or_else(Reservation::none) })
+    Ok(HeldBody { bytes: collected.into_bytes(), reservation: reservation.unwrap_or_else(Reservation::none) })
+}
+
+/// A body as it arrives: one frame is kept as it came (no copy); from the second on, frames
+/// are copied once into one buffer of the expected size, so a body never costs twice its
+/// size (as gathering the frames and joining them at the end would).
+#[derive(Default)]
+enum Collected {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Collected {
+    /// Adds a frame; a buffer made for it has room for `room` bytes in all.
+    fn push(&mut self, data: Bytes, room: usize) {
+        *self = match std::mem::take(self) {
+            Collected::Empty => Collected::One(data),
+            Collected::One(first) => {
+                let mut all = BytesMut::with_capacity(room.max(first.len() + data.len()));
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&data);
+                Collected::Many(all)
+            }
+            Collected::Many(mut all) => {
+                all.extend_from_slice(&data);
+                Collected::Many(all)
+            }
+        }
+    }
+
+    /// Room for `total` bytes in all, once they are paid for.
+    fn make_room(&mut self, total: usize) {
+        if let Collected::Many(all) = self {
+            all.reserve(total.saturating_sub(all.len()));
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Collected::Empty => Bytes::new(),
+            Collected::One(bytes) => bytes,
+            Collected::Many(all) => all.freeze(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +174,7 @@ mod tests {
         let declared = BODY_LOOKAHEAD + 200;
         let held = read_body(chunked(parts), Some(declared), rules(1 << 20), &budget).await.expect("read");
         assert_eq!(held.bytes.len(), declared);
+        assert!(held.bytes[..BODY_LOOKAHEAD].iter().all(|b| *b == 7) && held.bytes[declared - 1] == 7);
         assert_eq!(budget.in_use(), declared);
         drop(held);
         assert_eq!(budget.in_use(), 0);

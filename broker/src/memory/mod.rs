@@ -5,8 +5,8 @@
 //! |---|---|---|
 //! | connections | 3/8 | each open connection is allowed [`CONNECTION_BYTES`] (its HTTP buffers and the first [`BODY_LOOKAHEAD`] bytes of a body): this share sets the connection limit |
 //! | produce | 1/4 | produce bodies larger than the lookahead, from when they pass it until answered |
-//! | reads | 1/4 | poll responses and replication reads from disk, while built and sent |
-//! | replication | 1/16 | records a leader keeps in memory for its followers |
+//! | reads | 3/16 | poll responses, while built and sent |
+//! | replication | 1/8 | records a leader keeps in memory for its followers, and what its replicators read and send |
 //! | peer bodies | 1/16 | bodies received on the peer port (forwarded produces, replicated records, Raft) |
 
 mod body;
@@ -30,8 +30,11 @@ pub const HTTP1_BUFFER: usize = 32 * 1024;
 pub const H2_CONNECTION_WINDOW: u32 = 32 * 1024;
 pub const H2_STREAM_WINDOW: u32 = 16 * 1024;
 pub const H2_STREAMS: u32 = 2;
-/// Connections of the peer port, out of the connections' share: clients cannot take them.
-pub const PEER_CONNECTIONS: usize = 128;
+/// Most connections of the peer port: a quarter of the connections' share, at most this many
+/// (clients cannot take them). Each other broker keeps at most 32 requests in flight to a
+/// broker beside Raft's few (`peer::IN_FLIGHT_PER_BROKER`), so 256 hold a cluster of up to 7
+/// brokers, and the smallest limit's 96 a cluster of 3.
+pub const MAX_PEER_CONNECTIONS: usize = 256;
 
 // What a connection may hold fits what it is allowed, for either protocol.
 const _: () = assert!(BODY_LOOKAHEAD + HTTP1_BUFFER <= CONNECTION_BYTES);
@@ -43,6 +46,8 @@ pub struct MemoryPlan {
     pub limit: usize,
     /// Connections the client ports take at once (all four together).
     pub client_connections: usize,
+    /// Connections the peer port takes at once.
+    pub peer_connections: usize,
     pub produce: Budget,
     pub reads: Budget,
     pub replication: Budget,
@@ -55,16 +60,25 @@ impl MemoryPlan {
         MemoryPlan {
             limit,
             client_connections: connections.unwrap_or_else(|| Self::connections_allowed(limit)),
+            peer_connections: Self::peer_connections(limit),
             produce: Budget::new("produce", limit / 4),
-            reads: Budget::new("reads", limit / 4),
-            replication: Budget::new("replication", limit / 16),
+            reads: Budget::new("reads", limit / 16 * 3),
+            replication: Budget::new("replication", limit / 8),
             peer_bodies: Budget::new("peer bodies", limit / 16),
         }
     }
 
     /// Client connections the connections' share pays for.
     pub fn connections_allowed(limit: usize) -> usize {
-        (limit / 8 * 3 / CONNECTION_BYTES).saturating_sub(PEER_CONNECTIONS)
+        Self::connections_paid(limit) - Self::peer_connections(limit)
+    }
+
+    fn peer_connections(limit: usize) -> usize {
+        (Self::connections_paid(limit) / 4).min(MAX_PEER_CONNECTIONS)
+    }
+
+    fn connections_paid(limit: usize) -> usize {
+        limit / 8 * 3 / CONNECTION_BYTES
     }
 
     /// The budgets, for metrics.
@@ -82,8 +96,10 @@ mod tests {
         let limit = 256 << 20;
         let plan = MemoryPlan::new(limit, None);
         let budgets: usize = plan.budgets().iter().map(|b| b.size()).sum();
-        let connections = (plan.client_connections + PEER_CONNECTIONS) * CONNECTION_BYTES;
+        let connections = (plan.client_connections + plan.peer_connections) * CONNECTION_BYTES;
         assert!(budgets + connections <= limit, "{budgets} + {connections} > {limit}");
-        assert_eq!(plan.client_connections, 1408);
+        assert_eq!((plan.client_connections, plan.peer_connections), (1280, 256));
+        let smallest = MemoryPlan::new(64 << 20, None);
+        assert_eq!((smallest.client_connections, smallest.peer_connections), (288, 96));
     }
 }

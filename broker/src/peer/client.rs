@@ -2,19 +2,34 @@
 //! then `json`/`body`/`header`/`timeout`, then `send`), and `send` signs the finished request
 //! with the peer secret, so no call site can forget to.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{now_ms, sign, Credential, PeerError, PeerSecret, SignedParts};
 use crate::timing::PEER_REQUEST_TIMEOUT;
+
+/// Requests in flight to one broker at once, beside Raft's (which never wait here: a
+/// heartbeat stuck behind replication would start an election). Each needs a connection of
+/// the remote peer port, whose limit ([`crate::memory::MAX_PEER_CONNECTIONS`]) must hold this for
+/// every other broker.
+pub const IN_FLIGHT_PER_BROKER: usize = 32;
+
+/// An idle pooled connection is closed before the peer port would close it (its head timeout,
+/// at least `MIN_HEADER_TIMEOUT`), so a request never races the server's close.
+const POOL_IDLE: Duration = Duration::from_secs(4);
 
 #[derive(Clone)]
 pub struct PeerHttp {
     client: reqwest::Client,
     /// `None` only with `RUNNEL_PEER_INSECURE=true`: requests go unsigned.
     secret: Option<PeerSecret>,
+    /// Per remote broker (`host:port`), the requests that may be in flight.
+    lanes: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
 }
 
 impl PeerHttp {
@@ -24,11 +39,24 @@ impl PeerHttp {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             .timeout(PEER_REQUEST_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(POOL_IDLE)
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
-        PeerHttp { client, secret }
+        PeerHttp { client, secret, lanes: Arc::default() }
+    }
+
+    /// A place among the requests in flight to `url`'s broker (none needed for Raft's).
+    async fn lane(&self, url: &reqwest::Url) -> Option<OwnedSemaphorePermit> {
+        if url.path().starts_with("/raft/") {
+            return None;
+        }
+        let key = format!("{}:{}", url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(0));
+        let lane = {
+            let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+            lanes.entry(key).or_insert_with(|| Arc::new(Semaphore::new(IN_FLIGHT_PER_BROKER))).clone()
+        };
+        lane.acquire_owned().await.ok()
     }
 
     pub fn get(&self, url: impl reqwest::IntoUrl) -> PeerRequest {
@@ -40,7 +68,7 @@ impl PeerHttp {
     }
 
     fn request(&self, builder: reqwest::RequestBuilder) -> PeerRequest {
-        PeerRequest { builder, secret: self.secret.clone() }
+        PeerRequest { builder, http: self.clone() }
     }
 }
 
@@ -48,7 +76,7 @@ impl PeerHttp {
 /// stream, so the whole body is known when it is signed.
 pub struct PeerRequest {
     builder: reqwest::RequestBuilder,
-    secret: Option<PeerSecret>,
+    http: PeerHttp,
 }
 
 impl PeerRequest {
@@ -68,11 +96,13 @@ impl PeerRequest {
         PeerRequest { builder: self.builder.timeout(limit), ..self }
     }
 
-    /// Signs (with a fresh timestamp and nonce: a retry is a new request) and sends.
+    /// Waits for a place among the requests in flight to that broker, then signs (with a
+    /// fresh timestamp and nonce: a retry is a new request) and sends.
     pub async fn send(self) -> Result<reqwest::Response, reqwest::Error> {
         let (client, request) = self.builder.build_split();
         let mut request = request?;
-        if let Some(secret) = &self.secret {
+        let _lane = self.http.lane(request.url()).await;
+        if let Some(secret) = &self.http.secret {
             sign_request(secret, &mut request);
         }
         client.execute(request).await

@@ -34,7 +34,7 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// The share of the replication budget one partition's tail may keep beyond what all of its
 /// followers hold: past it, its oldest durable records are dropped and a slow follower reads
 /// them from disk instead, so one partition with a follower down cannot take the whole budget.
-const TAIL_SHARE: usize = 4;
+const TAIL_SHARE: usize = 8;
 
 pub(super) struct PartitionCopies {
     pub epoch: u64,
@@ -151,32 +151,24 @@ pub struct Replication {
     pub(super) peers: Peers,
     pub(super) leadership: Leadership,
     partitions: Mutex<HashMap<(String, u32), Arc<PartitionCopies>>>,
-    /// What the leaders' tails keep in memory for followers.
-    tails: Budget,
-    /// What replication reads from disk, while sent.
-    pub(super) reads: Budget,
+    /// What the leaders' tails keep in memory for followers, and what replicators read and
+    /// frame to send.
+    memory: Budget,
     /// Set at shutdown, the broker's one "shutting down" flag: the controller gives this broker
     /// no new partitions, and its client ports refuse new writes and report not ready.
     draining: AtomicBool,
 }
 
 impl Replication {
-    /// `tails` bounds the records leaders keep in memory for their followers, `reads` what
-    /// is read from disk to send.
-    pub fn new(
-        storage: Storage,
-        peers: Peers,
-        leadership: Leadership,
-        tails: Budget,
-        reads: Budget,
-    ) -> Arc<Replication> {
+    /// `memory` bounds the records leaders keep in memory for their followers and what
+    /// replicators read and frame to send.
+    pub fn new(storage: Storage, peers: Peers, leadership: Leadership, memory: Budget) -> Arc<Replication> {
         Arc::new(Replication {
             storage,
             peers,
             leadership,
             partitions: Mutex::new(HashMap::new()),
-            tails,
-            reads,
+            memory,
             draining: AtomicBool::new(false),
         })
     }
@@ -218,7 +210,7 @@ impl Replication {
             other => other?,
         };
         if let Some(records) = sent {
-            copies.update(|ends| ends.keep(base, records, &self.tails));
+            copies.update(|ends| ends.keep(base, records, &self.memory));
             copies.appended.notify_waiters();
         }
         let appended = match durable.await.map_err(|_| StorageError::Closed).and_then(|r| r) {
@@ -233,6 +225,8 @@ impl Replication {
         drop(permit);
         let end = appended.base_offset + u64::from(appended.count);
         copies.update(|ends| ends.leader = ends.leader.max(end));
+        // A batch the tail had no room for is sent from disk now that it is durable here.
+        copies.appended.notify_waiters();
         if copies.followers.is_empty() {
             return Ok(appended);
         }
@@ -296,7 +290,7 @@ impl Replication {
             ends: Mutex::new(Ends {
                 followers: vec![0; followers.len()],
                 leader,
-                tail_limit: self.tails.size() / TAIL_SHARE,
+                tail_limit: self.memory.size() / TAIL_SHARE,
                 ..Ends::default()
             }),
             followers,
@@ -342,29 +336,30 @@ impl Replication {
                 idle(&mut changes, appended.as_mut()).await;
                 continue;
             }
-            // What is read and framed to send (the tail's records are already paid for, their
-            // framed copy is not).
-            let held = match self.reads.reserve(2 * SEND_BYTES, MEMORY_WAIT).await {
-                Ok(held) => held,
-                Err(busy) => {
-                    tracing::debug!(%topic, partition, follower, "replication waits for memory: {busy}");
-                    continue;
+            let sent = match copies.tail_from(follower_end) {
+                // Written in this epoch, maybe not fsync'd here yet. The records are paid for
+                // in the tail; their framed copy is not.
+                Some(values) => {
+                    let framed = values.iter().map(|v| v.len() + 4).sum::<usize>();
+                    self.reserve_for(&topic, partition, follower, framed)
+                        .await
+                        .map(|held| (values, vec![EpochStart { epoch, start: follower_end }], held))
                 }
-            };
-            let (values, epochs) = match copies.tail_from(follower_end) {
-                // Written in this epoch, maybe not fsync'd here yet.
-                Some(values) => (values, vec![EpochStart { epoch, start: follower_end }]),
-                // The next batch is accepted but not handed to the tail yet.
+                // The next batch is accepted but not in the tail (not handed to it yet, or no
+                // room there): sent from disk once durable here.
                 None if follower_end >= durable_end => {
                     idle(&mut changes, appended.as_mut()).await;
                     continue;
                 }
-                None => match self.read_durable(&topic, partition, follower, follower_end).await {
-                    Some(read) => read,
-                    None => continue,
+                // What is read, and its framed copy.
+                None => match self.reserve_for(&topic, partition, follower, 2 * SEND_BYTES).await {
+                    Some(held) => {
+                        self.read_durable(&topic, partition, follower, follower_end).await.map(|(v, e)| (v, e, held))
+                    }
+                    None => None,
                 },
             };
-            let _sending = held;
+            let Some((values, epochs, _held)) = sent else { continue };
             let link = RemoteCopy { replication: &self, broker: follower, topic: &topic, partition };
             match link.replicate(follower_end, epoch, &epochs, &values).await {
                 Ok(end) => known_end = Some(end),
@@ -379,6 +374,17 @@ impl Replication {
                     known_end = None;
                     tokio::time::sleep(RETRY).await;
                 }
+            }
+        }
+    }
+
+    /// `bytes` of the replication budget for one send, waiting at most [`MEMORY_WAIT`].
+    async fn reserve_for(&self, topic: &str, partition: u32, follower: u32, bytes: usize) -> Option<Reservation> {
+        match self.memory.reserve(bytes, MEMORY_WAIT).await {
+            Ok(held) => Some(held),
+            Err(busy) => {
+                tracing::debug!(%topic, partition, follower, "replication waits for memory: {busy}");
+                None
             }
         }
     }

@@ -98,6 +98,7 @@ fn storage_error(e: StorageError) -> PeerError {
             PeerError::InsufficientStorage(e.to_string())
         }
         other if other.is_out_of_space() => PeerError::InsufficientStorage(other.to_string()),
+        StorageError::TooManyOpenFiles { .. } => PeerError::Unavailable(e.to_string()),
         other => PeerError::Internal(other.to_string()),
     }
 }

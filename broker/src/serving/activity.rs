@@ -1,6 +1,6 @@
 //! Whether a connection is idle: requests in flight, and when the last one ended.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,6 +10,8 @@ use tokio::time::Instant;
 
 pub(super) struct Activity {
     in_flight: AtomicUsize,
+    /// A request has begun on this connection.
+    used: AtomicBool,
     /// When the connection was opened or its last request ended.
     last_end: Mutex<Instant>,
     changed: Notify,
@@ -17,7 +19,12 @@ pub(super) struct Activity {
 
 impl Default for Activity {
     fn default() -> Self {
-        Activity { in_flight: AtomicUsize::new(0), last_end: Mutex::new(Instant::now()), changed: Notify::new() }
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            used: AtomicBool::new(false),
+            last_end: Mutex::new(Instant::now()),
+            changed: Notify::new(),
+        }
     }
 }
 
@@ -35,16 +42,20 @@ impl Drop for InFlight {
 impl Activity {
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.used.store(true, Ordering::Release);
         self.changed.notify_waiters();
         InFlight(self.clone())
     }
 
-    /// When the connection will have been idle long enough to close, if no request is in flight.
-    pub fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
+    /// When the connection will have been idle long enough to close, if no request is in
+    /// flight: `idle` after its last request, `first` after its opening if none came yet (a
+    /// connection that never sends a request is a head that never arrives).
+    pub fn idle_deadline(&self, idle: Duration, first: Duration) -> Option<Instant> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
-        Some(*self.last_end.lock().unwrap_or_else(|p| p.into_inner()) + idle)
+        let wait = if self.used.load(Ordering::Acquire) { idle } else { first.min(idle) };
+        Some(*self.last_end.lock().unwrap_or_else(|p| p.into_inner()) + wait)
     }
 
     /// Resolves when a request begins or ends (enable it before reading the state).
@@ -60,13 +71,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_is_idle_only_with_nothing_in_flight() {
         let activity = Arc::new(Activity::default());
-        let idle = Duration::from_secs(10);
+        let (idle, first) = (Duration::from_secs(10), Duration::from_secs(2));
         let opened = Instant::now();
-        assert_eq!(activity.idle_deadline(idle), Some(opened + idle));
+        assert_eq!(activity.idle_deadline(idle, first), Some(opened + first), "no request yet: the head's deadline");
         let request = activity.begin();
-        assert_eq!(activity.idle_deadline(idle), None);
+        assert_eq!(activity.idle_deadline(idle, first), None);
         tokio::time::advance(Duration::from_secs(30)).await;
         drop(request);
-        assert_eq!(activity.idle_deadline(idle), Some(opened + Duration::from_secs(30) + idle));
+        assert_eq!(activity.idle_deadline(idle, first), Some(opened + Duration::from_secs(30) + idle));
     }
 }

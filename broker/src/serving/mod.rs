@@ -164,7 +164,7 @@ impl Connection {
             let changed = activity.changed();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let idle_deadline = activity.idle_deadline(self.rules.idle_timeout);
+            let idle_deadline = activity.idle_deadline(self.rules.idle_timeout, self.rules.header_timeout);
             let hard_close = closing_since.map(|at| at + self.rules.close_grace);
             tokio::select! {
                 _ = connection.as_mut() => return,
@@ -173,7 +173,7 @@ impl Connection {
                     closing_since = Some(tokio::time::Instant::now());
                 }
                 _ = sleep_until(idle_deadline), if closing_since.is_none() => {
-                    if activity.idle_deadline(self.rules.idle_timeout).is_some_and(|d| d <= tokio::time::Instant::now()) {
+                    if activity.idle_deadline(self.rules.idle_timeout, self.rules.header_timeout).is_some_and(|d| d <= tokio::time::Instant::now()) {
                         connection.as_mut().graceful_shutdown();
                         closing_since = Some(tokio::time::Instant::now());
                     }

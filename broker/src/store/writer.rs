@@ -137,6 +137,14 @@ async fn finish_unwritten(
                 "the partition is cut to follow its leader: dropping the records the full disk kept from being written");
             break Resume::Next(cut);
         }
+        // The active segment's file held through the write, as a round's is (see `write_round`);
+        // out of open files as well, the next retry tries again.
+        let Ok(_active) = hold_active(log).await else {
+            if let Some(closing) = interrupted {
+                break closing;
+            }
+            continue;
+        };
         match (write(log, unwritten, observer).await.1, interrupted) {
             (None, closing) => {
                 if !log.is_failed() {
