@@ -601,3 +601,40 @@ async fn show_progress(shown: Shown, timeline: Option<Duration>, bulk_size: usiz
     }
     progress.finish();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_keep_the_highest_values_the_metrics_showed() {
+        let scrape = |rss: u64, connections: u64, produce: u64| {
+            format!(
+                "# HELP runnel_process_resident_bytes Resident memory\n\
+                 runnel_process_resident_bytes {rss}\n\
+                 runnel_process_resident_peak_bytes {}\n\
+                 runnel_connections_open {connections}\n\
+                 runnel_connections_refused_total 3\n\
+                 runnel_memory_budget_bytes{{class=\"produce\"}} 67108864\n\
+                 runnel_memory_reserved_bytes{{class=\"produce\"}} {produce}\n",
+                rss + 1
+            )
+        };
+        let mut gauges = Gauges::default();
+        gauges.read(&scrape(100, 7, 5));
+        gauges.read(&scrape(50, 9, 2));
+        assert_eq!(gauges.resident, Some(50));
+        assert_eq!((gauges.resident_first, gauges.resident_max, gauges.resident_peak), (Some(100), 100, 101));
+        assert_eq!((gauges.connections_open, gauges.connections_open_max, gauges.connections_refused), (9, 9, 3));
+        assert_eq!((gauges.produce_budget, gauges.reserved_max.get("produce")), (67108864, Some(&5)));
+    }
+
+    #[test]
+    fn a_bulk_body_is_its_size_in_ndjson_lines() {
+        let body = ndjson_lines((1 << 20) + 10);
+        assert_eq!(body.len(), (1 << 20) + 10);
+        let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+        assert_eq!(lines.len(), 1026, "1,025 lines and the empty rest after the last newline");
+        assert!(lines[..1024].iter().all(|l| l.len() == 1023) && lines[1024].len() == 9);
+    }
+}
