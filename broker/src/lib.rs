@@ -4,6 +4,7 @@
 //! consumer state), `consumer/` (groups, cursors, offsets), `http/` (the listeners),
 //! `partitioning/` (keys to partitions to brokers).
 
+pub mod allocator;
 pub mod cluster;
 pub mod config;
 pub mod consensus;

@@ -6,8 +6,12 @@ use runnel_broker::server::Broker;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    runnel_broker::allocator::limit_arenas();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let config = Config::parse();
     if let Err(e) = config.validate() {
         eprintln!("runnel-broker: invalid configuration: {e}");
