@@ -97,6 +97,11 @@ impl OpenFiles {
     /// The open handle of `path`, opened with `options` if it is not open (`op` names that in
     /// errors: "open", "create"). Hold it only for the operation at hand: while it is held it
     /// cannot be closed to make room.
+    /// `path`'s handle if it is open now (no system call).
+    pub fn cached(&self, path: &Path) -> Option<Arc<File>> {
+        self.state().touch(path)
+    }
+
     pub fn get(&self, path: &Path, options: &OpenOptions, op: &'static str) -> Result<Arc<File>, StorageError> {
         let got = self.get_or_open(path, options, op);
         if let Err(StorageError::TooManyOpenFiles { .. }) = &got {

@@ -126,6 +126,11 @@ impl PartitionLog {
         self.active().map(|segment| segment.file()).transpose()
     }
 
+    /// The active segment's file if it is open already (the usual case: no system call).
+    pub fn active_if_open(&self) -> Option<Arc<File>> {
+        self.active().and_then(|segment| segment.open_file())
+    }
+
     /// (first retained offset, next offset to be written), durable data only.
     pub fn bounds(&self) -> (u64, u64) {
         (self.start.load(Ordering::Acquire), self.end.load(Ordering::Acquire))

@@ -221,6 +221,11 @@ impl Segment {
         self.files.get(&self.path, &log_options(), "open")
     }
 
+    /// The log file's handle if it is open now (no system call).
+    pub fn open_file(&self) -> Option<Arc<File>> {
+        self.files.cached(&self.path)
+    }
+
     /// Makes durable batches visible to readers: `batches` are (header, position) of what was written.
     pub fn publish(&self, batches: &[(BatchHeader, u64)], index_interval: u64) {
         let Some((last, last_pos)) = batches.last() else { return };

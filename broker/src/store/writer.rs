@@ -339,6 +339,10 @@ async fn write(
 }
 
 async fn hold_active(log: &Arc<PartitionLog>) -> Result<Option<Arc<File>>, StorageError> {
+    // Open already (nearly always): no trip to a blocking thread for it.
+    if let Some(file) = log.active_if_open() {
+        return Ok(Some(file));
+    }
     let holder = log.clone();
     tokio::task::spawn_blocking(move || holder.hold_active()).await.unwrap_or_else(|e| Err(aborted(e.to_string())))
 }
