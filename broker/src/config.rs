@@ -15,6 +15,10 @@ use crate::size::parse_size;
 use crate::store::{DiskReserve, MAX_BATCH_BODY, SEGMENT_BYTES};
 use crate::timing::{MEMORY_WAIT, SHUTDOWN_CLOSE_GRACE};
 
+/// The shortest `RUNNEL_HEADER_TIMEOUT_MS` of a cluster: longer than the peer client keeps an
+/// idle connection (`peer::client`, 4 s), so no peer request races the server's close.
+const CLUSTER_MIN_HEADER_TIMEOUT_MS: u64 = 5_000;
+
 /// The smallest and largest `RUNNEL_MEMORY_LIMIT`.
 const MIN_MEMORY_LIMIT: usize = 64 << 20;
 const MAX_MEMORY_LIMIT: usize = 1 << 40;
@@ -219,6 +223,17 @@ impl Config {
         }
         ms("RUNNEL_DISCOVERY_SETTLE_MS", self.discovery_settle_ms, 0, 3_600_000)?;
         ms("RUNNEL_HEADER_TIMEOUT_MS", self.header_timeout_ms, 100, 600_000)?;
+        let clustered = self.named_brokers() > 1 || self.service_name.as_deref().is_some_and(|s| !s.is_empty());
+        if clustered && self.header_timeout_ms < CLUSTER_MIN_HEADER_TIMEOUT_MS {
+            return fail(
+                "RUNNEL_HEADER_TIMEOUT_MS",
+                &self.header_timeout_ms,
+                format!(
+                    "must be at least {CLUSTER_MIN_HEADER_TIMEOUT_MS} in a cluster: brokers keep idle connections to each \
+                     other for 4 s, and the peer port must not close them first"
+                ),
+            );
+        }
         ms("RUNNEL_BODY_TIMEOUT_MS", self.body_timeout_ms, 100, 600_000)?;
         ms("RUNNEL_IDLE_TIMEOUT_MS", self.idle_timeout_ms, 100, 86_400_000)?;
         if !SEGMENT_BYTES.contains(&self.segment_bytes) {
@@ -466,6 +481,10 @@ mod tests {
             assert!(matches!(&error, ConfigError::Invalid { variable: v, .. } if *v == variable), "{args:?}: {error}");
         }
         parse(&["--max-connections", "1000"]).validate().expect("fewer connections than the memory pays for");
+        parse(&["--header-timeout-ms", "1500"]).validate().expect("a single broker may use a short head timeout");
+        let cluster = ["--broker-names", "a,b,c", "--peer-insecure", "true", "--header-timeout-ms", "1500"];
+        let error = parse(&cluster).validate().expect_err("refused in a cluster");
+        assert!(matches!(&error, ConfigError::Invalid { variable: "RUNNEL_HEADER_TIMEOUT_MS", .. }), "{error}");
     }
 
     #[test]
