@@ -111,6 +111,7 @@ impl Broker {
             },
             memory.reads.clone(),
         ));
+        let (join_refusal, join_refused) = watch::channel(None);
         let produce = Arc::new(ProduceService::new(replication.clone(), peers.clone(), ring));
         let client_connections = ConnectionLimit::new(memory.client_connections, metrics.connections_refused.clone());
         let app = Arc::new(AppState {
@@ -128,6 +129,7 @@ impl Broker {
             memory: memory.clone(),
             produce_body: config.body_rules(config.max_request_size),
             connections: client_connections.stats.clone(),
+            join_refused,
         });
 
         let (stop, stopped) = watch::channel(false);
@@ -161,7 +163,8 @@ impl Broker {
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             tasks.spawn("listener", serving::serve(listener, router, limit.clone(), rules, stopped.clone()));
         }
-        tokio::spawn(form_cluster(raft.clone(), peers));
+        tokio::spawn(form_cluster(raft.clone(), peers, ring, join_refusal));
+        tokio::spawn(cluster::agree_ring(raft.clone(), ring, stopped.clone()));
         tasks.spawn("takeovers", replication.clone().run_takeovers(stopped.clone()));
         tasks.spawn("controller", replication.run_controller(stopped.clone()));
         tasks.spawn("consumer housekeeping", consumers.run_background(config.auto_commit_interval(), stopped.clone()));

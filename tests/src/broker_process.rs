@@ -98,20 +98,37 @@ impl BrokerProcess {
         BrokerProcess::launch(free_loopback_ip(), home, env, Some(open_files))
     }
 
+    /// Like [`BrokerProcess::start_at`], without waiting for `/status` (for a broker that is
+    /// not meant to become ready).
+    pub fn start_unready(ip: Ipv4Addr, home: &Path, env: &[(&str, &str)]) -> BrokerProcess {
+        let mut broker = BrokerProcess::new(ip, home, env, None);
+        broker.spawn_process();
+        broker
+    }
+
     fn launch(ip: Ipv4Addr, home: &Path, env: &[(&str, &str)], open_files: Option<u64>) -> BrokerProcess {
-        let mut broker = BrokerProcess {
+        let mut broker = BrokerProcess::new(ip, home, env, open_files);
+        broker.spawn();
+        broker
+    }
+
+    fn new(ip: Ipv4Addr, home: &Path, env: &[(&str, &str)], open_files: Option<u64>) -> BrokerProcess {
+        BrokerProcess {
             ip,
             home: home.to_path_buf(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             open_files,
             child: None,
             log: home.with_extension("log"),
-        };
-        broker.spawn();
-        broker
+        }
     }
 
     fn spawn(&mut self) {
+        self.spawn_process();
+        self.wait_ready(Duration::from_secs(30));
+    }
+
+    fn spawn_process(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open broker log");
         let mut command = match self.open_files {
             Some(n) => {
@@ -132,7 +149,6 @@ impl BrokerProcess {
             command.env(k, v);
         }
         self.child = Some(command.spawn().expect("start runnel-broker"));
-        self.wait_ready(Duration::from_secs(30));
     }
 
     pub fn wait_ready(&mut self, within: Duration) {

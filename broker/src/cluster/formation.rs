@@ -8,14 +8,21 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::Peers;
 use crate::consensus::RaftNode;
+use crate::log_every::LogEvery;
+use crate::partitioning::Ring;
+use crate::peer::{answer_bytes, PeerError};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct JoinRequest {
     pub node_id: u64,
     pub peer_addr: String,
+    /// The ring the joiner is configured for; the leader refuses one the cluster did not agree.
+    #[serde(default)]
+    pub ring: Option<Ring>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -26,7 +33,9 @@ pub struct ClusterInfo {
 
 const RETRY: Duration = Duration::from_millis(500);
 
-pub async fn form_cluster(raft: RaftNode, peers: Peers) {
+/// Joins (or forms) the Raft group; a join the cluster refuses (this broker's ring is not the
+/// agreed one) is published on `refused` with the leader's reason, and asked again later.
+pub async fn form_cluster(raft: RaftNode, peers: Peers, ring: Ring, refused: watch::Sender<Option<String>>) {
     if raft.is_pristine() {
         let first_of_new_cluster = peers.ordinal() == 0 && !any_peer_is_member(&peers).await;
         if peers.count() == 1 || first_of_new_cluster {
@@ -39,7 +48,9 @@ pub async fn form_cluster(raft: RaftNode, peers: Peers) {
     if raft.has_settled_membership() {
         return;
     }
-    let request = JoinRequest { node_id: raft.node_id(), peer_addr: peers.peer_addr(peers.ordinal()) };
+    let request =
+        JoinRequest { node_id: raft.node_id(), peer_addr: peers.peer_addr(peers.ordinal()), ring: Some(ring) };
+    let refusals = LogEvery::new(Duration::from_secs(60));
     // Until this broker is a voter, not merely known: the leader adds a joiner as a learner and
     // then promotes it, and the promotion fails when another broker's join changes the
     // membership at the same moment. A broker that stopped asking then would stay a learner,
@@ -47,8 +58,20 @@ pub async fn form_cluster(raft: RaftNode, peers: Peers) {
     while !raft.has_settled_membership() {
         for peer in peers.others() {
             match peers.http().post(peers.url(peer, "/cluster/join")).json(&request).send().await {
-                Ok(r) if r.status().is_success() => break,
-                Ok(r) => tracing::debug!(peer, status = %r.status(), "join not accepted yet"),
+                Ok(r) => match answer_bytes(r).await {
+                    Ok(_) => {
+                        refused.send_replace(None);
+                        break;
+                    }
+                    Err(PeerError::Conflict(why)) => {
+                        refusals.note(|unlogged| {
+                            tracing::error!(refused_since_last_log = unlogged, "the cluster refuses this broker: {why}")
+                        });
+                        refused.send_replace(Some(why));
+                        break;
+                    }
+                    Err(e) => tracing::debug!(peer, "join not accepted yet: {e}"),
+                },
                 Err(e) => tracing::debug!(peer, "join request failed: {e}"),
             }
         }

@@ -7,6 +7,7 @@ mod node_id;
 mod peer_api;
 mod peers;
 mod record_frames;
+mod ring_agreement;
 mod topology;
 
 pub use formation::form_cluster;
@@ -14,4 +15,5 @@ pub use node_id::load_or_create_node_id;
 pub use peer_api::router as peer_router;
 pub use peers::Peers;
 pub use record_frames::{decode_frames, encode_frames};
+pub use ring_agreement::{agree_ring, disagreement};
 pub use topology::topology;

@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::formation::{ClusterInfo, JoinRequest};
-use super::Peers;
+use super::{disagreement, Peers};
 use crate::consensus::RaftNode;
 use crate::peer::{answer_bytes, PeerError};
 
@@ -33,6 +33,9 @@ async fn info(State(m): State<Membership>) -> Json<ClusterInfo> {
 /// Adds the broker when this one leads; otherwise passes the request to the leader.
 async fn join(State(m): State<Membership>, Json(request): Json<JoinRequest>) -> Result<StatusCode, PeerError> {
     if m.raft.is_leader() {
+        if let Some(why) = request.ring.and_then(|ring| disagreement(ring, m.raft.read(|s| s.ring))) {
+            return Err(PeerError::Conflict(why));
+        }
         m.raft.add_member(request.node_id, request.peer_addr).await?;
         return Ok(StatusCode::OK);
     }

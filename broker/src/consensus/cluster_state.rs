@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::partitioning::Ring;
+
 /// Where a brand-new group starts reading (SPEC §4 `onNewGroup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum StartPolicy {
@@ -70,6 +72,9 @@ pub enum Command {
         now_ms: u64,
         retention_ms: u64,
     },
+    /// The ring every broker must serve: the first one proposed is kept (a cluster's shape
+    /// changes only by a resize, not by a broker started with other settings).
+    AgreeRing(Ring),
 }
 
 /// What applying a [`Command`] did.
@@ -97,6 +102,8 @@ pub enum CommandResult {
         /// Groups whose offsets were removed.
         removed: Vec<String>,
     },
+    /// The agreed ring (the one proposed, or the one agreed before it).
+    RingAgreed(Ring),
 }
 
 /// The applied state: what every broker agrees on.
@@ -115,6 +122,10 @@ pub struct ClusterState {
     /// this field starts every idle group's clock at the next sweep.
     #[serde(default)]
     pub idle_groups: BTreeMap<String, u64>,
+    /// The ring's shape agreed for the cluster (brokers × ranges), once one broker proposed it:
+    /// a broker configured for another refuses to serve (none before it was agreed).
+    #[serde(default)]
+    pub ring: Option<Ring>,
 }
 
 impl ClusterState {
@@ -150,6 +161,7 @@ impl ClusterState {
                 CommandResult::LeaderSet { applied }
             }
             Command::SweepGroups { now_ms, retention_ms } => self.sweep_groups(now_ms, retention_ms),
+            Command::AgreeRing(ring) => CommandResult::RingAgreed(*self.ring.get_or_insert(ring)),
         }
     }
 
@@ -380,5 +392,18 @@ mod tests {
             "a second controller proposing the same epoch loses"
         );
         assert_eq!(s.leader(3, 1), PartitionLeader { broker: 2, epoch: 1 });
+    }
+
+    #[test]
+    fn the_first_ring_proposed_is_the_one_kept() {
+        let mut s = ClusterState::default();
+        assert_eq!(s.ring, None);
+        let three = Ring::new(3, 4);
+        assert_eq!(s.apply(Command::AgreeRing(three)), CommandResult::RingAgreed(three));
+        assert_eq!(s.apply(Command::AgreeRing(Ring::new(4, 4))), CommandResult::RingAgreed(three));
+        assert_eq!(s.ring, Some(three), "a broker started with a longer list does not change the ring");
+        let old: ClusterState = serde_json::from_str(r#"{"consumers":{},"offsets":{},"membership_version":0}"#)
+            .expect("a state from before the ring was agreed loads");
+        assert_eq!(old.ring, None);
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tokio::sync::watch;
 
 use crate::cluster::Peers;
 use crate::consensus::RaftNode;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub produce_body: BodyRules,
     /// The client ports' connections.
     pub connections: Arc<ConnectionStats>,
+    /// Why the cluster refused this broker's join, if it did (its ring is not the agreed one).
+    pub join_refused: watch::Receiver<Option<String>>,
 }
 
 impl AppState {
@@ -58,7 +61,13 @@ impl AppState {
     /// Unlike [`AppState::ready`], a Raft election does not stop writes: partition leadership
     /// is already known here.
     pub fn accepts_writes(&self) -> bool {
-        !self.shutting_down() && self.raft.has_caught_up()
+        !self.shutting_down() && self.raft.has_caught_up() && self.ring_conflict().is_none()
+    }
+
+    /// Why this broker must not serve the cluster's partitions: it is configured for another
+    /// ring than the one agreed in Raft (or the cluster refused its join for that).
+    pub fn ring_conflict(&self) -> Option<String> {
+        self.join_refused.borrow().clone().or_else(|| self.replication.ring_conflict())
     }
 
     /// Set once, by the shutdown (see [`Replication::begin_draining`]).

@@ -87,7 +87,8 @@ async fn store(
     // (the client retries elsewhere), one already writing is finished.
     if !app.accepts_writes() {
         return Err(ApiError::Unavailable(
-            "the broker is not ready to accept writes (starting or shutting down)".into(),
+            app.ring_conflict()
+                .unwrap_or_else(|| "the broker is not ready to accept writes (starting or shutting down)".into()),
         ));
     }
     let records = split_records(&body, is_ndjson(headers));

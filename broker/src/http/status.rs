@@ -2,7 +2,8 @@
 //!
 //! `GET /status` (readiness, SPEC §5): 200 when this port can serve, else 503 with
 //! `Retry-After`; either way a JSON body names every condition that stops it. Conditions that
-//! stop every port: starting, shutting down, Raft stopped, no Raft leader, the Raft quorum lost.
+//! stop every port: starting, shutting down, a ring other than the cluster's agreed one, Raft
+//! stopped, no Raft leader, the Raft quorum lost, Raft waiting for disk space.
 //! The producer port also reports its produce memory refusing requests and a full disk, the
 //! consumer port its read memory; the discovery port reports all of them.
 //!
@@ -51,6 +52,9 @@ pub fn conditions(app: &SharedState, port: Port) -> Vec<Condition> {
     let mut found = Vec::new();
     if app.shutting_down() {
         found.push(condition("shutting_down", "the broker is shutting down"));
+    }
+    if let Some(why) = app.ring_conflict() {
+        found.push(condition("ring_mismatch", why));
     }
     match app.raft.health() {
         RaftHealth::Healthy => {}

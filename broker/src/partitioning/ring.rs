@@ -4,7 +4,7 @@
 //! and a partition's number says where its tokens are.
 
 /// Static shape of the ring for one cluster size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ring {
     brokers: u32,
     ranges: u32,
@@ -25,6 +25,14 @@ impl Ring {
     /// `brokers` and `ranges` are at least 1 (zero is treated as 1).
     pub fn new(brokers: u32, ranges: u32) -> Ring {
         Ring { brokers: brokers.max(1), ranges: ranges.max(1) }
+    }
+
+    pub fn brokers(&self) -> u32 {
+        self.brokers
+    }
+
+    pub fn ranges(&self) -> u32 {
+        self.ranges
     }
 
     pub fn partitions(&self) -> u32 {

@@ -19,7 +19,7 @@ use super::copy_protocol::{agree_on_end, CopySource, FollowerLink, SendError, SE
 use super::leadership::Leadership;
 use super::peer_client::RemoteCopy;
 use super::replica_set::others_needed;
-use crate::cluster::Peers;
+use crate::cluster::{disagreement, Peers};
 use crate::consensus::RaftChanges;
 use crate::error::ApiError;
 use crate::memory::{Budget, Reservation};
@@ -184,6 +184,11 @@ impl Replication {
 
     pub fn leadership(&self) -> &Leadership {
         &self.leadership
+    }
+
+    /// Why this broker must not serve: its ring is not the one the cluster agreed in Raft.
+    pub fn ring_conflict(&self) -> Option<String> {
+        disagreement(*self.leadership.ring(), self.leadership.raft().read(|s| s.ring))
     }
 
     /// Where this broker's copy of a topic partition ends, and the epoch of its newest record.

@@ -225,8 +225,13 @@ pub struct Health {
     pub draining: bool,
 }
 
-async fn health(State(replication): Shared) -> Json<Health> {
-    Json(Health { ready: replication.leadership().raft().is_ready(), draining: replication.draining() })
+/// A broker configured for another ring than the agreed one answers no health at all: to the
+/// controller it is gone, so the partitions it leads fail over and it is given none.
+async fn health(State(replication): Shared) -> Result<Json<Health>, PeerError> {
+    if let Some(why) = replication.ring_conflict() {
+        return Err(PeerError::Unavailable(why));
+    }
+    Ok(Json(Health { ready: replication.leadership().raft().is_ready(), draining: replication.draining() }))
 }
 
 #[derive(Serialize, Deserialize)]
