@@ -1,4 +1,5 @@
-//! Logging a repeating condition (refused connections, refused peer requests, a full disk) at
+//! Logging a repeating condition (refused connections, refused peer requests, memory or open
+//! files running out) at
 //! most once per interval, with how many occurrences were not logged, so a flood of
 //! requests cannot flood the log.
 

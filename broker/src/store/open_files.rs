@@ -10,10 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::error::{is_out_of_files, IoContext};
 use super::StorageError;
+use crate::log_every::LogEvery;
 
 /// Running out is logged at most this often (with how many times it was not).
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -21,6 +22,7 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 pub struct OpenFiles {
     limit: usize,
     state: Mutex<State>,
+    refusals: LogEvery,
 }
 
 #[derive(Default)]
@@ -31,8 +33,6 @@ struct State {
     tick: u64,
     /// Files being opened outside the lock, counted against the limit.
     opening: usize,
-    last_logged: Option<Instant>,
-    unlogged: u64,
 }
 
 struct Cached {
@@ -72,40 +72,33 @@ impl State {
     fn count(&self) -> usize {
         self.files.len() + self.opening
     }
-
-    fn refused(&mut self, limit: usize, path: &Path) {
-        if self.last_logged.is_some_and(|at| at.elapsed() < LOG_EVERY) {
-            self.unlogged += 1;
-            return;
-        }
-        self.last_logged = Some(Instant::now());
-        let unlogged = std::mem::take(&mut self.unlogged);
-        tracing::warn!(file = %path.display(), open = self.count(), limit, refused_since_last_log = unlogged,
-            "out of open files: requests that need another segment file get 503 until others close");
-    }
 }
 
 impl OpenFiles {
     pub fn new(limit: usize) -> OpenFiles {
-        OpenFiles { limit: limit.max(1), state: Mutex::new(State::default()) }
+        OpenFiles { limit: limit.max(1), state: Mutex::new(State::default()), refusals: LogEvery::new(LOG_EVERY) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The open handle of `path`, opened with `options` if it is not open (`op` names that in
-    /// errors: "open", "create"). Hold it only for the operation at hand: while it is held it
-    /// cannot be closed to make room.
     /// `path`'s handle if it is open now (no system call).
     pub fn cached(&self, path: &Path) -> Option<Arc<File>> {
         self.state().touch(path)
     }
 
+    /// The open handle of `path`, opened with `options` if it is not open (`op` names that in
+    /// errors: "open", "create"). Hold it only for the operation at hand: while it is held it
+    /// cannot be closed to make room.
     pub fn get(&self, path: &Path, options: &OpenOptions, op: &'static str) -> Result<Arc<File>, StorageError> {
         let got = self.get_or_open(path, options, op);
         if let Err(StorageError::TooManyOpenFiles { .. }) = &got {
-            self.state().refused(self.limit, path);
+            let open = self.state().count();
+            self.refusals.note(|unlogged| {
+                tracing::warn!(file = %path.display(), open, limit = self.limit, refused_since_last_log = unlogged,
+                    "out of open files: requests that need another segment file get 503 until others close")
+            });
         }
         got
     }
