@@ -132,15 +132,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        // A 503 is the broker pushing back (load, an election, a shutdown) and a 507 a full
-        // disk: their causes are logged where they arise, once per interval, not per request.
-        if status.is_server_error()
-            && status != StatusCode::SERVICE_UNAVAILABLE
-            && status != StatusCode::INSUFFICIENT_STORAGE
-        {
+        let retriable = self.retriable();
+        // A retriable 5xx (503: load, an election, a shutdown; 507: a full disk) has its cause
+        // logged where it arises, once per interval, not per request.
+        if status.is_server_error() && !retriable {
             tracing::warn!(code = self.code(), "{self}");
         }
-        let retriable = self.retriable();
         let body = ErrorBody { error: self.code(), message: self.to_string(), retriable };
         let mut response = (status, axum::Json(body)).into_response();
         if retriable {
