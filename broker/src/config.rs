@@ -13,11 +13,7 @@ use crate::peer::{PeerSecret, SecretError};
 use crate::serving::ConnectionRules;
 use crate::size::parse_size;
 use crate::store::{DiskReserve, MAX_BATCH_BODY, SEGMENT_BYTES};
-use crate::timing::{MEMORY_WAIT, SHUTDOWN_CLOSE_GRACE};
-
-/// The shortest `RUNNEL_HEADER_TIMEOUT_MS` of a cluster: longer than the peer client keeps an
-/// idle connection (`peer::client`, 4 s), so no peer request races the server's close.
-const CLUSTER_MIN_HEADER_TIMEOUT_MS: u64 = 5_000;
+use crate::timing::{CLUSTER_MIN_HEADER_TIMEOUT, MEMORY_WAIT, PEER_POOL_IDLE, SHUTDOWN_CLOSE_GRACE};
 
 /// The smallest and largest `RUNNEL_MEMORY_LIMIT`.
 const MIN_MEMORY_LIMIT: usize = 64 << 20;
@@ -223,14 +219,15 @@ impl Config {
         }
         ms("RUNNEL_DISCOVERY_SETTLE_MS", self.discovery_settle_ms, 0, 3_600_000)?;
         ms("RUNNEL_HEADER_TIMEOUT_MS", self.header_timeout_ms, 100, 600_000)?;
-        let clustered = self.named_brokers() > 1 || self.service_name.as_deref().is_some_and(|s| !s.is_empty());
-        if clustered && self.header_timeout_ms < CLUSTER_MIN_HEADER_TIMEOUT_MS {
+        let cluster_min = CLUSTER_MIN_HEADER_TIMEOUT.as_millis() as u64;
+        if self.is_cluster() && self.header_timeout_ms < cluster_min {
             return fail(
                 "RUNNEL_HEADER_TIMEOUT_MS",
                 &self.header_timeout_ms,
                 format!(
-                    "must be at least {CLUSTER_MIN_HEADER_TIMEOUT_MS} in a cluster: brokers keep idle connections to each \
-                     other for 4 s, and the peer port must not close them first"
+                    "must be at least {cluster_min} in a cluster: brokers keep idle connections to each other for \
+                     {} ms, and the peer port must not close them first",
+                    PEER_POOL_IDLE.as_millis()
                 ),
             );
         }
@@ -296,17 +293,20 @@ impl Config {
             let reason = format!("must be between {MIN_MEMORY_LIMIT} (64MiB) and {MAX_MEMORY_LIMIT} (1024GiB) bytes");
             return fail("RUNNEL_MEMORY_LIMIT", limit, reason);
         }
-        if self.max_request_size > limit / 16 {
+        // Checked against the budgets the broker will enforce, not a second copy of their shares.
+        let plan = MemoryPlan::new(limit, None);
+        let peer_bodies = plan.peer_bodies.size();
+        if self.max_request_size > peer_bodies {
             let reason = format!(
-                "must be at most RUNNEL_MEMORY_LIMIT / 16 ({}): a request must fit the memory share of peer bodies",
-                limit / 16
+                "must be at most RUNNEL_MEMORY_LIMIT / 16 ({peer_bodies}): a request must fit the memory share of peer bodies"
             );
             return fail("RUNNEL_MAX_REQUEST_SIZE", self.max_request_size, reason);
         }
-        if self.poll_max_bytes * 2 > limit / 16 * 3 {
+        let reads = plan.reads.size();
+        if self.poll_max_bytes * 2 > reads {
             let reason = format!(
                 "must be at most 3/32 of RUNNEL_MEMORY_LIMIT ({}): a poll's records and its response must fit the reads' share",
-                limit / 32 * 3
+                reads / 2
             );
             return fail("RUNNEL_POLL_MAX_BYTES", self.poll_max_bytes, reason);
         }
@@ -360,13 +360,23 @@ impl Config {
             return Ok(None);
         }
         let names = self.named_brokers();
-        match self.service_name.as_deref().filter(|s| !s.is_empty()) {
+        match self.service() {
             Some(service) => {
                 Err(ConfigError::PeerSecretRequired(format!("the brokers of RUNNEL_SERVICE_NAME {service}")))
             }
             None if names > 1 => Err(ConfigError::PeerSecretRequired(format!("the {names} RUNNEL_BROKER_NAMES"))),
             None => Ok(Some(PeerSecret::random())),
         }
+    }
+
+    /// The headless service of Kubernetes mode, if one is named.
+    fn service(&self) -> Option<&str> {
+        self.service_name.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// Several brokers: a service, or more than one name.
+    fn is_cluster(&self) -> bool {
+        self.service().is_some() || self.named_brokers() > 1
     }
 
     /// How many brokers `RUNNEL_BROKER_NAMES` names (its default is one empty name).

@@ -18,6 +18,8 @@
 //! | [`QUORUM_LOST_AFTER`] | 1.5 s | > [`RAFT_HEARTBEAT`] several times over: a leader unanswered this long reports the quorum lost |
 //! | [`MEMORY_PRESSURE`] | 5 s | > [`MEMORY_WAIT`]: a budget that refused a request this recently makes its port not ready |
 //! | [`MEMORY_WAIT`] | 2 s | < [`ACK_TIMEOUT`] and < [`PEER_REQUEST_TIMEOUT`]: a request short of memory is refused (503) before its sender gives up |
+//! | [`PEER_POOL_IDLE`] | 4 s | < [`CLUSTER_MIN_HEADER_TIMEOUT`]: a pooled peer connection is closed by its client before the peer port closes it |
+//! | [`CLUSTER_MIN_HEADER_TIMEOUT`] | 5 s | the shortest `RUNNEL_HEADER_TIMEOUT_MS` of a cluster |
 //! | [`SHUTDOWN_CLOSE_GRACE`] | 5 s | < [`SHUTDOWN_HAND_OVER`]: responses still being written at shutdown get this long |
 
 use std::time::Duration;
@@ -65,6 +67,12 @@ pub const MEMORY_PRESSURE: Duration = Duration::from_secs(5);
 
 /// A request that needs memory its class has not free waits this long, then gets 503.
 pub const MEMORY_WAIT: Duration = Duration::from_secs(2);
+/// A broker closes an idle pooled connection to another broker after this long.
+pub const PEER_POOL_IDLE: Duration = Duration::from_secs(4);
+/// The shortest `RUNNEL_HEADER_TIMEOUT_MS` of a cluster (the peer port waits that long for the
+/// next request on a kept-alive connection), so no peer request races the server's close.
+pub const CLUSTER_MIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connection asked to close (idle, or at shutdown) may finish writing a response this long.
 pub const SHUTDOWN_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -86,6 +94,7 @@ mod tests {
         assert!(SHUTDOWN_DRAIN + SHUTDOWN_HAND_OVER < Duration::from_secs(30), "fits k8s' grace period");
         assert!(MEMORY_WAIT < ACK_TIMEOUT && MEMORY_WAIT < PEER_REQUEST_TIMEOUT, "refused before the sender gives up");
         assert!(SHUTDOWN_CLOSE_GRACE < SHUTDOWN_HAND_OVER);
+        assert!(PEER_POOL_IDLE < CLUSTER_MIN_HEADER_TIMEOUT, "the client closes an idle peer connection first");
         assert!(QUORUM_LOST_AFTER >= RAFT_HEARTBEAT * 5 && QUORUM_LOST_AFTER > RAFT_ELECTION_MAX);
         assert!(MEMORY_PRESSURE > MEMORY_WAIT);
     }

@@ -11,17 +11,13 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{now_ms, sign, Credential, PeerError, PeerSecret, SignedParts};
-use crate::timing::PEER_REQUEST_TIMEOUT;
+use crate::timing::{PEER_POOL_IDLE, PEER_REQUEST_TIMEOUT};
 
 /// Requests in flight to one broker at once, beside Raft's (which never wait here: a
 /// heartbeat stuck behind replication would start an election). Each needs a connection of
 /// the remote peer port, whose limit ([`crate::memory::MAX_PEER_CONNECTIONS`]) must hold this for
 /// every other broker.
 pub const IN_FLIGHT_PER_BROKER: usize = 32;
-
-/// An idle pooled connection is closed before the peer port would close it (its head timeout,
-/// at least `MIN_HEADER_TIMEOUT`), so a request never races the server's close.
-const POOL_IDLE: Duration = Duration::from_secs(4);
 
 #[derive(Clone)]
 pub struct PeerHttp {
@@ -39,7 +35,7 @@ impl PeerHttp {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             .timeout(PEER_REQUEST_TIMEOUT)
-            .pool_idle_timeout(POOL_IDLE)
+            .pool_idle_timeout(PEER_POOL_IDLE)
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
