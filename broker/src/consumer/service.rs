@@ -239,8 +239,9 @@ impl ConsumerService {
         }
         let turn = self.poll_turn.fetch_add(1, Ordering::Relaxed) % local.len();
         local.rotate_left(turn);
-        // The records read and the response they become.
-        let mut held = self.reads.reserve(2 * self.settings.poll_max_bytes, MEMORY_WAIT).await?;
+        // The records read and the response they become, reserved at the first read: a poll
+        // with nothing to read takes nothing.
+        let mut held: Option<Reservation> = None;
 
         let mut budget = self.settings.poll_max_bytes;
         let mut chunks = Vec::new();
@@ -259,6 +260,9 @@ impl ConsumerService {
             if next >= readable {
                 continue;
             }
+            if held.is_none() {
+                held = Some(self.reads.reserve(2 * self.settings.poll_max_bytes, MEMORY_WAIT).await?);
+            }
             let mut read = self.storage.read(&tp.topic, tp.partition, next, budget).await?;
             read.records.retain(|r| r.offset < readable);
             let reached = read.records.last().map_or(next.max(read.next_offset.min(readable)), |r| r.offset + 1);
@@ -272,11 +276,13 @@ impl ConsumerService {
             budget = budget.saturating_sub(bytes);
             chunks.push(Chunk { topic: tp.topic, partition: tp.partition, records: read.records });
         }
-        if chunks.is_empty() {
-            return Ok(PollOutcome::NoData);
+        match held {
+            Some(mut held) if !chunks.is_empty() => {
+                held.shrink_to(2 * (self.settings.poll_max_bytes - budget));
+                Ok(PollOutcome::Records(chunks, held))
+            }
+            _ => Ok(PollOutcome::NoData),
         }
-        held.shrink_to(2 * (self.settings.poll_max_bytes - budget));
-        Ok(PollOutcome::Records(chunks, held))
     }
 
     /// Where `consumer` reads `tp` next: its own cursor, or, when it takes the partition over,
