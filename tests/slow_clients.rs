@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use runnel_tests::{BrokerProcess, TestClient};
+use runnel_tests::{stalled_produce, BrokerProcess, Stall, TestClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -14,18 +14,6 @@ const PRODUCER_PORT: u16 = 9251;
 
 async fn connect(broker: &BrokerProcess) -> TcpStream {
     TcpStream::connect((broker.ip, PRODUCER_PORT)).await.expect("connect to the producer port")
-}
-
-/// Sends a produce head and the start of its body, then nothing more.
-async fn stalled_produce(broker: &BrokerProcess, chunked: bool) -> TcpStream {
-    let mut stream = connect(broker).await;
-    let head = if chunked {
-        "POST /v1/topic/slow/messages HTTP/1.1\r\nhost: b\r\ntransfer-encoding: chunked\r\n\r\n".to_string()
-    } else {
-        "POST /v1/topic/slow/messages HTTP/1.1\r\nhost: b\r\ncontent-length: 1048576\r\n\r\n0123456789".to_string()
-    };
-    stream.write_all(head.as_bytes()).await.expect("send a head");
-    stream
 }
 
 /// Everything the broker sends on `stream` until it closes it (or `within` passes).
@@ -45,7 +33,8 @@ async fn slow_bodies_do_not_stop_other_producers_and_time_out() {
     let broker = BrokerProcess::start(&dir.path().join("b"), &env);
     let mut slow = Vec::new();
     for i in 0..100 {
-        slow.push(stalled_produce(&broker, i % 5 == 0).await);
+        let stall = if i % 5 == 0 { Stall::Chunked } else { Stall::Declared { declared: 1 << 20, sent: 10 } };
+        slow.push(stalled_produce(&broker, stall).await);
     }
     let client = TestClient::new(&broker);
     let big = "x".repeat(200 * 1024);

@@ -5,10 +5,8 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use runnel_tests::{start_cluster, BrokerProcess};
+use runnel_tests::{stalled_produce, start_cluster, BrokerProcess, Stall};
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 async fn get(broker: &BrokerProcess, port: u16, path: &str) -> (StatusCode, Value) {
     let response = reqwest::get(broker.url(port, path)).await.expect("request");
@@ -74,11 +72,8 @@ async fn spent_produce_memory_makes_the_producer_port_not_ready_and_the_consumer
     let broker = BrokerProcess::start(&dir.path().join("b"), &env);
     let mut stalled = Vec::new();
     for _ in 0..16 {
-        let mut stream = TcpStream::connect((broker.ip, 9251)).await.expect("connect");
-        let head = "POST /v1/topic/t/messages HTTP/1.1\r\nhost: b\r\ncontent-length: 1048576\r\n\r\n";
-        stream.write_all(head.as_bytes()).await.expect("head");
-        stream.write_all(&vec![b'x'; 20 * 1024]).await.expect("past the lookahead");
-        stalled.push(stream);
+        // Past the 16 KiB read before a body reserves anything.
+        stalled.push(stalled_produce(&broker, Stall::Declared { declared: 1 << 20, sent: 20 * 1024 }).await);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let big = vec![b'y'; 512 * 1024];

@@ -5,6 +5,7 @@ mod broker_process;
 mod client;
 pub mod docker;
 mod peer;
+mod stalled;
 pub mod workload;
 
 pub use broker_process::{
@@ -12,3 +13,4 @@ pub use broker_process::{
 };
 pub use client::{Polled, TestClient};
 pub use peer::signed_request;
+pub use stalled::{stalled_produce, Stall};
