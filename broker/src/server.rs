@@ -18,7 +18,6 @@ use crate::consumer::{self, ConsumerService, ConsumerSettings};
 use crate::http::{consumer_router, discovery_router, metrics_router, producer_router, AppState};
 use crate::limits::PEER_BODY_LIMIT;
 use crate::metrics::Metrics;
-use crate::partitioning::Ring;
 use crate::peer::{
     peer_errors_as_json, read_peer_bodies, require_peer_auth, PeerBodies, PeerError, PeerHttp, PeerVerifier,
 };
@@ -82,20 +81,18 @@ impl Broker {
         storage.set_fsync_observer(Arc::new(move |d| observer.fsync(d)));
 
         let (names, ordinal) = topology(&config).await?;
-        let peers = Peers::new(names, ordinal, config.peer_port, peer_http.clone());
         let node_id = load_or_create_node_id(&config.home).context("cannot read this broker's node id")?;
         let raft = RaftNode::start(RaftConfig {
             node_id,
-            peer_addr: peers.peer_addr(ordinal),
+            peer_addr: format!("{}:{}", names[ordinal as usize], config.peer_port),
             dir: config.home.join("raft"),
             snapshot_every: 5000,
-            http: peer_http,
+            http: peer_http.clone(),
         })
         .await
         .context("cannot start Raft")?;
-
-        let ring = Ring::new(peers.count(), config.consumer_ranges);
-        let leadership = Leadership::new(raft.clone(), ring, peers.ordinal(), peers.count());
+        let peers = Peers::new(names, ordinal, config.consumer_ranges, config.peer_port, raft.clone(), peer_http.clone());
+        let leadership = Leadership::new(raft.clone(), ordinal);
         let memory = config.memory_plan();
         let replication = Replication::new(storage.clone(), peers.clone(), leadership, memory.replication.clone());
         let consumers = Arc::new(ConsumerService::new(
@@ -103,7 +100,6 @@ impl Broker {
             storage.clone(),
             replication.clone(),
             peers.clone(),
-            ring,
             ConsumerSettings {
                 poll_max_bytes: config.poll_max_bytes,
                 timeout: config.consumer_timeout(),
@@ -112,7 +108,7 @@ impl Broker {
             memory.reads.clone(),
         ));
         let (join_refusal, join_refused) = watch::channel(None);
-        let produce = Arc::new(ProduceService::new(replication.clone(), peers.clone(), ring));
+        let produce = Arc::new(ProduceService::new(replication.clone(), peers.clone()));
         let client_connections = ConnectionLimit::new(memory.client_connections, metrics.connections_refused.clone());
         let app = Arc::new(AppState {
             storage: storage.clone(),
@@ -121,7 +117,6 @@ impl Broker {
             produce: produce.clone(),
             replication: replication.clone(),
             metrics,
-            ring,
             peers: peers.clone(),
             producer_port: config.producer_port,
             consumer_port: config.consumer_port,
@@ -163,9 +158,10 @@ impl Broker {
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             tasks.spawn("listener", serving::serve(listener, router, limit.clone(), rules, stopped.clone()));
         }
-        tokio::spawn(form_cluster(raft.clone(), peers, ring, join_refusal));
-        tokio::spawn(cluster::agree_ring(raft.clone(), ring, stopped.clone()));
+        tokio::spawn(cluster::agree_ring(raft.clone(), peers.clone(), stopped.clone()));
+        tokio::spawn(form_cluster(raft.clone(), peers, join_refusal));
         tasks.spawn("takeovers", replication.clone().run_takeovers(stopped.clone()));
+        tasks.spawn("sealing", replication.clone().run_sealing(stopped.clone()));
         tasks.spawn("controller", replication.run_controller(stopped.clone()));
         tasks.spawn("consumer housekeeping", consumers.run_background(config.auto_commit_interval(), stopped.clone()));
         tasks.spawn("retention", run_retention(storage, Duration::from_millis(config.retention_check_ms), stopped));

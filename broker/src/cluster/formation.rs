@@ -13,16 +13,17 @@ use tokio::sync::watch;
 use super::Peers;
 use crate::consensus::RaftNode;
 use crate::log_every::LogEvery;
-use crate::partitioning::Ring;
 use crate::peer::{answer_bytes, PeerError};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct JoinRequest {
     pub node_id: u64,
     pub peer_addr: String,
-    /// The ring the joiner is configured for; the leader refuses one the cluster did not agree.
-    #[serde(default)]
-    pub ring: Option<Ring>,
+    /// The joiner's ordinal and settings: the leader refuses settings that contradict the
+    /// cluster's, and records a broker beyond the ring as joining.
+    pub ordinal: u32,
+    pub names: Vec<String>,
+    pub ranges: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -35,7 +36,7 @@ const RETRY: Duration = Duration::from_millis(500);
 
 /// Joins (or forms) the Raft group; a join the cluster refuses (this broker's ring is not the
 /// agreed one) is published on `refused` with the leader's reason, and asked again later.
-pub async fn form_cluster(raft: RaftNode, peers: Peers, ring: Ring, refused: watch::Sender<Option<String>>) {
+pub async fn form_cluster(raft: RaftNode, peers: Peers, refused: watch::Sender<Option<String>>) {
     if raft.is_pristine() {
         let first_of_new_cluster = peers.ordinal() == 0 && !any_peer_is_member(&peers).await;
         if peers.count() == 1 || first_of_new_cluster {
@@ -48,8 +49,13 @@ pub async fn form_cluster(raft: RaftNode, peers: Peers, ring: Ring, refused: wat
     if raft.has_settled_membership() {
         return;
     }
-    let request =
-        JoinRequest { node_id: raft.node_id(), peer_addr: peers.peer_addr(peers.ordinal()), ring: Some(ring) };
+    let request = JoinRequest {
+        node_id: raft.node_id(),
+        peer_addr: peers.peer_addr(peers.ordinal()),
+        ordinal: peers.ordinal(),
+        names: peers.configured_names().to_vec(),
+        ranges: peers.configured_ring().ranges(),
+    };
     let refusals = LogEvery::new(Duration::from_secs(60));
     // Until this broker is a voter, not merely known: the leader adds a joiner as a learner and
     // then promotes it, and the promotion fails when another broker's join changes the

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::partitioning::Ring;
+pub use super::cluster_shape::{BrokerEntry, BrokerState};
+use crate::partitioning::{Layout, Ring};
 
 /// Where a brand-new group starts reading (SPEC §4 `onNewGroup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -72,9 +73,30 @@ pub enum Command {
         now_ms: u64,
         retention_ms: u64,
     },
-    /// The ring every broker must serve: the first one proposed is kept (a cluster's shape
-    /// changes only by a resize, not by a broker started with other settings).
-    AgreeRing(Ring),
+    /// The first ring and its brokers' names: the first one proposed is kept (a cluster's
+    /// shape then changes only by [`Command::Resize`], not by a broker started with other settings).
+    AgreeRing {
+        ring: Ring,
+        names: Vec<String>,
+    },
+    /// A broker beyond the ring asked to join: it is `joining` until a resize takes it in.
+    AddBroker {
+        ordinal: u32,
+        name: String,
+    },
+    /// Opens the next generation with `brokers` brokers; applied only if `generation` is the
+    /// current one (two resizes racing cannot both win) and every broker it names has joined.
+    Resize {
+        generation: u32,
+        brokers: u32,
+    },
+    /// The final ends, per topic, of a partition of an older generation, from its leader in
+    /// `epoch` (applied only if that is still its epoch): it takes no write from now on.
+    Seal {
+        partition: u32,
+        epoch: u64,
+        ends: BTreeMap<String, u64>,
+    },
 }
 
 /// What applying a [`Command`] did.
@@ -102,8 +124,10 @@ pub enum CommandResult {
         /// Groups whose offsets were removed.
         removed: Vec<String>,
     },
-    /// The agreed ring (the one proposed, or the one agreed before it).
+    /// The first generation's ring (the one proposed, or the one agreed before it).
     RingAgreed(Ring),
+    /// Whether an [`Command::AddBroker`], [`Command::Resize`] or [`Command::Seal`] changed anything.
+    Applied(bool),
 }
 
 /// The applied state: what every broker agrees on.
@@ -122,10 +146,15 @@ pub struct ClusterState {
     /// this field starts every idle group's clock at the next sweep.
     #[serde(default)]
     pub idle_groups: BTreeMap<String, u64>,
-    /// The ring's shape agreed for the cluster (brokers × ranges), once one broker proposed it:
-    /// a broker configured for another refuses to serve (none before it was agreed).
+    /// The ring generations, the current one last (none before the first was agreed).
     #[serde(default)]
-    pub ring: Option<Ring>,
+    pub layout: Layout,
+    /// Every broker the cluster knows, by ordinal, with its name and what it does.
+    #[serde(default)]
+    pub brokers: BTreeMap<u32, BrokerEntry>,
+    /// Partitions of older generations that were sealed: topic → final end offset.
+    #[serde(default)]
+    pub sealed: BTreeMap<u32, BTreeMap<String, u64>>,
 }
 
 impl ClusterState {
@@ -161,7 +190,10 @@ impl ClusterState {
                 CommandResult::LeaderSet { applied }
             }
             Command::SweepGroups { now_ms, retention_ms } => self.sweep_groups(now_ms, retention_ms),
-            Command::AgreeRing(ring) => CommandResult::RingAgreed(*self.ring.get_or_insert(ring)),
+            Command::AgreeRing { ring, names } => CommandResult::RingAgreed(self.agree_ring(ring, names)),
+            Command::AddBroker { ordinal, name } => CommandResult::Applied(self.add_broker(ordinal, name)),
+            Command::Resize { generation, brokers } => CommandResult::Applied(self.resize(generation, brokers)),
+            Command::Seal { partition, epoch, ends } => CommandResult::Applied(self.seal(partition, epoch, ends)),
         }
     }
 
@@ -196,9 +228,13 @@ impl ClusterState {
         CommandResult::GroupsSwept { idle, removed }
     }
 
-    /// The leader of `partition`; `owner` (its ring owner) until leadership first moved.
-    pub fn leader(&self, partition: u32, owner: u32) -> PartitionLeader {
-        self.leaders.get(&partition).copied().unwrap_or(PartitionLeader { broker: owner, epoch: 0 })
+    /// The leader of `partition`: its ring owner until leadership first moved, and no broker
+    /// (`u32::MAX`) for a partition no generation has.
+    pub fn leader(&self, partition: u32) -> PartitionLeader {
+        self.leaders.get(&partition).copied().unwrap_or_else(|| PartitionLeader {
+            broker: self.layout.owner(partition).unwrap_or(u32::MAX),
+            epoch: 0,
+        })
     }
 
     fn register(&mut self, consumer: Consumer) -> CommandResult {
@@ -381,7 +417,9 @@ mod tests {
     #[test]
     fn leadership_moves_only_to_the_next_epoch() {
         let mut s = ClusterState::default();
-        assert_eq!(s.leader(3, 1), PartitionLeader { broker: 1, epoch: 0 }, "the ring owner leads at first");
+        s.apply(Command::AgreeRing { ring: Ring::new(3, 2), names: vec!["a".into(), "b".into(), "c".into()] });
+        assert_eq!(s.leader(3), PartitionLeader { broker: 1, epoch: 0 }, "the ring owner leads at first");
+        assert_eq!(s.leader(6).broker, u32::MAX, "no generation has partition 6");
         assert_eq!(
             s.apply(Command::SetLeader { partition: 3, broker: 2, epoch: 1 }),
             CommandResult::LeaderSet { applied: true }
@@ -391,19 +429,6 @@ mod tests {
             CommandResult::LeaderSet { applied: false },
             "a second controller proposing the same epoch loses"
         );
-        assert_eq!(s.leader(3, 1), PartitionLeader { broker: 2, epoch: 1 });
-    }
-
-    #[test]
-    fn the_first_ring_proposed_is_the_one_kept() {
-        let mut s = ClusterState::default();
-        assert_eq!(s.ring, None);
-        let three = Ring::new(3, 4);
-        assert_eq!(s.apply(Command::AgreeRing(three)), CommandResult::RingAgreed(three));
-        assert_eq!(s.apply(Command::AgreeRing(Ring::new(4, 4))), CommandResult::RingAgreed(three));
-        assert_eq!(s.ring, Some(three), "a broker started with a longer list does not change the ring");
-        let old: ClusterState = serde_json::from_str(r#"{"consumers":{},"offsets":{},"membership_version":0}"#)
-            .expect("a state from before the ring was agreed loads");
-        assert_eq!(old.ring, None);
+        assert_eq!(s.leader(3), PartitionLeader { broker: 2, epoch: 1 });
     }
 }

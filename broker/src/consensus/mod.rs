@@ -1,6 +1,7 @@
 //! Replicated consumer state with openraft: the log store, the state machine, the network
 //! (HTTP on the peer port) and the node that ties them together, as in openraft's examples.
 
+mod cluster_shape;
 pub mod cluster_state;
 mod durable_file;
 mod log_store;

@@ -3,6 +3,7 @@
 mod activity;
 mod assignment;
 mod cursors;
+mod generation_order;
 mod peer_api;
 mod pending_commits;
 mod record_json;

@@ -15,7 +15,6 @@ use crate::consensus::cluster_state::{ClusterState, Command, CommandResult, Cons
 use crate::consensus::RaftNode;
 use crate::error::ApiError;
 use crate::memory::{Budget, Reservation};
-use crate::partitioning::Ring;
 use crate::peer::now_ms;
 use crate::replication::Replication;
 use crate::store::{Storage, StoredRecord};
@@ -73,7 +72,6 @@ pub struct ConsumerService {
     raft: RaftNode,
     storage: Storage,
     replication: Arc<Replication>,
-    ring: Ring,
     peers: Peers,
     settings: ConsumerSettings,
     /// What polls hold while they read and answer.
@@ -91,7 +89,6 @@ impl ConsumerService {
         storage: Storage,
         replication: Arc<Replication>,
         peers: Peers,
-        ring: Ring,
         settings: ConsumerSettings,
         reads: Budget,
     ) -> Self {
@@ -99,7 +96,6 @@ impl ConsumerService {
             raft,
             storage,
             replication,
-            ring,
             peers,
             settings,
             reads,
@@ -201,17 +197,16 @@ impl ConsumerService {
     /// Partitions this broker leads and serves.
     fn local_partitions(&self) -> impl Iterator<Item = u32> + '_ {
         let leadership = self.replication.leadership();
-        (0..self.ring.partitions()).filter(|p| leadership.serving_epoch(*p).is_some())
+        leadership.layout().all_partitions().filter(|p| leadership.serving_epoch(*p).is_some())
     }
 
     /// The consumer and its partitions. A consumer unknown here may have registered through
     /// another broker a moment ago: it is looked up again after catching up with Raft.
     async fn registered(&self, consumer_id: &str) -> Result<(Consumer, Vec<TopicPartition>), ApiError> {
-        let partitions = self.ring.partitions();
         let lookup = || {
             self.raft.read(|state| {
                 let consumer = state.consumers.get(consumer_id)?.clone();
-                Some((consumer, assigned_to(state, consumer_id, partitions)))
+                Some((consumer, assigned_to(state, consumer_id)))
             })
         };
         if let Some(found) = lookup() {

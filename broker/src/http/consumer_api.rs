@@ -160,19 +160,24 @@ fn json_chunks(app: &SharedState, chunks: &[Chunk]) -> Vec<u8> {
     let size: usize = chunks.iter().flat_map(|c| &c.records).map(|r| r.value.len() + 1).sum();
     let mut out = Vec::with_capacity(size + chunks.len() * 160 + 2);
     out.push(b'[');
+    let layout = app.replication.leadership().layout();
     for (i, chunk) in chunks.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        let info = app.ring.info(chunk.partition);
+        let info = layout.info(chunk.partition).unwrap_or_default();
         let start = chunk.records.first().map_or(0, |r| r.offset);
         out.extend_from_slice(b"{\"topic\":");
         // Serialising a &str into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut out, &chunk.topic);
         out.extend_from_slice(
             format!(
-                ",\"token\":\"{}\",\"rangeIndex\":{},\"version\":1,\"partition\":{},\"startOffset\":\"{}\",\"values\":[",
-                info.token, info.range_index, chunk.partition, start
+                ",\"token\":\"{}\",\"rangeIndex\":{},\"version\":{},\"partition\":{},\"startOffset\":\"{}\",\"values\":[",
+                info.token,
+                info.range_index,
+                info.generation + 1,
+                chunk.partition,
+                start
             )
             .as_bytes(),
         );

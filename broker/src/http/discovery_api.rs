@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::status::{discovery_status, livez};
 use super::{with_fallbacks, SharedState};
+use crate::consensus::cluster_state::BrokerState;
 
 pub fn router(app: SharedState) -> Router {
     with_fallbacks(
@@ -21,12 +22,15 @@ pub fn router(app: SharedState) -> Router {
     .with_state(app)
 }
 
+/// Every broker a consumer must poll: those in the ring and those leaving it that still
+/// serve what only they hold.
 async fn brokers(State(app): State<SharedState>) -> Json<BrokerList> {
+    let names = app.peers.polled_names();
     Json(BrokerList {
         base_name: None,
         service_name: None,
-        length: app.peers.names().len(),
-        names: app.peers.names().to_vec(),
+        length: names.len(),
+        names,
         producer_port: app.producer_port,
         consumer_port: app.consumer_port,
     })
@@ -41,13 +45,32 @@ struct ClusterView {
     raft_leader: Option<u32>,
     /// Ordinals of the brokers that vote in Raft (up to five; the rest follow as learners).
     raft_voters: Vec<u32>,
+    /// The current ring generation (0 until the cluster is first resized).
+    generation: u32,
+    /// Brokers in the current ring.
+    brokers: u32,
+    /// Every broker the cluster knows, with what it does.
+    members: Vec<MemberView>,
+    /// Brokers that left the ring and hold nothing any more: they may be stopped.
+    removable: Vec<u32>,
     partitions: Vec<PartitionView>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MemberView {
+    broker: u32,
+    name: String,
+    state: BrokerState,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PartitionView {
     partition: u32,
+    generation: u32,
+    /// Takes no more writes: its generation is not the current one and its ends are final.
+    sealed: bool,
     leader: u32,
     epoch: u64,
     /// Brokers holding a copy, the ring owner first.
@@ -55,21 +78,42 @@ struct PartitionView {
 }
 
 async fn cluster(State(app): State<SharedState>) -> Json<ClusterView> {
-    let leadership = app.replication.leadership();
     let ordinal_of = |addr: &str| (0..app.peers.count()).find(|i| app.peers.peer_addr(*i) == addr);
     let raft_leader = app.raft.leader_addr().and_then(|addr| ordinal_of(&addr));
     let mut raft_voters: Vec<u32> = app.raft.voter_addrs().iter().filter_map(|addr| ordinal_of(addr)).collect();
     raft_voters.sort_unstable();
-    let partitions = (0..app.ring.partitions())
-        .map(|partition| {
-            let current = leadership.current(partition);
-            PartitionView {
-                partition,
-                leader: current.broker,
-                epoch: current.epoch,
-                replicas: leadership.replicas(partition),
-            }
-        })
-        .collect();
-    Json(ClusterView { broker: app.peers.ordinal(), raft_leader, raft_voters, partitions })
+    let view = app.raft.read(|s| {
+        let members: Vec<MemberView> = s
+            .brokers
+            .iter()
+            .map(|(&broker, b)| MemberView { broker, name: b.name.clone(), state: b.state })
+            .collect();
+        let partitions = s
+            .layout
+            .generations()
+            .flat_map(|(generation, g)| g.partitions().map(move |p| (generation, p)))
+            .map(|(generation, partition)| {
+                let current = s.leader(partition);
+                PartitionView {
+                    partition,
+                    generation,
+                    sealed: s.sealed.contains_key(&partition),
+                    leader: current.broker,
+                    epoch: current.epoch,
+                    replicas: s.replicas(partition),
+                }
+            })
+            .collect();
+        ClusterView {
+            broker: app.peers.ordinal(),
+            raft_leader,
+            raft_voters,
+            generation: s.layout.generation(),
+            brokers: s.layout.current_ring().map_or(0, |r| r.brokers()),
+            removable: s.brokers_in(BrokerState::Removable).collect(),
+            members,
+            partitions,
+        }
+    });
+    Json(view)
 }

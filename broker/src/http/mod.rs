@@ -21,7 +21,6 @@ use crate::consumer::ConsumerService;
 use crate::error::ApiError;
 use crate::memory::{BodyRules, MemoryPlan};
 use crate::metrics::Metrics;
-use crate::partitioning::Ring;
 use crate::peer::plain_error;
 use crate::produce::ProduceService;
 use crate::replication::Replication;
@@ -41,7 +40,6 @@ pub struct AppState {
     pub produce: Arc<ProduceService>,
     pub replication: Arc<Replication>,
     pub metrics: Arc<Metrics>,
-    pub ring: Ring,
     pub peers: Peers,
     pub producer_port: u16,
     pub consumer_port: u16,

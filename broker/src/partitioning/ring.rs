@@ -11,12 +11,14 @@ pub struct Ring {
 }
 
 /// How a partition is presented to consumers (PolarStreams' chunk fields).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PartitionInfo {
     /// First token of the owning broker's range.
     pub token: i64,
     /// Index of the partition inside that broker's range.
     pub range_index: u32,
+    /// The ring generation the partition belongs to.
+    pub generation: u32,
 }
 
 const TOKEN_SPACE: u128 = 1 << 64;
@@ -54,10 +56,15 @@ impl Ring {
         partition / self.ranges
     }
 
-    pub fn info(&self, partition: u32) -> PartitionInfo {
+    /// Where `partition` lies, for a ring of generation `generation`.
+    pub fn info(&self, partition: u32, generation: u32) -> PartitionInfo {
         let broker = self.broker_of(partition);
         let start = broker as u128 * TOKEN_SPACE / self.brokers as u128;
-        PartitionInfo { token: (start as i128 + i64::MIN as i128) as i64, range_index: partition % self.ranges }
+        PartitionInfo {
+            token: (start as i128 + i64::MIN as i128) as i64,
+            range_index: partition % self.ranges,
+            generation,
+        }
     }
 
     /// The partitions led by broker `broker` (ring index).
@@ -78,8 +85,8 @@ mod tests {
         assert_eq!(ring.partition_of_token(i64::MAX), 11);
         assert_eq!(ring.partition_of_token(0), 6);
         assert_eq!(ring.broker_of(6), 1);
-        assert_eq!(ring.info(6), PartitionInfo { token: ring.info(4).token, range_index: 2 });
-        assert_eq!(ring.info(0).token, i64::MIN);
+        assert_eq!(ring.info(6, 1), PartitionInfo { token: ring.info(4, 1).token, range_index: 2, generation: 1 });
+        assert_eq!(ring.info(0, 0).token, i64::MIN);
     }
 
     #[test]

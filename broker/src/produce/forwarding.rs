@@ -1,6 +1,8 @@
 //! Sending a produce to the broker that leads its partition, wherever it arrived. While
 //! leadership moves (a failover or a hand-over), the write is retried against the new leader
-//! for up to [`crate::timing::LEADER_WAIT`], so producers see a slower answer instead of an error.
+//! for up to [`crate::timing::LEADER_WAIT`], so producers see a slower answer instead of an
+//! error; when a resize opens a new generation meanwhile, it goes to the new generation's
+//! partition of its key instead.
 
 use std::time::Duration;
 
@@ -15,16 +17,20 @@ use crate::timing::LEADER_WAIT;
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 impl ProduceService {
-    /// Appends `records` on the partition's leader (this broker or another) and returns once a
-    /// majority of its copies hold them.
+    /// Appends `records` on the leader of `key`'s partition (this broker or another) and
+    /// returns the partition once a majority of its copies hold them.
     pub(super) async fn produce_to_leader(
         &self,
         topic: &str,
-        partition: u32,
+        key: Option<&[u8]>,
         records: Vec<Bytes>,
-    ) -> Result<Appended, ApiError> {
+    ) -> Result<(u32, Appended), ApiError> {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut partition = self.partition_for(key)?;
         loop {
+            if !self.replication.leadership().layout().is_current(partition) {
+                partition = self.partition_for(key)?;
+            }
             let leader = self.replication.leadership().current(partition).broker;
             let attempt = if leader == self.peers.ordinal() {
                 match self.replication.append(topic, partition, records.clone()).await {
@@ -44,7 +50,7 @@ impl ProduceService {
                 }
             };
             match attempt {
-                Ok(result) => return result,
+                Ok(result) => return result.map(|appended| (partition, appended)),
                 Err(Retry(reason)) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(%topic, partition, leader, "produce waits for the partition's leader: {reason}");
                     tokio::time::sleep(RETRY_PAUSE).await;

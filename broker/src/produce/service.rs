@@ -8,14 +8,12 @@ use bytes::Bytes;
 
 use crate::cluster::Peers;
 use crate::error::ApiError;
-use crate::partitioning::Ring;
 use crate::replication::Replication;
 use crate::store::Appended;
 
 pub struct ProduceService {
     pub(super) replication: Arc<Replication>,
     pub(super) peers: Peers,
-    pub(super) ring: Ring,
     /// Rotates the partition of requests without a key.
     turn: AtomicUsize,
 }
@@ -27,27 +25,31 @@ pub struct Stored {
 }
 
 impl ProduceService {
-    pub fn new(replication: Arc<Replication>, peers: Peers, ring: Ring) -> ProduceService {
-        ProduceService { replication, peers, ring, turn: AtomicUsize::new(0) }
+    pub fn new(replication: Arc<Replication>, peers: Peers) -> ProduceService {
+        ProduceService { replication, peers, turn: AtomicUsize::new(0) }
     }
 
-    /// Stores `records` (one request's, never empty) in the partition of `key`, or, without
-    /// a key, in the next of the partitions this broker leads (round-robin), and returns once
-    /// a majority of the partition's copies hold them.
+    /// Stores `records` (one request's, never empty) in the current generation's partition of
+    /// `key`, or, without a key, in the next of the partitions this broker owns in it
+    /// (round-robin; any of the generation's partitions on a broker outside the ring), and
+    /// returns once a majority of the partition's copies hold them.
     pub async fn produce(&self, topic: &str, key: Option<&[u8]>, records: Vec<Bytes>) -> Result<Stored, ApiError> {
-        let partition = self.partition_for(key);
-        let appended = self.produce_to_leader(topic, partition, records).await?;
+        let (partition, appended) = self.produce_to_leader(topic, key, records).await?;
         Ok(Stored { partition, appended })
     }
 
-    fn partition_for(&self, key: Option<&[u8]>) -> u32 {
-        match key {
-            Some(key) => self.ring.partition_of_key(key),
+    /// The partition of `key` (or the next one without a key) in the current generation.
+    pub(super) fn partition_for(&self, key: Option<&[u8]>) -> Result<u32, ApiError> {
+        let layout = self.replication.leadership().layout();
+        let chosen = match key {
+            Some(key) => layout.partition_of_key(key),
             None => {
-                let local = self.ring.partitions_of_broker(self.peers.ordinal());
+                let own = layout.partitions_of_broker(self.peers.ordinal());
+                let choices = if own.is_empty() { layout.current_partitions() } else { own };
                 let turn = self.turn.fetch_add(1, Ordering::Relaxed) as u32;
-                local.start + turn % (local.end - local.start)
+                (!choices.is_empty()).then(|| choices.start + turn % choices.len() as u32)
             }
-        }
+        };
+        chosen.ok_or_else(|| ApiError::Unavailable("the cluster has not agreed on its ring yet".into()))
     }
 }

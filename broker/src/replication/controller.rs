@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::growth::growth;
 use super::leader::Replication;
 use super::peer_api::{HandoverRequest, Health};
 use crate::consensus::cluster_state::{Command, CommandResult, PartitionLeader};
@@ -83,6 +84,13 @@ impl Observations {
         self.seen.get(&broker).is_some_and(|s| s.health.ready && !s.health.draining) && self.alive(broker, now)
     }
 
+    /// Eligible and healthy for [`BACK_FOR`] without a break: a broker that may be given
+    /// partitions (its own back, or a new ring's).
+    fn settled(&self, broker: u32, now: Instant) -> bool {
+        let healthy_for = self.seen.get(&broker).and_then(|s| s.healthy_since).map(|t| now.duration_since(t));
+        self.eligible(broker, now) && healthy_for.is_some_and(|d| d >= BACK_FOR)
+    }
+
     /// The fate of `partition`, led by `leader`, with copies `replicas` (its ring owner first).
     fn decide(&mut self, partition: u32, leader: u32, replicas: &[u32], now: Instant) -> Decision {
         if !self.alive(leader, now) {
@@ -92,10 +100,8 @@ impl Observations {
             };
         }
         let Some(&owner) = replicas.first() else { return Decision::Nothing };
-        let owner_back =
-            self.seen.get(&owner).and_then(|s| s.healthy_since).is_some_and(|t| now.duration_since(t) >= BACK_FOR);
         let due = self.hand_backs.get(&partition).is_none_or(|t| now.duration_since(*t) >= HAND_BACK_EVERY);
-        if leader != owner && self.eligible(owner, now) && owner_back && due {
+        if leader != owner && self.settled(owner, now) && due {
             self.hand_backs.insert(partition, now);
             return Decision::HandBack { to: owner };
         }
@@ -119,7 +125,7 @@ impl Replication {
             let answers = self.probe().await;
             observed.record(Instant::now(), answers);
             let now = Instant::now();
-            for partition in 0..self.leadership.ring().partitions() {
+            for partition in self.leadership.layout().all_partitions() {
                 let current = self.leadership.current(partition);
                 match observed.decide(partition, current.broker, &self.leadership.replicas(partition), now) {
                     Decision::Nothing => {}
@@ -127,6 +133,20 @@ impl Replication {
                     Decision::HandBack { to } => self.ask_hand_back(current.broker, partition, to),
                 }
             }
+            if let Some(resize) = self.leadership.raft().read(|s| growth(s, |b| observed.settled(b, now))) {
+                self.grow(resize).await;
+            }
+        }
+    }
+
+    async fn grow(&self, resize: Command) {
+        let Command::Resize { generation, brokers } = resize else { return };
+        match self.leadership.raft().propose(resize).await {
+            Ok(CommandResult::Applied(true)) => {
+                tracing::info!(generation = generation + 1, brokers, "the cluster grew: a new generation is open")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(brokers, "could not grow the cluster: {e}"),
         }
     }
 

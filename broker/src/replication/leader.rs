@@ -19,7 +19,7 @@ use super::copy_protocol::{agree_on_end, CopySource, FollowerLink, SendError, SE
 use super::leadership::Leadership;
 use super::peer_client::RemoteCopy;
 use super::replica_set::others_needed;
-use crate::cluster::{disagreement, Peers};
+use crate::cluster::Peers;
 use crate::consensus::RaftChanges;
 use crate::error::ApiError;
 use crate::memory::{Budget, Reservation};
@@ -41,7 +41,7 @@ pub(super) struct PartitionCopies {
     pub followers: Vec<u32>,
     ends: Mutex<Ends>,
     /// End of the prefix that a majority of copies hold (never moves back within an epoch).
-    majority_end: watch::Sender<u64>,
+    pub(super) majority_end: watch::Sender<u64>,
     /// Wakes the replicators when the leader appended something.
     appended: Notify,
 }
@@ -188,7 +188,7 @@ impl Replication {
 
     /// Why this broker must not serve: its ring is not the one the cluster agreed in Raft.
     pub fn ring_conflict(&self) -> Option<String> {
-        disagreement(*self.leadership.ring(), self.leadership.raft().read(|s| s.ring))
+        self.leadership.raft().read(|s| self.peers.disagreement(s))
     }
 
     /// Where this broker's copy of a topic partition ends, and the epoch of its newest record.
@@ -273,11 +273,11 @@ impl Replication {
             return 0;
         }
         let copies = self.copies(topic, partition, epoch);
-        if copies.followers.is_empty() {
-            return self.storage.end(topic, partition);
-        }
-        let reached = *copies.majority_end.borrow();
-        reached
+        let reached =
+            if copies.followers.is_empty() { self.storage.end(topic, partition) } else { *copies.majority_end.borrow() };
+        // A sealed partition ends where it was sealed, whatever a later leader's log holds.
+        let sealed = self.leadership.raft().read(|s| s.sealed_end(topic, partition));
+        sealed.map_or(reached, |end| reached.min(end))
     }
 
     /// The copies of `topic`/`partition` in `epoch`, starting their replicators on first use.

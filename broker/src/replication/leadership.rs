@@ -6,16 +6,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use super::copy_protocol::FollowerView;
-use super::replica_set::replicas_of;
 use crate::consensus::cluster_state::PartitionLeader;
 use crate::consensus::{RaftChanges, RaftNode};
-use crate::partitioning::Ring;
+use crate::partitioning::Layout;
 
 pub struct Leadership {
     raft: RaftNode,
-    ring: Ring,
     me: u32,
-    brokers: u32,
     /// Partitions this broker finished taking over, with the epoch it took them in.
     serving: Mutex<HashMap<u32, u64>>,
     writes: Mutex<Writes>,
@@ -52,12 +49,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Leadership {
-    pub fn new(raft: RaftNode, ring: Ring, me: u32, brokers: u32) -> Leadership {
+    pub fn new(raft: RaftNode, me: u32) -> Leadership {
         Leadership {
             raft,
-            ring,
             me,
-            brokers,
             serving: Mutex::default(),
             writes: Mutex::default(),
             fences: Mutex::default(),
@@ -68,21 +63,22 @@ impl Leadership {
         self.me
     }
 
-    pub fn ring(&self) -> &Ring {
-        &self.ring
-    }
-
     pub fn raft(&self) -> &RaftNode {
         &self.raft
     }
 
     /// The partition's leader as this broker last applied it.
     pub fn current(&self, partition: u32) -> PartitionLeader {
-        self.raft.read(|s| s.leader(partition, self.ring.broker_of(partition)))
+        self.raft.read(|s| s.leader(partition))
+    }
+
+    /// The ring generations as this broker last applied them.
+    pub fn layout(&self) -> Layout {
+        self.raft.read(|s| s.layout.clone())
     }
 
     pub fn replicas(&self, partition: u32) -> Vec<u32> {
-        replicas_of(&self.ring, self.brokers, partition)
+        self.raft.read(|s| s.replicas(partition))
     }
 
     /// The other copies of a partition this broker leads.
@@ -103,11 +99,12 @@ impl Leadership {
         self.serves(partition, current, &lock(&self.writes)).then_some(current.epoch)
     }
 
-    /// Permission for one local write, if this broker serves `partition`.
+    /// Permission for one local write, if this broker serves `partition` and it is of the
+    /// current generation (an older one's partitions are sealed, or about to be).
     pub fn write_permit(&self, partition: u32) -> Option<WritePermit<'_>> {
-        let current = self.current(partition);
+        let (current, writable) = self.raft.read(|s| (s.leader(partition), s.layout.is_current(partition)));
         let mut writes = lock(&self.writes);
-        if !self.serves(partition, current, &writes) {
+        if !writable || !self.serves(partition, current, &writes) {
             return None;
         }
         *writes.in_flight.entry(partition).or_insert(0) += 1;
@@ -127,7 +124,7 @@ impl Leadership {
     /// Partitions Raft says this broker leads, each with its epoch, and whether it serves them.
     pub fn led(&self) -> Vec<(u32, u64, bool)> {
         let leaders: Vec<(u32, PartitionLeader)> =
-            self.raft.read(|s| (0..self.ring.partitions()).map(|p| (p, s.leader(p, self.ring.broker_of(p)))).collect());
+            self.raft.read(|s| s.layout.all_partitions().map(|p| (p, s.leader(p))).collect());
         let serving = lock(&self.serving);
         leaders
             .into_iter()

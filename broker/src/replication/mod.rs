@@ -6,11 +6,13 @@
 mod controller;
 mod copy_log;
 mod copy_protocol;
+mod growth;
 mod leader;
 mod leadership;
 mod peer_api;
 mod peer_client;
 mod replica_set;
+mod sealing;
 mod takeover;
 
 pub use leader::Replication;

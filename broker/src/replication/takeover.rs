@@ -118,12 +118,7 @@ impl Replication {
 
     async fn hand_over_when_caught_up(self: &Arc<Self>, partition: u32, epoch: u64, to: u32) -> Result<(), ApiError> {
         let deadline = tokio::time::Instant::now() + HAND_OVER_WAIT;
-        while self.leadership.writes_in_flight(partition) > 0 {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::Unavailable(format!("writes to partition {partition} did not finish in time")));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        self.wait_for_writes(partition, deadline).await?;
         let topics = self.storage.topics_with(partition);
         loop {
             let behind = topics.iter().any(|topic| {
