@@ -225,29 +225,48 @@ impl Drop for BrokerProcess {
     }
 }
 
+/// The addresses and secret of a static cluster that may grow to `ips.len()` brokers: broker
+/// i runs on `ips[i]` with data in `dir/broker-i`.
+pub struct StaticCluster {
+    pub dir: PathBuf,
+    pub ips: Vec<Ipv4Addr>,
+    secret: PathBuf,
+}
+
+impl StaticCluster {
+    /// Picks `capacity` free loopback addresses and writes a new peer secret in `dir/peer-secret`.
+    pub fn new(dir: &Path, capacity: usize) -> StaticCluster {
+        let secret = write_peer_secret(dir);
+        let mut ips: Vec<Ipv4Addr> = Vec::new();
+        while ips.len() < capacity {
+            let ip = free_loopback_ip();
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+        StaticCluster { dir: dir.to_path_buf(), ips, secret }
+    }
+
+    /// `RUNNEL_BROKER_NAMES` of the first `count` brokers.
+    pub fn names(&self, count: usize) -> String {
+        self.ips[..count].iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(",")
+    }
+
+    /// Starts broker `ordinal` configured with the first `names` names (and `env`), and waits
+    /// until it is ready.
+    pub fn start(&self, ordinal: usize, names: usize, env: &[(&str, &str)]) -> BrokerProcess {
+        let (names, ordinal_text) = (self.names(names), ordinal.to_string());
+        let secret = self.secret.to_str().expect("UTF-8 test directory");
+        let mut all: Vec<(&str, &str)> =
+            vec![("RUNNEL_BROKER_NAMES", &names), ("RUNNEL_ORDINAL", &ordinal_text), ("RUNNEL_PEER_SECRET_FILE", secret)];
+        all.extend_from_slice(env);
+        BrokerProcess::start_at(self.ips[ordinal], &self.dir.join(format!("broker-{ordinal}")), &all)
+    }
+}
+
 /// Starts `n` brokers of one cluster (static topology, each on its own loopback address),
 /// sharing a new peer secret in `dir/peer-secret` (`env` may override it).
 pub fn start_cluster(dir: &Path, n: usize, env: &[(&str, &str)]) -> Vec<BrokerProcess> {
-    let secret = write_peer_secret(dir);
-    let secret = secret.to_str().expect("UTF-8 test directory");
-    let mut ips: Vec<Ipv4Addr> = Vec::new();
-    while ips.len() < n {
-        let ip = free_loopback_ip();
-        if !ips.contains(&ip) {
-            ips.push(ip);
-        }
-    }
-    let names = ips.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(",");
-    (0..n)
-        .map(|i| {
-            let ordinal = i.to_string();
-            let mut all: Vec<(&str, &str)> = vec![
-                ("RUNNEL_BROKER_NAMES", &names),
-                ("RUNNEL_ORDINAL", &ordinal),
-                ("RUNNEL_PEER_SECRET_FILE", secret),
-            ];
-            all.extend_from_slice(env);
-            BrokerProcess::start_at(ips[i], &dir.join(format!("broker-{i}")), &all)
-        })
-        .collect()
+    let cluster = StaticCluster::new(dir, n);
+    (0..n).map(|i| cluster.start(i, n, env)).collect()
 }

@@ -9,7 +9,7 @@ mod stalled;
 pub mod workload;
 
 pub use broker_process::{
-    broker_binary, built_binary, free_loopback_ip, start_cluster, write_peer_secret, BrokerProcess,
+    broker_binary, built_binary, free_loopback_ip, start_cluster, write_peer_secret, BrokerProcess, StaticCluster,
 };
 pub use client::{Polled, TestClient};
 pub use peer::signed_request;

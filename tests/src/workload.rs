@@ -65,6 +65,8 @@ pub struct Workload {
     group: String,
     stop_producing: Arc<AtomicBool>,
     stop_consuming: Arc<AtomicBool>,
+    /// While set, the group does not poll (a backlog builds up).
+    paused: Arc<AtomicBool>,
     observed: Arc<Mutex<Observed>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -80,6 +82,7 @@ impl Workload {
             group: format!("{topic}-checkers"),
             stop_producing: Arc::default(),
             stop_consuming: Arc::default(),
+            paused: Arc::default(),
             observed: Arc::default(),
             tasks: Vec::new(),
         };
@@ -101,6 +104,7 @@ impl Workload {
             workload.topic.clone(),
             workload.group.clone(),
             workload.stop_consuming.clone(),
+            workload.paused.clone(),
             workload.observed.clone(),
         )));
         workload.tasks.push(tokio::spawn(sample_offsets(
@@ -123,6 +127,12 @@ impl Workload {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("could not register {member}");
+    }
+
+    /// Stops the group polling (`true`) or lets it go on (`false`), so a backlog can be built
+    /// up across a change of the cluster.
+    pub fn pause_consuming(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
     }
 
     /// Acknowledged records so far.
@@ -212,11 +222,16 @@ async fn consume(
     topic: String,
     group: String,
     stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
     observed: Arc<Mutex<Observed>>,
 ) {
     let http = reqwest::Client::new();
     let mut last_commit = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if paused.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
         let mut got_any = false;
         for member in MEMBERS {
             for endpoint in up(&endpoints) {

@@ -1,0 +1,99 @@
+//! Issue 12: resizing a running cluster under load, static mode on 127.0.0.x. Three brokers
+//! take keyed writes through every broker while a 2-member group polls all of them; three
+//! more start with the longer `RUNNEL_BROKER_NAMES` and the cluster grows to six, copying
+//! nothing; the workload's checker then proves every acknowledged record was consumed, per key
+//! in order, and no committed offset went backwards.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use runnel_tests::workload::{raft_voters, Endpoint, Endpoints, Workload};
+use runnel_tests::StaticCluster;
+use serde_json::Value;
+
+/// The issue's bound on how long a write may wait.
+const MAX_WAIT: Duration = Duration::from_secs(10);
+
+async fn cluster_view(endpoint: &Endpoint) -> Option<Value> {
+    let response = reqwest::get(format!("{}/v1/cluster", endpoint.discovery)).await.ok()?;
+    response.json().await.ok()
+}
+
+/// The view once the ring has `brokers` brokers, every one of them serving, and every
+/// partition of an older generation sealed.
+async fn wait_for_ring(endpoint: &Endpoint, brokers: u64, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Some(view) = cluster_view(endpoint).await {
+            let serving = view["members"].as_array().into_iter().flatten().filter(|m| m["state"] == "serving").count();
+            let current = view["generation"].as_u64();
+            let unsealed = view["partitions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["generation"].as_u64() != current && p["sealed"] != true)
+                .count();
+            if view["brokers"] == brokers && serving as u64 == brokers && unsealed == 0 {
+                return view;
+            }
+            last = view;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the ring did not reach {brokers} serving brokers within {within:?}; last view: {last}");
+}
+
+/// Partition numbers with a directory under `home` for `topic`.
+fn partitions_on_disk(home: &Path, topic: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(home.join("topics").join(topic)) else { return Vec::new() };
+    let mut found: Vec<u32> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    found.sort_unstable();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_brokers_grow_to_six_under_load_and_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = StaticCluster::new(dir.path(), 6);
+    let mut brokers: Vec<_> = (0..3).map(|i| cluster.start(i, 3, &[])).collect();
+    let endpoints = Endpoints::new(std::sync::Mutex::new(brokers.iter().map(Endpoint::of).collect()));
+    let first = Endpoint::of(&brokers[0]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while raft_voters(&first).await.as_deref() != Some(&[0, 1, 2]) {
+        assert!(Instant::now() < deadline, "the three brokers are not all Raft voters");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let workload = Workload::start(endpoints.clone(), "resize", 48, 4).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The group stops reading while the cluster grows, so the old partitions hold a backlog
+    // when the new ones open: reading a new partition before its parents would break key order.
+    workload.pause_consuming(true);
+    // The new brokers come one at a time, as a StatefulSet creates its pods.
+    for ordinal in 3..6 {
+        brokers.push(cluster.start(ordinal, 6, &[]));
+        endpoints.lock().unwrap_or_else(|p| p.into_inner()).push(Endpoint::of(&brokers[ordinal]));
+    }
+    let last_ready = Instant::now();
+    let view = wait_for_ring(&first, 6, Duration::from_secs(60)).await;
+    let grown_after = last_ready.elapsed();
+    eprintln!("six brokers serving {grown_after:?} after the last one was ready (generation {})", view["generation"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    workload.pause_consuming(false);
+    let voters = raft_voters(&first).await.expect("voters");
+    assert_eq!(voters.len(), 5, "Raft keeps at most five voters, the sixth broker is a learner: {voters:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let report = workload.finish(Duration::from_secs(30)).await;
+    eprintln!("{} records acknowledged; longest wait {:?}", report.acks().len(), report.longest_wait());
+    report.check(MAX_WAIT);
+    let generation_0 = 0..12;
+    for broker in &brokers[3..] {
+        let old: Vec<u32> =
+            partitions_on_disk(&broker.home, "resize").into_iter().filter(|p| generation_0.contains(p)).collect();
+        assert!(old.is_empty(), "growing copied old partitions {old:?} to {}", broker.home.display());
+    }
+    let after_grow: Vec<u32> = report.acks().iter().map(|a| a.partition).filter(|p| *p >= 12).collect();
+    assert!(!after_grow.is_empty(), "no write reached a partition of a newer generation");
+}
