@@ -1,8 +1,9 @@
 //! Issue 12: resizing a running cluster under load, static mode on 127.0.0.x. Three brokers
 //! take keyed writes through every broker while a 2-member group polls all of them; three
 //! more start with the longer `RUNNEL_BROKER_NAMES` and the cluster grows to six, copying
-//! nothing; the workload's checker then proves every acknowledged record was consumed, per key
-//! in order, and no committed offset went backwards.
+//! nothing; a resize call shrinks it to three, and the three leaving brokers are stopped once
+//! `removable`; a fourth broker then grows it to four. The workload's checker proves every
+//! acknowledged record was consumed, per key in order, and no committed offset went backwards.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -52,8 +53,25 @@ fn partitions_on_disk(home: &Path, topic: &str) -> Vec<u32> {
     found
 }
 
+/// The view once `brokers` are listed removable.
+async fn wait_for_removable(endpoint: &Endpoint, brokers: &[u64], within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Some(view) = cluster_view(endpoint).await {
+            let removable: Vec<u64> = view["removable"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
+            if removable == brokers {
+                return view;
+            }
+            last = view;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("brokers {brokers:?} were not removable within {within:?}; last view: {last}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_brokers_grow_to_six_under_load_and_lose_nothing() {
+async fn three_brokers_grow_to_six_shrink_to_three_and_grow_to_four_under_load_losing_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = StaticCluster::new(dir.path(), 6);
     let mut brokers: Vec<_> = (0..3).map(|i| cluster.start(i, 3, &[])).collect();
@@ -83,6 +101,40 @@ async fn three_brokers_grow_to_six_under_load_and_lose_nothing() {
     workload.pause_consuming(false);
     let voters = raft_voters(&first).await.expect("voters");
     assert_eq!(voters.len(), 5, "Raft keeps at most five voters, the sixth broker is a learner: {voters:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Shrink back to three: the highest ordinals leave once nothing only they hold is needed.
+    workload.pause_consuming(true);
+    let http = reqwest::Client::new();
+    let resize = |brokers: &str| {
+        http.post(format!("{}/v1/cluster/resize", first.discovery))
+            .query(&[("brokers", brokers.to_string())])
+            .send()
+    };
+    let refused = resize("7").await.expect("resize");
+    assert_eq!(refused.status(), reqwest::StatusCode::CONFLICT, "more brokers than the cluster knows");
+    let asked = resize("3").await.expect("resize");
+    assert_eq!(asked.status(), reqwest::StatusCode::OK, "{:?}", asked.text().await);
+    let shrink_asked = Instant::now();
+    let view = wait_for_removable(&first, &[3, 4, 5], Duration::from_secs(60)).await;
+    eprintln!("brokers 3-5 removable {:?} after the resize call (generation {})", shrink_asked.elapsed(), view["generation"]);
+    for ordinal in 3..6 {
+        endpoints.lock().unwrap_or_else(|p| p.into_inner())[ordinal].up = false;
+        assert!(brokers[ordinal].terminate(), "broker {ordinal} stops cleanly");
+    }
+    workload.pause_consuming(false);
+    let again = resize("3").await.expect("resize");
+    assert_eq!(again.status(), reqwest::StatusCode::OK, "the same size is a no-op");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Grow again to four: broker 3 comes back empty, as a new pod with a new volume.
+    std::fs::remove_dir_all(&brokers[3].home).expect("wipe broker 3");
+    brokers[3] = cluster.start(3, 4, &[]);
+    {
+        let mut endpoints = endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        endpoints[3] = Endpoint::of(&brokers[3]);
+    }
+    wait_for_ring(&first, 4, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let report = workload.finish(Duration::from_secs(30)).await;

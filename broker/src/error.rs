@@ -35,6 +35,9 @@ pub enum ApiError {
     ConsumerNotRegistered(String),
     #[error("consumer '{0}' is already registered with a different group or topics")]
     ConsumerConflict(String),
+    /// A resize that cannot be made now (SPEC §9): nothing changed.
+    #[error("{0}")]
+    ResizeRefused(String),
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("no such endpoint: {0}")]
@@ -83,7 +86,7 @@ impl ApiError {
             ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::ConsumerNotRegistered(_) => StatusCode::CONFLICT,
+            ApiError::ConsumerNotRegistered(_) | ApiError::ResizeRefused(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) | ApiError::UnknownGroup(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -105,6 +108,7 @@ impl ApiError {
             ApiError::TimedOut(_) => "request_timeout",
             ApiError::ConsumerNotRegistered(_) => "consumer_not_registered",
             ApiError::ConsumerConflict(_) => "consumer_conflict",
+            ApiError::ResizeRefused(_) => "resize_refused",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownGroup(_) => "unknown_group",

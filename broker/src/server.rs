@@ -162,6 +162,7 @@ impl Broker {
         tokio::spawn(form_cluster(raft.clone(), peers, join_refusal));
         tasks.spawn("takeovers", replication.clone().run_takeovers(stopped.clone()));
         tasks.spawn("sealing", replication.clone().run_sealing(stopped.clone()));
+        tasks.spawn("departures", replication.clone().run_departures(stopped.clone()));
         tasks.spawn("controller", replication.run_controller(stopped.clone()));
         tasks.spawn("consumer housekeeping", consumers.run_background(config.auto_commit_interval(), stopped.clone()));
         tasks.spawn("retention", run_retention(storage, Duration::from_millis(config.retention_check_ms), stopped));

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::cluster_state::ClusterState;
+use super::cluster_state::{ClusterState, PartitionLeader};
 use crate::partitioning::{Layout, Ring};
 
 /// What a broker does in the cluster (SPEC §9).
@@ -81,9 +81,38 @@ impl ClusterState {
         true
     }
 
-    /// The brokers holding copies of `partition`, its ring owner first.
+    pub(super) fn move_copies(&mut self, partition: u32, copies: Vec<u32>, leader: u32, epoch: u64) -> bool {
+        let applies = self.sealed.contains_key(&partition)
+            && copies.contains(&leader)
+            && epoch == self.leader(partition).epoch + 1
+            && copies.iter().all(|b| self.brokers.get(b).is_some_and(|b| b.state != BrokerState::Removable));
+        if applies {
+            self.moved_copies.insert(partition, copies);
+            self.leaders.insert(partition, PartitionLeader { broker: leader, epoch });
+        }
+        applies
+    }
+
+    pub(super) fn remove_broker(&mut self, ordinal: u32) -> bool {
+        let leaving = self.brokers.get(&ordinal).is_some_and(|b| b.state == BrokerState::Leaving);
+        if !leaving || !self.holds_nothing(ordinal) {
+            return false;
+        }
+        if let Some(entry) = self.brokers.get_mut(&ordinal) {
+            entry.state = BrokerState::Removable;
+        }
+        true
+    }
+
+    /// Whether `broker` neither holds a copy of any partition nor leads one.
+    pub fn holds_nothing(&self, broker: u32) -> bool {
+        self.layout.all_partitions().all(|p| self.leader(p).broker != broker && !self.replicas(p).contains(&broker))
+    }
+
+    /// The brokers holding copies of `partition`: its ring owner and the next ones (or, once
+    /// they moved in a shrink, the brokers they moved to), its leader among them.
     pub fn replicas(&self, partition: u32) -> Vec<u32> {
-        self.layout.replicas(partition)
+        self.moved_copies.get(&partition).cloned().unwrap_or_else(|| self.layout.replicas(partition))
     }
 
     /// Where a sealed partition's `topic` ends for good (`None` while it is not sealed).
@@ -100,6 +129,25 @@ impl ClusterState {
     /// Brokers in `state`.
     pub fn brokers_in(&self, state: BrokerState) -> impl Iterator<Item = u32> + '_ {
         self.brokers.iter().filter(move |(_, b)| b.state == state).map(|(o, _)| *o)
+    }
+
+    /// Why a resize to `brokers` brokers is refused now (SPEC §9), if it is.
+    pub fn resize_refusal(&self, brokers: u32) -> Option<String> {
+        let ring = self.layout.current_ring()?;
+        let known = (0..).take_while(|o| self.brokers.get(o).is_some_and(|b| b.state != BrokerState::Removable)).count();
+        if brokers == ring.brokers() {
+            return None;
+        }
+        if brokers == 0 {
+            return Some("a cluster needs at least one broker".into());
+        }
+        if brokers as usize > known {
+            return Some(format!(
+                "the cluster knows {known} brokers (ordinals 0 to {}): start the others before growing to {brokers}",
+                known.saturating_sub(1)
+            ));
+        }
+        self.resize_under_way().map(|why| format!("another resize is under way: {why}"))
     }
 
     /// Why no other resize may start now, if one is still under way.
@@ -181,5 +229,52 @@ mod tests {
         assert_eq!(s.sealed_end("other", 5), Some(0), "a topic with no records there ends at 0");
         assert_eq!(s.sealed_end("t", 4), None);
         assert_eq!(s.unsealed().count(), 11);
+    }
+
+    #[test]
+    fn copies_move_only_for_a_sealed_partition_in_the_next_epoch_and_a_broker_holding_one_is_not_removable() {
+        let mut s = three();
+        add(&mut s, 3);
+        s.apply(Command::Resize { generation: 0, brokers: 4 });
+        for p in 0..12 {
+            s.apply(Command::Seal { partition: p, epoch: 0, ends: BTreeMap::new() });
+        }
+        s.apply(Command::Resize { generation: 1, brokers: 3 });
+        // Partition 24 (generation 1, owner 3) has its copies on 3, 0, 1.
+        assert_eq!(s.replicas(24), vec![3, 0, 1]);
+        let to_three = |copies: Vec<u32>, leader, epoch| Command::MoveCopies { partition: 24, copies, leader, epoch };
+        assert_eq!(s.apply(to_three(vec![0, 1, 2], 0, 1)), CommandResult::Applied(false), "24 is not sealed");
+        s.apply(Command::Seal { partition: 24, epoch: 0, ends: BTreeMap::new() });
+        assert_eq!(s.apply(Command::RemoveBroker { ordinal: 3 }), CommandResult::Applied(false), "3 holds copies");
+        assert_eq!(s.apply(to_three(vec![0, 1, 2], 3, 1)), CommandResult::Applied(false), "the leader has no copy");
+        assert_eq!(s.apply(to_three(vec![0, 1, 2], 0, 2)), CommandResult::Applied(false), "not the next epoch");
+        assert_eq!(s.apply(to_three(vec![0, 1, 2], 0, 1)), CommandResult::Applied(true));
+        assert_eq!(s.replicas(24), vec![0, 1, 2]);
+        assert_eq!(s.leader(24), PartitionLeader { broker: 0, epoch: 1 });
+        assert!(!s.holds_nothing(3), "other partitions of generation 1 still have copies on 3");
+        let on_three: Vec<u32> = (12..28).filter(|p| s.replicas(*p).contains(&3)).collect();
+        for p in on_three {
+            let epoch = s.leader(p).epoch;
+            s.apply(Command::Seal { partition: p, epoch, ends: BTreeMap::new() });
+            let epoch = epoch + 1;
+            s.apply(Command::MoveCopies { partition: p, copies: vec![0, 1, 2], leader: 0, epoch });
+        }
+        assert!(s.holds_nothing(3));
+        assert_eq!(s.apply(Command::RemoveBroker { ordinal: 3 }), CommandResult::Applied(true));
+        assert_eq!(s.brokers[&3].state, BrokerState::Removable);
+        assert_eq!(s.brokers_in(BrokerState::Leaving).count(), 0);
+        assert_eq!(add(&mut s, 3), CommandResult::Applied(true), "a removed broker may join again");
+    }
+
+    #[test]
+    fn a_resize_is_refused_below_one_above_the_known_brokers_and_while_another_runs() {
+        let mut s = three();
+        assert_eq!(s.resize_refusal(3), None, "the same size is a no-op");
+        assert!(s.resize_refusal(0).is_some_and(|why| why.contains("at least one")));
+        assert!(s.resize_refusal(4).is_some_and(|why| why.contains("knows 3 brokers")));
+        assert_eq!(s.resize_refusal(2), None);
+        s.apply(Command::Resize { generation: 0, brokers: 2 });
+        assert!(s.resize_refusal(3).is_some_and(|why| why.contains("under way")), "generation 0 is not sealed");
+        assert_eq!(s.resize_refusal(2), None, "the same size again");
     }
 }

@@ -97,6 +97,19 @@ pub enum Command {
         epoch: u64,
         ends: BTreeMap<String, u64>,
     },
+    /// Gives a sealed partition other copies and moves its leadership to `leader` in `epoch`
+    /// (applied only if that is the current epoch + 1, as for `SetLeader`): how a shrink
+    /// copies what leaving brokers hold to the brokers that stay, then drops them.
+    MoveCopies {
+        partition: u32,
+        copies: Vec<u32>,
+        leader: u32,
+        epoch: u64,
+    },
+    /// A leaving broker that holds nothing any more (and left the Raft group) is removable.
+    RemoveBroker {
+        ordinal: u32,
+    },
 }
 
 /// What applying a [`Command`] did.
@@ -126,7 +139,8 @@ pub enum CommandResult {
     },
     /// The first generation's ring (the one proposed, or the one agreed before it).
     RingAgreed(Ring),
-    /// Whether an [`Command::AddBroker`], [`Command::Resize`] or [`Command::Seal`] changed anything.
+    /// Whether a command of a resize ([`Command::AddBroker`], [`Command::Resize`],
+    /// [`Command::Seal`], [`Command::MoveCopies`], [`Command::RemoveBroker`]) changed anything.
     Applied(bool),
 }
 
@@ -155,6 +169,9 @@ pub struct ClusterState {
     /// Partitions of older generations that were sealed: topic → final end offset.
     #[serde(default)]
     pub sealed: BTreeMap<u32, BTreeMap<String, u64>>,
+    /// Sealed partitions whose copies moved in a shrink: their brokers, instead of the ring's.
+    #[serde(default)]
+    pub moved_copies: BTreeMap<u32, Vec<u32>>,
 }
 
 impl ClusterState {
@@ -194,6 +211,10 @@ impl ClusterState {
             Command::AddBroker { ordinal, name } => CommandResult::Applied(self.add_broker(ordinal, name)),
             Command::Resize { generation, brokers } => CommandResult::Applied(self.resize(generation, brokers)),
             Command::Seal { partition, epoch, ends } => CommandResult::Applied(self.seal(partition, epoch, ends)),
+            Command::MoveCopies { partition, copies, leader, epoch } => {
+                CommandResult::Applied(self.move_copies(partition, copies, leader, epoch))
+            }
+            Command::RemoveBroker { ordinal } => CommandResult::Applied(self.remove_broker(ordinal)),
         }
     }
 

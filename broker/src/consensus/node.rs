@@ -459,6 +459,31 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Removes the broker at `peer_addr` from the group (on the leader): a broker that left
+    /// the ring and holds nothing. Learners then take the freed votes, up to [`MAX_VOTERS`],
+    /// so the group keeps as many voters as it can.
+    pub async fn remove_member_at(&self, peer_addr: &str) -> Result<(), RaftError> {
+        let unavailable = |e: &dyn std::fmt::Display| RaftError::Unavailable(e.to_string());
+        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        let gone: BTreeSet<NodeId> =
+            membership.nodes().filter(|(_, n)| n.addr == peer_addr).map(|(id, _)| *id).collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        if membership.voter_ids().any(|id| gone.contains(&id)) {
+            self.raft.change_membership(ChangeMembers::RemoveVoters(gone.clone()), true).await.map_err(|e| unavailable(&e))?;
+        }
+        self.raft.change_membership(ChangeMembers::RemoveNodes(gone.clone()), false).await.map_err(|e| unavailable(&e))?;
+        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        let free = MAX_VOTERS.saturating_sub(membership.voter_ids().count());
+        let promoted: BTreeSet<NodeId> = membership.learner_ids().take(free).collect();
+        if !promoted.is_empty() {
+            self.raft.change_membership(ChangeMembers::AddVoterIds(promoted.clone()), false).await.map_err(|e| unavailable(&e))?;
+        }
+        tracing::info!(addr = %peer_addr, removed = ?gone, ?promoted, "broker left the Raft group");
+        Ok(())
+    }
+
     /// The node id the broker at `addr` answers with, if it answers within [`LIVENESS_TIMEOUT`].
     async fn node_id_at(&self, addr: &str) -> Option<NodeId> {
         let call = self.network.http().get(format!("http://{addr}/raft/node")).timeout(LIVENESS_TIMEOUT);

@@ -2,20 +2,23 @@
 //! operators look at (which broker leads each partition, in which epoch, and the Raft leader).
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use runnel_discovery::BrokerList;
 use serde::Serialize;
 
 use super::status::{discovery_status, livez};
 use super::{with_fallbacks, SharedState};
-use crate::consensus::cluster_state::BrokerState;
+use super::query::Params;
+use crate::consensus::cluster_state::{BrokerState, Command, CommandResult};
+use crate::error::ApiError;
 
 pub fn router(app: SharedState) -> Router {
     with_fallbacks(
         Router::new()
             .route("/v1/brokers", get(brokers))
             .route("/v1/cluster", get(cluster))
+            .route("/v1/cluster/resize", post(resize))
             .route("/status", get(discovery_status))
             .route("/livez", get(livez)),
     )
@@ -116,4 +119,40 @@ async fn cluster(State(app): State<SharedState>) -> Json<ClusterView> {
         }
     });
     Json(view)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Resized {
+    generation: u32,
+    brokers: u32,
+    /// False when the cluster already had that size.
+    changed: bool,
+}
+
+/// `POST /v1/cluster/resize?brokers=N`: opens a generation of N brokers. Growing takes in
+/// brokers that joined; shrinking lets the highest ordinals leave (SPEC §9).
+async fn resize(State(app): State<SharedState>, params: Params) -> Result<Json<Resized>, ApiError> {
+    let brokers: u32 = params
+        .first(&["brokers"])
+        .ok_or_else(|| ApiError::BadRequest("the brokers parameter is required: ?brokers=N".into()))?
+        .parse()
+        .map_err(|_| ApiError::BadRequest("brokers must be a whole number".into()))?;
+    let (generation, current, refusal) = app.raft.read(|s| {
+        (s.layout.generation(), s.layout.current_ring().map(|r| r.brokers()), s.resize_refusal(brokers))
+    });
+    let current = current.ok_or_else(|| ApiError::Unavailable("the cluster has not agreed on its ring yet".into()))?;
+    if let Some(why) = refusal {
+        return Err(ApiError::ResizeRefused(why));
+    }
+    if brokers == current {
+        return Ok(Json(Resized { generation, brokers, changed: false }));
+    }
+    match app.raft.propose(Command::Resize { generation, brokers }).await? {
+        CommandResult::Applied(true) => {
+            tracing::info!(from = current, to = brokers, generation = generation + 1, "resize asked: a new generation is open");
+            Ok(Json(Resized { generation: generation + 1, brokers, changed: true }))
+        }
+        _ => Err(ApiError::ResizeRefused("the cluster changed meanwhile (another resize?): look and ask again".into())),
+    }
 }

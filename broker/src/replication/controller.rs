@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::growth::growth;
 use super::leader::Replication;
 use super::peer_api::{HandoverRequest, Health};
-use crate::consensus::cluster_state::{Command, CommandResult, PartitionLeader};
+use crate::consensus::cluster_state::{BrokerState, Command, CommandResult, PartitionLeader};
 use crate::timing::{BACK_FOR, DEAD_AFTER, PROBE_EVERY};
 
 /// Pause between two hand-back requests for one partition.
@@ -91,15 +91,16 @@ impl Observations {
         self.eligible(broker, now) && healthy_for.is_some_and(|d| d >= BACK_FOR)
     }
 
-    /// The fate of `partition`, led by `leader`, with copies `replicas` (its ring owner first).
-    fn decide(&mut self, partition: u32, leader: u32, replicas: &[u32], now: Instant) -> Decision {
+    /// The fate of `partition`, led by `leader`, with copies `replicas` (its ring owner first),
+    /// given back to its owner only if that is `home` (a leaving owner is not).
+    fn decide(&mut self, partition: u32, leader: u32, replicas: &[u32], home: Option<u32>, now: Instant) -> Decision {
         if !self.alive(leader, now) {
             return match replicas.iter().copied().find(|b| *b != leader && self.eligible(*b, now)) {
                 Some(to) => Decision::FailOver { to },
                 None => Decision::Nothing,
             };
         }
-        let Some(&owner) = replicas.first() else { return Decision::Nothing };
+        let Some(owner) = home.filter(|h| replicas.first() == Some(h)) else { return Decision::Nothing };
         let due = self.hand_backs.get(&partition).is_none_or(|t| now.duration_since(*t) >= HAND_BACK_EVERY);
         if leader != owner && self.settled(owner, now) && due {
             self.hand_backs.insert(partition, now);
@@ -126,8 +127,12 @@ impl Replication {
             observed.record(Instant::now(), answers);
             let now = Instant::now();
             for partition in self.leadership.layout().all_partitions() {
-                let current = self.leadership.current(partition);
-                match observed.decide(partition, current.broker, &self.leadership.replicas(partition), now) {
+                let (current, replicas, home) = self.leadership.raft().read(|s| {
+                    let replicas = s.replicas(partition);
+                    let home = replicas.first().copied().filter(|o| s.brokers.get(o).is_none_or(|b| b.state != BrokerState::Leaving));
+                    (s.leader(partition), replicas, home)
+                });
+                match observed.decide(partition, current.broker, &replicas, home, now) {
                     Decision::Nothing => {}
                     Decision::FailOver { to } => self.fail_over(partition, current, to).await,
                     Decision::HandBack { to } => self.ask_hand_back(current.broker, partition, to),
@@ -135,6 +140,29 @@ impl Replication {
             }
             if let Some(resize) = self.leadership.raft().read(|s| growth(s, |b| observed.settled(b, now))) {
                 self.grow(resize).await;
+            }
+            self.remove_departed().await;
+        }
+    }
+
+    /// Takes leaving brokers that hold nothing any more out of Raft and marks them removable
+    /// (this broker last, should it be one: its Raft leadership passes on).
+    async fn remove_departed(&self) {
+        let me = self.leadership.me();
+        let mut done: Vec<u32> = self.leadership.raft().read(|s| {
+            s.brokers_in(BrokerState::Leaving).filter(|b| s.holds_nothing(*b)).collect()
+        });
+        done.sort_by_key(|b| *b == me);
+        for broker in done {
+            let addr = self.peers.peer_addr(broker);
+            if let Err(e) = self.leadership.raft().remove_member_at(&addr).await {
+                tracing::warn!(broker, "could not take a departed broker out of Raft yet: {e}");
+                return;
+            }
+            match self.leadership.raft().propose(Command::RemoveBroker { ordinal: broker }).await {
+                Ok(CommandResult::Applied(true)) => tracing::info!(broker, "the broker left the cluster: it is removable"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(broker, "could not mark a departed broker removable: {e}"),
             }
         }
     }
@@ -218,16 +246,16 @@ mod tests {
     async fn a_silent_leader_loses_its_partition_to_the_first_live_ready_copy_after_dead_after() {
         let mut observed = Observations::new(Instant::now());
         probe_for(&mut observed, 2, &[(0, READY), (1, DRAINING), (2, READY)]).await;
-        assert_eq!(observed.decide(7, 0, &[0, 1, 2], Instant::now()), Decision::Nothing, "all answer");
+        assert_eq!(observed.decide(7, 0, &[0, 1, 2], Some(0), Instant::now()), Decision::Nothing, "all answer");
         // Broker 0 stops answering; broker 1 drains (shutting down), so broker 2 takes over.
         let silent = DEAD_AFTER.as_millis() as u32 / PROBE_EVERY.as_millis() as u32;
         probe_for(&mut observed, silent - 1, &[(0, None), (1, DRAINING), (2, READY)]).await;
-        assert_eq!(observed.decide(7, 0, &[0, 1, 2], Instant::now()), Decision::Nothing, "not dead yet");
+        assert_eq!(observed.decide(7, 0, &[0, 1, 2], Some(0), Instant::now()), Decision::Nothing, "not dead yet");
         probe_for(&mut observed, 1, &[(0, None), (1, DRAINING), (2, READY)]).await;
-        assert_eq!(observed.decide(7, 0, &[0, 1, 2], Instant::now()), Decision::FailOver { to: 2 });
+        assert_eq!(observed.decide(7, 0, &[0, 1, 2], Some(0), Instant::now()), Decision::FailOver { to: 2 });
         // With no eligible copy left, nothing moves (a write is refused rather than lost).
         probe_for(&mut observed, silent, &[(0, None), (1, DRAINING), (2, None)]).await;
-        assert_eq!(observed.decide(7, 0, &[0, 1, 2], Instant::now()), Decision::Nothing);
+        assert_eq!(observed.decide(7, 0, &[0, 1, 2], Some(0), Instant::now()), Decision::Nothing);
     }
 
     #[tokio::test(start_paused = true)]
@@ -235,10 +263,10 @@ mod tests {
         let mut observed = Observations::new(Instant::now());
         tokio::time::advance(DEAD_AFTER - PROBE_EVERY).await;
         observed.record(Instant::now(), [(1, READY)]);
-        assert_eq!(observed.decide(0, 0, &[0, 1, 2], Instant::now()), Decision::Nothing, "never heard, not yet dead");
+        assert_eq!(observed.decide(0, 0, &[0, 1, 2], Some(0), Instant::now()), Decision::Nothing, "never heard, not yet dead");
         tokio::time::advance(PROBE_EVERY).await;
         observed.record(Instant::now(), [(1, READY)]);
-        assert_eq!(observed.decide(0, 0, &[0, 1, 2], Instant::now()), Decision::FailOver { to: 1 });
+        assert_eq!(observed.decide(0, 0, &[0, 1, 2], Some(0), Instant::now()), Decision::FailOver { to: 1 });
     }
 
     #[tokio::test(start_paused = true)]
@@ -248,15 +276,17 @@ mod tests {
         let rounds_back = BACK_FOR.as_millis() as u32 / PROBE_EVERY.as_millis() as u32;
         // Healthy from the first probe on; BACK_FOR later it is back.
         probe_for(&mut observed, rounds_back, &all).await;
-        assert_eq!(observed.decide(3, 1, &[0, 1, 2], Instant::now()), Decision::Nothing, "not back long enough");
+        assert_eq!(observed.decide(3, 1, &[0, 1, 2], Some(0), Instant::now()), Decision::Nothing, "not back long enough");
         probe_for(&mut observed, 1, &all).await;
-        assert_eq!(observed.decide(3, 1, &[0, 1, 2], Instant::now()), Decision::HandBack { to: 0 });
+        assert_eq!(observed.decide(3, 1, &[0, 1, 2], Some(0), Instant::now()), Decision::HandBack { to: 0 });
         probe_for(&mut observed, 1, &all).await;
-        assert_eq!(observed.decide(3, 1, &[0, 1, 2], Instant::now()), Decision::Nothing, "already asked");
-        assert_eq!(observed.decide(3, 0, &[0, 1, 2], Instant::now()), Decision::Nothing, "the owner leads");
+        assert_eq!(observed.decide(3, 1, &[0, 1, 2], Some(0), Instant::now()), Decision::Nothing, "already asked");
+        assert_eq!(observed.decide(3, 0, &[0, 1, 2], Some(0), Instant::now()), Decision::Nothing, "the owner leads");
         // A draining owner is not given anything back.
         let mut draining = Observations::new(Instant::now());
         probe_for(&mut draining, rounds_back * 2, &[(0, DRAINING), (1, READY)]).await;
-        assert_eq!(draining.decide(3, 1, &[0, 1, 2], Instant::now()), Decision::Nothing);
+        assert_eq!(draining.decide(3, 1, &[0, 1, 2], Some(0), Instant::now()), Decision::Nothing);
+        // A leaving owner (a shrink) gets nothing back either: its partitions are moving off it.
+        assert_eq!(observed.decide(9, 1, &[0, 1, 2], None, Instant::now()), Decision::Nothing);
     }
 }

@@ -44,6 +44,8 @@ pub(super) struct PartitionCopies {
     pub(super) majority_end: watch::Sender<u64>,
     /// Wakes the replicators when the leader appended something.
     appended: Notify,
+    /// Wakes those waiting for a copy to catch up, whenever one's end moved.
+    pub(super) moved: Notify,
 }
 
 #[derive(Default)]
@@ -117,6 +119,7 @@ impl PartitionCopies {
                 moved
             });
         }
+        self.moved.notify_waiters();
     }
 
     /// Where follower `broker`'s copy is known to end.
@@ -301,6 +304,7 @@ impl Replication {
             followers,
             majority_end: watch::channel(0).0,
             appended: Notify::new(),
+            moved: Notify::new(),
         });
         for index in 0..copies.followers.len() {
             tokio::spawn(self.clone().replicate_to(copies.clone(), topic.to_string(), partition, index));

@@ -6,9 +6,11 @@
 mod controller;
 mod copy_log;
 mod copy_protocol;
+mod departure;
 mod growth;
 mod leader;
 mod leadership;
+mod partition_tasks;
 mod peer_api;
 mod peer_client;
 mod replica_set;

@@ -7,57 +7,33 @@
 //! up to its sealed end, and a group moves on to the new generation's partitions only after
 //! reaching it (`consumer::generation_order`).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::leader::Replication;
+use super::partition_tasks::for_each_due;
 use crate::consensus::cluster_state::{Command, CommandResult};
 use crate::error::ApiError;
 use crate::timing::HAND_OVER_WAIT;
 
-/// Pause after a seal that could not be made before it is tried again.
-const RETRY_SEAL: Duration = Duration::from_millis(200);
-
 impl Replication {
-    /// Seals every partition of an older generation this broker serves, until `stop` fires;
-    /// woken by Raft's changes (a resize, a takeover) and by a failed attempt's pause.
-    pub async fn run_sealing(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let running: Arc<Mutex<BTreeSet<u32>>> = Arc::default();
-        let mut changes = self.leadership.changes();
-        let retry = Arc::new(Notify::new());
-        loop {
+    /// Seals every partition of an older generation this broker serves, until `stop` fires.
+    pub async fn run_sealing(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        let due = || {
             let me = self.leadership.me();
-            let due: Vec<(u32, u64)> = self.leadership.raft().read(|s| {
+            let led: Vec<(u32, u64)> = self.leadership.raft().read(|s| {
                 s.unsealed().map(|p| (p, s.leader(p))).filter(|(_, l)| l.broker == me).map(|(p, l)| (p, l.epoch)).collect()
             });
-            for (partition, epoch) in due {
-                let serving = self.leadership.serving_epoch(partition) == Some(epoch);
-                if !serving || !running.lock().unwrap_or_else(|p| p.into_inner()).insert(partition) {
-                    continue;
-                }
-                let (this, running, retry) = (self.clone(), running.clone(), retry.clone());
-                tokio::spawn(async move {
-                    let result = this.seal(partition, epoch).await;
-                    if let Err(e) = &result {
-                        tracing::warn!(partition, epoch, "cannot seal the partition yet: {e}");
-                        tokio::time::sleep(RETRY_SEAL).await;
-                    }
-                    running.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
-                    if result.is_err() {
-                        retry.notify_one();
-                    }
-                });
-            }
-            tokio::select! {
-                changed = changes.changed() => if changed.is_err() { return },
-                _ = retry.notified() => {}
-                _ = stop.changed() => return,
-            }
-        }
+            led.into_iter().filter(|(p, epoch)| self.leadership.serving_epoch(*p) == Some(*epoch)).collect()
+        };
+        let work = |partition, epoch| {
+            let this = self.clone();
+            async move { this.seal(partition, epoch).await.map_err(|e| e.to_string()) }
+        };
+        for_each_due("seal the partition", self.leadership.changes(), stop, due, work).await;
     }
 
     /// Reads wait while the seal is made (the partition is marked as being handed off), so no

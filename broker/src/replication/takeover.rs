@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::copy_log::CopyLog;
 use super::copy_protocol::{best_source, catch_up_from};
 use super::leader::Replication;
+use super::partition_tasks::for_each_due;
 use super::peer_api::{FenceAnswer, FenceRequest};
 use super::peer_client::RemoteCopy;
 use super::replica_set::others_needed;
@@ -20,47 +21,21 @@ use crate::consensus::cluster_state::{Command, CommandResult};
 use crate::error::ApiError;
 use crate::timing::{HAND_OVER_WAIT, SHUTDOWN_HAND_OVER};
 
-/// Pause after a failed takeover before it is tried again.
-const RETRY_TAKEOVER: Duration = Duration::from_millis(200);
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Replication {
-    /// Takes over every partition Raft assigns to this broker, until `stop` fires. It looks
-    /// again whenever Raft's state changes (a watch, not a timer), and after a failed attempt's pause.
-    pub async fn run_takeovers(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let running: Arc<std::sync::Mutex<BTreeSet<(u32, u64)>>> = Arc::default();
-        let mut changes = self.leadership.changes();
-        let retry = Arc::new(tokio::sync::Notify::new());
-        loop {
-            for (partition, epoch, serving) in self.leadership.led() {
-                if serving || !running.lock().unwrap_or_else(|p| p.into_inner()).insert((partition, epoch)) {
-                    continue;
-                }
-                let (this, running, retry) = (self.clone(), running.clone(), retry.clone());
-                tokio::spawn(async move {
-                    let failed = match this.take_over(partition, epoch).await {
-                        Ok(()) => {
-                            this.leadership.mark_serving(partition, epoch);
-                            false
-                        }
-                        Err(reason) => {
-                            tracing::warn!(partition, epoch, "cannot take the partition over yet: {reason}");
-                            tokio::time::sleep(RETRY_TAKEOVER).await;
-                            true
-                        }
-                    };
-                    running.lock().unwrap_or_else(|p| p.into_inner()).remove(&(partition, epoch));
-                    if failed {
-                        retry.notify_one();
-                    }
-                });
+    /// Takes over every partition Raft assigns to this broker, until `stop` fires.
+    pub async fn run_takeovers(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        let due = || self.leadership.led().into_iter().filter(|(_, _, serving)| !serving).map(|(p, e, _)| (p, e)).collect();
+        let work = |partition, epoch| {
+            let this = self.clone();
+            async move {
+                this.take_over(partition, epoch).await?;
+                this.leadership.mark_serving(partition, epoch);
+                Ok(())
             }
-            tokio::select! {
-                changed = changes.changed() => if changed.is_err() { return },
-                _ = retry.notified() => {}
-                _ = stop.changed() => return,
-            }
-        }
+        };
+        for_each_due("take the partition over", self.leadership.changes(), stop, due, work).await;
     }
 
     async fn take_over(self: &Arc<Self>, partition: u32, epoch: u64) -> Result<(), String> {
