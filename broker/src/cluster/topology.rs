@@ -40,10 +40,9 @@ pub async fn topology(config: &Config) -> anyhow::Result<(Vec<String>, u32)> {
         })?,
     };
     let base = hostname.split('.').next().and_then(|h| h.rsplit_once('-')).map_or(hostname.as_str(), |(b, _)| b);
-    let count = settled_count(service, config).await?;
-    if ordinal >= count {
-        bail!("ordinal {ordinal} but the service {service} has only {count} brokers");
-    }
+    // A StatefulSet creates pod N only after pods 0 to N-1, so this pod's ordinal is a floor
+    // for the count: the service may lack a pod that is restarting (its record gone meanwhile).
+    let count = settled_count(service, config).await?.max(ordinal + 1);
     let names = (0..count).map(|i| format!("{base}-{i}.{service}")).collect();
     tracing::info!(%service, count, ordinal, "brokers found through the headless service");
     Ok((names, ordinal))
