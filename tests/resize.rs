@@ -5,9 +5,12 @@
 //! `removable`; a fourth broker then grows it to four. The workload's checker proves every
 //! acknowledged record was consumed, per key in order, and no committed offset went backwards.
 
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use runnel_client::{Brokers, Consumer, ConsumerConfig, StartFrom};
 use runnel_tests::workload::{raft_voters, Endpoint, Endpoints, Workload};
 use runnel_tests::StaticCluster;
 use serde_json::Value;
@@ -83,6 +86,30 @@ async fn three_brokers_grow_to_six_shrink_to_three_and_grow_to_four_under_load_l
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let workload = Workload::start(endpoints.clone(), "resize", 48, 4).await;
+    // A consumer of the Rust client, given the broker list once: it must follow the resizes.
+    let config = ConsumerConfig {
+        id: "client-reader".into(),
+        group: "client-readers".into(),
+        topics: vec!["resize".into()],
+        start: StartFrom::Earliest,
+    };
+    let http = reqwest::Client::new();
+    let discovered = Brokers::discover(&http, &brokers[0].ip.to_string(), 9250).await.expect("discover");
+    let mut reader = Consumer::connect(discovered, config).await.expect("the client consumer registers");
+    let seen: Arc<Mutex<BTreeSet<(String, u64)>>> = Arc::default();
+    let reading = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(reader.next_poll_in()).await;
+                for record in reader.poll().await.unwrap_or_default() {
+                    let key = record.value["key"].as_str().unwrap_or_default().to_string();
+                    let seq = record.value["seq"].as_u64().unwrap_or(u64::MAX);
+                    seen.lock().unwrap_or_else(|p| p.into_inner()).insert((key, seq));
+                }
+            }
+        })
+    };
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The group stops reading while the cluster grows, so the old partitions hold a backlog
@@ -105,7 +132,6 @@ async fn three_brokers_grow_to_six_shrink_to_three_and_grow_to_four_under_load_l
 
     // Shrink back to three: the highest ordinals leave once nothing only they hold is needed.
     workload.pause_consuming(true);
-    let http = reqwest::Client::new();
     let resize = |brokers: &str| {
         http.post(format!("{}/v1/cluster/resize", first.discovery))
             .query(&[("brokers", brokers.to_string())])
@@ -140,6 +166,18 @@ async fn three_brokers_grow_to_six_shrink_to_three_and_grow_to_four_under_load_l
     let report = workload.finish(Duration::from_secs(30)).await;
     eprintln!("{} records acknowledged; longest wait {:?}", report.acks().len(), report.longest_wait());
     report.check(MAX_WAIT);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let unseen = loop {
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let unseen: Vec<(String, u64)> =
+            report.acks().iter().map(|a| (a.key.clone(), a.seq)).filter(|r| !seen.contains(r)).collect();
+        if unseen.is_empty() || Instant::now() > deadline {
+            break unseen;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    reading.abort();
+    assert!(unseen.is_empty(), "the client consumer missed {} records, e.g. {:?}", unseen.len(), &unseen[..unseen.len().min(5)]);
     let generation_0 = 0..12;
     for broker in &brokers[3..] {
         let old: Vec<u32> =

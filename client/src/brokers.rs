@@ -13,12 +13,20 @@ pub struct Brokers {
     pub hosts: Vec<String>,
     pub producer_port: u16,
     pub consumer_port: u16,
+    /// The discovery port the list came from (`discover`), where a consumer asks again for the
+    /// brokers to poll as the cluster is resized; `None` keeps the list as given.
+    pub discovery_port: Option<u16>,
 }
 
 impl Brokers {
     /// Brokers known up front, on the default ports.
     pub fn fixed(hosts: impl IntoIterator<Item = impl Into<String>>) -> Brokers {
-        Brokers { hosts: hosts.into_iter().map(Into::into).collect(), producer_port: 9251, consumer_port: 9252 }
+        Brokers {
+            hosts: hosts.into_iter().map(Into::into).collect(),
+            producer_port: 9251,
+            consumer_port: 9252,
+            discovery_port: None,
+        }
     }
 
     /// Brokers found without asking one: a static list, or the AAAA records of a Kubernetes
@@ -53,7 +61,12 @@ impl Brokers {
         if hosts.is_empty() {
             return Err(ClientError::NoBrokers);
         }
-        Ok(Brokers { hosts, producer_port: list.producer_port, consumer_port: list.consumer_port })
+        Ok(Brokers {
+            hosts,
+            producer_port: list.producer_port,
+            consumer_port: list.consumer_port,
+            discovery_port: Some(port),
+        })
     }
 
     /// The producer port's `path` on broker `index` (counted round the list); an empty list
@@ -65,6 +78,18 @@ impl Brokers {
     /// Like [`Brokers::producer_url`], on the consumer port.
     pub fn consumer_url(&self, index: usize, path: &str) -> Result<String, ClientError> {
         self.url(index, self.consumer_port, path)
+    }
+
+    /// The list asked again from the brokers it names, in turn (`None` for a list given as is,
+    /// or when none answers).
+    pub async fn rediscover(&self, http: &reqwest::Client) -> Option<Brokers> {
+        let port = self.discovery_port?;
+        for host in &self.hosts {
+            if let Ok(brokers) = Brokers::discover(http, host, port).await {
+                return Some(brokers);
+            }
+        }
+        None
     }
 
     fn url(&self, index: usize, port: u16, path: &str) -> Result<String, ClientError> {

@@ -57,7 +57,13 @@ pub struct Consumer {
     config: ConsumerConfig,
     /// Per broker: not before this instant (Retry-After, or a broker that did not answer).
     resume_at: Vec<Instant>,
+    /// When the broker list is next asked again (a resize adds or removes brokers to poll).
+    rediscover_at: Instant,
 }
+
+/// How often a consumer whose broker list came from a discovery port asks for it again: a
+/// broker that joined in a resize is polled from this long after it took partitions at most.
+const REDISCOVER_EVERY: Duration = Duration::from_secs(5);
 
 /// What one broker answered to a poll.
 enum BrokerPoll {
@@ -74,8 +80,13 @@ impl Consumer {
             return Err(ClientError::NoBrokers);
         }
         let now = Instant::now();
-        let consumer =
-            Consumer { http: reqwest::Client::new(), resume_at: vec![now; brokers.hosts.len()], brokers, config };
+        let consumer = Consumer {
+            http: reqwest::Client::new(),
+            resume_at: vec![now; brokers.hosts.len()],
+            rediscover_at: now + REDISCOVER_EVERY,
+            brokers,
+            config,
+        };
         consumer.register().await?;
         Ok(consumer)
     }
@@ -124,6 +135,7 @@ impl Consumer {
     /// Polls every broker that is not in a Retry-After pause, concurrently; returns the records
     /// (possibly none). A `409` (the registration timed out) registers again.
     pub async fn poll(&mut self) -> Result<Vec<Record>, ClientError> {
+        self.follow_resizes().await;
         let now = Instant::now();
         let due: Vec<usize> = (0..self.brokers.hosts.len()).filter(|i| self.resume_at[*i] <= now).collect();
         let answers = join_all(due.iter().map(|&i| self.poll_broker(i))).await;
@@ -141,6 +153,27 @@ impl Consumer {
             self.register().await?;
         }
         Ok(records)
+    }
+
+    /// Takes up the cluster's current broker list when it is due, keeping the pauses of the
+    /// brokers that stay on it.
+    async fn follow_resizes(&mut self) {
+        if Instant::now() < self.rediscover_at {
+            return;
+        }
+        self.rediscover_at = Instant::now() + REDISCOVER_EVERY;
+        let Some(current) = self.brokers.rediscover(&self.http).await else { return };
+        if current.hosts.is_empty() || current.hosts == self.brokers.hosts {
+            return;
+        }
+        let now = Instant::now();
+        let resume_at = current
+            .hosts
+            .iter()
+            .map(|host| self.brokers.hosts.iter().position(|h| h == host).map_or(now, |i| self.resume_at[i]))
+            .collect();
+        self.resume_at = resume_at;
+        self.brokers = current;
     }
 
     async fn poll_broker(&self, index: usize) -> BrokerPoll {

@@ -249,6 +249,7 @@ async fn produce(
             hosts: vec![brokers.hosts[worker % brokers.hosts.len()].clone()],
             producer_port: brokers.producer_port,
             consumer_port: brokers.consumer_port,
+            discovery_port: None,
         };
         let producer = Producer::new(single);
         let (next, produced, topic) = (next.clone(), produced.clone(), topic.to_string());
