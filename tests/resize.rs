@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use runnel_client::{Brokers, Consumer, ConsumerConfig, StartFrom};
 use runnel_tests::workload::{raft_voters, Endpoint, Endpoints, Workload};
-use runnel_tests::StaticCluster;
+use runnel_tests::{built_binary, StaticCluster};
 use serde_json::Value;
 
 /// The bound on how long a write may wait.
@@ -62,7 +62,8 @@ async fn wait_for_removable(endpoint: &Endpoint, brokers: &[u64], within: Durati
     let mut last = Value::Null;
     while Instant::now() < deadline {
         if let Some(view) = cluster_view(endpoint).await {
-            let removable: Vec<u64> = view["removable"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
+            let removable: Vec<u64> =
+                view["removable"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
             if removable == brokers {
                 return view;
             }
@@ -133,20 +134,32 @@ async fn three_brokers_grow_to_six_shrink_to_three_and_grow_to_four_under_load_l
     // Shrink back to three: the highest ordinals leave once nothing only they hold is needed.
     workload.pause_consuming(true);
     let resize = |brokers: &str| {
-        http.post(format!("{}/v1/cluster/resize", first.discovery))
-            .query(&[("brokers", brokers.to_string())])
-            .send()
+        http.post(format!("{}/v1/cluster/resize", first.discovery)).query(&[("brokers", brokers.to_string())]).send()
     };
     let refused = resize("7").await.expect("resize");
     assert_eq!(refused.status(), reqwest::StatusCode::CONFLICT, "more brokers than the cluster knows");
-    let asked = resize("3").await.expect("resize");
-    assert_eq!(asked.status(), reqwest::StatusCode::OK, "{:?}", asked.text().await);
+    let refused: Value = refused.json().await.expect("a JSON refusal");
+    assert!(refused["message"].as_str().is_some_and(|m| m.contains("knows 6 brokers")), "{refused}");
+    let cli = std::process::Command::new(built_binary("runnel"))
+        .args(["cluster", "resize", "3", "--host", &brokers[0].ip.to_string()])
+        .output()
+        .expect("run runnel cluster resize");
+    let said = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        cli.status.success() && said.contains("opened with 3 brokers"),
+        "{said} {}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
     let shrink_asked = Instant::now();
     let view = wait_for_removable(&first, &[3, 4, 5], Duration::from_secs(60)).await;
-    eprintln!("brokers 3-5 removable {:?} after the resize call (generation {})", shrink_asked.elapsed(), view["generation"]);
-    for ordinal in 3..6 {
+    eprintln!(
+        "brokers 3-5 removable {:?} after the resize call (generation {})",
+        shrink_asked.elapsed(),
+        view["generation"]
+    );
+    for (ordinal, leaving) in brokers.iter_mut().enumerate().skip(3) {
         endpoints.lock().unwrap_or_else(|p| p.into_inner())[ordinal].up = false;
-        assert!(brokers[ordinal].terminate(), "broker {ordinal} stops cleanly");
+        assert!(leaving.terminate(), "broker {ordinal} stops cleanly");
     }
     workload.pause_consuming(false);
     let again = resize("3").await.expect("resize");
@@ -177,7 +190,12 @@ async fn three_brokers_grow_to_six_shrink_to_three_and_grow_to_four_under_load_l
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     reading.abort();
-    assert!(unseen.is_empty(), "the client consumer missed {} records, e.g. {:?}", unseen.len(), &unseen[..unseen.len().min(5)]);
+    assert!(
+        unseen.is_empty(),
+        "the client consumer missed {} records, e.g. {:?}",
+        unseen.len(),
+        &unseen[..unseen.len().min(5)]
+    );
     let generation_0 = 0..12;
     for broker in &brokers[3..] {
         let old: Vec<u32> =

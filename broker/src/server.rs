@@ -91,7 +91,8 @@ impl Broker {
         })
         .await
         .context("cannot start Raft")?;
-        let peers = Peers::new(names, ordinal, config.consumer_ranges, config.peer_port, raft.clone(), peer_http.clone());
+        let peers =
+            Peers::new(names, ordinal, config.consumer_ranges, config.peer_port, raft.clone(), peer_http.clone());
         let leadership = Leadership::new(raft.clone(), ordinal);
         let memory = config.memory_plan();
         let replication = Replication::new(storage.clone(), peers.clone(), leadership, memory.replication.clone());

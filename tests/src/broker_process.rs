@@ -257,8 +257,11 @@ impl StaticCluster {
     pub fn start(&self, ordinal: usize, names: usize, env: &[(&str, &str)]) -> BrokerProcess {
         let (names, ordinal_text) = (self.names(names), ordinal.to_string());
         let secret = self.secret.to_str().expect("UTF-8 test directory");
-        let mut all: Vec<(&str, &str)> =
-            vec![("RUNNEL_BROKER_NAMES", &names), ("RUNNEL_ORDINAL", &ordinal_text), ("RUNNEL_PEER_SECRET_FILE", secret)];
+        let mut all: Vec<(&str, &str)> = vec![
+            ("RUNNEL_BROKER_NAMES", &names),
+            ("RUNNEL_ORDINAL", &ordinal_text),
+            ("RUNNEL_PEER_SECRET_FILE", secret),
+        ];
         all.extend_from_slice(env);
         BrokerProcess::start_at(self.ips[ordinal], &self.dir.join(format!("broker-{ordinal}")), &all)
     }

@@ -25,7 +25,14 @@ pub struct Peers {
 }
 
 impl Peers {
-    pub fn new(configured: Vec<String>, ordinal: u32, ranges: u32, peer_port: u16, raft: RaftNode, http: PeerHttp) -> Peers {
+    pub fn new(
+        configured: Vec<String>,
+        ordinal: u32,
+        ranges: u32,
+        peer_port: u16,
+        raft: RaftNode,
+        http: PeerHttp,
+    ) -> Peers {
         Peers { configured: Arc::new(configured), ranges, ordinal, peer_port, raft, http }
     }
 

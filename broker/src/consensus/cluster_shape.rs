@@ -134,7 +134,8 @@ impl ClusterState {
     /// Why a resize to `brokers` brokers is refused now (SPEC §9), if it is.
     pub fn resize_refusal(&self, brokers: u32) -> Option<String> {
         let ring = self.layout.current_ring()?;
-        let known = (0..).take_while(|o| self.brokers.get(o).is_some_and(|b| b.state != BrokerState::Removable)).count();
+        let known =
+            (0..).take_while(|o| self.brokers.get(o).is_some_and(|b| b.state != BrokerState::Removable)).count();
         if brokers == ring.brokers() {
             return None;
         }
@@ -168,7 +169,10 @@ mod tests {
     fn three() -> ClusterState {
         let mut s = ClusterState::default();
         let names = ["a", "b", "c"].map(String::from).to_vec();
-        assert_eq!(s.apply(Command::AgreeRing { ring: Ring::new(3, 4), names }), CommandResult::RingAgreed(Ring::new(3, 4)));
+        assert_eq!(
+            s.apply(Command::AgreeRing { ring: Ring::new(3, 4), names }),
+            CommandResult::RingAgreed(Ring::new(3, 4))
+        );
         s
     }
 
@@ -205,7 +209,10 @@ mod tests {
         assert!(s.resize_under_way().is_some_and(|why| why.contains("partition 0")), "generation 0 is not sealed");
         // Shrinking back: broker 3 leaves.
         for p in 0..12 {
-            assert_eq!(s.apply(Command::Seal { partition: p, epoch: 0, ends: BTreeMap::new() }), CommandResult::Applied(true));
+            assert_eq!(
+                s.apply(Command::Seal { partition: p, epoch: 0, ends: BTreeMap::new() }),
+                CommandResult::Applied(true)
+            );
         }
         assert_eq!(s.resize_under_way(), None);
         assert_eq!(s.apply(resize(1, 3)), CommandResult::Applied(true));

@@ -252,10 +252,10 @@ impl ClusterState {
     /// The leader of `partition`: its ring owner until leadership first moved, and no broker
     /// (`u32::MAX`) for a partition no generation has.
     pub fn leader(&self, partition: u32) -> PartitionLeader {
-        self.leaders.get(&partition).copied().unwrap_or_else(|| PartitionLeader {
-            broker: self.layout.owner(partition).unwrap_or(u32::MAX),
-            epoch: 0,
-        })
+        self.leaders
+            .get(&partition)
+            .copied()
+            .unwrap_or_else(|| PartitionLeader { broker: self.layout.owner(partition).unwrap_or(u32::MAX), epoch: 0 })
     }
 
     fn register(&mut self, consumer: Consumer) -> CommandResult {

@@ -471,14 +471,23 @@ impl RaftNode {
             return Ok(());
         }
         if membership.voter_ids().any(|id| gone.contains(&id)) {
-            self.raft.change_membership(ChangeMembers::RemoveVoters(gone.clone()), true).await.map_err(|e| unavailable(&e))?;
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(gone.clone()), true)
+                .await
+                .map_err(|e| unavailable(&e))?;
         }
-        self.raft.change_membership(ChangeMembers::RemoveNodes(gone.clone()), false).await.map_err(|e| unavailable(&e))?;
+        self.raft
+            .change_membership(ChangeMembers::RemoveNodes(gone.clone()), false)
+            .await
+            .map_err(|e| unavailable(&e))?;
         let membership = self.raft.metrics().borrow().membership_config.membership().clone();
         let free = MAX_VOTERS.saturating_sub(membership.voter_ids().count());
         let promoted: BTreeSet<NodeId> = membership.learner_ids().take(free).collect();
         if !promoted.is_empty() {
-            self.raft.change_membership(ChangeMembers::AddVoterIds(promoted.clone()), false).await.map_err(|e| unavailable(&e))?;
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(promoted.clone()), false)
+                .await
+                .map_err(|e| unavailable(&e))?;
         }
         tracing::info!(addr = %peer_addr, removed = ?gone, ?promoted, "broker left the Raft group");
         Ok(())

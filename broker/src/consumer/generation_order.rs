@@ -76,7 +76,11 @@ mod tests {
         }
         assert_eq!(blocked_list(&s), Vec::<u32>::new());
         let other: Vec<u32> = blocked(&s, "other-group", "t").into_iter().collect();
-        assert_eq!(other, vec![2, 3, 6, 7, 8], "a group that read nothing reads partition 0 first, and what follows it");
+        assert_eq!(
+            other,
+            vec![2, 3, 6, 7, 8],
+            "a group that read nothing reads partition 0 first, and what follows it"
+        );
         assert!(blocked(&s, "g", "other-topic").is_empty(), "no records of it were sealed anywhere");
     }
 

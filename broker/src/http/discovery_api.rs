@@ -7,9 +7,9 @@ use axum::{Json, Router};
 use runnel_discovery::BrokerList;
 use serde::Serialize;
 
+use super::query::Params;
 use super::status::{discovery_status, livez};
 use super::{with_fallbacks, SharedState};
-use super::query::Params;
 use crate::consensus::cluster_state::{BrokerState, Command, CommandResult};
 use crate::error::ApiError;
 
@@ -86,11 +86,8 @@ async fn cluster(State(app): State<SharedState>) -> Json<ClusterView> {
     let mut raft_voters: Vec<u32> = app.raft.voter_addrs().iter().filter_map(|addr| ordinal_of(addr)).collect();
     raft_voters.sort_unstable();
     let view = app.raft.read(|s| {
-        let members: Vec<MemberView> = s
-            .brokers
-            .iter()
-            .map(|(&broker, b)| MemberView { broker, name: b.name.clone(), state: b.state })
-            .collect();
+        let members: Vec<MemberView> =
+            s.brokers.iter().map(|(&broker, b)| MemberView { broker, name: b.name.clone(), state: b.state }).collect();
         let partitions = s
             .layout
             .generations()
@@ -138,9 +135,9 @@ async fn resize(State(app): State<SharedState>, params: Params) -> Result<Json<R
         .ok_or_else(|| ApiError::BadRequest("the brokers parameter is required: ?brokers=N".into()))?
         .parse()
         .map_err(|_| ApiError::BadRequest("brokers must be a whole number".into()))?;
-    let (generation, current, refusal) = app.raft.read(|s| {
-        (s.layout.generation(), s.layout.current_ring().map(|r| r.brokers()), s.resize_refusal(brokers))
-    });
+    let (generation, current, refusal) = app
+        .raft
+        .read(|s| (s.layout.generation(), s.layout.current_ring().map(|r| r.brokers()), s.resize_refusal(brokers)));
     let current = current.ok_or_else(|| ApiError::Unavailable("the cluster has not agreed on its ring yet".into()))?;
     if let Some(why) = refusal {
         return Err(ApiError::ResizeRefused(why));
@@ -150,7 +147,12 @@ async fn resize(State(app): State<SharedState>, params: Params) -> Result<Json<R
     }
     match app.raft.propose(Command::Resize { generation, brokers }).await? {
         CommandResult::Applied(true) => {
-            tracing::info!(from = current, to = brokers, generation = generation + 1, "resize asked: a new generation is open");
+            tracing::info!(
+                from = current,
+                to = brokers,
+                generation = generation + 1,
+                "resize asked: a new generation is open"
+            );
             Ok(Json(Resized { generation: generation + 1, brokers, changed: true }))
         }
         _ => Err(ApiError::ResizeRefused("the cluster changed meanwhile (another resize?): look and ask again".into())),

@@ -129,7 +129,10 @@ impl Replication {
             for partition in self.leadership.layout().all_partitions() {
                 let (current, replicas, home) = self.leadership.raft().read(|s| {
                     let replicas = s.replicas(partition);
-                    let home = replicas.first().copied().filter(|o| s.brokers.get(o).is_none_or(|b| b.state != BrokerState::Leaving));
+                    let home = replicas
+                        .first()
+                        .copied()
+                        .filter(|o| s.brokers.get(o).is_none_or(|b| b.state != BrokerState::Leaving));
                     (s.leader(partition), replicas, home)
                 });
                 match observed.decide(partition, current.broker, &replicas, home, now) {
@@ -149,9 +152,10 @@ impl Replication {
     /// (this broker last, should it be one: its Raft leadership passes on).
     async fn remove_departed(&self) {
         let me = self.leadership.me();
-        let mut done: Vec<u32> = self.leadership.raft().read(|s| {
-            s.brokers_in(BrokerState::Leaving).filter(|b| s.holds_nothing(*b)).collect()
-        });
+        let mut done: Vec<u32> = self
+            .leadership
+            .raft()
+            .read(|s| s.brokers_in(BrokerState::Leaving).filter(|b| s.holds_nothing(*b)).collect());
         done.sort_by_key(|b| *b == me);
         for broker in done {
             let addr = self.peers.peer_addr(broker);
@@ -160,7 +164,9 @@ impl Replication {
                 return;
             }
             match self.leadership.raft().propose(Command::RemoveBroker { ordinal: broker }).await {
-                Ok(CommandResult::Applied(true)) => tracing::info!(broker, "the broker left the cluster: it is removable"),
+                Ok(CommandResult::Applied(true)) => {
+                    tracing::info!(broker, "the broker left the cluster: it is removable")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(broker, "could not mark a departed broker removable: {e}"),
             }
@@ -263,7 +269,11 @@ mod tests {
         let mut observed = Observations::new(Instant::now());
         tokio::time::advance(DEAD_AFTER - PROBE_EVERY).await;
         observed.record(Instant::now(), [(1, READY)]);
-        assert_eq!(observed.decide(0, 0, &[0, 1, 2], Some(0), Instant::now()), Decision::Nothing, "never heard, not yet dead");
+        assert_eq!(
+            observed.decide(0, 0, &[0, 1, 2], Some(0), Instant::now()),
+            Decision::Nothing,
+            "never heard, not yet dead"
+        );
         tokio::time::advance(PROBE_EVERY).await;
         observed.record(Instant::now(), [(1, READY)]);
         assert_eq!(observed.decide(0, 0, &[0, 1, 2], Some(0), Instant::now()), Decision::FailOver { to: 1 });
@@ -276,7 +286,11 @@ mod tests {
         let rounds_back = BACK_FOR.as_millis() as u32 / PROBE_EVERY.as_millis() as u32;
         // Healthy from the first probe on; BACK_FOR later it is back.
         probe_for(&mut observed, rounds_back, &all).await;
-        assert_eq!(observed.decide(3, 1, &[0, 1, 2], Some(0), Instant::now()), Decision::Nothing, "not back long enough");
+        assert_eq!(
+            observed.decide(3, 1, &[0, 1, 2], Some(0), Instant::now()),
+            Decision::Nothing,
+            "not back long enough"
+        );
         probe_for(&mut observed, 1, &all).await;
         assert_eq!(observed.decide(3, 1, &[0, 1, 2], Some(0), Instant::now()), Decision::HandBack { to: 0 });
         probe_for(&mut observed, 1, &all).await;

@@ -276,8 +276,11 @@ impl Replication {
             return 0;
         }
         let copies = self.copies(topic, partition, epoch);
-        let reached =
-            if copies.followers.is_empty() { self.storage.end(topic, partition) } else { *copies.majority_end.borrow() };
+        let reached = if copies.followers.is_empty() {
+            self.storage.end(topic, partition)
+        } else {
+            *copies.majority_end.borrow()
+        };
         // A sealed partition ends where it was sealed, whatever a later leader's log holds.
         let sealed = self.leadership.raft().read(|s| s.sealed_end(topic, partition));
         sealed.map_or(reached, |end| reached.min(end))

@@ -50,13 +50,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Leadership {
     pub fn new(raft: RaftNode, me: u32) -> Leadership {
-        Leadership {
-            raft,
-            me,
-            serving: Mutex::default(),
-            writes: Mutex::default(),
-            fences: Mutex::default(),
-        }
+        Leadership { raft, me, serving: Mutex::default(), writes: Mutex::default(), fences: Mutex::default() }
     }
 
     pub fn me(&self) -> u32 {

@@ -25,7 +25,11 @@ impl Replication {
         let due = || {
             let me = self.leadership.me();
             let led: Vec<(u32, u64)> = self.leadership.raft().read(|s| {
-                s.unsealed().map(|p| (p, s.leader(p))).filter(|(_, l)| l.broker == me).map(|(p, l)| (p, l.epoch)).collect()
+                s.unsealed()
+                    .map(|p| (p, s.leader(p)))
+                    .filter(|(_, l)| l.broker == me)
+                    .map(|(p, l)| (p, l.epoch))
+                    .collect()
             });
             led.into_iter().filter(|(p, epoch)| self.leadership.serving_epoch(*p) == Some(*epoch)).collect()
         };

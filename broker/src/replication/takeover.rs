@@ -26,7 +26,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 impl Replication {
     /// Takes over every partition Raft assigns to this broker, until `stop` fires.
     pub async fn run_takeovers(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
-        let due = || self.leadership.led().into_iter().filter(|(_, _, serving)| !serving).map(|(p, e, _)| (p, e)).collect();
+        let due =
+            || self.leadership.led().into_iter().filter(|(_, _, serving)| !serving).map(|(p, e, _)| (p, e)).collect();
         let work = |partition, epoch| {
             let this = self.clone();
             async move {

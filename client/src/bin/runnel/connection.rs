@@ -5,10 +5,10 @@ use runnel_client::{Brokers, ClientError};
 #[derive(clap::Args, Clone)]
 pub struct ConnectionArgs {
     /// A broker or the discovery service; the broker list is read from it.
-    #[arg(long, env = "RUNNEL_HOST", default_value = "localhost")]
+    #[arg(long, env = "RUNNEL_HOST", default_value = "localhost", global = true)]
     pub host: String,
     /// Discovery port (`GET /v1/brokers`).
-    #[arg(long, default_value_t = 9250)]
+    #[arg(long, default_value_t = 9250, global = true)]
     pub discovery_port: u16,
 }
 

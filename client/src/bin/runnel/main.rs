@@ -4,6 +4,7 @@
 //! broker that is not ready.
 
 mod bench;
+mod cluster;
 mod connection;
 mod consume;
 mod inspect;
@@ -35,6 +36,8 @@ enum Command {
     Brokers(inspect::InspectArgs),
     /// Show whether every broker is ready (exit status 3 if not).
     Status(inspect::InspectArgs),
+    /// Show the cluster's generation, brokers and partitions, or resize it (`cluster resize N`).
+    Cluster(cluster::ClusterArgs),
     /// Produce records as fast as the broker acknowledges them, then consume them back, and print throughput and latency.
     Bench(bench::BenchArgs),
     /// Overload a cluster (bulk producers of large bodies, slow connections, latency probes)
@@ -50,6 +53,7 @@ async fn main() {
         Command::Consume(args) => consume::run(args).await,
         Command::Brokers(args) => inspect::brokers(args).await,
         Command::Status(args) => inspect::status(args).await,
+        Command::Cluster(args) => cluster::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Pressure(args) => pressure::run(args).await,
     };
