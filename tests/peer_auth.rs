@@ -77,7 +77,8 @@ async fn the_peer_port_refuses_unsigned_forged_and_replayed_requests_and_acknowl
     let response =
         http.post(peer(&format!("/cluster/produce/{TOPIC}/{partition}"))).body(frame).send().await.expect("produce");
     assert_refused("unsigned /cluster/produce", response).await;
-    let join = json!({"node_id": 4242, "peer_addr": format!("{}:9255", brokers[1].ip)});
+    let names: Vec<String> = brokers.iter().map(|b| b.ip.to_string()).collect();
+    let join = json!({"node_id": 4242, "peer_addr": format!("{}:9255", brokers[1].ip), "ordinal": 1, "names": names, "ranges": 4});
     let response = http.post(peer("/cluster/join")).json(&join).send().await.expect("join");
     assert_refused("unsigned /cluster/join", response).await;
 

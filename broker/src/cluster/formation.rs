@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::Peers;
+use crate::consensus::cluster_state::BrokerState;
 use crate::consensus::RaftNode;
 use crate::log_every::LogEvery;
 use crate::peer::{answer_bytes, PeerError};
@@ -46,7 +47,15 @@ pub async fn form_cluster(raft: RaftNode, peers: Peers, refused: watch::Sender<O
             return;
         }
     }
-    if raft.has_settled_membership() {
+    // A member the roster does not list yet (its join was cut short between the Raft change and
+    // `AddBroker`, or it was removed in a shrink and comes back) asks again, or it would never
+    // be grown into the ring.
+    let ordinal = peers.ordinal();
+    let joined = || {
+        raft.has_settled_membership()
+            && raft.read(|s| s.brokers.get(&ordinal).is_some_and(|b| b.state != BrokerState::Removable))
+    };
+    if joined() {
         return;
     }
     let request = JoinRequest {
@@ -61,7 +70,7 @@ pub async fn form_cluster(raft: RaftNode, peers: Peers, refused: watch::Sender<O
     // then promotes it, and the promotion fails when another broker's join changes the
     // membership at the same moment. A broker that stopped asking then would stay a learner,
     // and the group would lose its quorum with one more broker down.
-    while !raft.has_settled_membership() {
+    while !joined() {
         for peer in peers.others() {
             match peers.http().post(peers.url(peer, "/cluster/join")).json(&request).send().await {
                 Ok(r) => match answer_bytes(r).await {

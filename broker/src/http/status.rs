@@ -57,6 +57,10 @@ pub fn conditions(app: &SharedState, port: Port) -> Vec<Condition> {
         found.push(condition("ring_mismatch", why));
     }
     match app.raft.health() {
+        RaftHealth::Healthy if !app.raft.read(|s| s.layout.is_agreed()) => found.push(condition(
+            "starting",
+            "the cluster has not agreed on its ring yet (its first Raft leader proposes it at once)",
+        )),
         RaftHealth::Healthy => {}
         RaftHealth::Starting => {
             found.push(condition("starting", "the broker is applying the Raft log it had at start"))
