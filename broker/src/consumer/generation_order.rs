@@ -96,4 +96,53 @@ mod tests {
         assert!(blocked(&s, "g", "t").contains(&6));
         assert!(!blocked(&s, "g", "t").contains(&11), "its tokens are all in partition 1, which was empty");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the resizes, seals and commits: when a group may read a partition, every
+        /// older partition holding one of its tokens (so any key of it) is sealed and consumed
+        /// to its end, so no key's newer record is read before an older one.
+        #[test]
+        fn a_readable_partition_has_every_older_partition_of_its_tokens_consumed(
+            sizes in proptest::collection::vec(1u32..7, 2..5),
+            sealed_ends in proptest::collection::vec(proptest::option::of(0u64..3), 64),
+            committed in proptest::collection::vec(proptest::option::of(0u64..3), 64),
+            tokens in proptest::collection::vec(proptest::prelude::any::<i64>(), 20),
+        ) {
+            let mut s = ClusterState::default();
+            s.apply(Command::AgreeRing { ring: Ring::new(sizes[0], 2), names: vec!["b0".into()] });
+            for (generation, &brokers) in sizes.iter().enumerate().skip(1) {
+                for ordinal in 0..brokers {
+                    s.apply(Command::AddBroker { ordinal, name: format!("b{ordinal}") });
+                }
+                s.apply(Command::Resize { generation: generation as u32 - 1, brokers });
+            }
+            for p in s.layout.all_partitions() {
+                if let Some(end) = sealed_ends[p as usize % 64] {
+                    seal(&mut s, p, end);
+                }
+                if let Some(offset) = committed[p as usize % 64] {
+                    commit(&mut s, p, offset);
+                }
+            }
+            let blocked = blocked(&s, "g", "t");
+            let generations: Vec<_> = s.layout.generations().map(|(_, g)| g).collect();
+            for token in tokens {
+                let path: Vec<u32> = generations.iter().map(|g| g.first + g.ring.partition_of_token(token)).collect();
+                for (i, p) in path.iter().enumerate() {
+                    if blocked.contains(p) {
+                        continue;
+                    }
+                    for older in &path[..i] {
+                        let end = s.sealed_end("t", *older);
+                        proptest::prop_assert!(end.is_some(), "{p} readable but {older} is not sealed");
+                        let end = end.unwrap_or_default();
+                        let done = end == 0 || s.committed("g", "t", *older).is_some_and(|c| c >= end);
+                        proptest::prop_assert!(done, "{p} readable but {older} is not consumed to {end}");
+                    }
+                }
+            }
+        }
+    }
 }

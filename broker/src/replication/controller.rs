@@ -303,4 +303,18 @@ mod tests {
         // A leaving owner (a shrink) gets nothing back either: its partitions are moving off it.
         assert_eq!(observed.decide(9, 1, &[0, 1, 2], None, Instant::now()), Decision::Nothing);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broker_is_settled_for_a_new_ring_only_after_back_for_without_a_break() {
+        let mut observed = Observations::new(Instant::now());
+        let rounds_back = BACK_FOR.as_millis() as u32 / PROBE_EVERY.as_millis() as u32;
+        probe_for(&mut observed, rounds_back, &[(3, READY)]).await;
+        assert!(!observed.settled(3, Instant::now()), "healthy for less than BACK_FOR");
+        probe_for(&mut observed, 1, &[(3, None)]).await;
+        probe_for(&mut observed, rounds_back, &[(3, READY)]).await;
+        assert!(!observed.settled(3, Instant::now()), "a missed probe starts the wait again");
+        probe_for(&mut observed, 2, &[(3, READY)]).await;
+        assert!(observed.settled(3, Instant::now()));
+        assert!(!observed.settled(4, Instant::now()), "never heard of");
+    }
 }
