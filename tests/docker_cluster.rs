@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use runnel_client::{Brokers, Consumer, ConsumerConfig, Producer, StartFrom};
-use runnel_tests::docker::{self, DockerCluster};
-use runnel_tests::workload::{Endpoint, Endpoints, Workload};
+use runnel_tests::docker::{self, wait_ready, DockerCluster};
+use runnel_tests::workload::{endpoint, set_up, Endpoint, Endpoints, Workload};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -64,7 +64,7 @@ async fn scenario(cluster: &DockerCluster) {
         endpoints.push(cluster.endpoint(i).await);
     }
     for (i, endpoint) in endpoints.iter().enumerate() {
-        wait_ready(endpoint, 3, Duration::from_secs(60))
+        wait_ready(endpoint, Some(3), Duration::from_secs(60))
             .await
             .unwrap_or_else(|e| panic!("broker {i} ({}): {e}; is {} up to date?", endpoint.discovery, cluster.image));
     }
@@ -105,7 +105,7 @@ async fn scenario(cluster: &DockerCluster) {
     assert!(acked_while_down > 0, "no write was acknowledged while broker {victim} was down");
     cluster.start_again(victim).await;
     let down = killed_at.elapsed();
-    let back = bring_back(cluster, &endpoints, victim).await;
+    let back = cluster.hand_to_workload(&endpoints, victim, Some(3)).await;
     let balanced = wait_balanced(&endpoints, Duration::from_secs(60)).await;
     eprintln!(
         "broker {victim} down {down:?} ({acked_while_down} writes acknowledged meanwhile); after docker start it \
@@ -149,7 +149,7 @@ async fn scenario(cluster: &DockerCluster) {
     assert!(acked_while_cut > 0, "no write was acknowledged while broker {victim2} was cut off");
     cluster.connect(victim2).await;
     let cut = cut_at.elapsed();
-    let back = bring_back(cluster, &endpoints, victim2).await;
+    let back = cluster.hand_to_workload(&endpoints, victim2, Some(3)).await;
     let balanced = wait_balanced(&endpoints, Duration::from_secs(60)).await;
     eprintln!(
         "broker {victim2} cut off {cut:?} ({acked_while_cut} writes acknowledged meanwhile); reconnected, it \
@@ -183,55 +183,6 @@ async fn scenario(cluster: &DockerCluster) {
             assert!(first <= MAX_UNAVAILABLE, "partition {partition} unavailable for {first:?} after it was {what}");
         }
     }
-}
-
-fn endpoint(endpoints: &Endpoints, i: usize) -> Endpoint {
-    endpoints.lock().unwrap_or_else(|p| p.into_inner())[i].clone()
-}
-
-fn set_up(endpoints: &Endpoints, i: usize, up: bool) {
-    endpoints.lock().unwrap_or_else(|p| p.into_inner())[i].up = up;
-}
-
-/// Waits until broker `i` (restarted or reconnected, maybe at a new address) answers, then hands
-/// its current address to the workload and marks it up. Returns how long that took.
-async fn bring_back(cluster: &DockerCluster, endpoints: &Endpoints, i: usize) -> Duration {
-    let since = Instant::now();
-    let fresh = cluster.endpoint(i).await;
-    wait_ready(&fresh, 3, Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|e| panic!("broker {i} did not come back: {e}"));
-    endpoints.lock().unwrap_or_else(|p| p.into_inner())[i] = fresh;
-    since.elapsed()
-}
-
-/// `/status` is 200 on the producer and consumer ports and `/v1/brokers` lists `brokers`.
-async fn wait_ready(endpoint: &Endpoint, brokers: u64, within: Duration) -> Result<(), String> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("http client");
-    let deadline = Instant::now() + within;
-    let mut last = String::from("no answer yet");
-    while Instant::now() < deadline {
-        let mut ready = true;
-        for base in [&endpoint.producer, &endpoint.consumer] {
-            match http.get(format!("{base}/status")).send().await {
-                Ok(r) if r.status() == StatusCode::OK => {}
-                Ok(r) => (ready, last) = (false, format!("{base}/status answered {}", r.status())),
-                Err(e) => (ready, last) = (false, format!("{base}/status: {e}")),
-            }
-        }
-        if ready {
-            let listed = match http.get(format!("{}/v1/brokers", endpoint.discovery)).send().await {
-                Ok(r) => r.json::<Value>().await.ok(),
-                Err(_) => None,
-            };
-            match listed {
-                Some(list) if list["length"].as_u64() == Some(brokers) => return Ok(()),
-                other => last = format!("/v1/brokers answered {other:?}"),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Err(format!("not ready within {within:?}: {last}"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use runnel_tests::workload::{cluster_view, raft_voters, Endpoint, Endpoints, Workload};
+use runnel_tests::workload::{cluster_view, raft_voters, set_up, Endpoint, Endpoints, Workload};
 use runnel_tests::{start_cluster, BrokerProcess, TestClient};
 
 /// The bound on how long a partition may stay unavailable.
@@ -13,10 +13,6 @@ const MAX_UNAVAILABLE: Duration = Duration::from_secs(10);
 
 fn endpoints(brokers: &[BrokerProcess]) -> Endpoints {
     Endpoints::new(std::sync::Mutex::new(brokers.iter().map(Endpoint::of).collect()))
-}
-
-fn set_up(endpoints: &Endpoints, broker: usize, up: bool) {
-    endpoints.lock().unwrap_or_else(|p| p.into_inner())[broker].up = up;
 }
 
 /// Waits until all three brokers vote in Raft, as a formed cluster must: with a broker left a

@@ -11,42 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runnel_client::{Brokers, Consumer, ConsumerConfig, StartFrom};
-use runnel_tests::workload::{raft_voters, Endpoint, Endpoints, Workload};
+use runnel_tests::resize_views::{wait_for_removable, wait_for_ring};
+use runnel_tests::workload::{raft_voters, set_up, wait_for_voters, Endpoint, Endpoints, Workload};
 use runnel_tests::{built_binary, StaticCluster};
 use serde_json::Value;
 
 /// The bound on how long a write may wait.
 const MAX_WAIT: Duration = Duration::from_secs(10);
-
-async fn cluster_view(endpoint: &Endpoint) -> Option<Value> {
-    let response = reqwest::get(format!("{}/v1/cluster", endpoint.discovery)).await.ok()?;
-    response.json().await.ok()
-}
-
-/// The view once the ring has `brokers` brokers, every one of them serving, and every
-/// partition of an older generation sealed.
-async fn wait_for_ring(endpoint: &Endpoint, brokers: u64, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    let mut last = Value::Null;
-    while Instant::now() < deadline {
-        if let Some(view) = cluster_view(endpoint).await {
-            let serving = view["members"].as_array().into_iter().flatten().filter(|m| m["state"] == "serving").count();
-            let current = view["generation"].as_u64();
-            let unsealed = view["partitions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|p| p["generation"].as_u64() != current && p["sealed"] != true)
-                .count();
-            if view["brokers"] == brokers && serving as u64 == brokers && unsealed == 0 {
-                return view;
-            }
-            last = view;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the ring did not reach {brokers} serving brokers within {within:?}; last view: {last}");
-}
 
 /// Partition numbers with a directory under `home` for `topic`.
 fn partitions_on_disk(home: &Path, topic: &str) -> Vec<u32> {
@@ -56,24 +27,6 @@ fn partitions_on_disk(home: &Path, topic: &str) -> Vec<u32> {
     found
 }
 
-/// The view once `brokers` are listed removable.
-async fn wait_for_removable(endpoint: &Endpoint, brokers: &[u64], within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    let mut last = Value::Null;
-    while Instant::now() < deadline {
-        if let Some(view) = cluster_view(endpoint).await {
-            let removable: Vec<u64> =
-                view["removable"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
-            if removable == brokers {
-                return view;
-            }
-            last = view;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("brokers {brokers:?} were not removable within {within:?}; last view: {last}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_brokers_grow_to_six_shrink_to_three_and_grow_to_four_under_load_losing_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -81,11 +34,7 @@ async fn three_brokers_grow_to_six_shrink_to_three_and_grow_to_four_under_load_l
     let mut brokers: Vec<_> = (0..3).map(|i| cluster.start(i, 3, &[])).collect();
     let endpoints = Endpoints::new(std::sync::Mutex::new(brokers.iter().map(Endpoint::of).collect()));
     let first = Endpoint::of(&brokers[0]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while raft_voters(&first).await.as_deref() != Some(&[0, 1, 2]) {
-        assert!(Instant::now() < deadline, "the three brokers are not all Raft voters");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_voters(&first, &[0, 1, 2], Duration::from_secs(30)).await;
     let workload = Workload::start(endpoints.clone(), "resize", 48, 4).await;
     // A consumer of the Rust client, given the broker list once: it must follow the resizes.
     let config = ConsumerConfig {
@@ -157,9 +106,9 @@ async fn three_brokers_grow_to_six_shrink_to_three_and_grow_to_four_under_load_l
         shrink_asked.elapsed(),
         view["generation"]
     );
-    for (ordinal, leaving) in brokers.iter_mut().enumerate().skip(3) {
-        endpoints.lock().unwrap_or_else(|p| p.into_inner())[ordinal].up = false;
-        assert!(leaving.terminate(), "broker {ordinal} stops cleanly");
+    for (ordinal, broker) in brokers.iter_mut().enumerate().skip(3) {
+        set_up(&endpoints, ordinal, false);
+        assert!(broker.terminate(), "broker {ordinal} stops cleanly");
     }
     workload.pause_consuming(false);
     let again = resize("3").await.expect("resize");

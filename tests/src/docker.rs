@@ -6,10 +6,14 @@
 //! when the [`DockerCluster`] is dropped, also when a test panics.
 
 use std::net::Ipv6Addr;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::workload::Endpoint;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::workload::{Endpoint, Endpoints};
 
 /// The image the container tests use (built by `scripts/build-image`); `RUNNEL_TEST_IMAGE` overrides it.
 pub fn image() -> String {
@@ -85,6 +89,37 @@ async fn must(args: &[&str]) -> String {
     docker(args).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Waits until `/status` is 200 on the producer and consumer ports and, if `brokers` is given,
+/// `/v1/brokers` lists that many.
+pub async fn wait_ready(endpoint: &Endpoint, brokers: Option<u64>, within: Duration) -> Result<(), String> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("http client");
+    let deadline = Instant::now() + within;
+    let mut last = String::from("no answer yet");
+    while Instant::now() < deadline {
+        let mut ready = true;
+        for base in [&endpoint.producer, &endpoint.consumer] {
+            match http.get(format!("{base}/status")).send().await {
+                Ok(r) if r.status() == StatusCode::OK => {}
+                Ok(r) => (ready, last) = (false, format!("{base}/status answered {}", r.status())),
+                Err(e) => (ready, last) = (false, format!("{base}/status: {e}")),
+            }
+        }
+        if ready {
+            let Some(brokers) = brokers else { return Ok(()) };
+            let listed = match http.get(format!("{}/v1/brokers", endpoint.discovery)).send().await {
+                Ok(r) => r.json::<Value>().await.ok(),
+                Err(_) => None,
+            };
+            match listed {
+                Some(list) if list["length"].as_u64() == Some(brokers) => return Ok(()),
+                other => last = format!("/v1/brokers answered {other:?}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("not ready within {within:?}: {last}"))
+}
+
 /// A cluster of broker containers on its own IPv6 network; everything goes away on drop.
 pub struct DockerCluster {
     /// Prefix of every name this run creates (`runnel-test-<pid>`), and the value of its label.
@@ -93,9 +128,12 @@ pub struct DockerCluster {
     /// The headless service's name, i.e. the alias every broker container shares.
     pub service: String,
     pub image: String,
+    /// Broker containers created so far (ordinals `0..size`).
     size: usize,
-    /// Holds the cluster's peer secret, bind-mounted read-only into every broker container.
-    secret_dir: tempfile::TempDir,
+    /// The cluster's peer secret, bind-mounted read-only into every broker container.
+    secret: PathBuf,
+    /// Holds `secret` for as long as the containers may need it.
+    _secret_dir: tempfile::TempDir,
 }
 
 /// Where the containers find the peer secret (`RUNNEL_PEER_SECRET_FILE`).
@@ -109,43 +147,62 @@ impl DockerCluster {
     /// brokers count the service's records until they are stable, so they must start together).
     pub async fn start(image: &str, size: usize, service: &str) -> DockerCluster {
         let run = format!("runnel-test-{}", std::process::id());
-        let cluster = DockerCluster {
+        let secret_dir = tempfile::tempdir().expect("tempdir for the peer secret");
+        let secret = crate::write_peer_secret(secret_dir.path());
+        // The brokers run as a non-root user: the file must be readable by others.
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .expect("make the peer secret readable");
+        let mut cluster = DockerCluster {
             network: format!("{run}-net"),
             run,
             service: service.to_string(),
             image: image.to_string(),
-            size,
-            secret_dir: tempfile::tempdir().expect("tempdir for the peer secret"),
+            size: 0,
+            secret,
+            _secret_dir: secret_dir,
         };
-        let secret = crate::write_peer_secret(cluster.secret_dir.path());
-        // The brokers run as a non-root user: the file must be readable by others.
-        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .expect("make the peer secret readable");
-        let secret_mount = format!("type=bind,src={},dst={SECRET_IN_CONTAINER},readonly", secret.display());
-        let secret_env = format!("RUNNEL_PEER_SECRET_FILE={SECRET_IN_CONTAINER}");
         // A leftover of an earlier run that had this pid (and was killed before cleaning up).
         cluster.remove_everything();
         cluster.create_network().await;
-        for i in 0..size {
-            let (name, hostname, volume) = (cluster.container(i), cluster.hostname(i), cluster.volume(i));
-            let pod_alias = format!("{hostname}.{service}");
-            let label = format!("{LABEL}={}", cluster.run);
-            let volume_mount = format!("{volume}:/var/lib/runnel");
-            let service_env = format!("RUNNEL_SERVICE_NAME={service}");
-            must(&["volume", "create", "--label", &label, &volume]).await;
-            #[rustfmt::skip]
-            must(&[
-                "create", "--name", &name, "--hostname", &hostname, "--label", &label,
-                "--network", &cluster.network, "--network-alias", service, "--network-alias", &pod_alias,
-                "--read-only", "-e", &service_env, "-e", &secret_env, "-v", &volume_mount,
-                "--mount", &secret_mount, image,
-            ])
-            .await;
+        for _ in 0..size {
+            cluster.create_next().await;
         }
         let mut start = vec!["start".to_string()];
         start.extend((0..size).map(|i| cluster.container(i)));
         must(&start.iter().map(String::as_str).collect::<Vec<_>>()).await;
         cluster
+    }
+
+    /// Adds the next broker (ordinal `size`) and starts it, as a StatefulSet scaled up creates
+    /// its next pod: a new volume, the same aliases and settings as the others. Returns its ordinal.
+    pub async fn add_broker(&mut self) -> usize {
+        let i = self.create_next().await;
+        must(&["start", &self.container(i)]).await;
+        i
+    }
+
+    /// Creates the volume and the (stopped) container of broker `size`, and counts it, so that
+    /// the guard shows its logs from then on. Returns its ordinal.
+    async fn create_next(&mut self) -> usize {
+        let i = self.size;
+        let (name, hostname, volume) = (self.container(i), self.hostname(i), self.volume(i));
+        let pod_alias = format!("{hostname}.{}", self.service);
+        let label = format!("{LABEL}={}", self.run);
+        let volume_mount = format!("{volume}:/var/lib/runnel");
+        let service_env = format!("RUNNEL_SERVICE_NAME={}", self.service);
+        let secret_mount = format!("type=bind,src={},dst={SECRET_IN_CONTAINER},readonly", self.secret.display());
+        let secret_env = format!("RUNNEL_PEER_SECRET_FILE={SECRET_IN_CONTAINER}");
+        must(&["volume", "create", "--label", &label, &volume]).await;
+        #[rustfmt::skip]
+        must(&[
+            "create", "--name", &name, "--hostname", &hostname, "--label", &label,
+            "--network", &self.network, "--network-alias", &self.service, "--network-alias", &pod_alias,
+            "--read-only", "-e", &service_env, "-e", &secret_env, "-v", &volume_mount,
+            "--mount", &secret_mount, &self.image,
+        ])
+        .await;
+        self.size += 1;
+        i
     }
 
     /// A network with a subnet of its own (derived from the pid; another one if that is taken).
@@ -207,6 +264,34 @@ impl DockerCluster {
     /// `docker start` of the same container: same hostname, aliases and volume.
     pub async fn start_again(&self, i: usize) {
         must(&["start", &self.container(i)]).await;
+    }
+
+    /// `docker stop`: SIGTERM, then the broker hands over what it leads and exits. Returns its
+    /// exit code.
+    pub async fn stop(&self, i: usize) -> i64 {
+        // As docker/Dockerfile advises: hand-overs may take longer than Docker's default 10 s.
+        must(&["stop", "-t", "60", &self.container(i)]).await;
+        let code = must(&["inspect", "-f", "{{.State.ExitCode}}", &self.container(i)]).await;
+        code.parse().unwrap_or_else(|_| panic!("{} has no exit code: {code:?}", self.container(i)))
+    }
+
+    /// Waits until broker `i` (new, restarted or reconnected, maybe at a new address) answers as
+    /// [`wait_ready`] checks, then gives the workload its current address (in its place, or
+    /// after the others for a new broker), marked up. Returns how long that took.
+    pub async fn hand_to_workload(&self, endpoints: &Endpoints, i: usize, brokers: Option<u64>) -> Duration {
+        let since = Instant::now();
+        let fresh = self.endpoint(i).await;
+        wait_ready(&fresh, brokers, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("broker {i} did not answer: {e}; is {} up to date?", self.image));
+        let mut endpoints = endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        if i < endpoints.len() {
+            endpoints[i] = fresh;
+        } else {
+            assert_eq!(i, endpoints.len(), "brokers are handed to the workload in ordinal order");
+            endpoints.push(fresh);
+        }
+        since.elapsed()
     }
 
     /// Takes broker `i` off the network: it keeps running, cut off from everyone.

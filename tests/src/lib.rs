@@ -5,6 +5,7 @@ mod broker_process;
 mod client;
 pub mod docker;
 mod peer;
+pub mod resize_views;
 mod stalled;
 pub mod workload;
 

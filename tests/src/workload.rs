@@ -34,6 +34,16 @@ impl Endpoint {
 
 pub type Endpoints = Arc<Mutex<Vec<Endpoint>>>;
 
+/// Broker `i`'s endpoint as the workload has it now.
+pub fn endpoint(endpoints: &Endpoints, i: usize) -> Endpoint {
+    endpoints.lock().unwrap_or_else(|p| p.into_inner())[i].clone()
+}
+
+/// Marks broker `i` up or down: the workload sends only to brokers that are up.
+pub fn set_up(endpoints: &Endpoints, i: usize, up: bool) {
+    endpoints.lock().unwrap_or_else(|p| p.into_inner())[i].up = up;
+}
+
 fn up(endpoints: &Endpoints) -> Vec<Endpoint> {
     endpoints.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|e| e.up).cloned().collect()
 }
@@ -411,6 +421,19 @@ impl Report {
 pub async fn raft_voters(endpoint: &Endpoint) -> Option<Vec<u32>> {
     let body: Value = reqwest::get(format!("{}/v1/cluster", endpoint.discovery)).await.ok()?.json().await.ok()?;
     body["raftVoters"].as_array()?.iter().map(|v| v.as_u64().map(|v| v as u32)).collect()
+}
+
+/// Waits until `voters` (and only they) vote in Raft as `endpoint` sees it.
+pub async fn wait_for_voters(endpoint: &Endpoint, voters: &[u32], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = raft_voters(endpoint).await;
+        if now.as_deref() == Some(voters) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "brokers {voters:?} are not the Raft voters within {within:?}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The cluster as broker `endpoint` sees it: (Raft leader, partition → (leader, owner)).
