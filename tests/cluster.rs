@@ -217,3 +217,68 @@ async fn without_a_majority_of_copies_a_write_is_not_acknowledged() {
     assert_eq!(response.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
 }
+
+/// The first segment's base offset and the bytes of the log files of a partition's copy.
+fn copy_on_disk(home: &std::path::Path, topic: &str, partition: u32) -> Option<(u64, u64)> {
+    let entries = std::fs::read_dir(home.join("topics").join(topic).join(partition.to_string())).ok()?;
+    let logs: Vec<(u64, u64)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.strip_suffix(".log")?.parse().ok()?;
+            Some((name, e.metadata().ok()?.len()))
+        })
+        .collect();
+    let first = logs.iter().map(|(base, _)| *base).min()?;
+    Some((first, logs.iter().map(|(_, bytes)| bytes).sum()))
+}
+
+/// Issue 12 (a shrink copies what retention keeps): a copy that comes back empty after
+/// retention deleted the leader's oldest records could never catch up (its leader had nothing
+/// to send from offset 0). It now starts again at the leader's first retained record.
+#[tokio::test]
+async fn a_wiped_follower_catches_up_from_the_leader_s_first_retained_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small =
+        [("RUNNEL_SEGMENT_BYTES", "65536"), ("RUNNEL_RETENTION_BYTES", "131072"), ("RUNNEL_RETENTION_CHECK_MS", "100")];
+    let mut brokers = start_cluster(dir.path(), 3, &small);
+    let client = TestClient::new(&brokers[0]);
+    // Partition 0 (3 brokers × 4 ranges): led by broker 0, copies on 1 and 2.
+    let ring = runnel_broker::partitioning::Ring::new(3, 4);
+    let key = (0..).map(|i| format!("k{i}")).find(|k| ring.partition_of_key(k.as_bytes()) == 0).expect("a key");
+    let record = "x".repeat(4000);
+    let mut trimmed = None;
+    for _ in 0..400 {
+        let (status, ack) = produce_acked(&client, "trimmed", &key, json!({ "pad": record })).await;
+        assert_eq!(status, StatusCode::OK, "{ack}");
+        trimmed = copy_on_disk(&brokers[0].home, "trimmed", 0).filter(|(start, _)| *start > 0);
+        if trimmed.is_some() {
+            break;
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (start, _) = copy_on_disk(&brokers[0].home, "trimmed", 0).expect("the leader's copy");
+    assert!(trimmed.is_some() && start > 0, "retention deleted the leader's oldest segment");
+
+    brokers[2].kill9();
+    std::fs::remove_dir_all(&brokers[2].home).expect("wipe broker 2");
+    brokers[2].restart();
+    // A new record shows the leader that broker 2's copy is not where it was.
+    let (status, ack) = produce_acked(&client, "trimmed", &key, json!({ "after": "the wipe" })).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let end = replica_end(&brokers[0], "trimmed", 0).await;
+    let mut copy = None;
+    for _ in 0..200 {
+        copy = copy_on_disk(&brokers[2].home, "trimmed", 0);
+        if copy.is_some_and(|(_, bytes)| bytes > 0) && replica_end(&brokers[2], "trimmed", 0).await >= end {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (copy_start, bytes) = copy.unwrap_or_else(|| {
+        let log = brokers[0].log_text();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        panic!("broker 2 has no copy of partition 0 again; broker 0's log ends with {tail:#?}")
+    });
+    assert!(bytes > 0 && replica_end(&brokers[2], "trimmed", 0).await >= end, "broker 2 caught up to {end}");
+    assert!(copy_start >= start, "it starts at the leader's retained start {start}, not {copy_start}");
+}

@@ -333,6 +333,25 @@ impl Replication {
                     }
                 },
             };
+            // Retention deleted what comes after the follower's end (a new or wiped copy, or one
+            // down for longer than the retention): it starts again where this log starts.
+            let start = self.storage.bounds(&topic, partition).map_or(0, |(start, _)| start);
+            if follower_end < start {
+                let link = RemoteCopy { replication: &self, broker: follower, topic: &topic, partition };
+                match link.restart_at(start, epoch).await {
+                    Ok(end) => {
+                        tracing::info!(%topic, partition, follower, from = follower_end, start,
+                            "the replica restarts at this log's start: retention deleted what it lacked");
+                        known_end = Some(end);
+                    }
+                    Err(reason) => {
+                        tracing::debug!(%topic, partition, follower, "replica restart failed: {reason}");
+                        known_end = None;
+                        tokio::time::sleep(RETRY).await;
+                    }
+                }
+                continue;
+            }
             let appended = copies.appended.notified();
             tokio::pin!(appended);
             appended.as_mut().enable();

@@ -1,5 +1,5 @@
 //! Replication routes of the peer port: a follower's side of copying (end, replicate,
-//! truncate), what a new leader asks of the other copies (fence, epoch end, read), and what
+//! truncate, restart), what a new leader asks of the other copies (fence, epoch end, read), and what
 //! the controller asks of a broker (health, hand-over). The decisions are `copy_protocol`'s;
 //! these handlers only carry them over HTTP, and answer errors as [`PeerError`].
 
@@ -32,6 +32,7 @@ pub fn router(replication: Arc<Replication>) -> Router {
         .route("/cluster/replicate/{topic}/{partition}", post(replicate))
         .route("/cluster/end/{topic}/{partition}", get(end))
         .route("/cluster/truncate/{topic}/{partition}", post(truncate))
+        .route("/cluster/restart/{topic}/{partition}", post(restart))
         .route("/cluster/fence/{partition}", post(fence))
         .route("/cluster/epoch-end/{topic}/{partition}", get(epoch_end))
         .route("/cluster/read/{topic}/{partition}", get(read))
@@ -147,6 +148,27 @@ async fn truncate(
     let copy = replica(&replication, &topic, partition)?;
     let view = replication.leadership().view(partition);
     Ok(Json(cut_copy(&copy, view, params.to, params.epoch).await?))
+}
+
+#[derive(Deserialize)]
+struct RestartParams {
+    at: u64,
+    epoch: u64,
+}
+
+/// Starts this copy again, empty, at `at`, on behalf of the leader of `epoch`, whose
+/// retention deleted the records after this copy's end (see [`crate::store::Storage::restart_at`]).
+async fn restart(
+    State(replication): Shared,
+    Path((topic, partition)): Path<(String, u32)>,
+    Query(params): Query<RestartParams>,
+) -> Result<Json<CopyState>, PeerError> {
+    let copy = replica(&replication, &topic, partition)?;
+    if !replication.leadership().view(partition).accepts_copy(params.epoch) {
+        return Err(CopyRefusal::Stale(copy.state()).into());
+    }
+    replication.storage.restart_at(&topic, partition, params.at).await.map_err(storage_error)?;
+    Ok(Json(copy.state()))
 }
 
 #[derive(Serialize, Deserialize)]

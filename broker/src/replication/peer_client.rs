@@ -35,6 +35,13 @@ impl RemoteCopy<'_> {
     async fn get(&self, url: String, limit: Duration) -> Result<reqwest::Response, String> {
         self.replication.peers.http().get(url).timeout(limit).send().await.map_err(|e| e.to_string())
     }
+
+    /// Has the follower start its copy again at `at` (the leader's log start); its new end.
+    pub async fn restart_at(&self, at: u64, epoch: u64) -> Result<u64, String> {
+        let url = self.url("restart", &format!("?at={at}&epoch={epoch}"));
+        let response = self.replication.peers.http().post(url).send().await.map_err(|e| e.to_string())?;
+        answer_json::<CopyState>(response).await.map(|state| state.end).map_err(|e| e.to_string())
+    }
 }
 
 impl FollowerLink for RemoteCopy<'_> {

@@ -37,7 +37,7 @@ pub use topic_name::validate_topic_name;
 /// Segment sizes a store accepts: index entries hold file positions as u32, so a segment (one
 /// batch of at most 64 MiB may follow the roll point) must stay well below 4 GiB.
 pub const SEGMENT_BYTES: std::ops::RangeInclusive<u64> = 64 * 1024..=2 * 1024 * 1024 * 1024 - 1;
-use writer::{AppendRequest, EpochMark, WriterRequest};
+use writer::{AppendRequest, EpochMark, LogCut, WriterRequest};
 
 pub struct StorageConfig {
     pub dir: PathBuf,
@@ -287,7 +287,20 @@ impl Storage {
     pub async fn truncate(&self, topic: &str, partition: u32, to: u64) -> Result<u64, StorageError> {
         let sender = self.writer_queue(topic, partition).await?;
         let (reply, answer) = oneshot::channel();
-        sender.send(WriterRequest::Truncate { to, reply }).await.map_err(|_| StorageError::Closed)?;
+        sender.send(WriterRequest::Cut { cut: LogCut::Truncate(to), reply }).await.map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Drops the whole log and starts it again, empty, at `at`, if it ends before `at`: a copy
+    /// whose records end where its leader's retention already deleted the next ones takes the
+    /// leader's retained records from their start. Returns the new end.
+    pub async fn restart_at(&self, topic: &str, partition: u32, at: u64) -> Result<u64, StorageError> {
+        let sender = self.writer_queue(topic, partition).await?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(WriterRequest::Cut { cut: LogCut::RestartAt(at), reply })
+            .await
+            .map_err(|_| StorageError::Closed)?;
         answer.await.map_err(|_| StorageError::Closed)?
     }
 

@@ -203,6 +203,27 @@ impl PartitionLog {
         Ok(true)
     }
 
+    /// Drops the whole log and starts it, empty, at `at`, unless it ends at or after `at`;
+    /// returns the new end. The epoch history is emptied first (the leader's labels come with
+    /// the records it sends next). Blocking; the writer task runs it between write rounds.
+    pub fn restart_at(&self, at: u64) -> Result<u64, StorageError> {
+        let (_, end_before) = self.bounds();
+        if at <= end_before {
+            return Ok(end_before);
+        }
+        self.change_epochs(|epochs| epochs.cut(0))?;
+        let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
+        for (_, segment) in std::mem::take(&mut *segments) {
+            segment.delete()?;
+        }
+        segments.insert(at, Arc::new(Segment::create(&self.files, &self.dir, at)?.0));
+        sync_dir(&self.dir)?;
+        self.refresh_bounds(&segments);
+        tracing::warn!(topic = %self.topic, partition = self.partition, dropped_end = end_before, start = at,
+            "restarted the copy where its leader's retained records begin");
+        Ok(at)
+    }
+
     /// Drops every record at or after `to` (a replica discarding what its leader never had),
     /// cutting inside a batch when needed. The epoch history is cut first, so a crash half way
     /// leaves a log that looks longer than its history, which the next comparison cuts again.

@@ -426,3 +426,29 @@ async fn roll_out_of_open_files(max_open_files: usize) {
     assert!(report.truncated.is_empty());
     assert_eq!(read_all(&storage, "t", 0).await.len(), 120);
 }
+
+/// A copy whose end lies before its leader's retained start drops what it has and starts
+/// again, empty, at that start; the copy then holds the leader's records from there, also
+/// after a restart of the broker. A copy that already reaches that far is left alone.
+#[tokio::test]
+async fn a_copy_restarted_at_its_leader_s_start_holds_the_records_from_there_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(config(dir.path(), 64 * 1024)).expect("open");
+    storage.append_at("t", 0, 0, records(0, 10, 8), vec![EpochStart { epoch: 1, start: 0 }]).await.expect("copy");
+    assert_eq!(storage.restart_at("t", 0, 5).await.expect("restart"), 10, "it already holds offset 5");
+    assert_eq!(storage.restart_at("t", 0, 40).await.expect("restart"), 40);
+    assert_eq!(storage.bounds("t", 0), Some((40, 40)));
+    assert_eq!(storage.last_epoch("t", 0), 0, "its epoch labels went with its records");
+    let stale = storage.append_at("t", 0, 10, records(10, 1, 8), Vec::new()).await;
+    assert!(matches!(stale, Err(StorageError::OffsetMismatch { end: 40 })), "{stale:?}");
+    let labels = vec![EpochStart { epoch: 3, start: 38 }];
+    storage.append_at("t", 0, 40, records(40, 5, 8), labels).await.expect("copy from the leader's start");
+    storage.close().await;
+    let (storage, _) = Storage::open(config(dir.path(), 64 * 1024)).expect("reopen");
+    assert_eq!(storage.bounds("t", 0), Some((40, 45)));
+    assert_eq!(storage.last_epoch("t", 0), 3);
+    let read = storage.read("t", 0, 40, 4096).await.expect("read");
+    let offsets: Vec<u64> = read.records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, vec![40, 41, 42, 43, 44]);
+    assert_eq!(read.records[0].value, Bytes::from(format!("{:08}", 40)));
+}

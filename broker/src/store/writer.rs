@@ -23,7 +23,19 @@ const MAX_ROUND_BYTES: usize = 32 * 1024 * 1024;
 /// against the log's end cannot race.
 pub enum WriterRequest {
     Append(AppendRequest),
-    Truncate { to: u64, reply: oneshot::Sender<Result<u64, StorageError>> },
+    /// A change of the log's extent, made between write rounds; answers the new end.
+    Cut {
+        cut: LogCut,
+        reply: oneshot::Sender<Result<u64, StorageError>>,
+    },
+}
+
+/// How a copy's log is cut to follow its leader.
+pub enum LogCut {
+    /// Drop every record at or after this offset.
+    Truncate(u64),
+    /// Drop everything and start again, empty, at this offset.
+    RestartAt(u64),
 }
 
 pub struct AppendRequest {
@@ -59,9 +71,13 @@ pub async fn run(
             },
         };
         let first = match first {
-            WriterRequest::Truncate { to, reply } => {
+            WriterRequest::Cut { cut, reply } => {
                 let writer = log.clone();
-                let outcome = tokio::task::spawn_blocking(move || writer.truncate(to)).await;
+                let outcome = tokio::task::spawn_blocking(move || match cut {
+                    LogCut::Truncate(to) => writer.truncate(to),
+                    LogCut::RestartAt(at) => writer.restart_at(at),
+                })
+                .await;
                 let _ = reply.send(outcome.unwrap_or_else(|e| Err(aborted(e.to_string()))));
                 continue;
             }
@@ -75,8 +91,8 @@ pub async fn run(
                     size += next.records.iter().map(Bytes::len).sum::<usize>();
                     round.push(next);
                 }
-                Ok(truncate) => {
-                    held = Some(truncate);
+                Ok(cut) => {
+                    held = Some(cut);
                     break;
                 }
                 Err(_) => break,
