@@ -34,7 +34,8 @@ async fn info(State(m): State<Membership>) -> Json<ClusterInfo> {
 /// Adds the broker when this one leads; otherwise passes the request to the leader.
 async fn join(State(m): State<Membership>, Json(request): Json<JoinRequest>) -> Result<StatusCode, PeerError> {
     if m.raft.is_leader() {
-        let (agreed, why) = m.raft.read(|s| (s.layout.is_agreed(), disagreement(&request.names, request.ranges, s)));
+        let (agreed, why) =
+            m.raft.read(|s| (s.layout.is_agreed(), disagreement(&request.names, request.ranges, request.ordinal, s)));
         if !agreed {
             return Err(PeerError::Unavailable("the cluster has not agreed on its ring yet".into()));
         }

@@ -55,22 +55,27 @@ impl Peers {
         self.ordinal
     }
 
+    /// Broker `index`'s name: this broker's own from its settings (it may have moved, see
+    /// [`disagreement`]), the others' from the roster.
     fn name(&self, index: u32) -> Option<String> {
-        self.raft
-            .read(|s| s.brokers.get(&index).map(|b| b.name.clone()))
-            .or_else(|| self.configured.get(index as usize).cloned())
+        let own = || self.configured.get(index as usize).cloned();
+        if index == self.ordinal {
+            return own();
+        }
+        self.raft.read(|s| s.brokers.get(&index).map(|b| b.name.clone())).or_else(own)
     }
 
     /// The names of the brokers a client must poll: those in the ring and those leaving it
     /// that still hold copies (the configured ones while the cluster has no roster yet).
     pub fn polled_names(&self) -> Vec<String> {
-        let roster: Vec<String> = self.raft.read(|s| {
+        let polled: Vec<u32> = self.raft.read(|s| {
             s.brokers
-                .values()
-                .filter(|b| matches!(b.state, BrokerState::Serving | BrokerState::Leaving))
-                .map(|b| b.name.clone())
+                .iter()
+                .filter(|(_, b)| matches!(b.state, BrokerState::Serving | BrokerState::Leaving))
+                .map(|(ordinal, _)| *ordinal)
                 .collect()
         });
+        let roster: Vec<String> = polled.into_iter().filter_map(|ordinal| self.name(ordinal)).collect();
         if roster.is_empty() {
             self.configured.to_vec()
         } else {
@@ -96,7 +101,7 @@ impl Peers {
 
     /// Why this broker's settings do not fit the cluster it is in, if they do not.
     pub fn disagreement(&self, state: &ClusterState) -> Option<String> {
-        disagreement(&self.configured, self.ranges, state)
+        disagreement(&self.configured, self.ranges, self.ordinal, state)
     }
 
     /// POSTs `body` as JSON to `path` on every other broker at once, each call given up after

@@ -33,10 +33,12 @@ pub async fn agree_ring(raft: RaftNode, peers: Peers, mut stop: watch::Receiver<
     }
 }
 
-/// Why a broker started with `names` and `ranges` must not serve the cluster of `state`:
-/// other ranges per broker, or another name for a broker the cluster knows. A longer list of
-/// names is no disagreement: its new brokers join and the cluster grows to take them in.
-pub fn disagreement(names: &[String], ranges: u32, state: &ClusterState) -> Option<String> {
+/// Why broker `me`, started with `names` and `ranges`, must not serve the cluster of `state`:
+/// other ranges per broker, or another name for another broker the cluster knows. A longer
+/// list of names is no disagreement: its new brokers join and the cluster grows to take them
+/// in. Its own name is not compared: a single broker restarted on another address is the same
+/// broker (and a broker of several is reached through the address Raft knows it at).
+pub fn disagreement(names: &[String], ranges: u32, me: u32, state: &ClusterState) -> Option<String> {
     let agreed = state.layout.current_ring()?;
     if agreed.ranges() != ranges {
         return Some(format!(
@@ -45,7 +47,7 @@ pub fn disagreement(names: &[String], ranges: u32, state: &ClusterState) -> Opti
             agreed.ranges()
         ));
     }
-    names.iter().enumerate().find_map(|(ordinal, mine)| {
+    names.iter().enumerate().filter(|(ordinal, _)| *ordinal as u32 != me).find_map(|(ordinal, mine)| {
         let known = state.brokers.get(&(ordinal as u32)).filter(|b| b.state != BrokerState::Removable)?;
         (known.name != *mine).then(|| {
             format!(
@@ -69,14 +71,15 @@ mod tests {
     #[test]
     fn other_ranges_or_another_name_disagree_and_more_names_do_not() {
         let mut state = ClusterState::default();
-        assert_eq!(disagreement(&names(&["a", "b"]), 4, &state), None, "nothing agreed yet");
+        assert_eq!(disagreement(&names(&["a", "b"]), 4, 0, &state), None, "nothing agreed yet");
         state.apply(Command::AgreeRing { ring: Ring::new(3, 4), names: names(&["a", "b", "c"]) });
-        assert_eq!(disagreement(&names(&["a", "b", "c"]), 4, &state), None);
-        assert_eq!(disagreement(&names(&["a", "b", "c", "d"]), 4, &state), None, "a broker joining");
-        assert_eq!(disagreement(&names(&["a"]), 4, &state), None, "the roster names the rest");
-        let ranges = disagreement(&names(&["a", "b", "c"]), 5, &state).expect("a disagreement");
+        assert_eq!(disagreement(&names(&["a", "b", "c"]), 4, 2, &state), None);
+        assert_eq!(disagreement(&names(&["a", "b", "c", "d"]), 4, 3, &state), None, "a broker joining");
+        assert_eq!(disagreement(&names(&["a"]), 4, 0, &state), None, "the roster names the rest");
+        assert_eq!(disagreement(&names(&["a", "moved", "c"]), 4, 1, &state), None, "its own address moved");
+        let ranges = disagreement(&names(&["a", "b", "c"]), 5, 0, &state).expect("a disagreement");
         assert!(ranges.contains("RUNNEL_CONSUMER_RANGES=5") && ranges.contains("4 ranges"), "{ranges}");
-        let renamed = disagreement(&names(&["a", "x", "c", "d"]), 4, &state).expect("a disagreement");
+        let renamed = disagreement(&names(&["a", "x", "c", "d"]), 4, 3, &state).expect("a disagreement");
         assert!(renamed.contains("broker 1 \"x\"") && renamed.contains("\"b\""), "{renamed}");
     }
 }
