@@ -81,6 +81,9 @@ pub struct Config {
     /// Most record bytes one poll returns.
     #[arg(long, env = "RUNNEL_POLL_MAX_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub poll_max_bytes: usize,
+    /// Longest `wait` a poll may ask for (a long-poll holds no memory while it waits).
+    #[arg(long, env = "RUNNEL_POLL_WAIT_MAX_MS", default_value_t = 30_000)]
+    pub poll_wait_max_ms: u64,
 
     /// Most topics one consumer registration may name (each costs cursors and state on every broker).
     #[arg(long, env = "RUNNEL_MAX_CONSUMER_TOPICS", default_value_t = 100)]
@@ -202,6 +205,15 @@ impl Config {
             return fail(
                 "RUNNEL_AUTO_COMMIT_INTERVAL_MS",
                 &self.auto_commit_interval_ms,
+                format!("must be shorter than RUNNEL_CONSUMER_TIMEOUT_MS ({})", self.consumer_timeout_ms),
+            );
+        }
+        ms("RUNNEL_POLL_WAIT_MAX_MS", self.poll_wait_max_ms, 0, 300_000)?;
+        // A consumer waiting in a long-poll is active only when the poll answers.
+        if self.poll_wait_max_ms >= self.consumer_timeout_ms {
+            return fail(
+                "RUNNEL_POLL_WAIT_MAX_MS",
+                &self.poll_wait_max_ms,
                 format!("must be shorter than RUNNEL_CONSUMER_TIMEOUT_MS ({})", self.consumer_timeout_ms),
             );
         }

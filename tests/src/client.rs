@@ -84,10 +84,19 @@ impl TestClient {
     }
 
     pub async fn poll(&self, id: &str) -> Polled {
+        self.poll_with(&[("consumerId", id.to_string())]).await
+    }
+
+    /// A long-poll: the broker may hold it up to `wait` for records.
+    pub async fn poll_waiting(&self, id: &str, wait: std::time::Duration) -> Polled {
+        self.poll_with(&[("consumerId", id.to_string()), ("wait", wait.as_millis().to_string())]).await
+    }
+
+    async fn poll_with(&self, query: &[(&str, String)]) -> Polled {
         let response = self
             .http
             .post(format!("{}/poll", self.consumer))
-            .query(&[("consumerId", id)])
+            .query(query)
             .header("accept", "application/json")
             .send()
             .await

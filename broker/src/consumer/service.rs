@@ -66,6 +66,8 @@ pub struct ConsumerSettings {
     pub timeout: Duration,
     /// How long a group without members and commits keeps its offsets; `None` is forever.
     pub group_retention: Option<Duration>,
+    /// Longest wait a poll may ask for.
+    pub poll_wait_max: Duration,
 }
 
 pub struct ConsumerService {
@@ -216,7 +218,47 @@ impl ConsumerService {
         lookup().ok_or_else(|| ApiError::ConsumerNotRegistered(consumer_id.to_string()))
     }
 
-    pub async fn poll(&self, consumer_id: &str) -> Result<PollOutcome, ApiError> {
+    /// A poll that, finding nothing to read, waits up to `wait` for records to become
+    /// readable in a partition this broker serves for the consumer, and then reads them. While
+    /// it waits it holds no memory and no lock; it answers nothing-new at once when the group's
+    /// membership changes (its partitions may have moved) or the broker starts shutting down,
+    /// and the consumer counts as active when it answers.
+    pub async fn poll(&self, consumer_id: &str, wait: Duration) -> Result<PollOutcome, ApiError> {
+        if wait > self.settings.poll_wait_max {
+            return Err(ApiError::BadRequest(format!(
+                "wait may be at most {} ms (RUNNEL_POLL_WAIT_MAX_MS)",
+                self.settings.poll_wait_max.as_millis()
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let membership = self.raft.read(|s| s.membership_version);
+        let mut changes = self.raft.changes();
+        loop {
+            let readable = self.replication.readable().notified();
+            tokio::pin!(readable);
+            readable.as_mut().enable();
+            let outcome = self.poll_once(consumer_id).await?;
+            if !matches!(outcome, PollOutcome::NoData) || tokio::time::Instant::now() >= deadline {
+                return Ok(outcome);
+            }
+            loop {
+                tokio::select! {
+                    _ = &mut readable => break,
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = self.replication.drain_started() => return Ok(outcome),
+                    changed = changes.changed() => {
+                        let moved = self.raft.read(|s| s.membership_version) != membership;
+                        if changed.is_err() || moved {
+                            return Ok(outcome);
+                        }
+                    }
+                }
+            }
+            self.activity.touch(consumer_id);
+        }
+    }
+
+    async fn poll_once(&self, consumer_id: &str) -> Result<PollOutcome, ApiError> {
         let (consumer, assigned) = self.registered(consumer_id).await?;
         self.activity.touch(consumer_id);
         let group_cursors = self.cursors.group(&consumer.group);

@@ -97,7 +97,15 @@ async fn poll(State(app): State<SharedState>, params: Params) -> Response {
     let result = async {
         let id = consumer_id(&params)?;
         tracing::Span::current().record("consumer", id.as_str());
-        Ok(match app.consumers.poll(&id).await? {
+        let wait =
+            match params.first(&["wait"]) {
+                None => None,
+                Some(ms) => Some(ms.parse::<u64>().map_err(|_| {
+                    ApiError::BadRequest(format!("invalid wait '{ms}': a whole number of milliseconds"))
+                })?),
+            };
+        let waited = wait.map(std::time::Duration::from_millis);
+        Ok(match app.consumers.poll(&id, waited.unwrap_or_default()).await? {
             PollOutcome::Records(chunks, held) => {
                 let (records, bytes) = chunks
                     .iter()
@@ -107,6 +115,8 @@ async fn poll(State(app): State<SharedState>, params: Params) -> Response {
                 app.metrics.consume_bytes.inc_by(bytes);
                 hold_until_sent(json_chunks(&app, &chunks), held)
             }
+            // A long-poll that waited asks again at once; without one, the v1 pause (SPEC §4).
+            PollOutcome::NoData if wait.is_some() => no_content("0"),
             PollOutcome::NoData => no_content("1"),
             PollOutcome::NothingAssignedHere => no_content("5"),
         })

@@ -7,7 +7,6 @@
 //! fsync is done); consumers read only that far (the high watermark).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +45,8 @@ pub(super) struct PartitionCopies {
     appended: Notify,
     /// Wakes those waiting for a copy to catch up, whenever one's end moved.
     pub(super) moved: Notify,
+    /// The broker-wide wake-up of readers waiting for records (`Replication::readable`).
+    readable: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -113,11 +114,14 @@ impl PartitionCopies {
         all.sort_unstable_by(|a, b| b.cmp(a));
         let needed = others_needed(ends.followers.len()) + 1;
         if let Some(&reached) = all.get(needed - 1) {
-            self.majority_end.send_if_modified(|current| {
+            let readable = self.majority_end.send_if_modified(|current| {
                 let moved = reached > *current;
                 *current = (*current).max(reached);
                 moved
             });
+            if readable {
+                self.readable.notify_waiters();
+            }
         }
         self.moved.notify_waiters();
     }
@@ -158,8 +162,12 @@ pub struct Replication {
     /// frame to send.
     memory: Budget,
     /// Set at shutdown, the broker's one "shutting down" flag: the controller gives this broker
-    /// no new partitions, and its client ports refuse new writes and report not ready.
-    draining: AtomicBool,
+    /// no new partitions, its client ports refuse new writes and report not ready, and waiting
+    /// polls answer.
+    draining: watch::Sender<bool>,
+    /// Notified whenever records become readable in any partition this broker leads (a
+    /// majority of copies holds more): long-polls wait on it instead of asking again.
+    readable: Arc<Notify>,
 }
 
 impl Replication {
@@ -172,17 +180,30 @@ impl Replication {
             leadership,
             partitions: Mutex::new(HashMap::new()),
             memory,
-            draining: AtomicBool::new(false),
+            draining: watch::channel(false).0,
+            readable: Arc::new(Notify::new()),
         })
     }
 
     /// The broker is shutting down: from now on it reports itself draining (see `draining`).
     pub fn begin_draining(&self) {
-        self.draining.store(true, Ordering::Relaxed);
+        self.draining.send_replace(true);
     }
 
     pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        *self.draining.borrow()
+    }
+
+    /// Resolves once the broker starts shutting down.
+    pub async fn drain_started(&self) {
+        let mut draining = self.draining.subscribe();
+        let _ = draining.wait_for(|d| *d).await;
+    }
+
+    /// Notified whenever more records became readable in a partition this broker leads; a
+    /// waiter enables its `notified()` before it looks, so it misses none.
+    pub fn readable(&self) -> &Notify {
+        &self.readable
     }
 
     pub fn leadership(&self) -> &Leadership {
@@ -308,6 +329,7 @@ impl Replication {
             majority_end: watch::channel(0).0,
             appended: Notify::new(),
             moved: Notify::new(),
+            readable: self.readable.clone(),
         });
         for index in 0..copies.followers.len() {
             tokio::spawn(self.clone().replicate_to(copies.clone(), topic.to_string(), partition, index));
