@@ -209,14 +209,6 @@ impl Config {
             );
         }
         ms("RUNNEL_POLL_WAIT_MAX_MS", self.poll_wait_max_ms, 0, 300_000)?;
-        // A consumer waiting in a long-poll is active only when the poll answers.
-        if self.poll_wait_max_ms >= self.consumer_timeout_ms {
-            return fail(
-                "RUNNEL_POLL_WAIT_MAX_MS",
-                &self.poll_wait_max_ms,
-                format!("must be shorter than RUNNEL_CONSUMER_TIMEOUT_MS ({})", self.consumer_timeout_ms),
-            );
-        }
         ms("RUNNEL_RETENTION_CHECK_MS", self.retention_check_ms, 1, 86_400_000)?;
         // Shorter would reset the group of a consumer that comes back soon after its
         // registration lapsed: a misconfiguration, not a choice.
@@ -405,6 +397,12 @@ impl Config {
         Duration::from_millis(self.consumer_timeout_ms)
     }
 
+    /// The longest wait a long-poll gets: `RUNNEL_POLL_WAIT_MAX_MS`, but at most half the
+    /// consumer timeout, since a waiting consumer counts as active only when its poll answers.
+    pub fn poll_wait_max(&self) -> Duration {
+        Duration::from_millis(self.poll_wait_max_ms.min(self.consumer_timeout_ms / 2))
+    }
+
     pub fn auto_commit_interval(&self) -> Duration {
         Duration::from_millis(self.auto_commit_interval_ms)
     }
@@ -526,5 +524,14 @@ mod tests {
         parse(&["--consumer-timeout-ms", "1000", "--group-retention", "2s"])
             .validate()
             .expect("longer than the timeout");
+    }
+
+    #[test]
+    fn a_long_poll_waits_at_most_half_the_consumer_timeout() {
+        assert_eq!(parse(&[]).poll_wait_max(), Duration::from_secs(30), "the default");
+        let short = parse(&["--consumer-timeout-ms", "1000"]);
+        assert!(short.validate().is_ok(), "a short consumer timeout is no error");
+        assert_eq!(short.poll_wait_max(), Duration::from_millis(500));
+        assert!(parse(&["--poll-wait-max-ms", "300001"]).validate().is_err());
     }
 }

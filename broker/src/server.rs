@@ -105,7 +105,7 @@ impl Broker {
                 poll_max_bytes: config.poll_max_bytes,
                 timeout: config.consumer_timeout(),
                 group_retention: config.group_retention.0,
-                poll_wait_max: Duration::from_millis(config.poll_wait_max_ms),
+                poll_wait_max: config.poll_wait_max(),
             },
             memory.reads.clone(),
         ));

@@ -226,7 +226,7 @@ impl ConsumerService {
     pub async fn poll(&self, consumer_id: &str, wait: Duration) -> Result<PollOutcome, ApiError> {
         if wait > self.settings.poll_wait_max {
             return Err(ApiError::BadRequest(format!(
-                "wait may be at most {} ms (RUNNEL_POLL_WAIT_MAX_MS)",
+                "wait may be at most {} ms (RUNNEL_POLL_WAIT_MAX_MS, at most half RUNNEL_CONSUMER_TIMEOUT_MS)",
                 self.settings.poll_wait_max.as_millis()
             )));
         }
