@@ -15,6 +15,7 @@ use crate::consensus::cluster_state::{ClusterState, Command, CommandResult, Cons
 use crate::consensus::RaftNode;
 use crate::error::ApiError;
 use crate::memory::{Budget, Reservation};
+use crate::partitioning::Layout;
 use crate::peer::now_ms;
 use crate::replication::Replication;
 use crate::store::{Storage, StoredRecord};
@@ -199,7 +200,7 @@ impl ConsumerService {
     /// Partitions this broker leads and serves.
     fn local_partitions(&self) -> impl Iterator<Item = u32> + '_ {
         let leadership = self.replication.leadership();
-        leadership.layout().all_partitions().filter(|p| leadership.serving_epoch(*p).is_some())
+        leadership.layout(Layout::all_partitions).filter(|p| leadership.serving_epoch(*p).is_some())
     }
 
     /// The consumer and its partitions. A consumer unknown here may have registered through

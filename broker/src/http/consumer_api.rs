@@ -14,6 +14,7 @@ use crate::consensus::cluster_state::{Consumer, StartPolicy};
 use crate::consumer::{write_record, Chunk, PollOutcome, Registration};
 use crate::error::ApiError;
 use crate::memory::{self, Reservation};
+use crate::partitioning::PartitionInfo;
 use crate::store::validate_topic_name;
 
 pub fn router(app: SharedState) -> Router {
@@ -170,12 +171,14 @@ fn json_chunks(app: &SharedState, chunks: &[Chunk]) -> Vec<u8> {
     let size: usize = chunks.iter().flat_map(|c| &c.records).map(|r| r.value.len() + 1).sum();
     let mut out = Vec::with_capacity(size + chunks.len() * 160 + 2);
     out.push(b'[');
-    let layout = app.replication.leadership().layout();
-    for (i, chunk) in chunks.iter().enumerate() {
+    let infos: Vec<PartitionInfo> = app
+        .replication
+        .leadership()
+        .layout(|l| chunks.iter().map(|c| l.info(c.partition).unwrap_or_default()).collect());
+    for (i, (chunk, info)) in chunks.iter().zip(infos).enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        let info = layout.info(chunk.partition).unwrap_or_default();
         let start = chunk.records.first().map_or(0, |r| r.offset);
         out.extend_from_slice(b"{\"topic\":");
         // Serialising a &str into a Vec cannot fail.

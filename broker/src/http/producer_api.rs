@@ -99,7 +99,7 @@ async fn store(
     let stored = app.produce.produce(topic, key.map(str::as_bytes), records).await?;
     app.metrics.produce_records.inc_by(stored.appended.count as u64);
     app.metrics.produce_bytes.inc_by(bytes as u64);
-    let info = app.replication.leadership().layout().info(stored.partition).unwrap_or_default();
+    let info = app.replication.leadership().layout(|l| l.info(stored.partition)).unwrap_or_default();
     Ok(Produced {
         topic: topic.to_string(),
         partition: stored.partition,

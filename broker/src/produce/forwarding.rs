@@ -28,7 +28,7 @@ impl ProduceService {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         let mut partition = self.partition_for(key)?;
         loop {
-            if !self.replication.leadership().layout().is_current(partition) {
+            if !self.replication.leadership().layout(|l| l.is_current(partition)) {
                 partition = self.partition_for(key)?;
             }
             let leader = self.replication.leadership().current(partition).broker;

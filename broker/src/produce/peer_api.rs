@@ -35,7 +35,7 @@ async fn append(
     body: Bytes,
 ) -> Result<Json<Appended>, PeerError> {
     validate_topic_name(&topic).map_err(|e| PeerError::BadRequest(e.to_string()))?;
-    if !produce.replication.leadership().layout().all_partitions().contains(&partition) {
+    if !produce.replication.leadership().layout(|l| l.all_partitions().contains(&partition)) {
         return Err(PeerError::BadRequest(format!("no partition {partition}")));
     }
     let records = decode_frames(&body).map_err(PeerError::BadRequest)?;

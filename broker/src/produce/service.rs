@@ -40,8 +40,7 @@ impl ProduceService {
 
     /// The partition of `key` (or the next one without a key) in the current generation.
     pub(super) fn partition_for(&self, key: Option<&[u8]>) -> Result<u32, ApiError> {
-        let layout = self.replication.leadership().layout();
-        let chosen = match key {
+        let chosen = self.replication.leadership().layout(|layout| match key {
             Some(key) => layout.partition_of_key(key),
             None => {
                 let own = layout.partitions_of_broker(self.peers.ordinal());
@@ -49,7 +48,7 @@ impl ProduceService {
                 let turn = self.turn.fetch_add(1, Ordering::Relaxed) as u32;
                 (!choices.is_empty()).then(|| choices.start + turn % choices.len() as u32)
             }
-        };
+        });
         chosen.ok_or_else(|| ApiError::Unavailable("the cluster has not agreed on its ring yet".into()))
     }
 }

@@ -13,6 +13,7 @@ use super::growth::growth;
 use super::leader::Replication;
 use super::peer_api::{HandoverRequest, Health};
 use crate::consensus::cluster_state::{BrokerState, Command, CommandResult, PartitionLeader};
+use crate::partitioning::Layout;
 use crate::timing::{BACK_FOR, DEAD_AFTER, PROBE_EVERY};
 
 /// Pause between two hand-back requests for one partition.
@@ -126,7 +127,7 @@ impl Replication {
             let answers = self.probe().await;
             observed.record(Instant::now(), answers);
             let now = Instant::now();
-            for partition in self.leadership.layout().all_partitions() {
+            for partition in self.leadership.layout(Layout::all_partitions) {
                 let (current, replicas, home) = self.leadership.raft().read(|s| {
                     let replicas = s.replicas(partition);
                     let home = replicas

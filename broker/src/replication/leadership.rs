@@ -66,9 +66,10 @@ impl Leadership {
         self.raft.read(|s| s.leader(partition))
     }
 
-    /// The ring generations as this broker last applied them.
-    pub fn layout(&self) -> Layout {
-        self.raft.read(|s| s.layout.clone())
+    /// Reads the ring generations as this broker last applied them, in place (on the produce
+    /// and poll paths: no copy per request).
+    pub fn layout<R>(&self, read: impl FnOnce(&Layout) -> R) -> R {
+        self.raft.read(|s| read(&s.layout))
     }
 
     pub fn replicas(&self, partition: u32) -> Vec<u32> {
