@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::workload::{Endpoint, Endpoints};
 
 /// The image the container tests use (built by `scripts/build-image`); `RUNNEL_TEST_IMAGE` overrides it.
-pub fn image() -> String {
+fn image() -> String {
     std::env::var("RUNNEL_TEST_IMAGE").ok().filter(|i| !i.is_empty()).unwrap_or_else(|| "runnel:dev".to_string())
 }
 
@@ -25,8 +25,26 @@ fn docker_cli() -> String {
     std::env::var("DOCKER").ok().filter(|d| !d.is_empty()).unwrap_or_else(|| "docker".to_string())
 }
 
+/// The image a container test runs, once Docker is usable and the image is there. `None`
+/// (the test skips, saying so) where Docker is not usable on a developer's machine; in CI
+/// (`CI` set) a missing Docker is a broken machine, not a pass, and fails the test, as a
+/// missing image does anywhere.
+pub fn image_for_test() -> Option<String> {
+    if !usable() {
+        assert!(std::env::var_os("CI").is_none(), "`docker info` failed: Docker is not usable, and CI needs this test");
+        eprintln!("SKIPPED: `docker info` failed, so Docker is not usable here; the container test did not run");
+        return None;
+    }
+    let image = image();
+    assert!(
+        image_exists(&image),
+        "the image {image} is missing: build it with `scripts/build-image` (.ci/run does, before the tests)"
+    );
+    Some(image)
+}
+
 /// Whether the Docker daemon answers `docker info` (within 20 s) for this user.
-pub fn usable() -> bool {
+fn usable() -> bool {
     let Ok(mut child) =
         Command::new(docker_cli()).arg("info").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
     else {
@@ -47,7 +65,7 @@ pub fn usable() -> bool {
 }
 
 /// Whether `image` is present locally (nothing is pulled).
-pub fn image_exists(image: &str) -> bool {
+fn image_exists(image: &str) -> bool {
     docker_sync(&["image", "inspect", "--format", "{{.Id}}", image]).is_ok()
 }
 
