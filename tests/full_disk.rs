@@ -286,7 +286,8 @@ async fn a_full_disk_refuses_writes_then_resumes_by_itself_when_space_is_freed()
     client.poll("after").await;
     assert_eq!(client.commit("after").await, StatusCode::NO_CONTENT, "commit after space was freed");
     for _ in 0..5 {
-        assert!(producer.send().await.is_none(), "produces keep working");
+        let refused = producer.send().await;
+        assert!(refused.is_none(), "produces keep working: {refused:?}");
     }
     assert!(broker.is_running() && broker.pid() == pid, "the broker was not restarted");
     broker.wait_ready(Duration::from_secs(10));
