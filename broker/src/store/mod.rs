@@ -362,6 +362,22 @@ impl Storage {
         })?
     }
 
+    /// The first retained offset of the partition appended at or after `timestamp_ms` (the
+    /// broker's append time, ms since the Unix epoch), or its end if none was (0 when the
+    /// partition does not exist here).
+    pub async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<u64, StorageError> {
+        let Some(entry) = self.get(topic, partition) else { return Ok(0) };
+        let log = entry.log.clone();
+        tokio::task::spawn_blocking(move || log.offset_for_timestamp(timestamp_ms)).await.map_err(|e| {
+            StorageError::Io { op: "find by time", path: PathBuf::new(), source: std::io::Error::other(e) }
+        })?
+    }
+
     pub fn bounds(&self, topic: &str, partition: u32) -> Option<(u64, u64)> {
         self.get(topic, partition).map(|p| p.log.bounds())
     }

@@ -136,6 +136,32 @@ impl PartitionLog {
         (self.start.load(Ordering::Acquire), self.end.load(Ordering::Acquire))
     }
 
+    /// When the newest record was appended (0 with none): the writer stamps the next batch no
+    /// earlier, so time never goes backwards within the log, whatever the clock does.
+    pub fn last_timestamp(&self) -> i64 {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        segments.values().rev().map(|s| s.last_timestamp()).find(|t| *t != 0).unwrap_or(0)
+    }
+
+    /// The first retained offset appended at or after `timestamp_ms`, or the end if none was.
+    /// Blocking (it reads batch headers).
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<u64, StorageError> {
+        let candidates: Vec<Arc<Segment>> = {
+            let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+            segments.values().filter(|s| s.last_timestamp() >= timestamp_ms).take(2).cloned().collect()
+        };
+        for segment in candidates {
+            match segment.offset_for_timestamp(timestamp_ms) {
+                Ok(Some(offset)) => return Ok(offset.max(self.bounds().0)),
+                Ok(None) => continue,
+                // Deleted by retention since it was looked up: what is left is newer.
+                Err(_) if !self.holds(&segment) => return self.offset_for_timestamp(timestamp_ms),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.bounds().1)
+    }
+
     /// Sets the bounds from `segments` (called with the segments lock held, after each change).
     fn refresh_bounds(&self, segments: &BTreeMap<u64, Arc<Segment>>) {
         let start = segments.keys().next().copied().unwrap_or(0);

@@ -1,6 +1,9 @@
-//! One segment: `{base:020}.log` holding batches back to back, and `{base:020}.index`, a
-//! sparse index of (offset − base: u32, byte position: u32) pairs, 8 bytes each, written through
-//! the page cache (it is rebuilt from the log if it is missing or wrong).
+//! One segment: `{base:020}.log` holding batches back to back, and `{base:020}.idx`, a sparse
+//! index of (offset − base: u32, byte position: u32, append timestamp: i64) entries, 16 bytes
+//! each, written through the page cache (it is rebuilt from the log if it is missing or wrong).
+//! Timestamps never decrease within a partition (the writer sees to it), so the same entries
+//! find an offset by position and by time. The index of older versions (`.index`, without
+//! timestamps) is deleted and rebuilt by reading the whole segment once.
 //!
 //! `len` and `next_offset` only ever cover fsync'd bytes; readers never look past them.
 //!
@@ -20,7 +23,7 @@ use super::error::IoContext;
 use super::open_files::OpenFiles;
 use super::{StorageError, StoredRecord};
 
-const INDEX_ENTRY: usize = 8;
+const INDEX_ENTRY: usize = 16;
 /// Reads fetch at least this much at once, so small batches cost few syscalls.
 const MIN_READ: usize = 256 * 1024;
 
@@ -29,8 +32,8 @@ pub struct Segment {
     pub path: PathBuf,
     index_path: PathBuf,
     files: Arc<OpenFiles>,
-    /// (offset − base, position), ascending.
-    index: Mutex<Vec<(u32, u32)>>,
+    /// Ascending in offset and position, never decreasing in time.
+    index: Mutex<Vec<IndexEntry>>,
     /// Position of the last indexed batch, to space entries `index_interval` apart.
     last_indexed: AtomicU64,
     len: AtomicU64,
@@ -46,8 +49,47 @@ pub struct CutTail {
     pub reason: String,
 }
 
+/// One sparse index entry: the batch at `position` starts at offset `base + rel` and was
+/// appended at `timestamp_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IndexEntry {
+    rel: u32,
+    position: u32,
+    timestamp_ms: i64,
+}
+
+impl IndexEntry {
+    fn of(header: &BatchHeader, base: u64, position: u64) -> IndexEntry {
+        IndexEntry {
+            rel: (header.base_offset - base) as u32,
+            position: position as u32,
+            timestamp_ms: header.timestamp_ms,
+        }
+    }
+
+    fn encode(&self) -> [u8; INDEX_ENTRY] {
+        let mut raw = [0u8; INDEX_ENTRY];
+        raw[..4].copy_from_slice(&self.rel.to_le_bytes());
+        raw[4..8].copy_from_slice(&self.position.to_le_bytes());
+        raw[8..].copy_from_slice(&self.timestamp_ms.to_le_bytes());
+        raw
+    }
+
+    fn decode(raw: &[u8]) -> IndexEntry {
+        let word = |at: usize| u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
+        let mut time = [0u8; 8];
+        time.copy_from_slice(&raw[8..16]);
+        IndexEntry { rel: word(0), position: word(4), timestamp_ms: i64::from_le_bytes(time) }
+    }
+}
+
 pub fn file_names(dir: &Path, base: u64) -> (PathBuf, PathBuf) {
-    (dir.join(format!("{base:020}.log")), dir.join(format!("{base:020}.index")))
+    (dir.join(format!("{base:020}.log")), dir.join(format!("{base:020}.idx")))
+}
+
+/// The index file of versions before timestamps were indexed.
+fn old_index_name(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.index"))
 }
 
 fn log_options() -> OpenOptions {
@@ -97,12 +139,12 @@ impl Segment {
         path: PathBuf,
         index_path: PathBuf,
         files: Arc<OpenFiles>,
-        index: Vec<(u32, u32)>,
+        index: Vec<IndexEntry>,
         len: u64,
         next_offset: u64,
         last_timestamp: i64,
     ) -> Segment {
-        let last_indexed = index.last().map_or(0, |e| u64::from(e.1));
+        let last_indexed = index.last().map_or(0, |e| u64::from(e.position));
         Segment {
             base,
             path,
@@ -127,6 +169,8 @@ impl Segment {
         index_interval: u64,
     ) -> Result<(Segment, Option<CutTail>), StorageError> {
         let (path, index_path) = file_names(dir, base);
+        let old_index = old_index_name(dir, base);
+        std::fs::remove_file(&old_index).or_else(not_found_is_fine).ctx("delete", &old_index)?;
         let file = files.get(&path, &log_options(), "open")?;
         let file_len = file.metadata().ctx("stat", &path)?.len();
         let index_file = match files.get(&index_path, &index_options(), "open") {
@@ -145,10 +189,11 @@ impl Segment {
 
         // Start at the last index entry that points at a batch with the expected offset.
         let mut start = (0u64, base);
-        while let Some(&(rel, pos)) = index.last() {
-            match read_header(&file, u64::from(pos)) {
-                Ok(h) if h.base_offset == base + u64::from(rel) => {
-                    start = (u64::from(pos), h.base_offset);
+        while let Some(&entry) = index.last() {
+            let pos = u64::from(entry.position);
+            match read_header(&file, pos) {
+                Ok(h) if h.base_offset == base + u64::from(entry.rel) && h.timestamp_ms == entry.timestamp_ms => {
+                    start = (pos, h.base_offset);
                     break;
                 }
                 _ => {
@@ -233,11 +278,11 @@ impl Segment {
             let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
             for (header, pos) in batches {
                 let due = index.is_empty() || *pos >= self.last_indexed.load(Ordering::Relaxed) + index_interval;
-                if due {
-                    let entry = ((header.base_offset - self.base) as u32, *pos as u32);
-                    let mut raw = [0u8; INDEX_ENTRY];
-                    raw[..4].copy_from_slice(&entry.0.to_le_bytes());
-                    raw[4..].copy_from_slice(&entry.1.to_le_bytes());
+                // An entry older than the last would make the time lookups' binary search wrong.
+                let in_time = index.last().is_none_or(|e| e.timestamp_ms <= header.timestamp_ms);
+                if due && in_time {
+                    let entry = IndexEntry::of(header, self.base, *pos);
+                    let raw = entry.encode();
                     // The index is a cache of the log: a failed write is repaired at the next start
                     // (running out of files is logged by the cache).
                     let at = (index.len() * INDEX_ENTRY) as u64;
@@ -328,12 +373,40 @@ impl Segment {
     fn position_before(&self, offset: u64) -> u64 {
         let rel = offset.saturating_sub(self.base).min(u64::from(u32::MAX)) as u32;
         let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-        let i = index.partition_point(|e| e.0 <= rel);
+        let i = index.partition_point(|e| e.rel <= rel);
         if i == 0 {
             0
         } else {
-            u64::from(index[i - 1].1)
+            u64::from(index[i - 1].position)
         }
+    }
+
+    /// The first offset appended at or after `timestamp_ms`, if this segment has one. It walks
+    /// batch headers from the last index entry older than that, so it reads about an index
+    /// interval of headers, not records.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<u64>, StorageError> {
+        if self.next_offset() == self.base || self.last_timestamp() < timestamp_ms {
+            return Ok(None);
+        }
+        let mut pos = {
+            let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            let i = index.partition_point(|e| e.timestamp_ms < timestamp_ms);
+            if i == 0 {
+                0
+            } else {
+                u64::from(index[i - 1].position)
+            }
+        };
+        let end = self.len();
+        let file = self.file()?;
+        while pos < end {
+            let header = read_header(&file, pos).map_err(|r| self.corrupt(pos, r))?;
+            if header.timestamp_ms >= timestamp_ms {
+                return Ok(Some(header.base_offset));
+            }
+            pos += header.total_len() as u64;
+        }
+        Ok(None)
     }
 
     fn read_bytes(&self, pos: u64, len: usize) -> Result<Bytes, StorageError> {
@@ -402,37 +475,35 @@ fn read_header(file: &File, pos: u64) -> Result<BatchHeader, String> {
     batch::parse_header(&raw)
 }
 
-/// Index entries that are ascending and point inside the file; the rest is ignored.
-fn read_index(file: &File, path: &Path, log_len: u64) -> Result<Vec<(u32, u32)>, StorageError> {
+/// Index entries that are ascending (in time, not decreasing) and point inside the file; the
+/// rest is ignored.
+fn read_index(file: &File, path: &Path, log_len: u64) -> Result<Vec<IndexEntry>, StorageError> {
     let len = file.metadata().ctx("stat", path)?.len() as usize;
     let mut raw = vec![0u8; len - len % INDEX_ENTRY];
     file.read_exact_at(&mut raw, 0).ctx("read", path)?;
-    let mut entries: Vec<(u32, u32)> = Vec::with_capacity(raw.len() / INDEX_ENTRY);
+    let mut entries: Vec<IndexEntry> = Vec::with_capacity(raw.len() / INDEX_ENTRY);
     for chunk in raw.chunks_exact(INDEX_ENTRY) {
-        let rel = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        let pos = u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
-        let ascending = entries.last().is_none_or(|&(r, p)| rel > r && pos > p);
-        if !ascending || u64::from(pos) >= log_len {
+        let entry = IndexEntry::decode(chunk);
+        let ascending = entries
+            .last()
+            .is_none_or(|e| entry.rel > e.rel && entry.position > e.position && entry.timestamp_ms >= e.timestamp_ms);
+        if !ascending || u64::from(entry.position) >= log_len {
             break;
         }
-        entries.push((rel, pos));
+        entries.push(entry);
     }
     Ok(entries)
 }
 
-fn write_index(file: &File, path: &Path, entries: &[(u32, u32)]) -> Result<(), StorageError> {
-    let mut raw = Vec::with_capacity(entries.len() * INDEX_ENTRY);
-    for (rel, pos) in entries {
-        raw.extend_from_slice(&rel.to_le_bytes());
-        raw.extend_from_slice(&pos.to_le_bytes());
-    }
+fn write_index(file: &File, path: &Path, entries: &[IndexEntry]) -> Result<(), StorageError> {
+    let raw: Vec<u8> = entries.iter().flat_map(IndexEntry::encode).collect();
     file.set_len(0).ctx("truncate", path)?;
     file.write_all_at(&raw, 0).ctx("write", path)
 }
 
 /// Batch-by-batch verification of a segment's tail.
 struct Scan {
-    index: Vec<(u32, u32)>,
+    index: Vec<IndexEntry>,
     position: u64,
     next_offset: u64,
     last_timestamp: i64,
@@ -463,8 +534,12 @@ impl Scan {
                 return self.fail(reason);
             }
             let due = self.index.is_empty() || self.position >= self.last_indexed + index_interval;
-            if due && self.index.last().is_none_or(|e| u64::from(e.1) < self.position) {
-                self.index.push(((header.base_offset - base) as u32, self.position as u32));
+            let after_last = self
+                .index
+                .last()
+                .is_none_or(|e| u64::from(e.position) < self.position && e.timestamp_ms <= header.timestamp_ms);
+            if due && after_last {
+                self.index.push(IndexEntry::of(&header, base, self.position));
                 self.last_indexed = self.position;
             }
             self.position += total;
@@ -533,6 +608,30 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Batches appended at any non-decreasing times, any index spacing, reopened from disk:
+        /// the lookup by time answers the first offset appended at or after any time asked.
+        #[test]
+        fn the_offset_for_a_time_is_the_first_appended_at_or_after_it(
+            batches in prop::collection::vec((1usize..5, 0i64..3), 1..80),
+            index_interval in prop::sample::select(vec![1u64, 64, 512, 4096]),
+            asked in 0i64..200,
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (log, _) = PartitionLog::open(&few_files(), "t", 0, dir.path(), u64::MAX / 2, index_interval).expect("open");
+            let (mut time, mut offset) = (10i64, 0u64);
+            let mut firsts: Vec<(i64, u64)> = Vec::new();
+            for (count, step) in &batches {
+                time += step;
+                let records: Vec<Bytes> = (0..*count).map(|i| Bytes::from(vec![i as u8; 40])).collect();
+                prop_assert!(log.append_batches(&[records], time).results.iter().all(Result::is_ok));
+                firsts.push((time, offset));
+                offset += *count as u64;
+            }
+            let (segment, _) = Segment::open(&few_files(), dir.path(), 0, index_interval).expect("reopen");
+            let expected = firsts.iter().find(|(t, _)| *t >= asked).map(|(_, o)| *o);
+            prop_assert_eq!(segment.offset_for_timestamp(asked).expect("lookup"), expected);
+        }
 
         /// Any batch sizes, any window, any start: whole records, in order, from the start asked
         /// for, at least one when there is one, and never an error on healthy data.

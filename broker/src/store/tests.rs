@@ -160,13 +160,66 @@ async fn a_missing_index_is_rebuilt() {
         }
         storage.close().await;
     }
-    let index = segment_files(dir.path(), "i", 0)[0].with_extension("index");
+    let index = segment_files(dir.path(), "i", 0)[0].with_extension("idx");
     std::fs::remove_file(&index).expect("remove index");
     let (storage, report) = Storage::open(config(dir.path(), 1024 * 1024)).expect("reopen");
     assert!(report.truncated.is_empty());
-    assert!(std::fs::metadata(&index).expect("index rebuilt").len() > 8, "several entries");
+    assert!(std::fs::metadata(&index).expect("index rebuilt").len() > 16, "several entries");
     let read = storage.read("i", 0, 123, 1).await.expect("read");
     assert_eq!(read.records[0].value, Bytes::from(format!("{:030}", 123)));
+}
+
+/// The first offset of each batch by its timestamp, from what a read returns.
+fn batch_starts(records: &[StoredRecord]) -> Vec<(i64, u64)> {
+    let mut starts: Vec<(i64, u64)> = Vec::new();
+    for r in records {
+        if starts.last().is_none_or(|(t, _)| *t < r.timestamp_ms) {
+            starts.push((r.timestamp_ms, r.offset));
+        }
+    }
+    starts
+}
+
+async fn assert_found_by_time(storage: &Storage, starts: &[(i64, u64)], end: u64) {
+    for (i, &(timestamp, first)) in starts.iter().enumerate() {
+        let found = storage.offset_for_timestamp("t", 0, timestamp).await.expect("find");
+        assert_eq!(found, first, "the first record at {timestamp}");
+        let next = starts.get(i + 1).map_or(end, |(_, o)| *o);
+        assert_eq!(storage.offset_for_timestamp("t", 0, timestamp + 1).await.expect("find"), next);
+    }
+    assert_eq!(storage.offset_for_timestamp("t", 0, 0).await.expect("find"), 0);
+    assert_eq!(storage.offset_for_timestamp("t", 0, i64::MAX).await.expect("find"), end);
+}
+
+/// Issue 13: reads by time find the first record appended at or after a time, across segment
+/// rolls, after a restart, and after the index (which holds the times) was lost.
+#[tokio::test]
+async fn records_are_found_by_append_time_across_segments_and_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(config(dir.path(), 64 * 1024)).expect("open");
+    for batch in 0..60 {
+        storage.append("t", 0, records(batch * 10, 10, 1000), 0).await.expect("append");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let all = read_all(&storage, "t", 0).await;
+    assert!(all.windows(2).all(|w| w[0].timestamp_ms <= w[1].timestamp_ms), "time never goes backwards");
+    let starts = batch_starts(&all);
+    assert!(starts.len() > 30 && segment_files(dir.path(), "t", 0).len() > 3, "distinct times, several segments");
+    assert_found_by_time(&storage, &starts, 600).await;
+    storage.close().await;
+
+    let (storage, _) = Storage::open(config(dir.path(), 64 * 1024)).expect("reopen");
+    assert_found_by_time(&storage, &starts, 600).await;
+    storage.close().await;
+
+    for log in segment_files(dir.path(), "t", 0) {
+        // An older version's index (no times) is replaced too.
+        std::fs::rename(log.with_extension("idx"), log.with_extension("index")).expect("rename index");
+    }
+    let (storage, _) = Storage::open(config(dir.path(), 64 * 1024)).expect("reopen without indexes");
+    assert_found_by_time(&storage, &starts, 600).await;
+    let old = segment_files(dir.path(), "t", 0).iter().filter(|l| l.with_extension("index").exists()).count();
+    assert_eq!(old, 0, "old indexes are deleted");
 }
 
 #[tokio::test]

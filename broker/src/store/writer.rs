@@ -298,7 +298,9 @@ async fn write(
     observer: &(dyn Fn() -> Option<FsyncObserver> + Send + Sync),
 ) -> (Vec<Result<Appended, StorageError>>, Option<Unwritten>) {
     let Unwritten { epochs, batches, promised } = unwritten;
-    let timestamp_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    // A clock set back must not make time go backwards in the log: reads by time rely on it.
+    let timestamp_ms = now_ms.max(log.last_timestamp());
     let writer = log.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let round = writer.record_epochs(&epochs).map(|()| writer.append_batches(&batches, timestamp_ms));
