@@ -44,6 +44,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("group '{0}' has no members and no committed offsets")]
     UnknownGroup(String),
+    /// A read by position outside the retained records: 410 before `start`, 416 past `end`.
+    #[error("offset {offset} is outside the partition's records {start}..{end}: read from start..=end")]
+    OutOfRange { offset: u64, start: u64, end: u64 },
     #[error("{0}: retry shortly")]
     Unavailable(String),
     /// This broker does not (or no longer) lead the partition; nothing was stored.
@@ -73,6 +76,11 @@ struct ErrorBody<'a> {
     error: &'a str,
     message: String,
     retriable: bool,
+    /// The retained records of a partition an [`ApiError::OutOfRange`] read missed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end: Option<String>,
 }
 
 impl ApiError {
@@ -89,6 +97,8 @@ impl ApiError {
             ApiError::ConsumerNotRegistered(_) | ApiError::ResizeRefused(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) | ApiError::UnknownGroup(_) => StatusCode::NOT_FOUND,
+            ApiError::OutOfRange { offset, end, .. } if offset > end => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::OutOfRange { .. } => StatusCode::GONE,
             ApiError::Unavailable(_) | ApiError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,6 +122,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownGroup(_) => "unknown_group",
+            ApiError::OutOfRange { offset, end, .. } if offset > end => "offset_past_end",
+            ApiError::OutOfRange { .. } => "offset_before_start",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotLeader(_) => NOT_LEADER,
             ApiError::InsufficientStorage(_) => "insufficient_storage",
@@ -142,7 +154,11 @@ impl IntoResponse for ApiError {
         if status.is_server_error() && !retriable {
             tracing::warn!(code = self.code(), "{self}");
         }
-        let body = ErrorBody { error: self.code(), message: self.to_string(), retriable };
+        let (start, end) = match &self {
+            ApiError::OutOfRange { start, end, .. } => (Some(start.to_string()), Some(end.to_string())),
+            _ => (None, None),
+        };
+        let body = ErrorBody { error: self.code(), message: self.to_string(), retriable, start, end };
         let mut response = (status, axum::Json(body)).into_response();
         if retriable {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -226,6 +242,9 @@ impl From<ApiError> for PeerError {
     fn from(e: ApiError) -> Self {
         match e {
             ApiError::NotLeader(partition) => PeerError::NotLeader(partition),
+            ApiError::OutOfRange { offset, start, end } => {
+                PeerError::OutOfRange { details: serde_json::json!({"offset": offset, "start": start, "end": end}) }
+            }
             ApiError::BodyTooLarge { limit } => PeerError::BodyTooLarge { limit },
             ApiError::Unavailable(_) => PeerError::Unavailable(e.to_string()),
             ApiError::InsufficientStorage(reason) => PeerError::InsufficientStorage(reason),
@@ -241,6 +260,10 @@ impl From<PeerError> for ApiError {
     fn from(e: PeerError) -> Self {
         match e {
             PeerError::BadRequest(reason) => ApiError::BadRequest(reason),
+            PeerError::OutOfRange { details } => {
+                let at = |field: &str| details[field].as_u64().unwrap_or_default();
+                ApiError::OutOfRange { offset: at("offset"), start: at("start"), end: at("end") }
+            }
             PeerError::BodyTooLarge { limit } => ApiError::BodyTooLarge { limit },
             PeerError::InsufficientStorage(reason) => ApiError::InsufficientStorage(reason),
             PeerError::Internal(reason) => ApiError::Internal(format!("another broker failed: {reason}")),

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod partitioning;
 pub mod peer;
 pub mod produce;
+pub mod reading;
 pub mod replication;
 pub mod server;
 pub mod serving;

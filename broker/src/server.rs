@@ -22,6 +22,7 @@ use crate::peer::{
     peer_errors_as_json, read_peer_bodies, require_peer_auth, PeerBodies, PeerError, PeerHttp, PeerVerifier,
 };
 use crate::produce::{self, ProduceService};
+use crate::reading::{self, PositionReads, ReadSettings};
 use crate::replication::{replication_router, Leadership, Replication};
 use crate::serving::{self, ConnectionLimit};
 use crate::store::{Storage, StorageConfig};
@@ -111,12 +112,20 @@ impl Broker {
         ));
         let (join_refusal, join_refused) = watch::channel(None);
         let produce = Arc::new(ProduceService::new(replication.clone(), peers.clone()));
+        let reads = Arc::new(PositionReads::new(
+            storage.clone(),
+            replication.clone(),
+            peers.clone(),
+            memory.reads.clone(),
+            ReadSettings { max_bytes: config.poll_max_bytes, wait_max: config.poll_wait_max() },
+        ));
         let client_connections = ConnectionLimit::new(memory.client_connections, metrics.connections_refused.clone());
         let app = Arc::new(AppState {
             storage: storage.clone(),
             raft: raft.clone(),
             consumers: consumers.clone(),
             produce: produce.clone(),
+            reads: reads.clone(),
             replication: replication.clone(),
             metrics,
             peers: peers.clone(),
@@ -136,6 +145,7 @@ impl Broker {
             .merge(cluster::peer_router(raft.clone(), peers.clone()))
             .merge(consumer::peer_router(consumers.clone()))
             .merge(produce::peer_router(produce))
+            .merge(reading::peer_router(reads))
             .merge(replication_router(replication.clone()))
             .fallback(|uri: axum::http::Uri| async move { PeerError::NotFound(uri.path().to_string()) })
             .layer(middleware::map_response(peer_errors_as_json));

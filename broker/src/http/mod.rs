@@ -5,6 +5,7 @@ mod discovery_api;
 mod metrics_api;
 mod producer_api;
 mod query;
+mod records_api;
 mod request_limits;
 mod status;
 
@@ -23,6 +24,7 @@ use crate::memory::{BodyRules, MemoryPlan};
 use crate::metrics::Metrics;
 use crate::peer::plain_error;
 use crate::produce::ProduceService;
+use crate::reading::PositionReads;
 use crate::replication::Replication;
 use crate::serving::ConnectionStats;
 use crate::store::Storage;
@@ -38,6 +40,7 @@ pub struct AppState {
     pub raft: RaftNode,
     pub consumers: Arc<ConsumerService>,
     pub produce: Arc<ProduceService>,
+    pub reads: Arc<PositionReads>,
     pub replication: Arc<Replication>,
     pub metrics: Arc<Metrics>,
     pub peers: Peers,

@@ -33,6 +33,9 @@ pub enum PeerError {
     /// This broker does not lead the partition (yet); nothing was stored.
     #[error("partition {0} is not led by this broker right now")]
     NotLeader(u32),
+    /// A read by position outside the partition's retained records (offset, start, end).
+    #[error("the offset is outside the partition's records ({details})")]
+    OutOfRange { details: serde_json::Value },
     /// A Raft RPC meant for another node than the one at this address.
     #[error("{0}")]
     WrongNode(String),
@@ -75,6 +78,7 @@ impl PeerError {
             PeerError::OffsetMismatch { .. } | PeerError::Conflict(_) => StatusCode::CONFLICT,
             PeerError::WrongNode(_) => StatusCode::MISDIRECTED_REQUEST,
             PeerError::NotLeader(_) | PeerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PeerError::OutOfRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             PeerError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             PeerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             PeerError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -93,6 +97,7 @@ impl PeerError {
             PeerError::StaleEpoch { .. } => "stale_epoch",
             PeerError::OffsetMismatch { .. } => "offset_mismatch",
             PeerError::NotLeader(_) => "not_leader",
+            PeerError::OutOfRange { .. } => "out_of_range",
             PeerError::WrongNode(_) => "wrong_node",
             PeerError::Conflict(_) => "conflict",
             PeerError::Unavailable(_) => "unavailable",
@@ -106,7 +111,9 @@ impl PeerError {
 
     fn details(&self) -> serde_json::Value {
         match self {
-            PeerError::StaleEpoch { details } | PeerError::OffsetMismatch { details } => details.clone(),
+            PeerError::StaleEpoch { details }
+            | PeerError::OffsetMismatch { details }
+            | PeerError::OutOfRange { details } => details.clone(),
             PeerError::BodyTooLarge { limit } => serde_json::json!({ "limit": limit }),
             PeerError::NotReplica(partition) | PeerError::NotLeader(partition) => {
                 serde_json::json!({ "partition": partition })
@@ -127,6 +134,7 @@ impl PeerError {
             "bad_request" => PeerError::BadRequest(message),
             "stale_epoch" => PeerError::StaleEpoch { details: answer.details },
             "offset_mismatch" => PeerError::OffsetMismatch { details: answer.details },
+            "out_of_range" => PeerError::OutOfRange { details: answer.details },
             "not_leader" => PeerError::NotLeader(number(&answer.details, "partition") as u32),
             "wrong_node" => PeerError::WrongNode(message),
             "conflict" => PeerError::Conflict(message),

@@ -44,7 +44,7 @@ impl ProduceService {
                 // is asked instead (the old one is fenced and can no longer acknowledge anything).
                 tokio::select! {
                     answer = forward(&self.peers, leader, topic, partition, &records) => answer,
-                    _ = self.leadership_moves(partition, leader) => {
+                    _ = self.replication.leadership().moved_from(partition, leader) => {
                         Err(Retry(format!("leadership moved away from broker {leader}")))
                     }
                 }
@@ -60,17 +60,6 @@ impl ProduceService {
                         "partition {partition} has no reachable leader ({reason})"
                     )))
                 }
-            }
-        }
-    }
-
-    /// Resolves once the applied Raft state names a leader other than `leader`.
-    async fn leadership_moves(&self, partition: u32, leader: u32) {
-        let mut changes = self.replication.leadership().changes();
-        while self.replication.leadership().current(partition).broker == leader {
-            if changes.changed().await.is_err() {
-                // Raft stopped: leadership will not move any more.
-                std::future::pending::<()>().await;
             }
         }
     }

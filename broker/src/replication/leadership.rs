@@ -134,6 +134,17 @@ impl Leadership {
         self.raft.changes()
     }
 
+    /// Resolves once the applied Raft state names a leader of `partition` other than `leader`
+    /// (never, once Raft stopped), so a request waiting on a cut-off leader can go to the next.
+    pub async fn moved_from(&self, partition: u32, leader: u32) {
+        let mut changes = self.changes();
+        while self.current(partition).broker == leader {
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     pub fn mark_serving(&self, partition: u32, epoch: u64) {
         lock(&self.serving).insert(partition, epoch);
     }

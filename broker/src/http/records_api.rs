@@ -1,0 +1,92 @@
+//! Reads by position (SPEC §10): `GET /v1/topic/{topic}/records?partition=P&offset=N|earliest|latest`
+//! or `&timestamp=MS`, `&limit=L`, `&wait=MS`.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use super::query::Params;
+use super::SharedState;
+use crate::consumer::write_record;
+use crate::error::ApiError;
+use crate::memory;
+use crate::reading::{ReadRequest, RecordsRead, Start};
+
+/// Records one read returns when the request names no `limit`.
+const DEFAULT_LIMIT: usize = 100;
+
+/// The request a records URL describes.
+pub fn read_request(topic: String, params: &Params) -> Result<ReadRequest, ApiError> {
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        params
+            .first(&[name])
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("invalid {name} '{v}': a whole number")))
+            })
+            .transpose()
+    };
+    let partition =
+        number("partition")?.ok_or_else(|| ApiError::BadRequest("the partition query parameter is required".into()))?;
+    let partition = u32::try_from(partition).map_err(|_| ApiError::BadRequest(format!("no partition {partition}")))?;
+    let start = Start::parse(params.first(&["offset"]), params.first(&["timestamp"])).map_err(ApiError::BadRequest)?;
+    let limit = number("limit")?.map_or(DEFAULT_LIMIT, |l| l.min(usize::MAX as u64) as usize);
+    let wait = Duration::from_millis(number("wait")?.unwrap_or(0));
+    Ok(ReadRequest { topic, partition, start, limit, wait })
+}
+
+#[tracing::instrument(name = "read", skip_all, fields(%topic))]
+pub async fn records(State(app): State<SharedState>, Path(topic): Path<String>, params: Params) -> Response {
+    let result = async {
+        let request = read_request(topic, &params)?;
+        let (read, held) = app.reads.read(&request).await?;
+        let json = records_json(request.partition, &read);
+        Ok::<_, ApiError>((
+            [(header::CONTENT_TYPE, "application/json")],
+            memory::hold_until_sent(Body::from(json), held),
+        ))
+    }
+    .await;
+    let response = result.map_or_else(IntoResponse::into_response, IntoResponse::into_response);
+    app.metrics.request("read", response.status().as_u16());
+    response
+}
+
+/// One record as a read or a stream shows it: `{"partition","offset","timestamp","value"}`.
+pub fn write_record_json(out: &mut Vec<u8>, partition: u32, record: &crate::store::StoredRecord) {
+    out.extend_from_slice(
+        format!(
+            "{{\"partition\":{partition},\"offset\":\"{}\",\"timestamp\":{},\"value\":",
+            record.offset, record.timestamp_ms
+        )
+        .as_bytes(),
+    );
+    write_record(out, &record.value);
+    out.push(b'}');
+}
+
+/// `{"records":[…],"nextOffset","end","upToDate"}`, written by hand so each stored record is
+/// copied once, straight into the body.
+fn records_json(partition: u32, read: &RecordsRead) -> Vec<u8> {
+    let size: usize = read.records.iter().map(|r| r.value.len() + 80).sum();
+    let mut out = Vec::with_capacity(size + 96);
+    out.extend_from_slice(b"{\"records\":[");
+    for (i, record) in read.records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_record_json(&mut out, partition, record);
+    }
+    out.extend_from_slice(
+        format!(
+            "],\"nextOffset\":\"{}\",\"end\":\"{}\",\"upToDate\":{}}}",
+            read.next_offset,
+            read.end,
+            read.up_to_date()
+        )
+        .as_bytes(),
+    );
+    out
+}
