@@ -44,6 +44,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("group '{0}' has no members and no committed offsets")]
     UnknownGroup(String),
+    /// A poll or read asked to wait longer than the broker allows.
+    #[error("wait may be at most {max_ms} ms (RUNNEL_POLL_WAIT_MAX_MS; for a group poll also at most half RUNNEL_CONSUMER_TIMEOUT_MS)")]
+    WaitTooLong { max_ms: u64 },
     /// A read by position outside the retained records: 410 before `start`, 416 past `end`.
     #[error("offset {offset} is outside the partition's records {start}..{end}: read from start..=end")]
     OutOfRange { offset: u64, start: u64, end: u64 },
@@ -81,6 +84,9 @@ struct ErrorBody<'a> {
     start: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     end: Option<String>,
+    /// The longest wait allowed, with [`ApiError::WaitTooLong`], for a client to take it up.
+    #[serde(rename = "maxWaitMs", skip_serializing_if = "Option::is_none")]
+    max_wait_ms: Option<u64>,
 }
 
 impl ApiError {
@@ -89,6 +95,7 @@ impl ApiError {
             ApiError::InvalidTopic(_)
             | ApiError::EmptyBody
             | ApiError::BadRequest(_)
+            | ApiError::WaitTooLong { .. }
             | ApiError::ConsumerConflict(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
@@ -113,6 +120,7 @@ impl ApiError {
             ApiError::EmptyBody => "empty_body",
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::WaitTooLong { .. } => "wait_too_long",
             ApiError::UriTooLong { .. } => "uri_too_long",
             ApiError::HeadersTooLarge { .. } => "headers_too_large",
             ApiError::TimedOut(_) => "request_timeout",
@@ -158,7 +166,11 @@ impl IntoResponse for ApiError {
             ApiError::OutOfRange { start, end, .. } => (Some(start.to_string()), Some(end.to_string())),
             _ => (None, None),
         };
-        let body = ErrorBody { error: self.code(), message: self.to_string(), retriable, start, end };
+        let max_wait_ms = match &self {
+            ApiError::WaitTooLong { max_ms } => Some(*max_ms),
+            _ => None,
+        };
+        let body = ErrorBody { error: self.code(), message: self.to_string(), retriable, start, end, max_wait_ms };
         let mut response = (status, axum::Json(body)).into_response();
         if retriable {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

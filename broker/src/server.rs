@@ -117,7 +117,7 @@ impl Broker {
             replication.clone(),
             peers.clone(),
             memory.reads.clone(),
-            ReadSettings { max_bytes: config.poll_max_bytes, wait_max: config.poll_wait_max() },
+            ReadSettings { max_bytes: config.poll_max_bytes, wait_max: Duration::from_millis(config.poll_wait_max_ms) },
         ));
         let client_connections = ConnectionLimit::new(memory.client_connections, metrics.connections_refused.clone());
         let app = Arc::new(AppState {

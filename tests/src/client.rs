@@ -25,6 +25,11 @@ impl Polled {
             .collect()
     }
 
+    /// The response's `Poll-Token`, for the next poll's `ack`.
+    pub fn token(&self) -> Option<&str> {
+        self.headers.get("poll-token").and_then(|v| v.to_str().ok())
+    }
+
     pub fn retry_after(&self) -> Option<&str> {
         self.headers.get("retry-after").and_then(|v| v.to_str().ok())
     }
@@ -90,6 +95,11 @@ impl TestClient {
     /// A long-poll: the broker may hold it up to `wait` for records.
     pub async fn poll_waiting(&self, id: &str, wait: std::time::Duration) -> Polled {
         self.poll_with(&[("consumerId", id.to_string()), ("wait", wait.as_millis().to_string())]).await
+    }
+
+    /// A poll that acknowledges the response `token` named (its `Poll-Token` header).
+    pub async fn poll_acking(&self, id: &str, token: &str) -> Polled {
+        self.poll_with(&[("consumerId", id.to_string()), ("ack", token.to_string())]).await
     }
 
     async fn poll_with(&self, query: &[(&str, String)]) -> Polled {

@@ -46,14 +46,23 @@ impl Cursors {
     }
 }
 
-/// Positions owned by `consumer` that moved since they were last committed; marks them committed.
-pub fn take_uncommitted(cursors: &mut GroupCursors, consumer: &str) -> Vec<(TopicPartition, u64)> {
+/// Positions owned by `consumer` that moved since they were last committed, each at most its
+/// cap in `caps` (records the consumer has not processed); marks them committed.
+pub fn take_uncommitted(
+    cursors: &mut GroupCursors,
+    consumer: &str,
+    caps: &[(TopicPartition, u64)],
+) -> Vec<(TopicPartition, u64)> {
     cursors
         .iter_mut()
-        .filter(|(_, c)| c.owner == consumer && c.next > c.committed)
-        .map(|(tp, c)| {
-            c.committed = c.next;
-            (tp.clone(), c.next)
+        .filter(|(_, c)| c.owner == consumer)
+        .filter_map(|(tp, c)| {
+            let cap = caps.iter().find(|(capped, _)| capped == tp).map_or(u64::MAX, |(_, cap)| *cap);
+            let position = c.next.min(cap);
+            (position > c.committed).then(|| {
+                c.committed = position;
+                (tp.clone(), position)
+            })
         })
         .collect()
 }
@@ -69,7 +78,8 @@ mod tests {
         cursors.insert(tp(0), Cursor { owner: "a".into(), next: 10, committed: 4, epoch: 0 });
         cursors.insert(tp(1), Cursor { owner: "a".into(), next: 3, committed: 3, epoch: 0 });
         cursors.insert(tp(2), Cursor { owner: "b".into(), next: 9, committed: 0, epoch: 0 });
-        assert_eq!(take_uncommitted(&mut cursors, "a"), vec![(tp(0), 10)]);
-        assert!(take_uncommitted(&mut cursors, "a").is_empty());
+        assert_eq!(take_uncommitted(&mut cursors, "a", &[(tp(0), 6)]), vec![(tp(0), 6)], "capped");
+        assert_eq!(take_uncommitted(&mut cursors, "a", &[]), vec![(tp(0), 10)]);
+        assert!(take_uncommitted(&mut cursors, "a", &[]).is_empty());
     }
 }

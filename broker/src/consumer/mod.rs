@@ -6,6 +6,7 @@ mod cursors;
 mod generation_order;
 mod peer_api;
 mod pending_commits;
+mod poll_tokens;
 mod record_json;
 mod service;
 

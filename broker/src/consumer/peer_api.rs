@@ -42,6 +42,10 @@ pub struct RegistrationNotice {
 #[derive(Serialize, Deserialize)]
 pub struct PositionsRequest {
     pub consumer_id: String,
+    /// The `Poll-Token`s of the responses the consumer processed, one per broker (see
+    /// [`super::poll_tokens::PollTokens::caps`]); none from a v1 client.
+    #[serde(default)]
+    pub acks: Vec<String>,
 }
 
 pub fn router(consumers: Arc<ConsumerService>) -> Router {
@@ -73,7 +77,7 @@ async fn positions(
     State(consumers): State<Arc<ConsumerService>>,
     Json(request): Json<PositionsRequest>,
 ) -> Json<Vec<OffsetCommit>> {
-    Json(consumers.positions_here(&request.consumer_id).await)
+    Json(consumers.positions_here(&request.consumer_id, &request.acks).await)
 }
 
 /// Sends the consumers seen here to the Raft leader at `leader`.
@@ -108,8 +112,8 @@ pub async fn notify_registration(peers: &Peers, notice: &RegistrationNotice) {
 
 /// The consumer's positions on every other broker that answers; one that does not keeps its
 /// positions uncommitted (those records may come again, none are skipped).
-pub async fn positions_elsewhere(peers: &Peers, consumer_id: &str) -> Vec<OffsetCommit> {
-    let request = PositionsRequest { consumer_id: consumer_id.to_string() };
+pub async fn positions_elsewhere(peers: &Peers, consumer_id: &str, acks: &[String]) -> Vec<OffsetCommit> {
+    let request = PositionsRequest { consumer_id: consumer_id.to_string(), acks: acks.to_vec() };
     let mut offsets = Vec::new();
     for (peer, sent) in peers.post_to_others(POSITIONS, &request, PEER_REQUEST_TIMEOUT).await {
         let answer = match sent {

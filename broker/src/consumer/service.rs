@@ -10,6 +10,7 @@ use super::assignment::{assigned_to, TopicPartition};
 use super::cursors::{take_uncommitted, Cursor, Cursors, GroupCursors};
 use super::peer_api::{notify_registration, positions_elsewhere, report_activity, RegistrationNotice};
 use super::pending_commits::PendingCommits;
+use super::poll_tokens::{Ack, PollTokens};
 use crate::cluster::Peers;
 use crate::consensus::cluster_state::{ClusterState, Command, CommandResult, Consumer, OffsetCommit, StartPolicy};
 use crate::consensus::RaftNode;
@@ -36,8 +37,9 @@ pub struct Chunk {
 }
 
 pub enum PollOutcome {
-    /// The records, and the memory they and their response hold until it is sent.
-    Records(Vec<Chunk>, Reservation),
+    /// The records, the memory they and their response hold until it is sent, and the
+    /// response's `Poll-Token`.
+    Records(Vec<Chunk>, Reservation, String),
     /// Assigned partitions here, but nothing new in them.
     NoData,
     /// This broker leads none of the consumer's partitions.
@@ -82,6 +84,7 @@ pub struct ConsumerService {
     cursors: Cursors,
     activity: Activity,
     pending: PendingCommits,
+    tokens: PollTokens,
     /// Rotates which partition a poll reads first, so one busy partition cannot starve the rest.
     poll_turn: AtomicUsize,
 }
@@ -105,6 +108,7 @@ impl ConsumerService {
             cursors: Cursors::default(),
             activity: Activity::default(),
             pending: PendingCommits::default(),
+            tokens: PollTokens::default(),
             poll_turn: AtomicUsize::new(0),
         }
     }
@@ -223,13 +227,12 @@ impl ConsumerService {
     /// readable in a partition this broker serves for the consumer, and then reads them. While
     /// it waits it holds no memory and no lock; it answers nothing-new at once when the group's
     /// membership changes (its partitions may have moved) or the broker starts shutting down,
-    /// and the consumer counts as active when it answers.
-    pub async fn poll(&self, consumer_id: &str, wait: Duration) -> Result<PollOutcome, ApiError> {
+    /// and the consumer counts as active when it answers. `ack` is the `Poll-Token` of the last
+    /// response the consumer processed (see [`PollTokens`]); without one, the poll commits what
+    /// the previous poll here returned (v1).
+    pub async fn poll(&self, consumer_id: &str, wait: Duration, ack: Option<&str>) -> Result<PollOutcome, ApiError> {
         if wait > self.settings.poll_wait_max {
-            return Err(ApiError::BadRequest(format!(
-                "wait may be at most {} ms (RUNNEL_POLL_WAIT_MAX_MS, at most half RUNNEL_CONSUMER_TIMEOUT_MS)",
-                self.settings.poll_wait_max.as_millis()
-            )));
+            return Err(ApiError::WaitTooLong { max_ms: self.settings.poll_wait_max.as_millis() as u64 });
         }
         let deadline = tokio::time::Instant::now() + wait;
         let membership = self.raft.read(|s| s.membership_version);
@@ -238,7 +241,7 @@ impl ConsumerService {
             let readable = self.replication.readable().notified();
             tokio::pin!(readable);
             readable.as_mut().enable();
-            let outcome = self.poll_once(consumer_id).await?;
+            let outcome = self.poll_once(consumer_id, ack).await?;
             if !matches!(outcome, PollOutcome::NoData) || tokio::time::Instant::now() >= deadline {
                 return Ok(outcome);
             }
@@ -259,12 +262,27 @@ impl ConsumerService {
         }
     }
 
-    async fn poll_once(&self, consumer_id: &str) -> Result<PollOutcome, ApiError> {
+    async fn poll_once(&self, consumer_id: &str, ack: Option<&str>) -> Result<PollOutcome, ApiError> {
         let (consumer, assigned) = self.registered(consumer_id).await?;
         self.activity.touch(consumer_id);
         let group_cursors = self.cursors.group(&consumer.group);
         let mut cursors = group_cursors.lock().await;
-        for (tp, offset) in take_uncommitted(&mut cursors, consumer_id) {
+        let (ack, acknowledged) = self.tokens.judge(consumer_id, ack)?;
+        let mut turn = None;
+        match ack {
+            Ack::Last => {}
+            Ack::Repeat { starts, turn: repeated } => {
+                for (tp, start) in starts {
+                    if let Some(cursor) = cursors.get_mut(&tp).filter(|c| c.owner == consumer_id) {
+                        cursor.next = cursor.next.min(start);
+                    }
+                }
+                turn = Some(repeated);
+            }
+            // Positions this consumer's cursors hold here may be past what it processed.
+            Ack::Unknown => cursors.retain(|_, c| c.owner != consumer_id),
+        }
+        for (tp, offset) in take_uncommitted(&mut cursors, consumer_id, &[]) {
             self.pending.add(&consumer.group, &tp.topic, tp.partition, offset);
         }
         let leadership = self.replication.leadership();
@@ -275,7 +293,7 @@ impl ConsumerService {
         if local.is_empty() {
             return Ok(PollOutcome::NothingAssignedHere);
         }
-        let turn = self.poll_turn.fetch_add(1, Ordering::Relaxed) % local.len();
+        let turn = turn.unwrap_or_else(|| self.poll_turn.fetch_add(1, Ordering::Relaxed)) % local.len();
         local.rotate_left(turn);
         // The records read and the response they become, reserved at the first read: a poll
         // with nothing to read takes nothing.
@@ -283,6 +301,9 @@ impl ConsumerService {
 
         let mut budget = self.settings.poll_max_bytes;
         let mut chunks = Vec::new();
+        // Cursors move only once the response is complete (no await after that): a poll cut
+        // off half way (its client went away) leaves them where the last response left them.
+        let mut reached_all = Vec::new();
         for (tp, epoch) in local {
             if budget == 0 {
                 break;
@@ -304,9 +325,7 @@ impl ConsumerService {
             let mut read = self.storage.read(&tp.topic, tp.partition, next, budget).await?;
             read.records.retain(|r| r.offset < readable);
             let reached = read.records.last().map_or(next.max(read.next_offset.min(readable)), |r| r.offset + 1);
-            if let Some(cursor) = cursors.get_mut(&tp) {
-                cursor.next = cursor.next.max(reached);
-            }
+            reached_all.push((tp.clone(), reached));
             if read.records.is_empty() {
                 continue;
             }
@@ -314,10 +333,23 @@ impl ConsumerService {
             budget = budget.saturating_sub(bytes);
             chunks.push(Chunk { topic: tp.topic, partition: tp.partition, records: read.records });
         }
+        for (tp, reached) in reached_all {
+            if let Some(cursor) = cursors.get_mut(&tp) {
+                cursor.next = cursor.next.max(reached);
+            }
+        }
         match held {
             Some(mut held) if !chunks.is_empty() => {
                 held.shrink_to(2 * (self.settings.poll_max_bytes - budget));
-                Ok(PollOutcome::Records(chunks, held))
+                let starts = chunks
+                    .iter()
+                    .map(|c| {
+                        let tp = TopicPartition { topic: c.topic.clone(), partition: c.partition };
+                        (tp, c.records.first().map_or(0, |r| r.offset))
+                    })
+                    .collect();
+                let token = self.tokens.issue(consumer_id, acknowledged, starts, turn);
+                Ok(PollOutcome::Records(chunks, held, token))
             }
             _ => Ok(PollOutcome::NoData),
         }
@@ -342,11 +374,12 @@ impl ConsumerService {
         start
     }
 
-    /// Commits the positions this consumer reached, and waits for the Raft commit.
-    pub async fn commit(&self, consumer_id: &str) -> Result<(), ApiError> {
+    /// Commits the positions this consumer reached (with `acks`, only what the responses they
+    /// name reached), and waits for the Raft commit.
+    pub async fn commit(&self, consumer_id: &str, acks: &[String]) -> Result<(), ApiError> {
         let (consumer, _) = self.registered(consumer_id).await?;
         self.activity.touch(consumer_id);
-        let offsets = self.cluster_positions(&consumer).await;
+        let offsets = self.cluster_positions(&consumer, acks).await;
         if !offsets.is_empty() {
             self.raft.propose(Command::Commit(offsets)).await?;
         }
@@ -355,18 +388,19 @@ impl ConsumerService {
 
     /// Positions the consumer named reached on this broker since they were last committed
     /// (none for a consumer unknown here).
-    pub async fn positions_here(&self, consumer_id: &str) -> Vec<OffsetCommit> {
+    pub async fn positions_here(&self, consumer_id: &str, acks: &[String]) -> Vec<OffsetCommit> {
         match self.raft.read(|s| s.consumers.get(consumer_id).cloned()) {
-            Some(consumer) => self.local_positions(&consumer).await,
+            Some(consumer) => self.local_positions(&consumer, acks).await,
             None => Vec::new(),
         }
     }
 
     /// Positions this consumer reached on this broker since they were last committed.
-    async fn local_positions(&self, consumer: &Consumer) -> Vec<OffsetCommit> {
+    async fn local_positions(&self, consumer: &Consumer, acks: &[String]) -> Vec<OffsetCommit> {
         let group_cursors = self.cursors.group(&consumer.group);
         let mut cursors = group_cursors.lock().await;
-        take_uncommitted(&mut cursors, &consumer.id)
+        let caps = self.tokens.caps(&consumer.id, acks).unwrap_or_default();
+        take_uncommitted(&mut cursors, &consumer.id, &caps)
             .into_iter()
             .map(|(tp, offset)| OffsetCommit {
                 group: consumer.group.clone(),
@@ -380,17 +414,17 @@ impl ConsumerService {
     /// The consumer's positions on every broker (each serves other partitions), so a commit
     /// or goodbye on any broker covers everything it read. A broker that does not answer
     /// keeps its positions uncommitted: those records may come again, none are skipped.
-    async fn cluster_positions(&self, consumer: &Consumer) -> Vec<OffsetCommit> {
-        let elsewhere = positions_elsewhere(&self.peers, &consumer.id).await;
-        let mut offsets = self.local_positions(consumer).await;
+    async fn cluster_positions(&self, consumer: &Consumer, acks: &[String]) -> Vec<OffsetCommit> {
+        let elsewhere = positions_elsewhere(&self.peers, &consumer.id, acks).await;
+        let mut offsets = self.local_positions(consumer, acks).await;
         offsets.extend(elsewhere);
         offsets
     }
 
-    /// Commits (unless `commit` is false) and unregisters.
-    pub async fn goodbye(&self, consumer_id: &str, commit: bool) -> Result<(), ApiError> {
+    /// Commits (unless `commit` is false; with `acks` as [`ConsumerService::commit`]) and unregisters.
+    pub async fn goodbye(&self, consumer_id: &str, commit: bool, acks: &[String]) -> Result<(), ApiError> {
         let (consumer, _) = self.registered(consumer_id).await?;
-        let offsets = if commit { self.cluster_positions(&consumer).await } else { Vec::new() };
+        let offsets = if commit { self.cluster_positions(&consumer, acks).await } else { Vec::new() };
         let result = self.raft.propose(Command::Goodbye { consumer_id: consumer_id.to_string(), offsets }).await?;
         self.activity.forget(consumer_id);
         match result {
@@ -422,6 +456,7 @@ impl ConsumerService {
         let expired =
             self.raft.read(|s| self.activity.expired(s.consumers.keys().map(String::as_str), self.settings.timeout));
         self.cursors.retain_groups(|group| self.raft.read(|s| s.consumers.values().any(|c| c.group == group)));
+        self.tokens.retain(|consumer| self.raft.read(|s| s.consumers.contains_key(consumer)));
         if self.raft.is_leader() && !expired.is_empty() {
             match self.raft.propose(Command::Expire { consumer_ids: expired }).await {
                 Ok(CommandResult::Expired { removed }) if !removed.is_empty() => {

@@ -17,6 +17,9 @@ use crate::memory::{self, Reservation};
 use crate::partitioning::PartitionInfo;
 use crate::store::validate_topic_name;
 
+/// The header naming a poll response, for the next poll's `ack` (SPEC §10).
+const POLL_TOKEN: &str = "poll-token";
+
 pub fn router(app: SharedState) -> Router {
     with_fallbacks(
         Router::new()
@@ -107,15 +110,21 @@ async fn poll(State(app): State<SharedState>, params: Params) -> Response {
                 })?),
             };
         let waited = wait.map(std::time::Duration::from_millis);
-        Ok(match app.consumers.poll(&id, waited.unwrap_or_default()).await? {
-            PollOutcome::Records(chunks, held) => {
+        let ack = params.first(&["ack"]);
+        Ok(match app.consumers.poll(&id, waited.unwrap_or_default(), ack).await? {
+            PollOutcome::Records(chunks, held, token) => {
                 let (records, bytes) = chunks
                     .iter()
                     .flat_map(|c| &c.records)
                     .fold((0u64, 0u64), |(n, b), r| (n + 1, b + r.value.len() as u64));
                 app.metrics.consume_records.inc_by(records);
                 app.metrics.consume_bytes.inc_by(bytes);
-                hold_until_sent(json_chunks(&app, &chunks), held)
+                let mut response = hold_until_sent(json_chunks(&app, &chunks), held);
+                // The token is hex, always a valid header value.
+                if let Ok(token) = HeaderValue::from_str(&token) {
+                    response.headers_mut().insert(POLL_TOKEN, token);
+                }
+                response
             }
             // A long-poll that waited asks again at once; without one, the v1 pause (SPEC §4).
             PollOutcome::NoData if wait.is_some() => no_content("0"),
@@ -131,7 +140,7 @@ async fn poll(State(app): State<SharedState>, params: Params) -> Response {
 async fn commit(State(app): State<SharedState>, params: Params) -> Response {
     let result = async {
         let id = consumer_id(&params)?;
-        app.consumers.commit(&id).await?;
+        app.consumers.commit(&id, &params.all("ack")).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
@@ -147,7 +156,7 @@ async fn goodbye(State(app): State<SharedState>, params: Params) -> Response {
             Some("false") => false,
             Some(other) => return Err(ApiError::BadRequest(format!("invalid commit '{other}': use true or false"))),
         };
-        app.consumers.goodbye(&id, commit).await?;
+        app.consumers.goodbye(&id, commit, &params.all("ack")).await?;
         Ok(text(StatusCode::OK, "OK"))
     }
     .await;

@@ -91,10 +91,7 @@ impl PositionReads {
             return Err(ApiError::BadRequest(format!("limit must be 1 to {MAX_LIMIT}")));
         }
         if request.wait > self.settings.wait_max {
-            return Err(ApiError::BadRequest(format!(
-                "wait may be at most {} ms (RUNNEL_POLL_WAIT_MAX_MS)",
-                self.settings.wait_max.as_millis()
-            )));
+            return Err(ApiError::WaitTooLong { max_ms: self.settings.wait_max.as_millis() as u64 });
         }
         Ok(())
     }
