@@ -15,7 +15,7 @@ async fn produce_range(producer: &Producer, from: u64, to: u64) {
     }
 }
 
-/// Polls (with `consumers` taking turns) until every n in 0..upto was delivered; `delivered`
+/// Polls (all `consumers` at once) until every n in 0..upto was delivered; `delivered`
 /// keeps every delivery in arrival order, repeats included.
 async fn read_until(consumers: &mut [Consumer], delivered: &mut Vec<u64>, upto: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -26,10 +26,10 @@ async fn read_until(consumers: &mut [Consumer], delivered: &mut Vec<u64>, upto: 
             return;
         }
         assert!(Instant::now() < deadline, "missing records: {missing:?}");
-        for consumer in consumers.iter_mut() {
-            for record in consumer.poll().await.expect("poll") {
-                delivered.push(record.value["n"].as_u64().expect("n"));
-            }
+        // Concurrently, as separate applications would: each poll may wait for records.
+        let polls = futures_util::future::join_all(consumers.iter_mut().map(Consumer::poll)).await;
+        for record in polls.into_iter().flat_map(|polled| polled.expect("poll")) {
+            delivered.push(record.value["n"].as_u64().expect("n"));
         }
         let pause = consumers.iter().map(Consumer::next_poll_in).min().unwrap_or_default();
         tokio::time::sleep(pause.min(Duration::from_millis(200))).await;
@@ -92,6 +92,7 @@ fn reader_config(id: &str) -> ConsumerConfig {
         group: "flow-readers".into(),
         topics: vec!["flow".into()],
         start: StartFrom::Earliest,
+        wait: runnel_client::DEFAULT_WAIT,
     }
 }
 
@@ -188,4 +189,28 @@ async fn the_cli_produces_stdin_lines_and_consumes_them_back() {
         .output()
         .expect("status");
     assert_eq!(unreachable.status.code(), Some(1), "scripts can tell a failure");
+}
+
+/// Issue 13, item 1: the client long-polls by default, so a poll started before a produce
+/// returns its record as soon as it is acknowledged (a v1 poll would have answered "nothing
+/// new, retry in a second" at once).
+#[tokio::test]
+async fn a_client_poll_waits_for_the_next_record_and_returns_it_within_moments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("broker"), &[]);
+    let brokers = Brokers::fixed([broker.ip.to_string()]);
+    let mut consumer =
+        Consumer::connect(brokers.clone(), ConsumerConfig::new("waiter", "waiters", &["flow"])).await.expect("connect");
+    let polling = tokio::spawn(async move {
+        let records = consumer.poll().await.expect("poll");
+        (records, Instant::now(), consumer)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Producer::new(brokers).send("flow", Some("k"), json!({"n": 1}).to_string()).await.expect("produce");
+    let acked = Instant::now();
+    let (records, returned, consumer) = polling.await.expect("poll task");
+    assert_eq!(records.iter().map(|r| r.value.clone()).collect::<Vec<_>>(), vec![json!({"n": 1})]);
+    let late = returned.saturating_duration_since(acked);
+    assert!(late < Duration::from_millis(100), "the poll returned {late:?} after the produce was acknowledged");
+    consumer.close().await.expect("goodbye");
 }

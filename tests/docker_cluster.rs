@@ -388,6 +388,7 @@ async fn check_partition_history(endpoints: &Endpoints, key: &str, expected: &[S
         group: "history".into(),
         topics: vec![CUT_TOPIC.into()],
         start: StartFrom::Earliest,
+        wait: runnel_client::DEFAULT_WAIT,
     };
     let mut consumer = Consumer::connect(brokers, config).await.expect("register the history reader");
     let expected: Vec<Value> = expected.iter().map(|r| serde_json::from_str(r).expect("json")).collect();

@@ -42,6 +42,7 @@ async fn three_brokers_grow_to_six_shrink_to_three_and_grow_to_four_under_load_l
         group: "client-readers".into(),
         topics: vec!["resize".into()],
         start: StartFrom::Earliest,
+        wait: runnel_client::DEFAULT_WAIT,
     };
     let http = reqwest::Client::new();
     let discovered = Brokers::discover(&http, &brokers[0].ip.to_string(), 9250).await.expect("discover");

@@ -8,7 +8,7 @@ mod poll_chunk;
 mod producer;
 
 pub use brokers::Brokers;
-pub use consumer::{Consumer, ConsumerConfig, Record, StartFrom};
+pub use consumer::{Consumer, ConsumerConfig, Record, StartFrom, DEFAULT_WAIT};
 pub use error::ClientError;
 pub use poll_chunk::PollChunk;
 pub use producer::{Produced, Producer};

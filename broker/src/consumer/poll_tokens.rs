@@ -148,7 +148,11 @@ mod tests {
         assert_eq!(tokens.caps("c", &[]), None, "a v1 commit takes every position");
         assert_eq!(tokens.caps("c", &[first.clone(), again.clone()]), None, "the last response was processed");
         assert_eq!(tokens.caps("c", std::slice::from_ref(&first)), Some(vec![(tp(0), 5), (tp(1), 2)]), "it was not");
-        assert_eq!(tokens.caps("new", std::slice::from_ref(&first)), None, "no response here: nothing read past the commit");
+        assert_eq!(
+            tokens.caps("new", std::slice::from_ref(&first)),
+            None,
+            "no response here: nothing read past the commit"
+        );
         tokens.retain(|c| c != "c");
         assert_eq!(tokens.judge("c", Some(&again)).expect("known").0, Ack::Unknown, "forgotten");
     }

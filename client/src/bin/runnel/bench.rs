@@ -336,6 +336,7 @@ async fn start_consumers(
             group: group.clone(),
             topics: vec![topic.to_string()],
             start: StartFrom::Earliest,
+            wait: runnel_client::DEFAULT_WAIT,
         };
         members.push(Consumer::connect(brokers.clone(), config).await?);
     }

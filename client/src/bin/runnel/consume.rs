@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use runnel_client::{Consumer, ConsumerConfig, StartFrom};
+use runnel_client::{Consumer, ConsumerConfig, StartFrom, DEFAULT_WAIT};
 
 use crate::connection::ConnectionArgs;
 use crate::progress::Progress;
@@ -53,7 +53,9 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         From::Earliest => StartFrom::Earliest,
         From::Latest => StartFrom::Latest,
     };
-    let config = ConsumerConfig { id, group: args.group.clone(), topics: args.topics.clone(), start };
+    // Without --follow a quiet cluster ends the run: a broker answers by then.
+    let wait = if args.follow { DEFAULT_WAIT } else { QUIET / 2 };
+    let config = ConsumerConfig { id, group: args.group.clone(), topics: args.topics.clone(), start, wait };
     let mut consumer = Consumer::connect(brokers, config).await?;
     let (mut count, mut last_record, mut progress) = (0usize, Instant::now(), Progress::new());
     'reading: loop {
