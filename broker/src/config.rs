@@ -85,6 +85,11 @@ pub struct Config {
     #[arg(long, env = "RUNNEL_POLL_WAIT_MAX_MS", default_value_t = 30_000)]
     pub poll_wait_max_ms: u64,
 
+    /// Most live streams (SSE and WebSocket reads) open at once; each holds about two reads
+    /// of records (`RUNNEL_POLL_MAX_BYTES` each) while its reader is slow.
+    #[arg(long, env = "RUNNEL_MAX_STREAMS", default_value_t = 64)]
+    pub max_streams: usize,
+
     /// Most topics one consumer registration may name (each costs cursors and state on every broker).
     #[arg(long, env = "RUNNEL_MAX_CONSUMER_TOPICS", default_value_t = 100)]
     pub max_consumer_topics: usize,
@@ -252,6 +257,9 @@ impl Config {
                 &self.poll_max_bytes,
                 format!("must be between 1 and {MAX_BATCH_BODY}"),
             );
+        }
+        if self.max_streams > 10_000 {
+            return fail("RUNNEL_MAX_STREAMS", &self.max_streams, "must be at most 10000".into());
         }
         if !(1..=10_000).contains(&self.max_consumer_topics) {
             return fail("RUNNEL_MAX_CONSUMER_TOPICS", &self.max_consumer_topics, "must be between 1 and 10000".into());

@@ -126,6 +126,7 @@ impl Broker {
             consumers: consumers.clone(),
             produce: produce.clone(),
             reads: reads.clone(),
+            streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
             replication: replication.clone(),
             metrics,
             peers: peers.clone(),

@@ -4,6 +4,7 @@
 mod broker_process;
 mod client;
 pub mod docker;
+pub mod events;
 mod peer;
 pub mod resize_views;
 mod stalled;

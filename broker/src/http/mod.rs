@@ -8,6 +8,7 @@ mod query;
 mod records_api;
 mod request_limits;
 mod status;
+mod stream_api;
 
 use std::sync::Arc;
 
@@ -41,6 +42,8 @@ pub struct AppState {
     pub consumers: Arc<ConsumerService>,
     pub produce: Arc<ProduceService>,
     pub reads: Arc<PositionReads>,
+    /// A permit per live stream (`RUNNEL_MAX_STREAMS`).
+    pub streams: Arc<tokio::sync::Semaphore>,
     pub replication: Arc<Replication>,
     pub metrics: Arc<Metrics>,
     pub peers: Peers,

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::query::Params;
-use super::SharedState;
+use super::{stream_api, SharedState};
 use crate::consumer::write_record;
 use crate::error::ApiError;
 use crate::memory;
@@ -37,20 +38,44 @@ pub fn read_request(topic: String, params: &Params) -> Result<ReadRequest, ApiEr
     Ok(ReadRequest { topic, partition, start, limit, wait })
 }
 
+/// A read, or with `Accept: text/event-stream` or a WebSocket upgrade, a live stream.
 #[tracing::instrument(name = "read", skip_all, fields(%topic))]
-pub async fn records(State(app): State<SharedState>, Path(topic): Path<String>, params: Params) -> Response {
-    let result = async {
-        let request = read_request(topic, &params)?;
-        let (read, held) = app.reads.read(&request).await?;
-        let json = records_json(request.partition, &read);
-        Ok::<_, ApiError>((
-            [(header::CONTENT_TYPE, "application/json")],
-            memory::hold_until_sent(Body::from(json), held),
-        ))
-    }
-    .await;
-    let response = result.map_or_else(IntoResponse::into_response, IntoResponse::into_response);
-    app.metrics.request("read", response.status().as_u16());
+pub async fn records(
+    State(app): State<SharedState>,
+    Path(topic): Path<String>,
+    params: Params,
+    request: Request,
+) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let (endpoint, result) = if stream_api::is_websocket(&parts.headers) {
+        let result = async {
+            let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await.map_err(|rejection| {
+                ApiError::Rejected { status: rejection.status(), message: rejection.body_text() }
+            })?;
+            stream_api::websocket(app.clone(), read_request(topic, &params)?, upgrade).await
+        };
+        ("websocket", result.await)
+    } else if stream_api::wants_events(&parts.headers) {
+        let result = async {
+            let mut request = read_request(topic, &params)?;
+            if let Some(next) = stream_api::last_event_id(&parts.headers)? {
+                request.start = Start::Offset(next);
+            }
+            stream_api::sse(app.clone(), request).await
+        };
+        ("events", result.await)
+    } else {
+        let result = async {
+            let request = read_request(topic, &params)?;
+            let (read, held) = app.reads.read(&request).await?;
+            let json = records_json(request.partition, &read);
+            let body = memory::hold_until_sent(Body::from(json), held);
+            Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+        };
+        ("read", result.await)
+    };
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    app.metrics.request(endpoint, response.status().as_u16());
     response
 }
 

@@ -45,11 +45,15 @@ impl Start {
         }
     }
 
-    /// The offset to read from, given the partition's retained `start`, readable `end` and,
-    /// for a time, the first offset at or after it (`at_time`, clamped into the bounds).
-    pub fn resolve(self, start: u64, end: u64, at_time: Option<u64>) -> Result<u64, ApiError> {
+    /// The offset to read from, given the partition's retained `start`, readable `end`, the
+    /// end of the leader's log `held` (records up to it may be waiting for a majority: right
+    /// after a failover, records readers saw already may be among them) and, for a time, the
+    /// first offset at or after it (`at_time`, clamped into the bounds).
+    pub fn resolve(self, start: u64, end: u64, held: u64, at_time: Option<u64>) -> Result<u64, ApiError> {
         match self {
-            Start::Offset(offset) if offset > end || offset < start => Err(ApiError::OutOfRange { offset, start, end }),
+            Start::Offset(offset) if offset > end.max(held) || offset < start => {
+                Err(ApiError::OutOfRange { offset, start, end })
+            }
             Start::Offset(offset) => Ok(offset),
             Start::Earliest => Ok(start),
             Start::Latest => Ok(end),
@@ -80,16 +84,21 @@ mod tests {
     #[test]
     fn offsets_outside_the_records_are_gone_or_not_yet_there() {
         let (start, end) = (10, 20);
-        assert_eq!(Start::Offset(10).resolve(start, end, None).ok(), Some(10));
-        assert_eq!(Start::Offset(20).resolve(start, end, None).ok(), Some(20), "the end waits for the next record");
-        let gone = Start::Offset(9).resolve(start, end, None).expect_err("before start");
+        assert_eq!(Start::Offset(10).resolve(start, end, end, None).ok(), Some(10));
+        assert_eq!(
+            Start::Offset(20).resolve(start, end, end, None).ok(),
+            Some(20),
+            "the end waits for the next record"
+        );
+        let gone = Start::Offset(9).resolve(start, end, end, None).expect_err("before start");
         assert_eq!(gone.status(), axum::http::StatusCode::GONE);
-        let ahead = Start::Offset(21).resolve(start, end, None).expect_err("past end");
+        let ahead = Start::Offset(21).resolve(start, end, end, None).expect_err("past end");
         assert_eq!(ahead.status(), axum::http::StatusCode::RANGE_NOT_SATISFIABLE);
-        assert_eq!(Start::Earliest.resolve(start, end, None).ok(), Some(10));
-        assert_eq!(Start::Latest.resolve(start, end, None).ok(), Some(20));
-        assert_eq!(Start::Timestamp(5).resolve(start, end, Some(14)).ok(), Some(14));
-        assert_eq!(Start::Timestamp(5).resolve(start, end, Some(3)).ok(), Some(10), "clamped to what is retained");
-        assert_eq!(Start::Timestamp(5).resolve(start, end, Some(25)).ok(), Some(20), "and to what is readable");
+        assert_eq!(Start::Offset(22).resolve(start, end, 25, None).ok(), Some(22), "held, not yet readable: it waits");
+        assert_eq!(Start::Earliest.resolve(start, end, end, None).ok(), Some(10));
+        assert_eq!(Start::Latest.resolve(start, end, end, None).ok(), Some(20));
+        assert_eq!(Start::Timestamp(5).resolve(start, end, end, Some(14)).ok(), Some(14));
+        assert_eq!(Start::Timestamp(5).resolve(start, end, end, Some(3)).ok(), Some(10), "clamped to what is retained");
+        assert_eq!(Start::Timestamp(5).resolve(start, end, end, Some(25)).ok(), Some(20), "and to what is readable");
     }
 }

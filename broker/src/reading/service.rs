@@ -78,7 +78,7 @@ impl PositionReads {
         self.settings
     }
 
-    /// Refuses a request no broker could answer: an unknown partition, a limit or wait out of bounds.
+    /// Refuses a request no broker could answer: an unknown partition, a limit out of bounds.
     pub fn check(&self, request: &ReadRequest) -> Result<(), ApiError> {
         crate::store::validate_topic_name(&request.topic)?;
         if !self.replication.leadership().layout(|l| l.all_partitions().contains(&request.partition)) {
@@ -90,9 +90,6 @@ impl PositionReads {
         if !(1..=MAX_LIMIT).contains(&request.limit) {
             return Err(ApiError::BadRequest(format!("limit must be 1 to {MAX_LIMIT}")));
         }
-        if request.wait > self.settings.wait_max {
-            return Err(ApiError::WaitTooLong { max_ms: self.settings.wait_max.as_millis() as u64 });
-        }
         Ok(())
     }
 
@@ -100,6 +97,15 @@ impl PositionReads {
     /// read follows it for up to [`LEADER_WAIT`].
     pub async fn read(&self, request: &ReadRequest) -> Result<(RecordsRead, Reservation), ApiError> {
         self.check(request)?;
+        if request.wait > self.settings.wait_max {
+            return Err(ApiError::WaitTooLong { max_ms: self.settings.wait_max.as_millis() as u64 });
+        }
+        self.read_on_leader(request).await
+    }
+
+    /// [`PositionReads::read`] of a checked request, whatever its wait (a live stream's reads
+    /// wait as long as its heartbeat interval).
+    pub(super) async fn read_on_leader(&self, request: &ReadRequest) -> Result<(RecordsRead, Reservation), ApiError> {
         let leadership = self.replication.leadership();
         let partition = request.partition;
         let deadline = tokio::time::Instant::now() + LEADER_WAIT + request.wait;
@@ -148,7 +154,8 @@ impl PositionReads {
             Start::Timestamp(ms) => Some(self.storage.offset_for_timestamp(topic, partition, ms).await?),
             _ => None,
         };
-        let offset = request.start.resolve(start, end, at_time)?;
+        let held = self.storage.end(topic, partition);
+        let offset = request.start.resolve(start, end, held, at_time)?;
         let deadline = tokio::time::Instant::now() + request.wait;
         let mut changes = leadership.changes();
         loop {
@@ -173,6 +180,21 @@ impl PositionReads {
                 }
             }
         }
+    }
+
+    /// Who leads `partition` now.
+    pub fn leader(&self, partition: u32) -> crate::consensus::cluster_state::PartitionLeader {
+        self.replication.leadership().current(partition)
+    }
+
+    /// Resolves once Raft names a leader of `partition` other than broker `leader`.
+    pub async fn moved_from(&self, partition: u32, leader: u32) {
+        self.replication.leadership().moved_from(partition, leader).await
+    }
+
+    /// The broker started shutting down: streams end.
+    pub fn draining(&self) -> bool {
+        self.replication.draining()
     }
 
     /// (first retained offset, readable end) of a partition led here.

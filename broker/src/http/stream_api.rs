@@ -1,0 +1,171 @@
+//! Live streams on the records URL (SPEC §10): `Accept: text/event-stream` answers Server-Sent
+//! Events, one event per record whose `id` is the next offset (`Last-Event-ID` resumes there);
+//! a WebSocket upgrade answers one JSON text message per record. Both are driven by
+//! [`Follow`]: they read again only once the transport took what was read before, so a slow
+//! reader slows its own stream, and they end cleanly (an `end` event, a close frame naming the
+//! next offset) when the partition's leadership moves or the broker shuts down.
+
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::records_api::write_record_json;
+use super::SharedState;
+use crate::error::ApiError;
+use crate::memory::Reservation;
+use crate::reading::{Follow, ReadRequest, Step};
+
+/// A place among the open streams (`RUNNEL_MAX_STREAMS`).
+fn stream_permit(app: &SharedState) -> Result<OwnedSemaphorePermit, ApiError> {
+    app.streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::Unavailable("the broker serves as many live streams as RUNNEL_MAX_STREAMS allows".into())
+    })
+}
+
+/// The JSON of why a stream ended and where to resume.
+fn end_json(reason: &str, next: Option<u64>) -> String {
+    let next = next.map_or_else(|| "null".to_string(), |n| format!("\"{n}\""));
+    format!("{{\"reason\":{},\"nextOffset\":{next}}}", serde_json::Value::from(reason))
+}
+
+/// What a step of the stream sends as SSE, whether the stream goes on, and the memory the
+/// frame's records hold.
+fn sse_frame(follow: &Follow, step: Result<Step, ApiError>) -> (Bytes, bool, Reservation) {
+    match step {
+        Ok(Step::Records(read, held)) => {
+            let mut out = Vec::with_capacity(read.records.iter().map(|r| r.value.len() + 100).sum());
+            for record in &read.records {
+                out.extend_from_slice(format!("id: {}\ndata: ", record.offset + 1).as_bytes());
+                write_record_json(&mut out, follow.partition(), record);
+                out.extend_from_slice(b"\n\n");
+            }
+            (Bytes::from(out), true, held)
+        }
+        Ok(Step::Quiet) => (Bytes::from_static(b": heartbeat\n\n"), true, Reservation::none()),
+        Ok(Step::End(reason)) => {
+            let frame = format!("event: end\ndata: {}\n\n", end_json(reason, follow.next_offset()));
+            (Bytes::from(frame), false, Reservation::none())
+        }
+        Err(e) => {
+            let body = serde_json::json!({"error": e.code(), "message": e.to_string()});
+            (Bytes::from(format!("event: error\ndata: {body}\n\n")), false, Reservation::none())
+        }
+    }
+}
+
+/// An SSE response following `request`; it starts where `Last-Event-ID` says, if given.
+pub async fn sse(app: SharedState, request: ReadRequest) -> Result<Response, ApiError> {
+    let permit = stream_permit(&app)?;
+    let (follow, first) = Follow::start(app.reads.clone(), request).await?;
+    // The memory of the frame handed to the transport last is given back when the transport
+    // asks for the next one: by then it took the frame.
+    struct State {
+        follow: Follow,
+        first: Option<Step>,
+        open: bool,
+        _sent: Reservation,
+        _permit: OwnedSemaphorePermit,
+    }
+    let state = State { follow, first: Some(first), open: true, _sent: Reservation::none(), _permit: permit };
+    let frames = futures_util::stream::unfold(state, |mut state| async move {
+        if !state.open {
+            return None;
+        }
+        let step = match state.first.take() {
+            Some(first) => Ok(first),
+            None => state.follow.step().await,
+        };
+        let (frame, open, held) = sse_frame(&state.follow, step);
+        state.open = open;
+        state._sent = held;
+        Some((Ok::<_, Infallible>(frame), state))
+    });
+    let preamble = futures_util::stream::once(async { Ok::<_, Infallible>(Bytes::from_static(b"retry: 1000\n\n")) });
+    let mut response = Body::from_stream(futures_util::StreamExt::chain(preamble, frames)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// A WebSocket following `request`.
+pub async fn websocket(
+    app: SharedState,
+    request: ReadRequest,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let permit = stream_permit(&app)?;
+    let (follow, first) = Follow::start(app.reads.clone(), request).await?;
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        let _permit = permit;
+        follow_on(socket, follow, first).await;
+    }))
+}
+
+async fn follow_on(mut socket: WebSocket, mut follow: Follow, first: Step) {
+    let mut step: Result<Step, ApiError> = Ok(first);
+    loop {
+        let sent = match step {
+            Ok(Step::Records(read, _held)) => {
+                let mut sent = Ok(());
+                for record in &read.records {
+                    let mut json = Vec::with_capacity(record.value.len() + 100);
+                    write_record_json(&mut json, follow.partition(), record);
+                    // Rendered JSON is UTF-8: stored bytes that are not appear escaped.
+                    let text = String::from_utf8_lossy(&json).into_owned();
+                    sent = socket.send(Message::Text(text.into())).await;
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+                sent
+            }
+            Ok(Step::Quiet) => socket.send(Message::Ping(Bytes::new())).await,
+            Ok(Step::End(reason)) => {
+                let reason = end_json(reason, follow.next_offset());
+                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: reason.into() }))).await;
+                return;
+            }
+            Err(e) => {
+                let reason = serde_json::json!({"error": e.code(), "message": e.to_string()}).to_string();
+                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1011, reason: reason.into() }))).await;
+                return;
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+        // What the client sends is not read for anything but its close: a closed socket ends the stream.
+        step = loop {
+            tokio::select! {
+                next = follow.step() => break next,
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => {}
+                },
+            }
+        };
+    }
+}
+
+/// Whether the request asks for a WebSocket.
+pub fn is_websocket(headers: &axum::http::HeaderMap) -> bool {
+    headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Whether the request asks for Server-Sent Events.
+pub fn wants_events(headers: &axum::http::HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/event-stream"))
+}
+
+/// Where an SSE client resumes: the `Last-Event-ID` it saw, which is the next offset.
+pub fn last_event_id(headers: &axum::http::HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(id) = headers.get("last-event-id") else { return Ok(None) };
+    let id = id.to_str().ok().and_then(|v| v.trim().parse().ok());
+    id.map(Some)
+        .ok_or_else(|| ApiError::BadRequest("Last-Event-ID must be an offset (an event id this broker sent)".into()))
+}
