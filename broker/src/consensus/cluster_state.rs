@@ -34,6 +34,21 @@ pub struct OffsetCommit {
     pub topic: String,
     pub partition: u32,
     pub offset: u64,
+    /// The partition's reset count ([`ClusterState::reset_count`]) the position was read
+    /// under: a commit of a position read before a reset is ignored, so neither an auto-commit
+    /// pending on some broker nor a cursor read before the reset can undo it. Entries written
+    /// before resets existed have none (0), which is every partition's count until its first reset.
+    #[serde(default)]
+    pub reset: u64,
+}
+
+/// The resets of one group's offsets ([`Command::ResetOffsets`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupResets {
+    /// Resets of the group so far: a poll waiting for records notices one by this.
+    pub count: u64,
+    /// topic → partition → the `count` of the reset that last moved its offset.
+    pub partitions: BTreeMap<String, BTreeMap<u32, u64>>,
 }
 
 /// Who leads a partition (the same partition of every topic), and in which leader epoch.
@@ -110,6 +125,17 @@ pub enum Command {
     RemoveBroker {
         ordinal: u32,
     },
+    /// Sets the group's committed offsets of `topic` to `offsets` (partition → offset), also
+    /// backwards, and counts a reset of each of those partitions, so that commits of positions
+    /// read before it are ignored and cursors start again from the new offsets. Refused while
+    /// the group has members unless `force`: the check is made here, where it cannot race a
+    /// registration.
+    ResetOffsets {
+        group: String,
+        topic: String,
+        offsets: BTreeMap<u32, u64>,
+        force: bool,
+    },
 }
 
 /// What applying a [`Command`] did.
@@ -142,6 +168,14 @@ pub enum CommandResult {
     /// Whether a command of a resize ([`Command::AddBroker`], [`Command::Resize`],
     /// [`Command::Seal`], [`Command::MoveCopies`], [`Command::RemoveBroker`]) changed anything.
     Applied(bool),
+    /// The offsets were set; `count` is the group's reset count now.
+    OffsetsReset {
+        count: u64,
+    },
+    /// Nothing was set: the group has these members and the reset was not forced.
+    ResetRefused {
+        members: Vec<String>,
+    },
 }
 
 /// The applied state: what every broker agrees on.
@@ -172,6 +206,10 @@ pub struct ClusterState {
     /// Sealed partitions whose copies moved in a shrink: their brokers, instead of the ring's.
     #[serde(default)]
     pub moved_copies: BTreeMap<u32, Vec<u32>>,
+    /// group -> its resets, for the groups whose offsets were ever reset (removed with the
+    /// group's offsets). A snapshot from before resets existed has none.
+    #[serde(default)]
+    pub resets: BTreeMap<String, GroupResets>,
 }
 
 impl ClusterState {
@@ -215,6 +253,7 @@ impl ClusterState {
                 CommandResult::Applied(self.move_copies(partition, copies, leader, epoch))
             }
             Command::RemoveBroker { ordinal } => CommandResult::Applied(self.remove_broker(ordinal)),
+            Command::ResetOffsets { group, topic, offsets, force } => self.reset_offsets(group, topic, offsets, force),
         }
     }
 
@@ -245,6 +284,7 @@ impl ClusterState {
         for group in &removed {
             self.idle_groups.remove(group);
             self.offsets.remove(group);
+            self.resets.remove(group);
         }
         CommandResult::GroupsSwept { idle, removed }
     }
@@ -281,14 +321,55 @@ impl ClusterState {
     }
 
     /// Committed offsets only move forward: a late auto-commit from a consumer that lost
-    /// the partition in a rebalance must not rewind the group.
+    /// the partition in a rebalance must not rewind the group. Only a reset moves them back,
+    /// and a commit of a position read before the partition's last reset is ignored (it would
+    /// undo the reset: it is either behind the new offset, which the max would keep anyway,
+    /// or ahead of it, which is what the reset meant to go back from).
     fn commit(&mut self, offsets: Vec<OffsetCommit>) {
         for c in offsets {
+            if c.reset != self.reset_count(&c.group, &c.topic, c.partition) {
+                continue;
+            }
             self.idle_groups.remove(&c.group);
             let slot =
                 self.offsets.entry(c.group).or_default().entry(c.topic).or_default().entry(c.partition).or_insert(0);
             *slot = (*slot).max(c.offset);
         }
+    }
+
+    fn reset_offsets(
+        &mut self,
+        group: String,
+        topic: String,
+        offsets: BTreeMap<u32, u64>,
+        force: bool,
+    ) -> CommandResult {
+        let members: Vec<String> = self.members(&group).iter().map(|c| c.id.clone()).collect();
+        if !members.is_empty() && !force {
+            return CommandResult::ResetRefused { members };
+        }
+        self.idle_groups.remove(&group);
+        let resets = self.resets.entry(group.clone()).or_default();
+        resets.count += 1;
+        let count = resets.count;
+        let reset = resets.partitions.entry(topic.clone()).or_default();
+        let committed = self.offsets.entry(group).or_default().entry(topic).or_default();
+        for (partition, offset) in offsets {
+            reset.insert(partition, count);
+            committed.insert(partition, offset);
+        }
+        CommandResult::OffsetsReset { count }
+    }
+
+    /// Which reset of its group last moved `partition`'s offset (0: none did). A position is
+    /// committed only under the count it was read under.
+    pub fn reset_count(&self, group: &str, topic: &str, partition: u32) -> u64 {
+        self.resets.get(group).and_then(|r| r.partitions.get(topic)?.get(&partition)).copied().unwrap_or(0)
+    }
+
+    /// Resets of `group` so far.
+    pub fn group_resets(&self, group: &str) -> u64 {
+        self.resets.get(group).map_or(0, |r| r.count)
     }
 
     pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
@@ -334,7 +415,7 @@ mod tests {
     #[test]
     fn commits_never_go_backwards() {
         let mut s = ClusterState::default();
-        let at = |offset| OffsetCommit { group: "g".into(), topic: "t".into(), partition: 1, offset };
+        let at = |offset| OffsetCommit { group: "g".into(), topic: "t".into(), partition: 1, offset, reset: 0 };
         s.apply(Command::Commit(vec![at(10)]));
         s.apply(Command::Commit(vec![at(7)]));
         assert_eq!(s.committed("g", "t", 1), Some(10));
@@ -344,7 +425,7 @@ mod tests {
     fn goodbye_commits_then_removes() {
         let mut s = ClusterState::default();
         s.apply(Command::Register(consumer("c1", "g", &["t"])));
-        let offsets = vec![OffsetCommit { group: "g".into(), topic: "t".into(), partition: 0, offset: 5 }];
+        let offsets = vec![OffsetCommit { group: "g".into(), topic: "t".into(), partition: 0, offset: 5, reset: 0 }];
         let r = s.apply(Command::Goodbye { consumer_id: "c1".into(), offsets });
         assert_eq!(r, CommandResult::GoodbyeDone { found: true });
         assert!(s.consumers.is_empty());
@@ -359,7 +440,13 @@ mod tests {
     }
 
     fn commit_at(s: &mut ClusterState, offset: u64) {
-        s.apply(Command::Commit(vec![OffsetCommit { group: "g".into(), topic: "t".into(), partition: 0, offset }]));
+        s.apply(Command::Commit(vec![OffsetCommit {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            reset: 0,
+        }]));
     }
 
     /// g has read up to 5 and its only member has left.
@@ -433,6 +520,82 @@ mod tests {
         assert_eq!(s.committed("g", "t", 0), Some(5));
         assert_eq!(sweep(&mut s, u64::MAX), CommandResult::GroupsSwept { idle: 1, removed: vec![] });
         assert_eq!(s.committed("g", "t", 0), Some(5));
+    }
+
+    fn reset(s: &mut ClusterState, offsets: &[(u32, u64)], force: bool) -> CommandResult {
+        let offsets = offsets.iter().copied().collect();
+        s.apply(Command::ResetOffsets { group: "g".into(), topic: "t".into(), offsets, force })
+    }
+
+    fn read_at(partition: u32, offset: u64, reset: u64) -> OffsetCommit {
+        OffsetCommit { group: "g".into(), topic: "t".into(), partition, offset, reset }
+    }
+
+    /// The race of issue 13 item 4: a reset backwards while auto-commits of positions read
+    /// before it are still pending on some broker (and members hold cursors ahead of it).
+    #[test]
+    fn a_reset_moves_offsets_back_and_commits_read_before_it_cannot_undo_it() {
+        let mut s = ClusterState::default();
+        s.apply(Command::Register(consumer("c1", "g", &["t"])));
+        s.apply(Command::Commit(vec![read_at(0, 50, 0), read_at(1, 40, 0)]));
+        assert_eq!(reset(&mut s, &[(0, 10)], true), CommandResult::OffsetsReset { count: 1 });
+        assert_eq!(s.committed("g", "t", 0), Some(10), "moved backwards");
+        assert_eq!((s.reset_count("g", "t", 0), s.reset_count("g", "t", 1), s.group_resets("g")), (1, 0, 1));
+
+        // Late commits of positions read before the reset, from a pending batch or a cursor.
+        s.apply(Command::Commit(vec![read_at(0, 60, 0)]));
+        s.apply(Command::Goodbye { consumer_id: "c1".into(), offsets: vec![read_at(0, 55, 0), read_at(1, 45, 0)] });
+        assert_eq!(s.committed("g", "t", 0), Some(10), "a commit read before the reset is ignored");
+        assert_eq!(s.committed("g", "t", 1), Some(45), "a partition the reset did not touch commits as before");
+
+        // Positions read after the reset commit as usual, forward only.
+        s.apply(Command::Commit(vec![read_at(0, 12, 1)]));
+        s.apply(Command::Commit(vec![read_at(0, 11, 1)]));
+        assert_eq!(s.committed("g", "t", 0), Some(12));
+
+        // A second reset makes the first one's positions stale in turn.
+        assert_eq!(reset(&mut s, &[(0, 3), (1, 3)], false), CommandResult::OffsetsReset { count: 2 });
+        s.apply(Command::Commit(vec![read_at(0, 20, 1)]));
+        assert_eq!((s.committed("g", "t", 0), s.committed("g", "t", 1)), (Some(3), Some(3)));
+        assert_eq!(s.reset_count("g", "t", 1), 2);
+    }
+
+    #[test]
+    fn a_reset_of_a_group_with_members_needs_force() {
+        let mut s = ClusterState::default();
+        s.apply(Command::Register(consumer("c1", "g", &["t"])));
+        commit_at(&mut s, 5);
+        assert_eq!(reset(&mut s, &[(0, 0)], false), CommandResult::ResetRefused { members: vec!["c1".into()] });
+        assert_eq!((s.committed("g", "t", 0), s.group_resets("g")), (Some(5), 0), "nothing changed");
+        assert_eq!(reset(&mut s, &[(0, 0)], true), CommandResult::OffsetsReset { count: 1 });
+        assert_eq!(s.committed("g", "t", 0), Some(0));
+    }
+
+    #[test]
+    fn a_reset_creates_a_group_and_starts_its_retention_afresh_and_the_sweep_forgets_it() {
+        let mut s = ClusterState::default();
+        assert_eq!(reset(&mut s, &[(2, 7)], false), CommandResult::OffsetsReset { count: 1 });
+        assert!(s.group_exists("g"));
+        assert_eq!(sweep(&mut s, 0), CommandResult::GroupsSwept { idle: 1, removed: vec![] });
+        reset(&mut s, &[(2, 8)], false);
+        assert!(s.idle_groups.is_empty(), "a reset counts as a commit for the retention");
+        sweep(&mut s, RETENTION);
+        assert_eq!(sweep(&mut s, 2 * RETENTION), CommandResult::GroupsSwept { idle: 0, removed: vec!["g".into()] });
+        assert!(s.resets.is_empty(), "a removed group's resets go with its offsets");
+        s.apply(Command::Commit(vec![read_at(2, 4, 0)]));
+        assert_eq!(s.committed("g", "t", 2), Some(4), "a new group of the same name commits from 0 resets");
+    }
+
+    /// Log entries and snapshots written before resets existed load, with no reset anywhere.
+    #[test]
+    fn commits_and_states_from_before_resets_load_as_never_reset() {
+        let entry = r#"{"Commit":[{"group":"g","topic":"t","partition":0,"offset":5}]}"#;
+        let command: Command = serde_json::from_str(entry).expect("an old commit entry loads");
+        assert_eq!(command, Command::Commit(vec![read_at(0, 5, 0)]));
+        let old = r#"{"consumers":{},"offsets":{"g":{"t":{"0":5}}},"membership_version":2}"#;
+        let mut s: ClusterState = serde_json::from_str(old).expect("an old state loads");
+        s.apply(command);
+        assert_eq!((s.committed("g", "t", 0), s.group_resets("g")), (Some(5), 0));
     }
 
     #[test]

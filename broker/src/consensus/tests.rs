@@ -112,7 +112,7 @@ fn register(id: &str) -> Command {
     Command::Register(consumer(id, "g", &["t"]))
 }
 fn commit(offset: u64) -> Command {
-    Command::Commit(vec![OffsetCommit { group: "g".into(), topic: "t".into(), partition: 0, offset }])
+    Command::Commit(vec![OffsetCommit { group: "g".into(), topic: "t".into(), partition: 0, offset, reset: 0 }])
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! Read positions of consumer groups on this broker. A cursor belongs to the member that
 //! read it last; when another member takes the partition over (rebalance, timeout), it
 //! restarts from the group's committed offset, so records delivered but not committed are
-//! delivered again rather than skipped.
+//! delivered again rather than skipped. A cursor read before its partition's offset was reset
+//! restarts from the committed offset too: that is how a forced reset moves its members.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,17 @@ pub struct Cursor {
     /// The leader epoch the cursor was read in; after leadership moved away and back, the
     /// group's committed offset is newer than anything this broker remembers.
     pub epoch: u64,
+    /// The partition's reset count (`ClusterState::reset_count`) the cursor was started under.
+    pub reset: u64,
+}
+
+/// A position a cursor reached and has not queued for commit yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reached {
+    pub tp: TopicPartition,
+    pub offset: u64,
+    /// The reset count it was read under.
+    pub reset: u64,
 }
 
 pub type GroupCursors = HashMap<TopicPartition, Cursor>;
@@ -48,11 +60,7 @@ impl Cursors {
 
 /// Positions owned by `consumer` that moved since they were last committed, each at most its
 /// cap in `caps` (records the consumer has not processed); marks them committed.
-pub fn take_uncommitted(
-    cursors: &mut GroupCursors,
-    consumer: &str,
-    caps: &[(TopicPartition, u64)],
-) -> Vec<(TopicPartition, u64)> {
+pub fn take_uncommitted(cursors: &mut GroupCursors, consumer: &str, caps: &[(TopicPartition, u64)]) -> Vec<Reached> {
     cursors
         .iter_mut()
         .filter(|(_, c)| c.owner == consumer)
@@ -61,7 +69,7 @@ pub fn take_uncommitted(
             let position = c.next.min(cap);
             (position > c.committed).then(|| {
                 c.committed = position;
-                (tp.clone(), position)
+                Reached { tp: tp.clone(), offset: position, reset: c.reset }
             })
         })
         .collect()
@@ -75,11 +83,12 @@ mod tests {
     fn only_the_owners_moved_cursors_are_taken_once() {
         let tp = |p| TopicPartition { topic: "t".into(), partition: p };
         let mut cursors = GroupCursors::new();
-        cursors.insert(tp(0), Cursor { owner: "a".into(), next: 10, committed: 4, epoch: 0 });
-        cursors.insert(tp(1), Cursor { owner: "a".into(), next: 3, committed: 3, epoch: 0 });
-        cursors.insert(tp(2), Cursor { owner: "b".into(), next: 9, committed: 0, epoch: 0 });
-        assert_eq!(take_uncommitted(&mut cursors, "a", &[(tp(0), 6)]), vec![(tp(0), 6)], "capped");
-        assert_eq!(take_uncommitted(&mut cursors, "a", &[]), vec![(tp(0), 10)]);
+        cursors.insert(tp(0), Cursor { owner: "a".into(), next: 10, committed: 4, epoch: 0, reset: 2 });
+        cursors.insert(tp(1), Cursor { owner: "a".into(), next: 3, committed: 3, epoch: 0, reset: 0 });
+        cursors.insert(tp(2), Cursor { owner: "b".into(), next: 9, committed: 0, epoch: 0, reset: 0 });
+        let reached = |offset| vec![Reached { tp: tp(0), offset, reset: 2 }];
+        assert_eq!(take_uncommitted(&mut cursors, "a", &[(tp(0), 6)]), reached(6), "capped");
+        assert_eq!(take_uncommitted(&mut cursors, "a", &[]), reached(10));
         assert!(take_uncommitted(&mut cursors, "a", &[]).is_empty());
     }
 }

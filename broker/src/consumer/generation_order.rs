@@ -52,7 +52,13 @@ mod tests {
     }
 
     fn commit(s: &mut ClusterState, partition: u32, offset: u64) {
-        s.apply(Command::Commit(vec![OffsetCommit { group: "g".into(), topic: "t".into(), partition, offset }]));
+        s.apply(Command::Commit(vec![OffsetCommit {
+            group: "g".into(),
+            topic: "t".into(),
+            partition,
+            offset,
+            reset: 0,
+        }]));
     }
 
     fn blocked_list(s: &ClusterState) -> Vec<u32> {

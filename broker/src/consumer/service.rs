@@ -165,17 +165,20 @@ impl ConsumerService {
         let offsets: Vec<OffsetCommit> = self.raft.read(|state| {
             topics
                 .iter()
-                .flat_map(|topic| local.iter().map(move |p| (topic, *p)))
-                .filter(|(topic, p)| state.committed(group, topic, *p).is_none())
-                .filter(|(topic, p)| self.pending.get(group, topic, *p).is_none())
-                .filter(|(topic, p)| !cursors.contains_key(&TopicPartition { topic: topic.to_string(), partition: *p }))
-                .filter_map(|(topic, p)| {
+                .flat_map(|topic| local.iter().map(move |p| (topic, *p, state.reset_count(group, topic, *p))))
+                .filter(|(topic, p, _)| state.committed(group, topic, *p).is_none())
+                .filter(|(topic, p, reset)| self.pending.get(group, topic, *p, *reset).is_none())
+                .filter(|(topic, p, _)| {
+                    !cursors.contains_key(&TopicPartition { topic: topic.to_string(), partition: *p })
+                })
+                .filter_map(|(topic, p, reset)| {
                     let (_, end) = self.storage.bounds(topic, p)?;
                     (end > 0).then(|| OffsetCommit {
                         group: group.into(),
                         topic: topic.clone(),
                         partition: p,
                         offset: end,
+                        reset,
                     })
                 })
                 .collect()
@@ -236,11 +239,14 @@ impl ConsumerService {
         }
         let deadline = tokio::time::Instant::now() + wait;
         let membership = self.raft.read(|s| s.membership_version);
+        // A reset of the group's offsets (backwards, say) may have given it records to read.
+        let resets = |s: &ClusterState| s.consumers.get(consumer_id).map(|c| s.group_resets(&c.group));
         let mut changes = self.raft.changes();
         loop {
             let readable = self.replication.readable().notified();
             tokio::pin!(readable);
             readable.as_mut().enable();
+            let resets_seen = self.raft.read(resets);
             let outcome = self.poll_once(consumer_id, ack).await?;
             if !matches!(outcome, PollOutcome::NoData) || tokio::time::Instant::now() >= deadline {
                 return Ok(outcome);
@@ -251,9 +257,13 @@ impl ConsumerService {
                     _ = tokio::time::sleep_until(deadline) => break,
                     _ = self.replication.drain_started() => return Ok(outcome),
                     changed = changes.changed() => {
-                        let moved = self.raft.read(|s| s.membership_version) != membership;
+                        let (moved, reset) =
+                            self.raft.read(|s| (s.membership_version != membership, resets(s) != resets_seen));
                         if changed.is_err() || moved {
                             return Ok(outcome);
+                        }
+                        if reset {
+                            break;
                         }
                     }
                 }
@@ -282,8 +292,8 @@ impl ConsumerService {
             // Positions this consumer's cursors hold here may be past what it processed.
             Ack::Unknown => cursors.retain(|_, c| c.owner != consumer_id),
         }
-        for (tp, offset) in take_uncommitted(&mut cursors, consumer_id, &[]) {
-            self.pending.add(&consumer.group, &tp.topic, tp.partition, offset);
+        for reached in take_uncommitted(&mut cursors, consumer_id, &[]) {
+            self.pending.add(&consumer.group, &reached.tp.topic, reached.tp.partition, reached.offset, reached.reset);
         }
         let leadership = self.replication.leadership();
         let mut local: Vec<(TopicPartition, u64)> = assigned
@@ -355,22 +365,37 @@ impl ConsumerService {
         }
     }
 
-    /// Where `consumer` reads `tp` next: its own cursor, or, when it takes the partition over,
-    /// the group's committed offset (earliest retained when the group never committed one).
+    /// Where `consumer` reads `tp` next: its own cursor, or, when it takes the partition over
+    /// or the partition's offset was reset since its cursor started, the group's committed
+    /// offset (earliest retained when the group never committed one).
     fn cursor_position(&self, cursors: &mut GroupCursors, consumer: &Consumer, tp: &TopicPartition, epoch: u64) -> u64 {
-        if let Some(cursor) = cursors.get(tp).filter(|c| c.owner == consumer.id && c.epoch == epoch) {
+        let (committed, reset) = self.raft.read(|s: &ClusterState| {
+            (
+                s.committed(&consumer.group, &tp.topic, tp.partition),
+                s.reset_count(&consumer.group, &tp.topic, tp.partition),
+            )
+        });
+        if let Some(cursor) = cursors.get(tp).filter(|c| c.owner == consumer.id && c.epoch == epoch && c.reset == reset)
+        {
             return cursor.next;
         }
-        let committed = self.raft.read(|s: &ClusterState| s.committed(&consumer.group, &tp.topic, tp.partition));
-        let pending = self.pending.get(&consumer.group, &tp.topic, tp.partition);
+        let pending = self.pending.get(&consumer.group, &tp.topic, tp.partition, reset);
         let start = committed
             .max(pending)
             .unwrap_or_else(|| self.storage.bounds(&tp.topic, tp.partition).map(|(start, _)| start).unwrap_or(0));
-        if let Some(previous) = cursors.get(tp) {
-            tracing::info!(group = %consumer.group, topic = %tp.topic, partition = tp.partition,
-                from = %previous.owner, to = %consumer.id, offset = start, "partition handed over");
+        match cursors.get(tp) {
+            Some(previous) if previous.reset != reset => {
+                tracing::info!(group = %consumer.group, topic = %tp.topic, partition = tp.partition,
+                    from = previous.next, to = start, "cursor moved to the reset offset");
+            }
+            Some(previous) => {
+                tracing::info!(group = %consumer.group, topic = %tp.topic, partition = tp.partition,
+                    from = %previous.owner, to = %consumer.id, offset = start, "partition handed over");
+            }
+            None => {}
         }
-        cursors.insert(tp.clone(), Cursor { owner: consumer.id.clone(), next: start, committed: start, epoch });
+        let cursor = Cursor { owner: consumer.id.clone(), next: start, committed: start, epoch, reset };
+        cursors.insert(tp.clone(), cursor);
         start
     }
 
@@ -402,11 +427,12 @@ impl ConsumerService {
         let caps = self.tokens.caps(&consumer.id, acks).unwrap_or_default();
         take_uncommitted(&mut cursors, &consumer.id, &caps)
             .into_iter()
-            .map(|(tp, offset)| OffsetCommit {
+            .map(|reached| OffsetCommit {
                 group: consumer.group.clone(),
-                topic: tp.topic,
-                partition: tp.partition,
-                offset,
+                topic: reached.tp.topic,
+                partition: reached.tp.partition,
+                offset: reached.offset,
+                reset: reached.reset,
             })
             .collect()
     }
