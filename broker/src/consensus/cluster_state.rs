@@ -9,12 +9,14 @@ use serde::{Deserialize, Serialize};
 pub use super::cluster_shape::{BrokerEntry, BrokerState};
 use crate::partitioning::{Layout, Ring};
 
-/// Where a brand-new group starts reading (SPEC §4 `onNewGroup`).
+/// Where a brand-new group starts reading (SPEC §4 `onNewGroup`, §11 `startFromTimestamp`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum StartPolicy {
     #[default]
     Latest,
     Earliest,
+    /// The first record appended at or after this time (ms since the Unix epoch).
+    Timestamp(i64),
 }
 
 /// One registered consumer.

@@ -37,6 +37,11 @@ pub struct RegistrationNotice {
     pub topics: Vec<String>,
     /// A new group starting at the latest offsets: this broker sets them for its partitions.
     pub start_latest: bool,
+    /// A new group starting at a time (ms since the Unix epoch): this broker sets its
+    /// partitions' offsets to their first record appended then or later. A broker of an
+    /// older version ignores it, and the group reads its partitions from the earliest offset.
+    #[serde(default)]
+    pub start_timestamp: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]

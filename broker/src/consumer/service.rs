@@ -22,6 +22,14 @@ use crate::replication::Replication;
 use crate::store::{Storage, StoredRecord};
 use crate::timing::MEMORY_WAIT;
 
+/// Where a new group's unread partitions start.
+#[derive(Debug, Clone, Copy)]
+enum StartAt {
+    End,
+    /// The first record appended at or after this time (ms since the Unix epoch).
+    Timestamp(i64),
+}
+
 /// What a registration did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Registration {
@@ -135,34 +143,45 @@ impl ConsumerService {
         if registration == Registration::Registered {
             tracing::info!(consumer = %id, %group, ?topics, "consumer registered");
         }
-        // startFromLatest is set once, by the registration that created the consumer.
-        let start_latest = registration == Registration::Registered && policy == StartPolicy::Latest;
-        let notice = RegistrationNotice { group, topics, start_latest };
+        // A new group's start is set once, by the registration that created the consumer.
+        let created = registration == Registration::Registered;
+        let start_latest = created && policy == StartPolicy::Latest;
+        let start_timestamp = match policy {
+            StartPolicy::Timestamp(ms) if created => Some(ms),
+            _ => None,
+        };
+        let notice = RegistrationNotice { group, topics, start_latest, start_timestamp };
         self.apply_registration(&notice).await?;
         notify_registration(&self.peers, &notice).await;
         Ok(registration)
     }
 
     /// Applies everything Raft committed so far (the registration included), so this broker
-    /// deals the group's partitions by the new membership; for a new `startFromLatest` group,
-    /// also sets the start of the partitions it leads. Run by the registering broker and, for
-    /// its notice, by every other one.
+    /// deals the group's partitions by the new membership; for a new `startFromLatest` or
+    /// `startFromTimestamp` group, also sets the start of the partitions it leads. Run by the
+    /// registering broker and, for its notice, by every other one.
     pub async fn apply_registration(&self, notice: &RegistrationNotice) -> Result<(), ApiError> {
         self.raft.catch_up_with_leader().await?;
-        if notice.start_latest {
-            self.start_unread_partitions_at_end(&notice.group, &notice.topics).await?;
+        let start = match notice.start_timestamp {
+            Some(ms) => Some(StartAt::Timestamp(ms)),
+            None => notice.start_latest.then_some(StartAt::End),
+        };
+        if let Some(start) = start {
+            self.start_unread_partitions(&notice.group, &notice.topics, start).await?;
         }
         Ok(())
     }
 
-    /// `startFromLatest` is resolved when the consumer registers, not when it first polls, so
-    /// records produced between the two are delivered. Only partitions the group has never
-    /// read are moved; a returning group keeps its committed offsets.
-    async fn start_unread_partitions_at_end(&self, group: &str, topics: &[String]) -> Result<(), ApiError> {
+    /// `startFromLatest` and `startFromTimestamp` are resolved when the consumer registers,
+    /// not when it first polls, so records produced between the two are delivered; each
+    /// partition's leader resolves its own, from its log. Only partitions the group has never
+    /// read are moved; a returning group keeps its committed offsets. A partition with no
+    /// records yet is left alone: the group reads it from its first record either way.
+    async fn start_unread_partitions(&self, group: &str, topics: &[String], at: StartAt) -> Result<(), ApiError> {
         let cursors = self.cursors.group(group);
         let cursors = cursors.lock().await;
         let local: Vec<u32> = self.local_partitions().collect();
-        let offsets: Vec<OffsetCommit> = self.raft.read(|state| {
+        let unread: Vec<(String, u32, u64)> = self.raft.read(|state| {
             topics
                 .iter()
                 .flat_map(|topic| local.iter().map(move |p| (topic, *p, state.reset_count(group, topic, *p))))
@@ -171,18 +190,18 @@ impl ConsumerService {
                 .filter(|(topic, p, _)| {
                     !cursors.contains_key(&TopicPartition { topic: topic.to_string(), partition: *p })
                 })
-                .filter_map(|(topic, p, reset)| {
-                    let (_, end) = self.storage.bounds(topic, p)?;
-                    (end > 0).then(|| OffsetCommit {
-                        group: group.into(),
-                        topic: topic.clone(),
-                        partition: p,
-                        offset: end,
-                        reset,
-                    })
-                })
+                .filter(|(topic, p, _)| self.storage.end(topic, *p) > 0)
+                .map(|(topic, p, reset)| (topic.clone(), p, reset))
                 .collect()
         });
+        let mut offsets = Vec::with_capacity(unread.len());
+        for (topic, partition, reset) in unread {
+            let offset = match at {
+                StartAt::End => self.storage.end(&topic, partition),
+                StartAt::Timestamp(ms) => self.storage.offset_for_timestamp(&topic, partition, ms).await?,
+            };
+            offsets.push(OffsetCommit { group: group.into(), topic, partition, offset, reset });
+        }
         if !offsets.is_empty() {
             self.raft.propose(Command::Commit(offsets)).await?;
         }

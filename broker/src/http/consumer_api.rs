@@ -51,6 +51,31 @@ fn consumer_id(params: &Params) -> Result<String, ApiError> {
     Ok(id.to_string())
 }
 
+/// `onNewGroup` (SPEC §4), and the `timestamp` that `startFromTimestamp` needs (SPEC §11).
+fn start_policy(params: &Params) -> Result<StartPolicy, ApiError> {
+    let timestamp = params.first(&["timestamp"]);
+    let policy = params.first(&["onNewGroup"]);
+    match (policy, timestamp) {
+        (Some("startFromTimestamp"), Some(ms)) => match ms.parse::<i64>() {
+            Ok(ms) if ms >= 0 => Ok(StartPolicy::Timestamp(ms)),
+            _ => Err(ApiError::BadRequest(format!(
+                "invalid timestamp '{ms}': a whole number of milliseconds since the Unix epoch"
+            ))),
+        },
+        (Some("startFromTimestamp"), None) => Err(ApiError::BadRequest(
+            "onNewGroup=startFromTimestamp needs a timestamp query parameter (ms since the Unix epoch)".into(),
+        )),
+        (_, Some(_)) => {
+            Err(ApiError::BadRequest("the timestamp parameter is only used with onNewGroup=startFromTimestamp".into()))
+        }
+        (None | Some("startFromLatest"), None) => Ok(StartPolicy::Latest),
+        (Some("startFromEarliest"), None) => Ok(StartPolicy::Earliest),
+        (Some(other), None) => Err(ApiError::BadRequest(format!(
+            "invalid onNewGroup '{other}': use startFromLatest, startFromEarliest or startFromTimestamp"
+        ))),
+    }
+}
+
 fn finish(app: &SharedState, endpoint: &'static str, result: Result<Response, ApiError>) -> Response {
     let response = result.unwrap_or_else(IntoResponse::into_response);
     app.metrics.request(endpoint, response.status().as_u16());
@@ -77,15 +102,7 @@ async fn register(State(app): State<SharedState>, params: Params) -> Response {
         for topic in &topics {
             validate_topic_name(topic)?;
         }
-        let policy = match params.first(&["onNewGroup"]) {
-            None | Some("startFromLatest") => StartPolicy::Latest,
-            Some("startFromEarliest") => StartPolicy::Earliest,
-            Some(other) => {
-                return Err(ApiError::BadRequest(format!(
-                    "invalid onNewGroup '{other}': use startFromLatest or startFromEarliest"
-                )))
-            }
-        };
+        let policy = start_policy(&params)?;
         let consumer = Consumer { id, group: group.to_string(), topics, policy };
         let body = match app.consumers.register(consumer).await? {
             Registration::Registered => "OK",
