@@ -69,8 +69,14 @@ async fn a_lost_poll_response_is_delivered_again_to_a_poll_acknowledging_the_pre
     loop {
         let group: Value =
             reqwest::get(broker.url(9252, "/v1/groups/g")).await.expect("group").json().await.expect("JSON");
-        let committed: Vec<u64> =
-            group["offsets"]["rs"].as_object().expect("offsets").values().filter_map(Value::as_u64).collect();
+        let topic = group["topics"].as_array().expect("topics").iter().find(|t| t["topic"] == "rs").expect("rs");
+        // Partitions the group has not committed are null.
+        let committed: Vec<u64> = topic["partitions"]
+            .as_array()
+            .expect("partitions")
+            .iter()
+            .filter_map(|p| p["committed"].as_str()?.parse().ok())
+            .collect();
         if committed == vec![12] {
             break;
         }

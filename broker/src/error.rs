@@ -50,6 +50,12 @@ pub enum ApiError {
     /// A read by position outside the retained records: 410 before `start`, 416 past `end`.
     #[error("offset {offset} is outside the partition's records {start}..{end}: read from start..=end")]
     OutOfRange { offset: u64, start: u64, end: u64 },
+    /// A reset of a group that has members, not forced: nothing changed.
+    #[error("group '{group}' has members ({members}): stop them first, or add force=true to move them too")]
+    GroupHasMembers { group: String, members: String },
+    /// A reset to an offset the partition does not have: nothing changed.
+    #[error("partition {partition} has offsets {start} to {end}, not {offset}")]
+    ResetOutOfRange { partition: u32, offset: u64, start: u64, end: u64 },
     #[error("{0}: retry shortly")]
     Unavailable(String),
     /// This broker does not (or no longer) lead the partition; nothing was stored.
@@ -96,12 +102,15 @@ impl ApiError {
             | ApiError::EmptyBody
             | ApiError::BadRequest(_)
             | ApiError::WaitTooLong { .. }
-            | ApiError::ConsumerConflict(_) => StatusCode::BAD_REQUEST,
+            | ApiError::ConsumerConflict(_)
+            | ApiError::ResetOutOfRange { .. } => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::ConsumerNotRegistered(_) | ApiError::ResizeRefused(_) => StatusCode::CONFLICT,
+            ApiError::ConsumerNotRegistered(_) | ApiError::ResizeRefused(_) | ApiError::GroupHasMembers { .. } => {
+                StatusCode::CONFLICT
+            }
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) | ApiError::UnknownGroup(_) => StatusCode::NOT_FOUND,
             ApiError::OutOfRange { offset, end, .. } if offset > end => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -132,6 +141,8 @@ impl ApiError {
             ApiError::UnknownGroup(_) => "unknown_group",
             ApiError::OutOfRange { offset, end, .. } if offset > end => "offset_past_end",
             ApiError::OutOfRange { .. } => "offset_before_start",
+            ApiError::GroupHasMembers { .. } => "group_has_members",
+            ApiError::ResetOutOfRange { .. } => "offset_out_of_range",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotLeader(_) => NOT_LEADER,
             ApiError::InsufficientStorage(_) => "insufficient_storage",

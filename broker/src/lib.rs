@@ -5,6 +5,7 @@
 //! `partitioning/` (keys to partitions to brokers).
 
 pub mod allocator;
+pub mod bounds;
 pub mod cluster;
 pub mod config;
 pub mod consensus;

@@ -11,10 +11,11 @@ use axum::{middleware, Router};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
 
+use crate::bounds::{self, Bounds};
 use crate::cluster::{self, form_cluster, load_or_create_node_id, topology, Peers};
 use crate::config::Config;
 use crate::consensus::{RaftConfig, RaftNode};
-use crate::consumer::{self, ConsumerService, ConsumerSettings};
+use crate::consumer::{self, ConsumerService, ConsumerSettings, GroupOffsets};
 use crate::http::{consumer_router, discovery_router, metrics_router, producer_router, AppState};
 use crate::limits::PEER_BODY_LIMIT;
 use crate::metrics::Metrics;
@@ -110,6 +111,8 @@ impl Broker {
             },
             memory.reads.clone(),
         ));
+        let bounds = Bounds::new(replication.clone(), storage.clone(), peers.clone());
+        let groups = Arc::new(GroupOffsets::new(raft.clone(), bounds.clone()));
         let (join_refusal, join_refused) = watch::channel(None);
         let produce = Arc::new(ProduceService::new(replication.clone(), peers.clone()));
         let reads = Arc::new(PositionReads::new(
@@ -124,6 +127,7 @@ impl Broker {
             storage: storage.clone(),
             raft: raft.clone(),
             consumers: consumers.clone(),
+            groups,
             produce: produce.clone(),
             reads: reads.clone(),
             streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
@@ -145,6 +149,7 @@ impl Broker {
             .peer_router()
             .merge(cluster::peer_router(raft.clone(), peers.clone()))
             .merge(consumer::peer_router(consumers.clone()))
+            .merge(bounds::peer_router(bounds))
             .merge(produce::peer_router(produce))
             .merge(reading::peer_router(reads))
             .merge(replication_router(replication.clone()))

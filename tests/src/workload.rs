@@ -303,9 +303,11 @@ async fn committed(http: &reqwest::Client, endpoint: &Endpoint, group: &str) -> 
     }
     let body: Value = response.json().await.ok()?;
     let mut flat = BTreeMap::new();
-    for (topic, partitions) in body["offsets"].as_object()? {
-        for (partition, offset) in partitions.as_object()? {
-            flat.insert(format!("{topic}/{partition}"), offset.as_u64()?);
+    for topic in body["topics"].as_array()? {
+        for partition in topic["partitions"].as_array()? {
+            // A partition the group has not committed yet is null.
+            let Some(committed) = partition["committed"].as_str() else { continue };
+            flat.insert(format!("{}/{}", topic["topic"].as_str()?, partition["partition"]), committed.parse().ok()?);
         }
     }
     Some(flat)

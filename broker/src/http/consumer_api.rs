@@ -1,12 +1,13 @@
 //! Register, poll, commit, goodbye (SPEC §4).
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 
+use super::groups_api;
 use super::query::Params;
 use super::status::{consumer_status, livez};
 use super::{with_fallbacks, SharedState};
@@ -27,10 +28,10 @@ pub fn router(app: SharedState) -> Router {
             .route("/v1/consumer/poll", post(poll))
             .route("/v1/consumer/commit", post(commit))
             .route("/v1/consumer/goodbye", post(goodbye))
-            .route("/v1/groups/{group}", get(group))
             .route("/v1/topic/{topic}/records", get(super::records_api::records))
             .route("/status", get(consumer_status))
-            .route("/livez", get(livez)),
+            .route("/livez", get(livez))
+            .merge(groups_api::routes()),
     )
     .with_state(app)
 }
@@ -238,18 +239,4 @@ fn hold_until_sent(json: Vec<u8>, mut held: Reservation) -> Response {
     held.shrink_to(json.len());
     let body = memory::hold_until_sent(Body::from(json), held);
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// A group's members and committed offsets (topic → partition → next offset to read), as
-/// this broker's Raft state has them: for operators and lag checks.
-async fn group(State(app): State<SharedState>, Path(group): Path<String>) -> Response {
-    let view = app.raft.read(|s| {
-        let members: Vec<&str> = s.members(&group).iter().map(|c| c.id.as_str()).collect();
-        (!members.is_empty() || s.offsets.contains_key(&group))
-            .then(|| serde_json::json!({"group": group, "members": members, "offsets": s.offsets.get(&group)}))
-    });
-    match view {
-        Some(view) => axum::Json(view).into_response(),
-        None => ApiError::UnknownGroup(group).into_response(),
-    }
 }

@@ -2,6 +2,7 @@
 
 mod consumer_api;
 mod discovery_api;
+mod groups_api;
 mod metrics_api;
 mod producer_api;
 mod query;
@@ -19,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::cluster::Peers;
 use crate::consensus::RaftNode;
-use crate::consumer::ConsumerService;
+use crate::consumer::{ConsumerService, GroupOffsets};
 use crate::error::ApiError;
 use crate::memory::{BodyRules, MemoryPlan};
 use crate::metrics::Metrics;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub storage: Storage,
     pub raft: RaftNode,
     pub consumers: Arc<ConsumerService>,
+    /// Group offsets and lag for operators.
+    pub groups: Arc<GroupOffsets>,
     pub produce: Arc<ProduceService>,
     pub reads: Arc<PositionReads>,
     /// A permit per live stream (`RUNNEL_MAX_STREAMS`).
