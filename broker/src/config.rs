@@ -94,6 +94,11 @@ pub struct Config {
     #[arg(long, env = "RUNNEL_MAX_CONSUMER_TOPICS", default_value_t = 100)]
     pub max_consumer_topics: usize,
 
+    /// Most `runnel_group_lag_records` series (one per group and partition this broker leads)
+    /// the metrics port exports; beyond it only each group's total is (0: totals only).
+    #[arg(long, env = "RUNNEL_MAX_LAG_SERIES", default_value_t = 10_000)]
+    pub max_lag_series: usize,
+
     /// A consumer that makes no request for this long is unregistered.
     #[arg(long, env = "RUNNEL_CONSUMER_TIMEOUT_MS", default_value_t = 120_000)]
     pub consumer_timeout_ms: u64,
@@ -260,6 +265,9 @@ impl Config {
         }
         if self.max_streams > 10_000 {
             return fail("RUNNEL_MAX_STREAMS", &self.max_streams, "must be at most 10000".into());
+        }
+        if self.max_lag_series > 1_000_000 {
+            return fail("RUNNEL_MAX_LAG_SERIES", &self.max_lag_series, "must be at most 1000000".into());
         }
         if !(1..=10_000).contains(&self.max_consumer_topics) {
             return fail("RUNNEL_MAX_CONSUMER_TOPICS", &self.max_consumer_topics, "must be between 1 and 10000".into());

@@ -1,5 +1,7 @@
 //! Prometheus metrics (served on the metrics port as text exposition format).
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -36,6 +38,11 @@ pub struct Metrics {
     memory_budget: Family<Labels, Gauge>,
     resident: Gauge,
     resident_peak: Gauge,
+    group_lag: Family<Labels, Gauge>,
+    group_lag_total: Family<Labels, Gauge>,
+    group_lag_omitted: Gauge,
+    /// One render at a time: the lag families are cleared and filled again on each.
+    rendering: Mutex<()>,
 }
 
 /// One memory budget's size and what is reserved from it.
@@ -43,6 +50,23 @@ pub struct BudgetUse {
     pub class: &'static str,
     pub size: usize,
     pub reserved: usize,
+}
+
+/// The lag of one group in one partition this broker leads.
+pub struct PartitionLag {
+    pub group: String,
+    pub topic: String,
+    pub partition: u32,
+    pub lag: u64,
+}
+
+/// The groups' lag in the partitions this broker leads, and how many per-partition series
+/// it may export (`RUNNEL_MAX_LAG_SERIES`).
+#[derive(Default)]
+pub struct GroupLag {
+    /// Sorted by group, topic and partition: the series kept under the limit are the first.
+    pub partitions: Vec<PartitionLag>,
+    pub series_limit: usize,
 }
 
 /// The sizes [`Metrics::render`] reports as gauges (plain numbers, so metrics depend on no
@@ -69,6 +93,7 @@ pub struct StateSizes {
     pub disk_free_bytes: u64,
     /// Free space below which produces are refused.
     pub disk_reserve_bytes: u64,
+    pub group_lag: GroupLag,
 }
 
 impl Default for Metrics {
@@ -160,7 +185,30 @@ impl Metrics {
             "Free space kept for Raft and metadata: below it, produces get 507 (RUNNEL_DISK_RESERVE)",
             disk_reserve.clone(),
         );
+        let group_lag = Family::<Labels, Gauge>::default();
+        registry.register(
+            "group_lag_records",
+            "Records a group has yet to read in a partition this broker leads (end minus committed offset)",
+            group_lag.clone(),
+        );
+        let group_lag_total = Family::<Labels, Gauge>::default();
+        registry.register(
+            "group_lag_records_total",
+            "A group's lag summed over the partitions this broker leads (sum over the brokers for the group's)",
+            group_lag_total.clone(),
+        );
+        let group_lag_omitted = Gauge::default();
+        registry.register(
+            "group_lag_series_omitted",
+            "Group partitions led here whose runnel_group_lag_records series RUNNEL_MAX_LAG_SERIES left out \
+             (they still count in runnel_group_lag_records_total)",
+            group_lag_omitted.clone(),
+        );
         Metrics {
+            group_lag,
+            group_lag_total,
+            group_lag_omitted,
+            rendering: Mutex::new(()),
             registry,
             resident,
             resident_peak,
@@ -201,6 +249,8 @@ impl Metrics {
 
     /// Text exposition, with the gauges set to `sizes` first.
     pub fn render(&self, sizes: StateSizes) -> String {
+        let _one_at_a_time = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
+        self.set_group_lag(&sizes.group_lag);
         self.consumers.set(sizes.consumers as i64);
         self.groups.set(sizes.groups as i64);
         self.consumers_tracked.set(sizes.consumers_tracked as i64);
@@ -223,6 +273,31 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+
+    /// Replaces the lag series with `lag`'s, so a partition no longer led here, a group gone
+    /// and a topic it stopped reading leave no series behind. Beyond the limit only the
+    /// group totals have them.
+    fn set_group_lag(&self, lag: &GroupLag) {
+        self.group_lag.clear();
+        self.group_lag_total.clear();
+        let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+        for (i, p) in lag.partitions.iter().enumerate() {
+            *totals.entry(&p.group).or_default() += p.lag;
+            if i < lag.series_limit {
+                let labels = vec![
+                    ("group", p.group.clone()),
+                    ("topic", p.topic.clone()),
+                    ("partition", p.partition.to_string()),
+                ];
+                self.group_lag.get_or_create(&labels).set(i64::try_from(p.lag).unwrap_or(i64::MAX));
+            }
+        }
+        for (group, total) in totals {
+            let labels = vec![("group", group.to_string())];
+            self.group_lag_total.get_or_create(&labels).set(i64::try_from(total).unwrap_or(i64::MAX));
+        }
+        self.group_lag_omitted.set(lag.partitions.len().saturating_sub(lag.series_limit) as i64);
     }
 }
 
@@ -262,6 +337,7 @@ mod tests {
             offset_groups: 3,
             disk_free_bytes: 5 << 30,
             disk_reserve_bytes: 256 << 20,
+            group_lag: GroupLag::default(),
         };
         let text = m.render(sizes);
         assert!(text.contains("runnel_memory_reserved_bytes{class=\"produce\"} 40"), "{text}");
@@ -274,5 +350,53 @@ mod tests {
         assert!(text.contains("runnel_disk_free_bytes 5368709120"), "{text}");
         assert!(text.contains("runnel_disk_reserve_bytes 268435456"));
         assert!(text.contains("runnel_fsync_latency_seconds_count 1"));
+    }
+
+    fn sizes_with(lag: Vec<(&str, &str, u32, u64)>, series_limit: usize) -> StateSizes {
+        let partitions = lag
+            .into_iter()
+            .map(|(group, topic, partition, lag)| PartitionLag {
+                group: group.into(),
+                topic: topic.into(),
+                partition,
+                lag,
+            })
+            .collect();
+        StateSizes {
+            consumers: 0,
+            groups: 0,
+            consumers_tracked: 0,
+            cursor_groups: 0,
+            replicated_partitions: 0,
+            connections_open: 0,
+            connections_limit: 0,
+            memory: Vec::new(),
+            offset_groups: 0,
+            disk_free_bytes: 0,
+            disk_reserve_bytes: 0,
+            group_lag: GroupLag { partitions, series_limit },
+        }
+    }
+
+    #[test]
+    fn lag_series_follow_what_is_led_now_and_stop_at_the_limit() {
+        let m = Metrics::new();
+        let text = m.render(sizes_with(vec![("a", "t", 0, 5), ("a", "t", 3, 7), ("b", "u", 1, 2)], 10));
+        assert!(text.contains(r#"runnel_group_lag_records{group="a",topic="t",partition="3"} 7"#), "{text}");
+        assert!(text.contains(r#"runnel_group_lag_records_total{group="a"} 12"#), "{text}");
+        assert!(text.contains(r#"runnel_group_lag_records_total{group="b"} 2"#), "{text}");
+        assert!(text.contains("runnel_group_lag_series_omitted 0"), "{text}");
+
+        // Partition 3 moved away and group b is gone: their series go with them.
+        let text = m.render(sizes_with(vec![("a", "t", 0, 6)], 10));
+        assert!(!text.contains(r#"partition="3""#) && !text.contains(r#"group="b""#), "{text}");
+        assert!(text.contains(r#"runnel_group_lag_records_total{group="a"} 6"#), "{text}");
+
+        // Past the limit, only the first series are kept; the totals still count every partition.
+        let text = m.render(sizes_with(vec![("a", "t", 0, 1), ("a", "t", 1, 2), ("a", "t", 2, 3)], 2));
+        assert_eq!(text.matches("runnel_group_lag_records{").count(), 2, "{text}");
+        assert!(!text.contains(r#"partition="2""#), "{text}");
+        assert!(text.contains(r#"runnel_group_lag_records_total{group="a"} 6"#), "{text}");
+        assert!(text.contains("runnel_group_lag_series_omitted 1"), "{text}");
     }
 }

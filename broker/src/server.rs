@@ -112,7 +112,7 @@ impl Broker {
             memory.reads.clone(),
         ));
         let bounds = Bounds::new(replication.clone(), storage.clone(), peers.clone());
-        let groups = Arc::new(GroupOffsets::new(raft.clone(), bounds.clone()));
+        let groups = Arc::new(GroupOffsets::new(raft.clone(), storage.clone(), replication.clone(), bounds.clone()));
         let (join_refusal, join_refused) = watch::channel(None);
         let produce = Arc::new(ProduceService::new(replication.clone(), peers.clone()));
         let reads = Arc::new(PositionReads::new(
@@ -137,6 +137,7 @@ impl Broker {
             producer_port: config.producer_port,
             consumer_port: config.consumer_port,
             max_consumer_topics: config.max_consumer_topics,
+            max_lag_series: config.max_lag_series,
             memory: memory.clone(),
             produce_body: config.body_rules(config.max_request_size),
             connections: client_connections.stats.clone(),

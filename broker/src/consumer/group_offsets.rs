@@ -1,5 +1,6 @@
 //! Group offsets for operators (SPEC §11): the groups, a group's committed offsets against
-//! its partitions' ends (its lag), and resetting them. Committed offsets come from the Raft state, ends from each
+//! its partitions' ends (its lag), resetting them, and the lag of the partitions this broker
+//! leads for its metrics. Committed offsets come from the Raft state, ends from each
 //! partition's leader ([`Bounds`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -7,10 +8,12 @@ use std::sync::Arc;
 
 use super::assignment::assign;
 use crate::bounds::{Bounds, Offsets};
-use crate::consensus::cluster_state::{Command, CommandResult};
+use crate::consensus::cluster_state::{ClusterState, Command, CommandResult};
 use crate::consensus::RaftNode;
 use crate::error::ApiError;
-use crate::store::validate_topic_name;
+use crate::partitioning::Layout;
+use crate::replication::Replication;
+use crate::store::{validate_topic_name, Storage};
 
 /// A group and how many members it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,8 +115,19 @@ pub fn plan_offset(to: ResetTo, partition: u32, current: Option<u64>, bounds: Of
     }
 }
 
+/// The lag of one partition this broker leads, for one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedLag {
+    pub group: String,
+    pub topic: String,
+    pub partition: u32,
+    pub lag: u64,
+}
+
 pub struct GroupOffsets {
     raft: RaftNode,
+    storage: Storage,
+    replication: Arc<Replication>,
     bounds: Arc<Bounds>,
 }
 
@@ -121,8 +135,8 @@ pub struct GroupOffsets {
 const MEMBERS_NAMED: usize = 5;
 
 impl GroupOffsets {
-    pub fn new(raft: RaftNode, bounds: Arc<Bounds>) -> GroupOffsets {
-        GroupOffsets { raft, bounds }
+    pub fn new(raft: RaftNode, storage: Storage, replication: Arc<Replication>, bounds: Arc<Bounds>) -> GroupOffsets {
+        GroupOffsets { raft, storage, replication, bounds }
     }
 
     /// Every group with members or committed offsets, by name. Read after catching up with
@@ -246,6 +260,45 @@ impl GroupOffsets {
             other => Err(ApiError::Internal(format!("unexpected reset result {other:?}"))),
         }
     }
+
+    /// The lag of every group, in every partition this broker serves as leader and holds
+    /// records of, of every topic the group reads or has offsets in: each partition's lag is
+    /// counted by its leader alone, so the sum over the brokers is the group's.
+    pub fn led_lag(&self) -> Vec<LedLag> {
+        let leadership = self.replication.leadership();
+        let served: Vec<u32> =
+            leadership.layout(Layout::all_partitions).filter(|p| leadership.serving_epoch(*p).is_some()).collect();
+        let wanted: Vec<(String, String, u32, Option<u64>)> = self.raft.read(|s| {
+            group_topics(s)
+                .into_iter()
+                .flat_map(|(group, topic)| {
+                    served.iter().map(move |&p| {
+                        let committed = s.committed(&group, &topic, p);
+                        (group.clone(), topic.clone(), p, committed)
+                    })
+                })
+                .collect()
+        });
+        wanted
+            .into_iter()
+            .filter_map(|(group, topic, partition, committed)| {
+                let (start, _) = self.storage.bounds(&topic, partition)?;
+                let end = self.replication.readable_end(&topic, partition);
+                Some(LedLag { group, topic, partition, lag: lag(committed, start.min(end), end) })
+            })
+            .collect()
+    }
+}
+
+/// Every (group, topic) where the group has a member reading the topic or offsets in it.
+fn group_topics(s: &ClusterState) -> BTreeSet<(String, String)> {
+    let mut pairs: BTreeSet<(String, String)> = s
+        .offsets
+        .iter()
+        .flat_map(|(group, topics)| topics.keys().map(move |topic| (group.clone(), topic.clone())))
+        .collect();
+    pairs.extend(s.consumers.values().flat_map(|c| c.topics.iter().map(move |t| (c.group.clone(), t.clone()))));
+    pairs
 }
 
 fn group_has_members(group: &str, members: Vec<String>) -> ApiError {

@@ -13,7 +13,8 @@ mod service;
 
 pub use assignment::TopicPartition;
 pub use group_offsets::{
-    GroupDescription, GroupOffsets, GroupSummary, Member, PartitionOffsets, PlannedOffset, ResetRequest, ResetTo,
+    GroupDescription, GroupOffsets, GroupSummary, LedLag, Member, PartitionOffsets, PlannedOffset, ResetRequest,
+    ResetTo,
 };
 pub use peer_api::router as peer_router;
 pub use record_json::write_record;

@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::{with_fallbacks, SharedState};
-use crate::metrics::{BudgetUse, StateSizes};
+use crate::metrics::{BudgetUse, GroupLag, PartitionLag, StateSizes};
 
 pub fn router(app: SharedState) -> Router {
     with_fallbacks(Router::new().route("/metrics", get(metrics))).with_state(app)
@@ -32,6 +32,15 @@ async fn metrics(State(app): State<SharedState>) -> impl IntoResponse {
             .collect(),
         disk_free_bytes: app.storage.disk().free_bytes(),
         disk_reserve_bytes: app.storage.disk().reserve_bytes(),
+        group_lag: GroupLag {
+            partitions: app
+                .groups
+                .led_lag()
+                .into_iter()
+                .map(|l| PartitionLag { group: l.group, topic: l.topic, partition: l.partition, lag: l.lag })
+                .collect(),
+            series_limit: app.max_lag_series,
+        },
     };
     let body = app.metrics.render(sizes);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)

@@ -53,6 +53,8 @@ pub struct AppState {
     pub producer_port: u16,
     pub consumer_port: u16,
     pub max_consumer_topics: usize,
+    /// Most `runnel_group_lag_records` series the metrics port exports.
+    pub max_lag_series: usize,
     /// The budgets every buffer draws from.
     pub memory: MemoryPlan,
     /// How a produce body must arrive (its limit is `RUNNEL_MAX_REQUEST_SIZE`).
