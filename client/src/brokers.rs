@@ -92,6 +92,35 @@ impl Brokers {
         None
     }
 
+    /// Sends a request to `path` on the consumer port of the brokers in turn until one
+    /// answers with success; 503s and connection errors move on to the next broker, three
+    /// rounds at most; any other answer is the error.
+    pub(crate) async fn on_any(
+        &self,
+        request: impl Fn(&str) -> reqwest::RequestBuilder,
+        path: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut last = ClientError::NoBrokers;
+        for round in 0..3 {
+            for index in 0..self.hosts.len() {
+                let url = self.consumer_url(index, path)?;
+                match request(&url).send().await {
+                    Ok(r) if r.status().is_success() => return Ok(r),
+                    Ok(r) => {
+                        let status = r.status();
+                        last = ClientError::Status { url, status, body: r.text().await.unwrap_or_default() };
+                        if !last.is_retryable() {
+                            return Err(last);
+                        }
+                    }
+                    Err(source) => last = ClientError::Transport { url, source },
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200 * (round + 1))).await;
+        }
+        Err(ClientError::RetriesExhausted { attempts: 3 * self.hosts.len() as u32, last: Box::new(last) })
+    }
+
     fn url(&self, index: usize, port: u16, path: &str) -> Result<String, ClientError> {
         let host = self.hosts.get(index.checked_rem(self.hosts.len()).ok_or(ClientError::NoBrokers)?);
         Ok(format!("http://{}:{port}{path}", host.ok_or(ClientError::NoBrokers)?))

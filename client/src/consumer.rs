@@ -149,35 +149,7 @@ impl Consumer {
                 StartFrom::Earliest => "startFromEarliest",
             },
         ));
-        self.on_any_broker(|url| self.http.put(url).query(&query), "/v1/consumer/register").await.map(|_| ())
-    }
-
-    /// Sends a request to the brokers in turn until one answers with success; 503 and
-    /// connection errors move on to the next broker.
-    async fn on_any_broker(
-        &self,
-        request: impl Fn(&str) -> reqwest::RequestBuilder,
-        path: &str,
-    ) -> Result<reqwest::Response, ClientError> {
-        let mut last = ClientError::NoBrokers;
-        for round in 0..3 {
-            for index in 0..self.brokers.hosts.len() {
-                let url = self.brokers.consumer_url(index, path)?;
-                match request(&url).send().await {
-                    Ok(r) if r.status().is_success() => return Ok(r),
-                    Ok(r) => {
-                        let status = r.status();
-                        last = ClientError::Status { url, status, body: r.text().await.unwrap_or_default() };
-                        if !last.is_retryable() {
-                            return Err(last);
-                        }
-                    }
-                    Err(source) => last = ClientError::Transport { url, source },
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200 * (round + 1))).await;
-        }
-        Err(ClientError::RetriesExhausted { attempts: 3 * self.brokers.hosts.len() as u32, last: Box::new(last) })
+        self.brokers.on_any(|url| self.http.put(url).query(&query), "/v1/consumer/register").await.map(|_| ())
     }
 
     /// Sends a poll to every broker that has none in flight and is not in a Retry-After pause,
@@ -281,7 +253,7 @@ impl Consumer {
     pub async fn commit(&self) -> Result<(), ClientError> {
         let mut query = vec![("consumerId", self.config.id.as_str())];
         query.extend(self.acks());
-        self.on_any_broker(|url| self.http.post(url).query(&query), "/v1/consumer/commit").await.map(|_| ())
+        self.brokers.on_any(|url| self.http.post(url).query(&query), "/v1/consumer/commit").await.map(|_| ())
     }
 
     /// Commits what `poll` returned and unregisters; polls in flight are dropped.
@@ -293,7 +265,7 @@ impl Consumer {
         }
         let mut query = vec![("consumerId", self.config.id.as_str())];
         query.extend(self.acks());
-        self.on_any_broker(|url| self.http.post(url).query(&query), "/v1/consumer/goodbye").await.map(|_| ())
+        self.brokers.on_any(|url| self.http.post(url).query(&query), "/v1/consumer/goodbye").await.map(|_| ())
     }
 
     /// Records as an endless stream, polling when brokers allow it.

@@ -7,6 +7,7 @@ mod bench;
 mod cluster;
 mod connection;
 mod consume;
+mod groups;
 mod inspect;
 mod pressure;
 mod produce;
@@ -38,6 +39,9 @@ enum Command {
     Status(inspect::InspectArgs),
     /// Show the cluster's generation, brokers and partitions, or resize it (`cluster resize N`).
     Cluster(cluster::ClusterArgs),
+    /// List consumer groups, describe one's offsets and lag (`groups describe G`), or reset
+    /// its offsets (`groups reset G --topic T --to …`).
+    Groups(groups::GroupsArgs),
     /// Produce records as fast as the broker acknowledges them, then consume them back, and print throughput and latency.
     Bench(bench::BenchArgs),
     /// Overload a cluster (bulk producers of large bodies, slow connections, latency probes)
@@ -54,6 +58,7 @@ async fn main() {
         Command::Brokers(args) => inspect::brokers(args).await,
         Command::Status(args) => inspect::status(args).await,
         Command::Cluster(args) => cluster::run(args).await,
+        Command::Groups(args) => groups::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Pressure(args) => pressure::run(args).await,
     };
