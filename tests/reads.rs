@@ -176,6 +176,20 @@ async fn any_broker_of_a_cluster_answers_every_partition_as_its_leader_does() {
     }
     assert_eq!(total, 36, "every record produced is read once, from its partition");
 
+    // Every broker describes the topic alike: each partition's bounds, leader and generation.
+    let mut views = Vec::new();
+    for broker in &brokers {
+        let view: Value =
+            reqwest::get(broker.url(9252, "/v1/topic/fwd")).await.expect("topic").json().await.expect("JSON");
+        views.push(view);
+    }
+    let partitions = views[0]["partitions"].as_array().expect("partitions");
+    assert_eq!(partitions.len(), 12);
+    let ends: u64 = partitions.iter().map(|p| p["end"].as_str().expect("end").parse::<u64>().expect("end")).sum();
+    assert_eq!(ends, 36, "{}", views[0]);
+    assert!(partitions.iter().all(|p| p["start"] == "0" && p["generation"] == 0 && p["leader"].as_u64().is_some()));
+    assert!(views.iter().all(|v| v == &views[0]), "{views:?}");
+
     // A waiting read through a broker that does not lead the partition answers the produce too.
     let p = partition_with_records(&brokers[0], "fwd", 12).await;
     let (_, first) = read(&brokers[0], "fwd", &[("partition", &p.to_string())]).await;

@@ -130,6 +130,7 @@ impl Broker {
             groups,
             produce: produce.clone(),
             reads: reads.clone(),
+            bounds: bounds.clone(),
             streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
             replication: replication.clone(),
             metrics,

@@ -29,6 +29,7 @@ pub fn router(app: SharedState) -> Router {
             .route("/v1/consumer/commit", post(commit))
             .route("/v1/consumer/goodbye", post(goodbye))
             .route("/v1/topic/{topic}/records", get(super::records_api::records))
+            .route("/v1/topic/{topic}", get(super::records_api::topic))
             .route("/status", get(consumer_status))
             .route("/livez", get(livez))
             .merge(groups_api::routes()),

@@ -45,6 +45,8 @@ pub struct AppState {
     pub groups: Arc<GroupOffsets>,
     pub produce: Arc<ProduceService>,
     pub reads: Arc<PositionReads>,
+    /// Every partition's bounds, from their leaders.
+    pub bounds: Arc<crate::bounds::Bounds>,
     /// A permit per live stream (`RUNNEL_MAX_STREAMS`).
     pub streams: Arc<tokio::sync::Semaphore>,
     pub replication: Arc<Replication>,

@@ -79,6 +79,35 @@ pub async fn records(
     response
 }
 
+/// `GET /v1/topic/{topic}`: every partition of every generation with its `start`, `end`
+/// (decimal strings; null when its leader did not answer), `leader`, `epoch` and `generation`.
+/// Topics come into being with their first record, so one never written is 0 to 0 everywhere.
+#[tracing::instrument(name = "topic", skip_all, fields(%topic))]
+pub async fn topic(State(app): State<SharedState>, Path(topic): Path<String>) -> Response {
+    let result = async {
+        crate::store::validate_topic_name(&topic)?;
+        let partitions = app.bounds.partition_bounds(&topic, None).await;
+        let rows: Vec<serde_json::Value> = partitions
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "partition": p.partition,
+                    "generation": p.generation,
+                    "leader": p.leader,
+                    "epoch": p.epoch,
+                    "start": p.offsets.map(|o| o.start.to_string()),
+                    "end": p.offsets.map(|o| o.end.to_string()),
+                })
+            })
+            .collect();
+        Ok::<_, ApiError>(axum::Json(serde_json::json!({"topic": topic, "partitions": rows})).into_response())
+    }
+    .await;
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    app.metrics.request("topic", response.status().as_u16());
+    response
+}
+
 /// One record as a read or a stream shows it: `{"partition","offset","timestamp","value"}`.
 pub fn write_record_json(out: &mut Vec<u8>, partition: u32, record: &crate::store::StoredRecord) {
     out.extend_from_slice(
