@@ -214,3 +214,49 @@ async fn a_client_poll_waits_for_the_next_record_and_returns_it_within_moments()
     assert!(late < Duration::from_millis(100), "the poll returned {late:?} after the produce was acknowledged");
     consumer.close().await.expect("goodbye");
 }
+
+/// Issue 13, item 5: `runnel read` reads a partition from a position with no group, and
+/// `runnel tail` prints a topic's records as they are appended.
+#[tokio::test]
+async fn the_cli_reads_a_partition_from_a_position_and_tails_a_topic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("broker"), &[]);
+    let host = broker.ip.to_string();
+    let runnel = built_binary("runnel");
+    let producer = Producer::new(Brokers::fixed([host.clone()]));
+    for n in 0..5 {
+        producer.send("tailed", Some("k"), json!({"n": n}).to_string()).await.expect("produce");
+    }
+    let read = |args: &[&str]| {
+        let out =
+            Command::new(&runnel).args(["read", "--host", &host, "tailed"]).args(args).output().expect("runnel read");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let holding: Vec<String> = (0..4).map(|p| p.to_string()).filter(|p| !read(&["-p", p]).is_empty()).collect();
+    assert_eq!(holding.len(), 1, "one key, one partition");
+    let p = holding[0].as_str();
+    assert_eq!(read(&["-p", p]), (0..5).map(|n| format!("{{\"n\":{n}}}")).collect::<Vec<_>>());
+    assert_eq!(read(&["-p", p, "--from", "3"]), vec![r#"{"n":3}"#, r#"{"n":4}"#]);
+    assert_eq!(read(&["-p", p, "--from", "1", "-n", "1"]), vec![r#"{"n":1}"#]);
+    assert!(read(&["-p", p, "--from", "latest"]).is_empty());
+    let with_offsets = read(&["-p", p, "--from", "@0", "-n", "1", "--offsets"]);
+    assert!(with_offsets[0].starts_with(&format!("{p}\t0\t")), "{with_offsets:?}");
+
+    // tail follows every partition, here from the earliest records on (the live part of the
+    // stream is tests/streams.rs'), whenever it subscribes.
+    let tail = Command::new(&runnel)
+        .args(["tail", "--host", &host, "tailed", "-n", "7", "--from", "earliest"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runnel tail");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    producer.send("tailed", Some("k"), json!({"n": 5}).to_string()).await.expect("produce");
+    producer.send("tailed", Some("other-key"), json!({"n": 6}).to_string()).await.expect("produce");
+    let out = tokio::task::spawn_blocking(move || tail.wait_with_output()).await.expect("join").expect("tail output");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(lines, (0..7).map(|n| format!("{{\"n\":{n}}}")).collect::<Vec<_>>());
+}

@@ -1,8 +1,9 @@
 //! Consumer groups for operators (SPEC §11): list them, see a group's offsets and lag, and
 //! reset its offsets. Any broker answers; a broker that is unavailable is skipped.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
+use crate::wire::{decimal, json, optional_decimal};
 use crate::{Brokers, ClientError};
 
 /// A group and its member count.
@@ -191,18 +192,6 @@ fn encoded(group: &str) -> String {
         }
         out
     })
-}
-
-async fn json<T: serde::de::DeserializeOwned>(response: reqwest::Response, path: &str) -> Result<T, ClientError> {
-    response.json().await.map_err(|e| ClientError::InvalidResponse { url: path.to_string(), reason: e.to_string() })
-}
-
-fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-}
-
-fn optional_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    Option::<String>::deserialize(d)?.map(|s| s.parse().map_err(serde::de::Error::custom)).transpose()
 }
 
 #[cfg(test)]

@@ -1,13 +1,17 @@
 //! Rust client for Runnel's HTTP API: a batching [`Producer`], a [`Consumer`] that follows
-//! the stateless consumer flow (register, poll every broker, commit, goodbye), and [`Groups`]
-//! to see and reset consumer groups' offsets.
+//! the stateless consumer flow (register, poll every broker, commit, goodbye), [`Groups`]
+//! to see and reset consumer groups' offsets, and a [`Reader`] of partitions by position
+//! (a page from an offset, the earliest or latest record or a time, or a live follow).
 
 mod brokers;
 mod consumer;
 mod error;
+pub mod events;
 mod groups;
 mod poll_chunk;
 mod producer;
+mod reader;
+mod wire;
 
 pub use brokers::Brokers;
 pub use consumer::{Consumer, ConsumerConfig, Record, StartFrom, DEFAULT_WAIT};
@@ -18,4 +22,5 @@ pub use groups::{
 };
 pub use poll_chunk::PollChunk;
 pub use producer::{Produced, Producer};
+pub use reader::{Page, PartitionView, Position, PositionedRecord, Reader};
 pub use runnel_discovery::BrokerList;

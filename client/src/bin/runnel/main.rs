@@ -12,6 +12,7 @@ mod inspect;
 mod pressure;
 mod produce;
 mod progress;
+mod read;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,10 @@ enum Command {
     Status(inspect::InspectArgs),
     /// Show the cluster's generation, brokers and partitions, or resize it (`cluster resize N`).
     Cluster(cluster::ClusterArgs),
+    /// Read a partition's records from a position (earliest, latest, an offset, @MS), with no group.
+    Read(read::ReadArgs),
+    /// Print a topic's new records as they are appended (follows every partition's live stream).
+    Tail(read::TailArgs),
     /// List consumer groups, describe one's offsets and lag (`groups describe G`), or reset
     /// its offsets (`groups reset G --topic T --to …`).
     Groups(groups::GroupsArgs),
@@ -59,6 +64,8 @@ async fn main() {
         Command::Status(args) => inspect::status(args).await,
         Command::Cluster(args) => cluster::run(args).await,
         Command::Groups(args) => groups::run(args).await,
+        Command::Read(args) => read::read(args).await,
+        Command::Tail(args) => read::tail(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Pressure(args) => pressure::run(args).await,
     };
