@@ -182,3 +182,84 @@ async fn a_stream_ends_cleanly_when_leadership_moves_and_resumes_on_another_brok
     }
     assert_eq!(seen, (0..6).map(|n| (n, n)).collect::<Vec<_>>());
 }
+
+/// The broker process' peak resident memory (VmHWM), in MiB.
+fn peak_resident_mib(broker: &BrokerProcess) -> u64 {
+    let pid = broker.pid().expect("a running broker");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("a VmHWM line");
+    line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).expect("kB") >> 10
+}
+
+/// A reader that stops reading its stream for 30 s while 200 MB are produced to the partition
+/// it follows: the broker's memory stays within its bound (docs/design.md, resource bounds:
+/// RUNNEL_MEMORY_LIMIT, plus the process' own overhead, plus one stream read in the transport),
+/// and the stream is still there, in order, when the reader comes back.
+#[tokio::test]
+async fn a_stalled_stream_reader_does_not_grow_the_broker() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const LIMIT_MIB: u64 = 96;
+    const OVERHEAD_MIB: u64 = 40 + LIMIT_MIB / 4;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(dir.path(), &[("RUNNEL_MEMORY_LIMIT", "96MiB")]);
+    let client = TestClient::new(&broker);
+    produce_n(&client, "stall", 0, 1).await;
+    let p = partition_of(&broker, "stall", 4).await;
+
+    let address = broker.url(9252, "").trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut reader = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let request = format!(
+        "GET /v1/topic/stall/records?partition={p}&offset=earliest HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    reader.write_all(request.as_bytes()).await.expect("subscribe");
+    let mut head = vec![0u8; 4096];
+    let n = tokio::time::timeout(WITHIN, reader.read(&mut head)).await.expect("the stream starts").expect("read");
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head[..n]));
+
+    // 200 MB while the reader reads nothing: 200 requests of 1,000 records of about 1 KiB.
+    let stalled_since = Instant::now();
+    let line = json!({"pad": "x".repeat(1000)}).to_string();
+    let body = vec![line; 1000].join("\n");
+    let producers: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, body) = (client.messages_url("stall"), body.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                for _ in 0..50 {
+                    let response = http
+                        .post(&url)
+                        .query(&[("partitionKey", "k")])
+                        .header("content-type", "application/x-ndjson")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .expect("produce");
+                    assert_eq!(response.status(), StatusCode::OK);
+                }
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.await.expect("producer");
+    }
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(stalled_since.elapsed())).await;
+    let peak = peak_resident_mib(&broker);
+    eprintln!("peak resident memory with a stalled stream reader: {peak} MiB");
+    assert!(
+        peak <= LIMIT_MIB + OVERHEAD_MIB,
+        "peak resident memory {peak} MiB, bound {} MiB",
+        LIMIT_MIB + OVERHEAD_MIB
+    );
+
+    // The reader comes back: the stream goes on where it was.
+    let mut text = String::from_utf8_lossy(&head[..n]).into_owned();
+    let mut buffer = vec![0u8; 1 << 16];
+    while !text.contains("id: 50\n") {
+        let n =
+            tokio::time::timeout(WITHIN, reader.read(&mut buffer)).await.expect("the stream goes on").expect("read");
+        assert!(n > 0, "the stream closed");
+        text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    let ids: Vec<u64> = text.lines().filter_map(|l| l.strip_prefix("id: ")).map(|id| id.parse().expect("id")).collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>(), "in order from the first record");
+}

@@ -35,7 +35,7 @@ pub fn read_request(topic: String, params: &Params) -> Result<ReadRequest, ApiEr
     let start = Start::parse(params.first(&["offset"]), params.first(&["timestamp"])).map_err(ApiError::BadRequest)?;
     let limit = number("limit")?.map_or(DEFAULT_LIMIT, |l| l.min(usize::MAX as u64) as usize);
     let wait = Duration::from_millis(number("wait")?.unwrap_or(0));
-    Ok(ReadRequest { topic, partition, start, limit, wait })
+    Ok(ReadRequest { topic, partition, start, limit, max_bytes: usize::MAX, wait })
 }
 
 /// A read, or with `Accept: text/event-stream` or a WebSocket upgrade, a live stream.

@@ -16,7 +16,6 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::records_api::write_record_json;
 use super::SharedState;
 use crate::error::ApiError;
-use crate::memory::Reservation;
 use crate::reading::{Follow, ReadRequest, Step};
 
 /// A place among the open streams (`RUNNEL_MAX_STREAMS`).
@@ -32,27 +31,26 @@ fn end_json(reason: &str, next: Option<u64>) -> String {
     format!("{{\"reason\":{},\"nextOffset\":{next}}}", serde_json::Value::from(reason))
 }
 
-/// What a step of the stream sends as SSE, whether the stream goes on, and the memory the
-/// frame's records hold.
-fn sse_frame(follow: &Follow, step: Result<Step, ApiError>) -> (Bytes, bool, Reservation) {
+/// What a step of the stream sends as SSE, and whether the stream goes on.
+fn sse_frame(follow: &Follow, step: Result<Step, ApiError>) -> (Bytes, bool) {
     match step {
-        Ok(Step::Records(read, held)) => {
+        Ok(Step::Records(read, _held)) => {
             let mut out = Vec::with_capacity(read.records.iter().map(|r| r.value.len() + 100).sum());
             for record in &read.records {
                 out.extend_from_slice(format!("id: {}\ndata: ", record.offset + 1).as_bytes());
                 write_record_json(&mut out, follow.partition(), record);
                 out.extend_from_slice(b"\n\n");
             }
-            (Bytes::from(out), true, held)
+            (Bytes::from(out), true)
         }
-        Ok(Step::Quiet) => (Bytes::from_static(b": heartbeat\n\n"), true, Reservation::none()),
+        Ok(Step::Quiet) => (Bytes::from_static(b": heartbeat\n\n"), true),
         Ok(Step::End(reason)) => {
             let frame = format!("event: end\ndata: {}\n\n", end_json(reason, follow.next_offset()));
-            (Bytes::from(frame), false, Reservation::none())
+            (Bytes::from(frame), false)
         }
         Err(e) => {
             let body = serde_json::json!({"error": e.code(), "message": e.to_string()});
-            (Bytes::from(format!("event: error\ndata: {body}\n\n")), false, Reservation::none())
+            (Bytes::from(format!("event: error\ndata: {body}\n\n")), false)
         }
     }
 }
@@ -61,16 +59,16 @@ fn sse_frame(follow: &Follow, step: Result<Step, ApiError>) -> (Bytes, bool, Res
 pub async fn sse(app: SharedState, request: ReadRequest) -> Result<Response, ApiError> {
     let permit = stream_permit(&app)?;
     let (follow, first) = Follow::start(app.reads.clone(), request).await?;
-    // The memory of the frame handed to the transport last is given back when the transport
-    // asks for the next one: by then it took the frame.
+    // A frame's memory goes back to the read budget once it is handed to the transport (a
+    // stalled reader must not hold the budget polls share): what the transport holds then is
+    // bounded per stream by STREAM_READ_BYTES and in all by RUNNEL_MAX_STREAMS.
     struct State {
         follow: Follow,
         first: Option<Step>,
         open: bool,
-        _sent: Reservation,
         _permit: OwnedSemaphorePermit,
     }
-    let state = State { follow, first: Some(first), open: true, _sent: Reservation::none(), _permit: permit };
+    let state = State { follow, first: Some(first), open: true, _permit: permit };
     let frames = futures_util::stream::unfold(state, |mut state| async move {
         if !state.open {
             return None;
@@ -79,9 +77,8 @@ pub async fn sse(app: SharedState, request: ReadRequest) -> Result<Response, Api
             Some(first) => Ok(first),
             None => state.follow.step().await,
         };
-        let (frame, open, held) = sse_frame(&state.follow, step);
+        let (frame, open) = sse_frame(&state.follow, step);
         state.open = open;
-        state._sent = held;
         Some((Ok::<_, Infallible>(frame), state))
     });
     let preamble = futures_util::stream::once(async { Ok::<_, Infallible>(Bytes::from_static(b"retry: 1000\n\n")) });

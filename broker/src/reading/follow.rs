@@ -19,6 +19,10 @@ use crate::memory::Reservation;
 /// SPEC §10 promises, with room for a slow read.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
+/// Most record bytes one read of a stream takes: what a stalled reader leaves in the
+/// transport's buffer beside the kernel's (see docs/design.md, resource bounds).
+pub const STREAM_READ_BYTES: usize = 256 * 1024;
+
 /// What the stream sends next.
 pub enum Step {
     /// Records, with the memory they hold until they are sent.
@@ -43,7 +47,9 @@ impl Follow {
     pub async fn start(reads: Arc<PositionReads>, request: ReadRequest) -> Result<(Follow, Step), ApiError> {
         reads.check(&request)?;
         let leader = reads.leader(request.partition);
-        let mut follow = Follow { reads, request: ReadRequest { wait: Duration::ZERO, ..request }, leader, next: None };
+        let request =
+            ReadRequest { wait: Duration::ZERO, max_bytes: request.max_bytes.min(STREAM_READ_BYTES), ..request };
+        let mut follow = Follow { reads, request, leader, next: None };
         let first = follow.step().await?;
         follow.request.wait = HEARTBEAT_EVERY;
         Ok((follow, first))

@@ -28,6 +28,7 @@ struct ReadParams {
     offset: Option<String>,
     timestamp: Option<String>,
     limit: usize,
+    max_bytes: usize,
     wait_ms: u64,
 }
 
@@ -37,8 +38,14 @@ async fn read(
     Query(params): Query<ReadParams>,
 ) -> Result<Response, PeerError> {
     let start = Start::parse(params.offset.as_deref(), params.timestamp.as_deref()).map_err(PeerError::BadRequest)?;
-    let request =
-        ReadRequest { topic, partition, start, limit: params.limit, wait: Duration::from_millis(params.wait_ms) };
+    let request = ReadRequest {
+        topic,
+        partition,
+        start,
+        limit: params.limit,
+        max_bytes: params.max_bytes,
+        wait: Duration::from_millis(params.wait_ms),
+    };
     reads.check(&request)?;
     let (read, held) = reads.read_here(&request).await?;
     let body = crate::memory::hold_until_sent(wire::encode(&read).into(), held);
@@ -56,11 +63,12 @@ pub(super) async fn forward(
     request: &ReadRequest,
 ) -> Result<Result<RecordsRead, ApiError>, Retry> {
     let path = format!(
-        "/cluster/records/{}/{}?{}&limit={}&wait_ms={}",
+        "/cluster/records/{}/{}?{}&limit={}&max_bytes={}&wait_ms={}",
         request.topic,
         request.partition,
         request.start.to_query(),
         request.limit,
+        request.max_bytes,
         request.wait.as_millis()
     );
     let url = peers.url(leader, &path);

@@ -32,6 +32,8 @@ pub struct ReadRequest {
     pub partition: u32,
     pub start: Start,
     pub limit: usize,
+    /// Most record bytes to return (at most `RUNNEL_POLL_MAX_BYTES`; at least one record).
+    pub max_bytes: usize,
     /// How long to wait for a record when there is none to read yet.
     pub wait: Duration,
 }
@@ -119,7 +121,7 @@ impl PositionReads {
                     other => Ok(other),
                 }
             } else {
-                let held = self.reads.reserve(2 * self.settings.max_bytes, MEMORY_WAIT).await?;
+                let held = self.reads.reserve(2 * self.max_bytes(request), MEMORY_WAIT).await?;
                 tokio::select! {
                     answer = forward(&self.peers, leader, request) => answer.map(|read| read.map(|read| (read, held))),
                     _ = leadership.moved_from(partition, leader) => {
@@ -182,6 +184,11 @@ impl PositionReads {
         }
     }
 
+    /// The request's byte bound, within the broker's.
+    fn max_bytes(&self, request: &ReadRequest) -> usize {
+        request.max_bytes.clamp(1, self.settings.max_bytes)
+    }
+
     /// Who leads `partition` now.
     pub fn leader(&self, partition: u32) -> crate::consensus::cluster_state::PartitionLeader {
         self.replication.leadership().current(partition)
@@ -215,8 +222,9 @@ impl PositionReads {
         if offset >= end {
             return empty(Reservation::none());
         }
-        let mut held = self.reads.reserve(2 * self.settings.max_bytes, MEMORY_WAIT).await?;
-        let read = self.storage.read(&request.topic, request.partition, offset, self.settings.max_bytes).await?;
+        let max_bytes = self.max_bytes(request);
+        let mut held = self.reads.reserve(2 * max_bytes, MEMORY_WAIT).await?;
+        let read = self.storage.read(&request.topic, request.partition, offset, max_bytes).await?;
         let mut records = read.records;
         records.retain(|r| r.offset < end);
         records.truncate(request.limit);
