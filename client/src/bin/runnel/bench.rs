@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// each measured alone (end-to-end latency is then not reported).
     #[arg(long)]
     consume_after: bool,
+    /// How long each broker may hold a consumer's poll waiting for records (a long-poll); 0
+    /// polls as v1 clients do, pausing for the broker's Retry-After when there is nothing new.
+    #[arg(long, default_value_t = runnel_client::DEFAULT_WAIT.as_millis() as u64)]
+    poll_wait_ms: u64,
     /// Topic (default: a new one per run).
     #[arg(long)]
     topic: Option<String>,
@@ -336,7 +340,7 @@ async fn start_consumers(
             group: group.clone(),
             topics: vec![topic.to_string()],
             start: StartFrom::Earliest,
-            wait: runnel_client::DEFAULT_WAIT,
+            wait: Duration::from_millis(args.poll_wait_ms),
         };
         members.push(Consumer::connect(brokers.clone(), config).await?);
     }
