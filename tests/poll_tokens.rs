@@ -84,12 +84,39 @@ async fn a_lost_poll_response_is_delivered_again_to_a_poll_acknowledging_the_pre
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // A token the broker cannot know (another incarnation's) commits nothing: reading restarts
-    // from the committed offsets, so at worst records come twice, never skipped.
+    // A token the broker cannot know (another incarnation's) commits nothing: the consumer's
+    // positions restart from the committed offsets, so records come again, never skipped.
     assert_eq!(client.register("c2", "g", &["rs"], None).await.0, StatusCode::OK);
     produce(&client, 12, 14).await;
+    let read = client.poll("c2").await;
+    assert_eq!(values(&read), numbers(12, 14));
     let unknown = client.poll_acking("c2", "0123456789abcdef0123456789abcdef").await;
-    assert_eq!(values(&unknown), numbers(12, 14));
+    assert_eq!(values(&unknown), numbers(12, 14), "read again from the committed offset");
     let bad = client.poll_acking("c2", "not-a-token").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_lost_first_response_comes_again_to_a_client_that_acknowledges_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let client = TestClient::new(&broker);
+    assert_eq!(client.register("c1", "g", &["rs"], Some("startFromEarliest")).await.0, StatusCode::OK);
+    produce(&client, 0, 5).await;
+    // The client has processed nothing from this broker yet; its first response is lost.
+    poll_and_drop_the_answer(&broker, "c1", "none").await;
+    let again = client.poll_acking("c1", "none").await;
+    assert_eq!(values(&again), numbers(0, 5), "the lost first response comes again");
+    // A commit that says the client processed nothing commits none of it either.
+    let commit = client
+        .http
+        .post(broker.url(9252, "/v1/consumer/commit"))
+        .query(&[("consumerId", "c1"), ("ack", "none")])
+        .send()
+        .await
+        .expect("commit");
+    assert_eq!(commit.status(), StatusCode::NO_CONTENT);
+    assert_eq!(client.goodbye("c1", false).await.0, StatusCode::OK);
+    assert_eq!(client.register("c2", "g", &["rs"], None).await.0, StatusCode::OK);
+    assert_eq!(values(&client.poll("c2").await), numbers(0, 5), "nothing was committed");
 }

@@ -263,3 +263,47 @@ async fn a_stalled_stream_reader_does_not_grow_the_broker() {
     let ids: Vec<u64> = text.lines().filter_map(|l| l.strip_prefix("id: ")).map(|id| id.parse().expect("id")).collect();
     assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>(), "in order from the first record");
 }
+
+/// The client's follow from `latest` (`runnel tail`): it has seen no record when the
+/// partition's leader is killed, and records produced while leadership moves arrive once each,
+/// because every event (a heartbeat too) tells it where it stands.
+#[tokio::test]
+async fn a_client_following_from_latest_loses_nothing_across_a_leadership_move() {
+    use runnel_client::{Brokers, Position, Reader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut brokers = start_cluster(dir.path(), 3, &[]);
+    let client = TestClient::new(&brokers[0]);
+    produce_n(&client, "latest", 0, 3).await;
+    let p = partition_of(&brokers[0], "latest", 12).await;
+    let view: Value =
+        reqwest::get(brokers[0].url(9250, "/v1/cluster")).await.expect("cluster").json().await.expect("JSON");
+    let leader = view["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .find(|v| v["partition"] == p)
+        .and_then(|v| v["leader"].as_u64())
+        .expect("the partition's leader") as usize;
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let reader = Reader::new(Brokers::fixed(others.iter().map(|i| brokers[*i].ip.to_string())));
+    let mut follow = Box::pin(reader.follow("latest", p, Position::Latest));
+    let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let following = tokio::spawn(async move {
+        while let Some(record) = follow.next().await {
+            if sender.send(record.expect("a record").value["n"].as_u64().expect("n")).is_err() {
+                return;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    brokers[leader].kill9();
+    let survivor = TestClient::new(&brokers[others[0]]);
+    produce_n(&survivor, "latest", 3, 6).await;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let n = tokio::time::timeout(Duration::from_secs(30), received.recv()).await.expect("a record in time");
+        seen.push(n.expect("the follow goes on"));
+    }
+    assert_eq!(seen, vec![3, 4, 5], "the records produced across the move, once each, in order");
+    following.abort();
+}

@@ -112,7 +112,7 @@ impl Broker {
             memory.reads.clone(),
         ));
         let bounds = Bounds::new(replication.clone(), storage.clone(), peers.clone());
-        let groups = Arc::new(GroupOffsets::new(raft.clone(), storage.clone(), replication.clone(), bounds.clone()));
+        let groups = Arc::new(GroupOffsets::new(raft.clone(), replication.clone(), bounds.clone()));
         let (join_refusal, join_refused) = watch::channel(None);
         let produce = Arc::new(ProduceService::new(replication.clone(), peers.clone()));
         let reads = Arc::new(PositionReads::new(

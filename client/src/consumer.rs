@@ -119,8 +119,12 @@ struct PollRequest {
     url: String,
     id: String,
     wait: Duration,
-    ack: Option<String>,
+    ack: String,
 }
+
+/// The `ack` before any response of a broker was returned: the broker then commits nothing of
+/// what it sent (a response lost on its way comes again), as a v1 poll would not.
+const NO_TOKEN: &str = "none";
 
 impl Consumer {
     /// Registers the consumer (on any broker; the registration holds on all).
@@ -167,7 +171,7 @@ impl Consumer {
                     url,
                     id: self.config.id.clone(),
                     wait: self.config.wait,
-                    ack: self.slots[index].token.clone(),
+                    ack: self.slots[index].token.clone().unwrap_or_else(|| NO_TOKEN.to_string()),
                 };
                 self.slots[index].in_flight = Some(tokio::spawn(request.send()));
             }
@@ -190,6 +194,7 @@ impl Consumer {
             }
         }
         let mut records = Vec::new();
+        let mut tokens = Vec::new();
         let mut reregister = false;
         for (index, answer) in answers {
             let slot = &mut self.slots[index];
@@ -197,7 +202,7 @@ impl Consumer {
             match answer {
                 BrokerPoll::Records(mut got, token) => {
                     records.append(&mut got);
-                    slot.token = token;
+                    tokens.push((index, token));
                 }
                 BrokerPoll::RetryAfter(pause) => slot.resume_at = Some(Instant::now() + pause),
                 BrokerPoll::NotRegistered => reregister = true,
@@ -207,6 +212,11 @@ impl Consumer {
         }
         if reregister {
             self.register().await?;
+        }
+        // Only records returned are acknowledged: had this call failed or been dropped above,
+        // the next polls would ask for them again.
+        for (index, token) in tokens {
+            self.slots[index].token = token;
         }
         Ok(records)
     }
@@ -243,9 +253,11 @@ impl Consumer {
         soonest.saturating_duration_since(now)
     }
 
-    /// The tokens of the responses `poll` returned, one per broker, which commits carry.
+    /// The tokens of the responses `poll` returned, one per broker, which commits carry (and
+    /// `none`, so a broker whose responses were all lost commits none of them).
     fn acks(&self) -> Vec<(&'static str, &str)> {
-        self.slots.iter().filter_map(|s| s.token.as_deref()).map(|t| ("ack", t)).collect()
+        let tokens = self.slots.iter().filter_map(|s| s.token.as_deref());
+        std::iter::once(NO_TOKEN).chain(tokens).map(|t| ("ack", t)).collect()
     }
 
     /// Commits the positions reached on every broker by what `poll` returned (and waits for
@@ -294,7 +306,7 @@ impl PollRequest {
         if !self.wait.is_zero() {
             query.push(("wait", self.wait.as_millis().to_string()));
         }
-        query.extend(self.ack.map(|ack| ("ack", ack)));
+        query.push(("ack", self.ack));
         let sent = self
             .http
             .post(&self.url)

@@ -19,12 +19,13 @@ pub struct Event {
 /// Reads the events of an `text/event-stream` response.
 pub struct EventReader {
     body: BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buffer: String,
+    /// Bytes not yet part of a whole event (a character may be split across chunks).
+    buffer: Vec<u8>,
 }
 
 impl EventReader {
     pub fn new(response: reqwest::Response) -> EventReader {
-        EventReader { body: response.bytes_stream().boxed(), buffer: String::new() }
+        EventReader { body: response.bytes_stream().boxed(), buffer: Vec::new() }
     }
 
     /// The next event or comment within `within`; None when the stream ended, failed or was
@@ -32,16 +33,16 @@ impl EventReader {
     pub async fn next(&mut self, within: Duration) -> Option<Event> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            if let Some(at) = self.buffer.find("\n\n") {
-                let raw: String = self.buffer.drain(..at + 2).collect();
-                let event = parse(&raw);
+            if let Some(at) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let raw: Vec<u8> = self.buffer.drain(..at + 2).collect();
+                let event = parse(&String::from_utf8_lossy(&raw));
                 if event != Event::default() {
                     return Some(event);
                 }
                 continue;
             }
             let chunk = tokio::time::timeout_at(deadline, self.body.next()).await.ok()??.ok()?;
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+            self.buffer.extend_from_slice(&chunk);
         }
     }
 
@@ -66,7 +67,14 @@ fn parse(raw: &str) -> Event {
             Some(("", comment)) => event.comment = Some(comment.trim().to_string()),
             Some(("id", v)) => event.id = Some(v.trim().to_string()),
             Some(("event", v)) => event.event = Some(v.trim().to_string()),
-            Some(("data", v)) => event.data = Some(v.strip_prefix(' ').unwrap_or(v).to_string()),
+            Some(("data", v)) => {
+                let v = v.strip_prefix(' ').unwrap_or(v);
+                // Several data lines make one value, joined by line breaks (the SSE rule).
+                event.data = Some(match event.data.take() {
+                    Some(before) => format!("{before}\n{v}"),
+                    None => v.to_string(),
+                });
+            }
             _ => {}
         }
     }
@@ -85,5 +93,6 @@ mod tests {
         assert_eq!(event.data.as_deref(), Some("{\"a\": 1}"));
         assert_eq!(parse(": heartbeat\n").comment.as_deref(), Some("heartbeat"));
         assert_eq!(parse("retry: 1000\n"), Event::default());
+        assert_eq!(parse("data: {\ndata: }\n").data.as_deref(), Some("{\n}"));
     }
 }

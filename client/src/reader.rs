@@ -172,22 +172,31 @@ impl Follow {
                     self.events.insert(events)
                 }
             };
-            let Some(event) = events.next_event(SILENT_FOR).await else {
+            let Some(event) = events.next(SILENT_FOR).await else {
                 self.move_on();
                 continue;
             };
+            // Every event says where the stream stands, a heartbeat too.
+            if let Some(id) = event.id.as_deref().and_then(|id| id.parse().ok()) {
+                self.next = Some(id);
+            }
+            let Some(data) = event.data else { continue };
+            let body = || serde_json::from_str::<serde_json::Value>(&data).unwrap_or_default();
             match event.event.as_deref() {
-                Some("end") => self.move_on(),
-                Some("error") => {
-                    let body = event.data.unwrap_or_default();
-                    return Err(ClientError::InvalidResponse { url: self.topic.clone(), reason: body });
+                Some("end") => {
+                    if let Some(next) = body()["nextOffset"].as_str().and_then(|n| n.parse().ok()) {
+                        self.next = Some(next);
+                    }
+                    self.move_on();
                 }
+                Some("error") if body()["retriable"] == true => {
+                    self.move_on();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Some("error") => return Err(ClientError::InvalidResponse { url: self.topic.clone(), reason: data }),
                 _ => {
-                    let data = event.data.unwrap_or_default();
-                    let record: PositionedRecord = serde_json::from_str(&data)
-                        .map_err(|e| ClientError::InvalidResponse { url: self.topic.clone(), reason: e.to_string() })?;
-                    self.next = Some(record.offset + 1);
-                    return Ok(record);
+                    return serde_json::from_str(&data)
+                        .map_err(|e| ClientError::InvalidResponse { url: self.topic.clone(), reason: e.to_string() });
                 }
             }
         }

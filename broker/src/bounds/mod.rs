@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::cluster::Peers;
-use crate::partitioning::Layout;
 use crate::replication::Replication;
 use crate::store::Storage;
 
@@ -116,21 +115,11 @@ impl Bounds {
     /// (a topic it holds no record of in a partition: empty there, 0 to 0). A partition whose
     /// time lookup fails (its log cannot be read) is left out, as if this broker had not answered.
     async fn led_here(&self, request: &BoundsRequest) -> Vec<LedBounds> {
-        let leadership = self.replication.leadership();
-        let served: Vec<(u32, u64)> = leadership
-            .layout(Layout::all_partitions)
-            .filter_map(|p| leadership.serving_epoch(p).map(|epoch| (p, epoch)))
-            .collect();
+        let served = self.replication.leadership().served();
         let mut led = Vec::with_capacity(request.topics.len() * served.len());
         for topic in &request.topics {
             for &(partition, epoch) in &served {
-                let (start, end) = match self.storage.bounds(topic, partition) {
-                    Some((start, _)) => {
-                        let end = self.replication.readable_end(topic, partition);
-                        (start.min(end), end)
-                    }
-                    None => (0, 0),
-                };
+                let (start, end) = self.replication.read_bounds(topic, partition).unwrap_or((0, 0));
                 let at_timestamp = match request.timestamp {
                     None => None,
                     Some(ms) => match self.storage.offset_for_timestamp(topic, partition, ms).await {

@@ -11,9 +11,8 @@ use crate::bounds::{Bounds, Offsets};
 use crate::consensus::cluster_state::{ClusterState, Command, CommandResult};
 use crate::consensus::RaftNode;
 use crate::error::ApiError;
-use crate::partitioning::Layout;
 use crate::replication::Replication;
-use crate::store::{validate_topic_name, Storage};
+use crate::store::validate_topic_name;
 
 /// A group and how many members it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +125,6 @@ pub struct LedLag {
 
 pub struct GroupOffsets {
     raft: RaftNode,
-    storage: Storage,
     replication: Arc<Replication>,
     bounds: Arc<Bounds>,
 }
@@ -135,8 +133,8 @@ pub struct GroupOffsets {
 const MEMBERS_NAMED: usize = 5;
 
 impl GroupOffsets {
-    pub fn new(raft: RaftNode, storage: Storage, replication: Arc<Replication>, bounds: Arc<Bounds>) -> GroupOffsets {
-        GroupOffsets { raft, storage, replication, bounds }
+    pub fn new(raft: RaftNode, replication: Arc<Replication>, bounds: Arc<Bounds>) -> GroupOffsets {
+        GroupOffsets { raft, replication, bounds }
     }
 
     /// Every group with members or committed offsets, by name. Read after catching up with
@@ -266,8 +264,7 @@ impl GroupOffsets {
     /// counted by its leader alone, so the sum over the brokers is the group's.
     pub fn led_lag(&self) -> Vec<LedLag> {
         let leadership = self.replication.leadership();
-        let served: Vec<u32> =
-            leadership.layout(Layout::all_partitions).filter(|p| leadership.serving_epoch(*p).is_some()).collect();
+        let served: Vec<u32> = leadership.served().into_iter().map(|(p, _)| p).collect();
         let wanted: Vec<(String, String, u32, Option<u64>)> = self.raft.read(|s| {
             group_topics(s)
                 .into_iter()
@@ -282,9 +279,8 @@ impl GroupOffsets {
         wanted
             .into_iter()
             .filter_map(|(group, topic, partition, committed)| {
-                let (start, _) = self.storage.bounds(&topic, partition)?;
-                let end = self.replication.readable_end(&topic, partition);
-                Some(LedLag { group, topic, partition, lag: lag(committed, start.min(end), end) })
+                let (start, end) = self.replication.read_bounds(&topic, partition)?;
+                Some(LedLag { group, topic, partition, lag: lag(committed, start, end) })
             })
             .collect()
     }

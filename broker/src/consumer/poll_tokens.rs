@@ -5,6 +5,10 @@
 //! same partition order, and commits nothing past them. So a lost response is never committed
 //! unread.
 //!
+//! A client that has processed nothing from this broker yet acknowledges `none`: its last
+//! response here, if there was one, was lost too, and is read again (a v1 poll, with no `ack`,
+//! would commit it).
+//!
 //! Tokens name this broker's incarnation: after a restart (the cursors are gone) an older token
 //! is unknown, and so is any token but the last two, whatever the reason: the consumer's
 //! positions here then restart from the group's committed offsets (at least once, never a skip).
@@ -18,6 +22,9 @@ use std::sync::Mutex;
 
 use super::assignment::TopicPartition;
 use crate::error::ApiError;
+
+/// The `ack` of a client that uses tokens and has processed no response of this broker yet.
+pub const NONE: &str = "none";
 
 /// What a poll's `ack` asks of the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +72,12 @@ impl PollTokens {
     pub fn judge(&self, consumer: &str, token: Option<&str>) -> Result<(Ack, Option<u64>), ApiError> {
         let last = self.last();
         let Some(token) = token else { return Ok((Ack::Last, last.get(consumer).map(|l| l.token))) };
+        if token == NONE {
+            return Ok(match last.get(consumer) {
+                Some(l) => (Ack::Repeat { starts: l.starts.clone(), turn: l.turn }, None),
+                None => (Ack::Last, None),
+            });
+        }
         let malformed =
             || ApiError::BadRequest(format!("invalid ack '{token}': send the Poll-Token header of a poll response"));
         if token.len() != 32 {
@@ -128,7 +141,11 @@ mod tests {
     fn the_last_token_commits_the_one_before_repeats_and_others_are_unknown() {
         let tokens = PollTokens::default();
         assert_eq!(tokens.judge("c", None).expect("v1"), (Ack::Last, None));
+        assert_eq!(tokens.judge("c", Some(NONE)).expect("none"), (Ack::Last, None), "nothing sent yet");
         let first = tokens.issue("c", None, vec![(tp(0), 0)], 0);
+        // The first response was lost: a client that processed nothing reads it again.
+        let (ack, acked) = tokens.judge("c", Some(NONE)).expect("none");
+        assert_eq!((ack, acked), (Ack::Repeat { starts: vec![(tp(0), 0)], turn: 0 }, None));
         let (ack, acked) = tokens.judge("c", Some(&first)).expect("known");
         assert_eq!(ack, Ack::Last);
         let second = tokens.issue("c", acked, vec![(tp(0), 5), (tp(1), 2)], 3);
@@ -153,6 +170,7 @@ mod tests {
             None,
             "no response here: nothing read past the commit"
         );
+        assert_eq!(tokens.caps("c", &[NONE.to_string()]), Some(vec![(tp(0), 5), (tp(1), 2)]), "nothing processed");
         tokens.retain(|c| c != "c");
         assert_eq!(tokens.judge("c", Some(&again)).expect("known").0, Ack::Unknown, "forgotten");
     }

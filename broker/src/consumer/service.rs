@@ -16,7 +16,6 @@ use crate::consensus::cluster_state::{ClusterState, Command, CommandResult, Cons
 use crate::consensus::RaftNode;
 use crate::error::ApiError;
 use crate::memory::{Budget, Reservation};
-use crate::partitioning::Layout;
 use crate::peer::now_ms;
 use crate::replication::Replication;
 use crate::store::{Storage, StoredRecord};
@@ -224,9 +223,8 @@ impl ConsumerService {
     }
 
     /// Partitions this broker leads and serves.
-    fn local_partitions(&self) -> impl Iterator<Item = u32> + '_ {
-        let leadership = self.replication.leadership();
-        leadership.layout(Layout::all_partitions).filter(|p| leadership.serving_epoch(*p).is_some())
+    fn local_partitions(&self) -> impl Iterator<Item = u32> {
+        self.replication.leadership().served().into_iter().map(|(p, _)| p)
     }
 
     /// The consumer and its partitions. A consumer unknown here may have registered through

@@ -10,7 +10,7 @@ use axum::Router;
 use super::groups_api;
 use super::query::Params;
 use super::status::{consumer_status, livez};
-use super::{with_fallbacks, SharedState};
+use super::{finish, with_fallbacks, SharedState};
 use crate::consensus::cluster_state::{Consumer, StartPolicy};
 use crate::consumer::{write_record, Chunk, PollOutcome, Registration};
 use crate::error::ApiError;
@@ -76,12 +76,6 @@ fn start_policy(params: &Params) -> Result<StartPolicy, ApiError> {
             "invalid onNewGroup '{other}': use startFromLatest, startFromEarliest or startFromTimestamp"
         ))),
     }
-}
-
-fn finish(app: &SharedState, endpoint: &'static str, result: Result<Response, ApiError>) -> Response {
-    let response = result.unwrap_or_else(IntoResponse::into_response);
-    app.metrics.request(endpoint, response.status().as_u16());
-    response
 }
 
 #[tracing::instrument(name = "register", skip_all)]

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::query::Params;
-use super::SharedState;
+use super::{finish, SharedState};
 use crate::consumer::{GroupDescription, PartitionOffsets, PlannedOffset, ResetRequest, ResetTo};
 use crate::error::ApiError;
 use crate::memory::{declared_length, read_body, BodyRules, BODY_LOOKAHEAD};
@@ -21,12 +21,6 @@ pub fn routes() -> Router<SharedState> {
         .route("/v1/groups", get(list))
         .route("/v1/groups/{group}", get(describe))
         .route("/v1/groups/{group}/offsets", post(reset))
-}
-
-fn finish(app: &SharedState, endpoint: &'static str, result: Result<Response, ApiError>) -> Response {
-    let response = result.unwrap_or_else(IntoResponse::into_response);
-    app.metrics.request(endpoint, response.status().as_u16());
-    response
 }
 
 #[derive(Serialize)]

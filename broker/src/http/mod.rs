@@ -103,6 +103,14 @@ fn with_fallbacks(router: Router<SharedState>) -> Router<SharedState> {
         .layer(axum::middleware::from_fn(request_limits::within_request_limits))
 }
 
+/// The answer to a request (an error as its JSON response), counted in the request metrics
+/// under `endpoint`.
+fn finish(app: &SharedState, endpoint: &'static str, result: Result<Response, ApiError>) -> Response {
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    app.metrics.request(endpoint, response.status().as_u16());
+    response
+}
+
 /// Rewrites an error response that is not JSON into [`ApiError::Rejected`] with its text.
 pub async fn errors_as_json(response: Response) -> Response {
     plain_error(response)

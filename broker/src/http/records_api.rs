@@ -10,7 +10,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::query::Params;
-use super::{stream_api, SharedState};
+use super::{finish, stream_api, SharedState};
 use crate::consumer::write_record;
 use crate::error::ApiError;
 use crate::memory;
@@ -74,9 +74,7 @@ pub async fn records(
         };
         ("read", result.await)
     };
-    let response = result.unwrap_or_else(IntoResponse::into_response);
-    app.metrics.request(endpoint, response.status().as_u16());
-    response
+    finish(&app, endpoint, result)
 }
 
 /// `GET /v1/topic/{topic}`: every partition of every generation with its `start`, `end`
@@ -103,9 +101,7 @@ pub async fn topic(State(app): State<SharedState>, Path(topic): Path<String>) ->
         Ok::<_, ApiError>(axum::Json(serde_json::json!({"topic": topic, "partitions": rows})).into_response())
     }
     .await;
-    let response = result.unwrap_or_else(IntoResponse::into_response);
-    app.metrics.request("topic", response.status().as_u16());
-    response
+    finish(&app, "topic", result)
 }
 
 /// One record as a read or a stream shows it: `{"partition","offset","timestamp","value"}`.

@@ -25,6 +25,12 @@ fn stream_permit(app: &SharedState) -> Result<OwnedSemaphorePermit, ApiError> {
     })
 }
 
+/// What an error that ends a stream says: as an error response's body (with whether asking
+/// again may succeed).
+fn error_json(e: &ApiError) -> String {
+    serde_json::json!({"error": e.code(), "message": e.to_string(), "retriable": e.retriable()}).to_string()
+}
+
 /// The JSON of why a stream ended and where to resume.
 fn end_json(reason: &str, next: Option<u64>) -> String {
     let next = next.map_or_else(|| "null".to_string(), |n| format!("\"{n}\""));
@@ -38,20 +44,26 @@ fn sse_frame(follow: &Follow, step: Result<Step, ApiError>) -> (Bytes, bool) {
             let mut out = Vec::with_capacity(read.records.iter().map(|r| r.value.len() + 100).sum());
             for record in &read.records {
                 out.extend_from_slice(format!("id: {}\ndata: ", record.offset + 1).as_bytes());
+                let at = out.len();
                 write_record_json(&mut out, follow.partition(), record);
+                // A line break would end the data line early; in JSON one can only be
+                // whitespace between tokens (strings escape theirs), so a space is the same JSON.
+                out[at..].iter_mut().filter(|b| **b == b'\n' || **b == b'\r').for_each(|b| *b = b' ');
                 out.extend_from_slice(b"\n\n");
             }
             (Bytes::from(out), true)
         }
-        Ok(Step::Quiet) => (Bytes::from_static(b": heartbeat\n\n"), true),
+        // The heartbeat carries the position too, so a client that saw no record yet (it
+        // started at `latest`, say) resumes where it was, not at a later `latest`.
+        Ok(Step::Quiet) => match follow.next_offset() {
+            Some(next) => (Bytes::from(format!("id: {next}\n: heartbeat\n\n")), true),
+            None => (Bytes::from_static(b": heartbeat\n\n"), true),
+        },
         Ok(Step::End(reason)) => {
             let frame = format!("event: end\ndata: {}\n\n", end_json(reason, follow.next_offset()));
             (Bytes::from(frame), false)
         }
-        Err(e) => {
-            let body = serde_json::json!({"error": e.code(), "message": e.to_string()});
-            (Bytes::from(format!("event: error\ndata: {body}\n\n")), false)
-        }
+        Err(e) => (Bytes::from(format!("event: error\ndata: {}\n\n", error_json(&e))), false),
     }
 }
 
@@ -128,7 +140,7 @@ async fn follow_on(mut socket: WebSocket, mut follow: Follow, first: Step) {
                 return;
             }
             Err(e) => {
-                let reason = serde_json::json!({"error": e.code(), "message": e.to_string()}).to_string();
+                let reason = error_json(&e);
                 let _ = socket.send(Message::Close(Some(CloseFrame { code: 1011, reason: reason.into() }))).await;
                 return;
             }

@@ -8,7 +8,7 @@ mod position;
 mod service;
 mod wire;
 
-pub use follow::{Follow, Step, HEARTBEAT_EVERY};
+pub use follow::{Follow, Step};
 pub use peer_api::router as peer_router;
 pub use position::Start;
-pub use service::{PositionReads, ReadRequest, ReadSettings, RecordsRead, MAX_LIMIT};
+pub use service::{PositionReads, ReadRequest, ReadSettings, RecordsRead};

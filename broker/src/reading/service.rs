@@ -14,7 +14,8 @@ use crate::replication::Replication;
 use crate::store::{Storage, StoredRecord};
 use crate::timing::{LEADER_WAIT, MEMORY_WAIT};
 
-/// Most records one read returns (`limit`); their bytes are bounded by `RUNNEL_POLL_MAX_BYTES`.
+/// Most records one read returns (a larger `limit` gets this many); their bytes are bounded by
+/// `RUNNEL_POLL_MAX_BYTES`.
 pub const MAX_LIMIT: usize = 10_000;
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -76,10 +77,6 @@ impl PositionReads {
         PositionReads { storage, replication, peers, reads, settings }
     }
 
-    pub fn settings(&self) -> ReadSettings {
-        self.settings
-    }
-
     /// Refuses a request no broker could answer: an unknown partition, a limit out of bounds.
     pub fn check(&self, request: &ReadRequest) -> Result<(), ApiError> {
         crate::store::validate_topic_name(&request.topic)?;
@@ -89,8 +86,8 @@ impl PositionReads {
                 request.partition, request.topic
             )));
         }
-        if !(1..=MAX_LIMIT).contains(&request.limit) {
-            return Err(ApiError::BadRequest(format!("limit must be 1 to {MAX_LIMIT}")));
+        if request.limit == 0 {
+            return Err(ApiError::BadRequest(format!("limit must be at least 1 (at most {MAX_LIMIT} are returned)")));
         }
         Ok(())
     }
@@ -121,9 +118,19 @@ impl PositionReads {
                     other => Ok(other),
                 }
             } else {
-                let held = self.reads.reserve(2 * self.max_bytes(request), MEMORY_WAIT).await?;
                 tokio::select! {
-                    answer = forward(&self.peers, leader, request) => answer.map(|read| read.map(|read| (read, held))),
+                    answer = forward(&self.peers, leader, request) => match answer {
+                        // Charged once it is here: a forwarded read waiting at the leader holds nothing.
+                        Ok(Ok(read)) => {
+                            let bytes: usize = read.records.iter().map(|r| r.value.len()).sum();
+                            match self.reads.reserve(2 * bytes, MEMORY_WAIT).await {
+                                Ok(held) => Ok(Ok((read, held))),
+                                Err(busy) => Ok(Err(busy.into())),
+                            }
+                        }
+                        Ok(Err(refused)) => Ok(Err(refused)),
+                        Err(retry) => Err(retry),
+                    },
                     _ = leadership.moved_from(partition, leader) => {
                         Err(Retry(format!("leadership moved away from broker {leader}")))
                     }
@@ -206,9 +213,7 @@ impl PositionReads {
 
     /// (first retained offset, readable end) of a partition led here.
     fn bounds(&self, topic: &str, partition: u32) -> (u64, u64) {
-        let end = self.replication.readable_end(topic, partition);
-        let start = self.storage.bounds(topic, partition).map_or(0, |(start, _)| start);
-        (start.min(end), end)
+        self.replication.read_bounds(topic, partition).unwrap_or((0, 0))
     }
 
     async fn read_range(
@@ -226,8 +231,12 @@ impl PositionReads {
         let mut held = self.reads.reserve(2 * max_bytes, MEMORY_WAIT).await?;
         let read = self.storage.read(&request.topic, request.partition, offset, max_bytes).await?;
         let mut records = read.records;
+        // Retention removed the start since the bounds were taken: that is a 410, not a skip.
+        if let Some(first) = records.first().filter(|r| r.offset > offset) {
+            return Err(ApiError::OutOfRange { offset, start: first.offset, end });
+        }
         records.retain(|r| r.offset < end);
-        records.truncate(request.limit);
+        records.truncate(request.limit.min(MAX_LIMIT));
         let Some(last) = records.last() else { return empty(held) };
         let next_offset = last.offset + 1;
         held.shrink_to(2 * records.iter().map(|r| r.value.len() + 64).sum::<usize>());

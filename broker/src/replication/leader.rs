@@ -307,6 +307,14 @@ impl Replication {
         sealed.map_or(reached, |end| reached.min(end))
     }
 
+    /// (first retained offset, readable end) of a partition this broker leads and holds; the
+    /// start is never past the end (retention may have removed more than a majority holds).
+    pub fn read_bounds(self: &Arc<Self>, topic: &str, partition: u32) -> Option<(u64, u64)> {
+        let (start, _) = self.storage.bounds(topic, partition)?;
+        let end = self.readable_end(topic, partition);
+        Some((start.min(end), end))
+    }
+
     /// The copies of `topic`/`partition` in `epoch`, starting their replicators on first use.
     pub(super) fn copies(self: &Arc<Self>, topic: &str, partition: u32, epoch: u64) -> Arc<PartitionCopies> {
         let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());

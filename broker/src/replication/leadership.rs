@@ -134,6 +134,11 @@ impl Leadership {
         self.raft.changes()
     }
 
+    /// The partitions (of every generation) this broker leads and serves, with their epochs.
+    pub fn served(&self) -> Vec<(u32, u64)> {
+        self.layout(Layout::all_partitions).filter_map(|p| self.serving_epoch(p).map(|epoch| (p, epoch))).collect()
+    }
+
     /// Resolves once the applied Raft state names a leader of `partition` other than `leader`
     /// (never, once Raft stopped), so a request waiting on a cut-off leader can go to the next.
     pub async fn moved_from(&self, partition: u32, leader: u32) {

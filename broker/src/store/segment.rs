@@ -301,8 +301,9 @@ impl Segment {
                 }
             }
         }
-        self.last_timestamp.store(last.timestamp_ms, Ordering::Release);
+        // Length first: a lookup by time that sees the new time then finds the batch too.
         self.len.store(last_pos + last.total_len() as u64, Ordering::Release);
+        self.last_timestamp.store(last.timestamp_ms, Ordering::Release);
         self.next_offset.store(last.next_offset(), Ordering::Release);
     }
 

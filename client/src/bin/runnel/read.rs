@@ -75,7 +75,7 @@ pub async fn read(args: ReadArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let reader = Reader::new(args.connection.brokers(&http).await?);
     let (mut from, mut count) = (args.from, 0usize);
-    loop {
+    while args.max != Some(0) {
         let want = args.max.map_or(PAGE, |max| (max - count).min(PAGE));
         let page = reader.read(&args.topic, args.partition, from, want, Duration::ZERO).await?;
         for record in &page.records {
