@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use runnel_tests::events::{Event, EventReader};
+use runnel_tests::workload::{cluster_view, Endpoint};
 use runnel_tests::{start_cluster, BrokerProcess, TestClient};
 use serde_json::{json, Value};
 
@@ -37,6 +38,12 @@ async fn partition_of(broker: &BrokerProcess, topic: &str, partitions: u32) -> u
 async fn produce_n(client: &TestClient, topic: &str, from: u64, to: u64) {
     let lines: Vec<String> = (from..to).map(|n| json!({"n": n}).to_string()).collect();
     client.produce_lines(topic, Some("k"), &lines).await;
+}
+
+/// The broker that leads `partition`, as `broker` sees it.
+async fn leader_of(broker: &BrokerProcess, partition: u32) -> usize {
+    let (_, partitions) = cluster_view(&Endpoint::of(broker)).await.expect("the cluster view");
+    partitions.get(&partition).expect("the partition's leader").0 as usize
 }
 
 /// Opens the SSE stream of `topic`/`partition` on `broker`.
@@ -146,15 +153,7 @@ async fn a_stream_ends_cleanly_when_leadership_moves_and_resumes_on_another_brok
     let client = TestClient::new(&brokers[0]);
     produce_n(&client, "move", 0, 3).await;
     let p = partition_of(&brokers[0], "move", 12).await;
-    let view: Value =
-        reqwest::get(brokers[0].url(9250, "/v1/cluster")).await.expect("cluster").json().await.expect("JSON");
-    let leader = view["partitions"]
-        .as_array()
-        .expect("partitions")
-        .iter()
-        .find(|v| v["partition"] == p)
-        .and_then(|v| v["leader"].as_u64())
-        .expect("the partition's leader") as usize;
+    let leader = leader_of(&brokers[0], p).await;
     let (reader, other) = match leader {
         0 => (1, 2),
         1 => (0, 2),
@@ -275,15 +274,7 @@ async fn a_client_following_from_latest_loses_nothing_across_a_leadership_move()
     let client = TestClient::new(&brokers[0]);
     produce_n(&client, "latest", 0, 3).await;
     let p = partition_of(&brokers[0], "latest", 12).await;
-    let view: Value =
-        reqwest::get(brokers[0].url(9250, "/v1/cluster")).await.expect("cluster").json().await.expect("JSON");
-    let leader = view["partitions"]
-        .as_array()
-        .expect("partitions")
-        .iter()
-        .find(|v| v["partition"] == p)
-        .and_then(|v| v["leader"].as_u64())
-        .expect("the partition's leader") as usize;
+    let leader = leader_of(&brokers[0], p).await;
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     let reader = Reader::new(Brokers::fixed(others.iter().map(|i| brokers[*i].ip.to_string())));
     let mut follow = Box::pin(reader.follow("latest", p, Position::Latest));

@@ -131,7 +131,6 @@ impl Reader {
             partition,
             from,
             next: None,
-            broker: 0,
             events: None,
             failed: false,
         };
@@ -153,7 +152,6 @@ struct Follow {
     from: Position,
     /// The next offset, once a record arrived (what `Last-Event-ID` says on a reconnect).
     next: Option<u64>,
-    broker: usize,
     events: Option<EventReader>,
     /// An error ended the stream.
     failed: bool,
@@ -202,40 +200,29 @@ impl Follow {
         }
     }
 
-    /// The stream ended or went silent: the next one is asked of the next broker.
+    /// The stream ended or went silent: the next one is asked for (of any broker that answers).
     fn move_on(&mut self) {
         self.events = None;
-        self.broker += 1;
     }
 
     async fn subscribe(&mut self) -> Result<EventReader, ClientError> {
-        let brokers = &self.reader.brokers;
-        let mut last = ClientError::NoBrokers;
-        for attempt in 0..3 * brokers.hosts.len().max(1) {
-            let url = brokers.consumer_url(self.broker, &format!("/v1/topic/{}/records", self.topic))?;
-            let mut request = self
-                .reader
-                .http
-                .get(&url)
-                .query(&[("partition", self.partition.to_string()), self.from.query()])
-                .header("accept", "text/event-stream");
-            if let Some(next) = self.next {
-                request = request.header("last-event-id", next.to_string());
-            }
-            match request.send().await {
-                Ok(response) if response.status().is_success() => return Ok(EventReader::new(response)),
-                Ok(response) => {
-                    let status = response.status();
-                    last = ClientError::Status { url, status, body: response.text().await.unwrap_or_default() };
-                    if !last.is_retryable() {
-                        return Err(last);
+        let path = format!("/v1/topic/{}/records", self.topic);
+        let query = [("partition", self.partition.to_string()), self.from.query()];
+        let next = self.next;
+        let response = self
+            .reader
+            .brokers
+            .on_any(
+                |url| {
+                    let request = self.reader.http.get(url).query(&query).header("accept", "text/event-stream");
+                    match next {
+                        Some(next) => request.header("last-event-id", next.to_string()),
+                        None => request,
                     }
-                }
-                Err(source) => last = ClientError::Transport { url, source },
-            }
-            self.broker += 1;
-            tokio::time::sleep(Duration::from_millis(100 * (attempt as u64 + 1))).await;
-        }
-        Err(ClientError::RetriesExhausted { attempts: 3 * brokers.hosts.len() as u32, last: Box::new(last) })
+                },
+                &path,
+            )
+            .await?;
+        Ok(EventReader::new(response))
     }
 }
