@@ -243,6 +243,19 @@ async fn the_cli_reads_a_partition_from_a_position_and_tails_a_topic() {
     let with_offsets = read(&["-p", p, "--from", "@0", "-n", "1", "--offsets"]);
     assert!(with_offsets[0].starts_with(&format!("{p}\t0\t")), "{with_offsets:?}");
 
+    // A new group can start at a time: from the first record appended then or later.
+    let third = read(&["-p", p, "--from", "3", "-n", "1", "--offsets"]);
+    let time = third[0].split('\t').nth(2).expect("the append time").to_string();
+    let from_time = Command::new(&runnel)
+        .args(["consume", "--host", &host, "tailed", "--group", "from-time", "--from", &format!("@{time}")])
+        .output()
+        .expect("runnel consume");
+    assert!(from_time.status.success(), "{}", String::from_utf8_lossy(&from_time.stderr));
+    let consumed: Vec<String> = String::from_utf8_lossy(&from_time.stdout).lines().map(str::to_string).collect();
+    let first = consumed.iter().position(|l| l == r#"{"n":3}"#).expect("record 3 is read");
+    assert!(!consumed.contains(&r#"{"n":0}"#.to_string()), "nothing before the time: {consumed:?}");
+    assert_eq!(consumed[first..], [r#"{"n":3}"#, r#"{"n":4}"#], "{consumed:?}");
+
     // tail follows every partition, here from the earliest records on (the live part of the
     // stream is tests/streams.rs'), whenever it subscribes.
     let tail = Command::new(&runnel)

@@ -23,6 +23,8 @@ pub enum StartFrom {
     #[default]
     Latest,
     Earliest,
+    /// The first record appended at or after this time (ms since the Unix epoch).
+    Timestamp(i64),
 }
 
 /// How long a broker holds a poll waiting for records, by default.
@@ -144,15 +146,17 @@ impl Consumer {
     }
 
     async fn register(&self) -> Result<(), ClientError> {
-        let mut query: Vec<(&str, &str)> = vec![("consumerId", &self.config.id), ("group", &self.config.group)];
-        query.extend(self.config.topics.iter().map(|t| ("topic", t.as_str())));
-        query.push((
-            "onNewGroup",
-            match self.config.start {
-                StartFrom::Latest => "startFromLatest",
-                StartFrom::Earliest => "startFromEarliest",
-            },
-        ));
+        let mut query: Vec<(&str, String)> =
+            vec![("consumerId", self.config.id.clone()), ("group", self.config.group.clone())];
+        query.extend(self.config.topics.iter().map(|t| ("topic", t.clone())));
+        match self.config.start {
+            StartFrom::Latest => query.push(("onNewGroup", "startFromLatest".into())),
+            StartFrom::Earliest => query.push(("onNewGroup", "startFromEarliest".into())),
+            StartFrom::Timestamp(ms) => {
+                query.push(("onNewGroup", "startFromTimestamp".into()));
+                query.push(("timestamp", ms.to_string()));
+            }
+        }
         self.brokers.on_any(|url| self.http.put(url).query(&query), "/v1/consumer/register").await.map(|_| ())
     }
 

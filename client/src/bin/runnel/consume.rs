@@ -19,9 +19,10 @@ pub struct ConsumeArgs {
     /// Consumer id (default: a new one per run).
     #[arg(long)]
     id: Option<String>,
-    /// Where a new group starts.
-    #[arg(long, value_enum, default_value = "earliest")]
-    from: From,
+    /// Where a new group starts: earliest, latest, or @MS (the first record appended at or
+    /// after that time, ms since the Unix epoch).
+    #[arg(long, default_value = "earliest", value_parser = parse_start)]
+    from: StartFrom,
     /// Keep waiting for new records instead of stopping when there are none.
     #[arg(long, short = 'f')]
     follow: bool,
@@ -33,10 +34,16 @@ pub struct ConsumeArgs {
     offsets: bool,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum From {
-    Earliest,
-    Latest,
+fn parse_start(text: &str) -> Result<StartFrom, String> {
+    match text {
+        "earliest" => Ok(StartFrom::Earliest),
+        "latest" => Ok(StartFrom::Latest),
+        _ => text
+            .strip_prefix('@')
+            .and_then(|ms| ms.parse().ok())
+            .map(StartFrom::Timestamp)
+            .ok_or_else(|| format!("'{text}' is not a start: earliest, latest or @MS")),
+    }
 }
 
 /// Without --follow, stop once every broker had nothing new for this long.
@@ -49,10 +56,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         format!("runnel-cli-{}-{}", std::process::id(), now.as_millis())
     });
-    let start = match args.from {
-        From::Earliest => StartFrom::Earliest,
-        From::Latest => StartFrom::Latest,
-    };
+    let start = args.from;
     // Without --follow a quiet cluster ends the run: a broker answers by then.
     let wait = if args.follow { DEFAULT_WAIT } else { QUIET / 2 };
     let config = ConsumerConfig { id, group: args.group.clone(), topics: args.topics.clone(), start, wait };
