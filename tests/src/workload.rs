@@ -237,6 +237,9 @@ async fn consume(
 ) {
     let http = reqwest::Client::new();
     let mut last_commit = Instant::now();
+    // Retry-safe polls (SPEC §10): per member and broker, the Poll-Token of the last response
+    // read, so a response lost in a timeout or a broker's death is delivered again, not skipped.
+    let mut tokens: HashMap<(&str, String), String> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         if paused.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -246,9 +249,11 @@ async fn consume(
         for member in MEMBERS {
             for endpoint in up(&endpoints) {
                 let url = format!("{}/v1/consumer/poll", endpoint.consumer);
+                let slot = (member, endpoint.consumer.clone());
+                let ack = tokens.get(&slot).map_or("none", String::as_str);
                 let sent = http
                     .post(url)
-                    .query(&[("consumerId", member)])
+                    .query(&[("consumerId", member), ("ack", ack)])
                     .header("accept", "application/json")
                     .timeout(Duration::from_secs(5))
                     .send()
@@ -256,7 +261,12 @@ async fn consume(
                 let Ok(response) = sent else { continue };
                 match response.status() {
                     StatusCode::OK => {
+                        let token =
+                            response.headers().get("poll-token").and_then(|t| t.to_str().ok()).map(String::from);
                         let Ok(chunks) = response.json::<Vec<runnel_client::PollChunk>>().await else { continue };
+                        if let Some(token) = token {
+                            tokens.insert(slot, token);
+                        }
                         let mut observed = observed.lock().unwrap_or_else(|p| p.into_inner());
                         for value in chunks.iter().flat_map(|c| c.values.iter()) {
                             let key = value["key"].as_str().unwrap_or_default().to_string();
@@ -277,8 +287,8 @@ async fn consume(
             for member in MEMBERS {
                 if let Some(endpoint) = up(&endpoints).first() {
                     let url = format!("{}/v1/consumer/commit", endpoint.consumer);
-                    let _ =
-                        http.post(url).query(&[("consumerId", member)]).timeout(Duration::from_secs(10)).send().await;
+                    let acks = acks_of(&tokens, member);
+                    let _ = http.post(url).query(&acks).timeout(Duration::from_secs(10)).send().await;
                 }
             }
         }
@@ -289,9 +299,17 @@ async fn consume(
     for member in MEMBERS {
         if let Some(endpoint) = up(&endpoints).first() {
             let url = format!("{}/v1/consumer/goodbye", endpoint.consumer);
-            let _ = http.post(url).query(&[("consumerId", member)]).timeout(Duration::from_secs(10)).send().await;
+            let acks = acks_of(&tokens, member);
+            let _ = http.post(url).query(&acks).timeout(Duration::from_secs(10)).send().await;
         }
     }
+}
+
+/// A commit's or goodbye's query for `member`: the tokens of the responses it read, one per
+/// broker, and `none` for brokers whose responses it has not read.
+fn acks_of<'a>(tokens: &'a HashMap<(&str, String), String>, member: &'a str) -> Vec<(&'static str, &'a str)> {
+    let mine = tokens.iter().filter(|((m, _), _)| *m == member).map(|(_, token)| ("ack", token.as_str()));
+    std::iter::once(("consumerId", member)).chain(std::iter::once(("ack", "none"))).chain(mine).collect()
 }
 
 /// The group's committed offsets as one broker sees them, flattened to "topic/partition".
