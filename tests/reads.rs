@@ -217,3 +217,52 @@ async fn any_broker_of_a_cluster_answers_every_partition_as_its_leader_does() {
         assert_eq!(body["nextOffset"].as_str(), Some(end.to_string().as_str()));
     }
 }
+
+/// Every copy of a partition keeps the append times its leader gave the records: a follower in
+/// step and one that was down and caught up from the leader's disk alike, so reads by time
+/// answer the same whichever copy leads after a failover.
+#[tokio::test]
+async fn every_copy_keeps_the_leader_s_append_times_even_one_that_caught_up_late() {
+    use runnel_tests::workload::{cluster_view, Endpoint};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut brokers = start_cluster(dir.path(), 3, &[]);
+    let client = TestClient::new(&brokers[0]);
+    client.produce_lines("times", Some("k"), &[json!({"n": 0}).to_string()]).await;
+    let p = partition_with_records(&brokers[0], "times", 12).await;
+    let (_, partitions) = cluster_view(&Endpoint::of(&brokers[0])).await.expect("the cluster view");
+    let leader = partitions[&p].0 as usize;
+    let late = (leader + 1) % 3;
+    brokers[late].kill9();
+    let client = TestClient::new(&brokers[leader]);
+    for n in 1..6 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        client.produce_lines("times", Some("k"), &[json!({"n": n}).to_string()]).await;
+    }
+    let (_, read) = read(&brokers[leader], "times", &[("partition", &p.to_string())]).await;
+    let leader_times: Vec<i64> =
+        read["records"].as_array().expect("records").iter().map(|r| r["timestamp"].as_i64().expect("ms")).collect();
+    assert_eq!(leader_times.len(), 6);
+    // The follower comes back well after the records were appended, and catches up from disk.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    brokers[late].restart();
+    for broker in (0..3).filter(|b| *b != leader) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let times = loop {
+            let response = brokers[broker].peer_get(&format!("/cluster/read/times/{p}?from=0")).await;
+            let times = response.headers().get("x-runnel-times").and_then(|t| t.to_str().ok()).map(String::from);
+            let runs: Vec<(u64, i64)> = times
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|run| run.split_once('@'))
+                .map(|(count, ms)| (count.parse().expect("count"), ms.parse().expect("ms")))
+                .collect();
+            let per_record: Vec<i64> =
+                runs.iter().flat_map(|&(count, ms)| std::iter::repeat_n(ms, count as usize)).collect();
+            if per_record.len() == 6 || Instant::now() > deadline {
+                break per_record;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(times, leader_times, "broker {broker}'s copy (the late one is {late})");
+    }
+}

@@ -14,7 +14,7 @@ use std::future::Future;
 
 use bytes::Bytes;
 
-use crate::store::{EpochStart, Storage, StorageError};
+use crate::store::{EpochStart, Storage, StorageError, TimeRun};
 
 /// Where a copy ends, and the epoch of its newest record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -31,19 +31,25 @@ pub trait CopyLog: Send + Sync {
     fn end_of_epoch(&self, epoch: u64) -> u64;
     /// The epoch labels of the records `from..to`: the epoch of `from`, then each that starts inside.
     fn epochs_covering(&self, from: u64, to: u64) -> Vec<EpochStart>;
-    /// Stores `records` at `base`, labelled with `epochs`, only if the copy ends at `base`
-    /// ([`StorageError::OffsetMismatch`] otherwise); answers once durable.
+    /// Stores `records` at `base`, labelled with `epochs` and appended at the `times` of the
+    /// copy they come from (this copy's clock when there are none), only if the copy ends at
+    /// `base` ([`StorageError::OffsetMismatch`] otherwise); answers once durable.
     fn append_at(
         &self,
         base: u64,
         records: Vec<Bytes>,
         epochs: Vec<EpochStart>,
+        times: Vec<TimeRun>,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
     /// Drops every record at or after `to`; answers the new end.
     fn truncate(&self, to: u64) -> impl Future<Output = Result<u64, StorageError>> + Send;
-    /// Up to about `max_bytes` of records from `from`, in order; empty when `from` is at the
-    /// end or no longer retained.
-    fn read(&self, from: u64, max_bytes: usize) -> impl Future<Output = Result<Vec<Bytes>, StorageError>> + Send;
+    /// Up to about `max_bytes` of records from `from`, in order, with their append times;
+    /// empty when `from` is at the end or no longer retained.
+    fn read(
+        &self,
+        from: u64,
+        max_bytes: usize,
+    ) -> impl Future<Output = Result<(Vec<Bytes>, Vec<TimeRun>), StorageError>> + Send;
 
     fn state(&self) -> CopyState {
         CopyState { end: self.end(), last_epoch: self.last_epoch() }
@@ -74,21 +80,28 @@ impl CopyLog for StoredCopy<'_> {
         self.storage.epochs_covering(self.topic, self.partition, from, to)
     }
 
-    async fn append_at(&self, base: u64, records: Vec<Bytes>, epochs: Vec<EpochStart>) -> Result<(), StorageError> {
-        self.storage.append_at(self.topic, self.partition, base, records, epochs).await.map(drop)
+    async fn append_at(
+        &self,
+        base: u64,
+        records: Vec<Bytes>,
+        epochs: Vec<EpochStart>,
+        times: Vec<TimeRun>,
+    ) -> Result<(), StorageError> {
+        self.storage.append_at(self.topic, self.partition, base, records, epochs, &times).await.map(drop)
     }
 
     async fn truncate(&self, to: u64) -> Result<u64, StorageError> {
         self.storage.truncate(self.topic, self.partition, to).await
     }
 
-    async fn read(&self, from: u64, max_bytes: usize) -> Result<Vec<Bytes>, StorageError> {
+    async fn read(&self, from: u64, max_bytes: usize) -> Result<(Vec<Bytes>, Vec<TimeRun>), StorageError> {
         let read = self.storage.read(self.topic, self.partition, from, max_bytes).await?;
         // Retention may have removed `from`: a later start is not what was asked for.
         if read.records.first().is_none_or(|r| r.offset != from) {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
-        Ok(read.records.into_iter().map(|r| r.value).collect())
+        let times = TimeRun::of(&read.records);
+        Ok((read.records.into_iter().map(|r| r.value).collect(), times))
     }
 }
 
@@ -149,7 +162,14 @@ mod memory {
             self.lock().1.covering(from, to)
         }
 
-        async fn append_at(&self, base: u64, new: Vec<Bytes>, labels: Vec<EpochStart>) -> Result<(), StorageError> {
+        /// Times are not kept: the protocol's decisions do not depend on them.
+        async fn append_at(
+            &self,
+            base: u64,
+            new: Vec<Bytes>,
+            labels: Vec<EpochStart>,
+            _times: Vec<TimeRun>,
+        ) -> Result<(), StorageError> {
             let (records, epochs) = &mut *self.lock();
             let end = records.len() as u64;
             if base != end {
@@ -171,7 +191,7 @@ mod memory {
             Ok(records.len() as u64)
         }
 
-        async fn read(&self, from: u64, max_bytes: usize) -> Result<Vec<Bytes>, StorageError> {
+        async fn read(&self, from: u64, max_bytes: usize) -> Result<(Vec<Bytes>, Vec<TimeRun>), StorageError> {
             let records = &self.lock().0;
             let mut out = Vec::new();
             let mut bytes = 0;
@@ -182,7 +202,7 @@ mod memory {
                 bytes += record.len();
                 out.push(record.clone());
             }
-            Ok(out)
+            Ok((out, Vec::new()))
         }
     }
 }
@@ -215,7 +235,9 @@ mod tests {
                 *epoch += u64::from(new_epoch);
                 let records = (0..count).map(|i| Bytes::from(format!("r{}", *serial + i))).collect();
                 let end = log.end();
-                log.append_at(end, records, vec![EpochStart { epoch: *epoch, start: end }]).await.expect("append");
+                log.append_at(end, records, vec![EpochStart { epoch: *epoch, start: end }], Vec::new())
+                    .await
+                    .expect("append");
                 *serial += count;
             }
             Step::Truncate(fraction) => {
@@ -245,7 +267,7 @@ mod tests {
                     disk_reserve: crate::store::DiskReserve::Bytes(0),
                 };
                 let (storage, _) = Storage::open(config).expect("open");
-                storage.append_at("t", 0, 0, vec![Bytes::from_static(b"first")], Vec::new()).await.expect("create");
+                storage.append_at("t", 0, 0, vec![Bytes::from_static(b"first")], Vec::new(), &[]).await.expect("create");
                 let stored = StoredCopy { storage: &storage, topic: "t", partition: 0 };
                 let memory = MemoryLog::with(&["first"], &[]);
                 let (mut epoch, mut serial) = (0, 0);
@@ -259,7 +281,7 @@ mod tests {
                     }
                     let end = stored.end();
                     prop_assert_eq!(stored.epochs_covering(0, end), memory.epochs_covering(0, end));
-                    prop_assert_eq!(stored.read(0, usize::MAX).await.expect("read"), memory.read(0, usize::MAX).await.expect("read"));
+                    prop_assert_eq!(stored.read(0, usize::MAX).await.expect("read").0, memory.read(0, usize::MAX).await.expect("read").0);
                 }
                 Ok(())
             })?;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::copy_log::{CopyLog, CopyState};
 use crate::consensus::cluster_state::PartitionLeader;
-use crate::store::{EpochStart, StorageError};
+use crate::store::{EpochStart, StorageError, TimeRun};
 
 /// Most record bytes one replication or catch-up request carries.
 pub const SEND_BYTES: usize = 1024 * 1024;
@@ -64,13 +64,15 @@ pub trait FollowerLink: Send + Sync {
     fn state(&self) -> impl Future<Output = Result<CopyState, String>> + Send;
     /// Has the follower drop its records from `to` on, on behalf of the leader of `epoch`.
     fn truncate(&self, to: u64, epoch: u64) -> impl Future<Output = Result<(), String>> + Send;
-    /// Sends `records` to be stored at `base` by the leader of `epoch`; answers the follower's new end.
+    /// Sends `records`, appended at `times`, to be stored at `base` by the leader of `epoch`;
+    /// answers the follower's new end.
     fn replicate(
         &self,
         base: u64,
         epoch: u64,
         epochs: &[EpochStart],
         records: &[Bytes],
+        times: &[TimeRun],
     ) -> impl Future<Output = Result<u64, SendError>> + Send;
 }
 
@@ -136,12 +138,12 @@ pub async fn store_copy(
     view: FollowerView,
     (base, epoch): (u64, u64),
     epochs: Vec<EpochStart>,
-    records: Vec<Bytes>,
+    (records, times): (Vec<Bytes>, Vec<TimeRun>),
 ) -> Result<CopyState, CopyRefusal> {
     if !view.accepts_copy(epoch) {
         return Err(CopyRefusal::Stale(log.state()));
     }
-    match log.append_at(base, records, epochs).await {
+    match log.append_at(base, records, epochs, times).await {
         Ok(()) => Ok(log.state()),
         Err(StorageError::OffsetMismatch { .. }) => Err(CopyRefusal::Mismatch(log.state())),
         Err(e) => Err(CopyRefusal::Storage(e)),
@@ -164,11 +166,19 @@ pub struct EpochEnd {
     pub end: u64,
 }
 
+/// Records read from a copy to be stored in another: their values, epoch labels and append times.
+#[derive(Debug, Clone, Default)]
+pub struct Copied {
+    pub records: Vec<Bytes>,
+    pub epochs: Vec<EpochStart>,
+    pub times: Vec<TimeRun>,
+}
+
 /// What a new leader asks of the copy it takes records from.
 pub trait CopySource: Send + Sync {
     fn epoch_end(&self, epoch: u64) -> impl Future<Output = Result<EpochEnd, String>> + Send;
-    /// Records from `from` on (at most [`SEND_BYTES`]), with their epoch labels.
-    fn read_from(&self, from: u64) -> impl Future<Output = Result<(Vec<Bytes>, Vec<EpochStart>), String>> + Send;
+    /// Records from `from` on (at most [`SEND_BYTES`]), with their epoch labels and append times.
+    fn read_from(&self, from: u64) -> impl Future<Output = Result<Copied, String>> + Send;
 }
 
 impl<T: CopyLog> CopySource for T {
@@ -176,10 +186,10 @@ impl<T: CopyLog> CopySource for T {
         Ok(EpochEnd { epoch_end: self.end_of_epoch(epoch), end: self.end() })
     }
 
-    async fn read_from(&self, from: u64) -> Result<(Vec<Bytes>, Vec<EpochStart>), String> {
-        let records = self.read(from, SEND_BYTES).await.map_err(|e| e.to_string())?;
+    async fn read_from(&self, from: u64) -> Result<Copied, String> {
+        let (records, times) = self.read(from, SEND_BYTES).await.map_err(|e| e.to_string())?;
         let epochs = self.epochs_covering(from, from + records.len() as u64);
-        Ok((records, epochs))
+        Ok(Copied { records, epochs, times })
     }
 }
 
@@ -205,11 +215,11 @@ pub async fn catch_up_from(mine: &impl CopyLog, source: &impl CopySource) -> Res
         if end >= theirs.end {
             return Ok(());
         }
-        let (records, epochs) = source.read_from(end).await?;
+        let Copied { records, epochs, times } = source.read_from(end).await?;
         if records.is_empty() {
             return Err(format!("the source no longer has records from offset {end}"));
         }
-        mine.append_at(end, records, epochs).await.map_err(|e| e.to_string())?;
+        mine.append_at(end, records, epochs, times).await.map_err(|e| e.to_string())?;
     }
 }
 
@@ -253,8 +263,10 @@ mod tests {
             epoch: u64,
             epochs: &[EpochStart],
             records: &[Bytes],
+            times: &[TimeRun],
         ) -> Result<u64, SendError> {
-            match store_copy(&self.log, self.view(), (base, epoch), epochs.to_vec(), records.to_vec()).await {
+            let copied = (records.to_vec(), times.to_vec());
+            match store_copy(&self.log, self.view(), (base, epoch), epochs.to_vec(), copied).await {
                 Ok(state) => Ok(state.end),
                 Err(CopyRefusal::Mismatch(_)) => Err(SendError::Mismatch),
                 Err(CopyRefusal::Stale(_)) => Err(SendError::Fenced),
@@ -268,8 +280,11 @@ mod tests {
     async fn replicate_all(leader: &MemoryLog, epoch: u64, follower: &MemoryFollower) -> Result<u64, String> {
         let mut end = agree_on_end(leader, epoch, || None, follower).await?;
         while end < leader.end() {
-            let (records, epochs) = leader.read_from(end).await?;
-            end = follower.replicate(end, epoch, &epochs, &records).await.map_err(|e| format!("{e:?}"))?;
+            let copied = leader.read_from(end).await?;
+            end = follower
+                .replicate(end, epoch, &copied.epochs, &copied.records, &copied.times)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
         }
         Ok(end)
     }
@@ -308,15 +323,18 @@ mod tests {
         let follower = MemoryFollower::new(MemoryLog::with(&["a0"], &[(2, 0)]), leader_of(2));
         // The leader of epoch 3 fenced this copy before Raft's change reached it.
         follower.view.lock().expect("view").fenced = 3;
-        let (records, epochs) = leader.read_from(1).await.expect("read");
-        assert!(matches!(follower.replicate(1, 2, &epochs, &records).await, Err(SendError::Fenced)));
+        let Copied { records, epochs, .. } = leader.read_from(1).await.expect("read");
+        assert!(matches!(follower.replicate(1, 2, &epochs, &records, &[]).await, Err(SendError::Fenced)));
         assert!(follower.truncate(0, 2).await.is_err(), "no cut on an old leader's word");
         assert_eq!(follower.log.records().len(), 1, "nothing changed");
 
         let new_leader = MemoryLog::with(&["a0", "a1", "a2", "c3"], &[(2, 0), (3, 3)]);
         assert_eq!(replicate_all(&new_leader, 3, &follower).await, Ok(4));
         assert_eq!(follower.log.records(), new_leader.records());
-        assert!(matches!(follower.replicate(0, 3, &[], &records).await, Err(SendError::Mismatch)), "not at its end");
+        assert!(
+            matches!(follower.replicate(0, 3, &[], &records, &[]).await, Err(SendError::Mismatch)),
+            "not at its end"
+        );
     }
 
     #[test]

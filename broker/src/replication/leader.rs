@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
 use super::copy_log::StoredCopy;
-use super::copy_protocol::{agree_on_end, CopySource, FollowerLink, SendError, SEND_BYTES};
+use super::copy_protocol::{agree_on_end, Copied, CopySource, FollowerLink, SendError, SEND_BYTES};
 use super::leadership::Leadership;
 use super::peer_client::RemoteCopy;
 use super::replica_set::others_needed;
@@ -22,7 +22,7 @@ use crate::cluster::Peers;
 use crate::consensus::RaftChanges;
 use crate::error::ApiError;
 use crate::memory::{Budget, Reservation};
-use crate::store::{Appended, EpochStart, Storage, StorageError};
+use crate::store::{Appended, EpochStart, Storage, StorageError, TimeRun};
 use crate::timing::{ACK_TIMEOUT, MEMORY_WAIT};
 
 /// Pause before retrying an unreachable follower.
@@ -56,9 +56,9 @@ struct Ends {
     /// Where the leader's fsync'd copy ends.
     leader: u64,
     /// Batches accepted by the leader's writer, by base offset, not yet held by every follower,
-    /// each with its memory from the replication budget. A batch the budget had no room for
-    /// is not kept: its followers read it from disk once it is durable.
-    tail: BTreeMap<u64, (Vec<Bytes>, Reservation)>,
+    /// each with its append time and its memory from the replication budget. A batch the
+    /// budget had no room for is not kept: its followers read it from disk once it is durable.
+    tail: BTreeMap<u64, (Vec<Bytes>, i64, Reservation)>,
     tail_bytes: usize,
     /// Most bytes this partition's tail keeps once they are durable here.
     tail_limit: usize,
@@ -66,28 +66,28 @@ struct Ends {
 
 impl Ends {
     fn tail_end(&self) -> Option<u64> {
-        self.tail.iter().next_back().map(|(base, (records, _))| base + records.len() as u64)
+        self.tail.iter().next_back().map(|(base, (records, _, _))| base + records.len() as u64)
     }
 
     /// Keeps a batch for the followers, if the replication budget has room for it.
-    fn keep(&mut self, base: u64, records: Vec<Bytes>, budget: &Budget) {
+    fn keep(&mut self, (base, time): (u64, i64), records: Vec<Bytes>, budget: &Budget) {
         let bytes = records.iter().map(Bytes::len).sum::<usize>();
         if let Some(held) = budget.try_reserve(bytes) {
             self.tail_bytes += bytes;
-            self.tail.insert(base, (records, held));
+            self.tail.insert(base, (records, time, held));
         }
     }
 
     /// Drops the batches from `base` on (promised by the writer, then not written).
     fn forget_from(&mut self, base: u64) {
         let dropped = self.tail.split_off(&base);
-        self.tail_bytes -= dropped.values().flat_map(|(records, _)| records).map(Bytes::len).sum::<usize>();
+        self.tail_bytes -= dropped.values().flat_map(|(records, _, _)| records).map(Bytes::len).sum::<usize>();
     }
 
     /// Drops batches every follower holds, and old durable ones beyond the memory bound.
     fn prune(&mut self) {
         let everyone = self.followers.iter().copied().min().unwrap_or(u64::MAX);
-        while let Some((&base, (records, _))) = self.tail.iter().next() {
+        while let Some((&base, (records, _, _))) = self.tail.iter().next() {
             let end = base + records.len() as u64;
             let over = self.tail_bytes > self.tail_limit && end <= self.leader;
             if end > everyone && !over {
@@ -133,23 +133,25 @@ impl PartitionCopies {
     }
 
     /// In-memory records from `from` on (up to [`SEND_BYTES`]), if the tail holds `from`.
-    fn tail_from(&self, from: u64) -> Option<Vec<Bytes>> {
+    fn tail_from(&self, from: u64) -> Option<(Vec<Bytes>, Vec<TimeRun>)> {
         let ends = self.ends();
-        let (&base, (first, _)) = ends.tail.range(..=from).next_back()?;
+        let (&base, (first, time, _)) = ends.tail.range(..=from).next_back()?;
         let skip = (from - base) as usize;
         if skip >= first.len() {
             return None;
         }
         let mut out: Vec<Bytes> = first[skip..].to_vec();
+        let mut times = vec![TimeRun { count: out.len() as u32, timestamp_ms: *time }];
         let mut bytes: usize = out.iter().map(Bytes::len).sum();
         let mut next = base + first.len() as u64;
         while bytes < SEND_BYTES {
-            let Some((records, _)) = ends.tail.get(&next) else { break };
+            let Some((records, time, _)) = ends.tail.get(&next) else { break };
             bytes += records.iter().map(Bytes::len).sum::<usize>();
             next += records.len() as u64;
             out.extend(records.iter().cloned());
+            times.push(TimeRun { count: records.len() as u32, timestamp_ms: *time });
         }
-        Some(out)
+        Some((out, times))
     }
 }
 
@@ -234,12 +236,12 @@ impl Replication {
         let epoch = permit.epoch;
         let copies = self.copies(topic, partition, epoch);
         let sent = (!copies.followers.is_empty()).then(|| records.clone());
-        let (base, durable) = match self.storage.append_pipelined(topic, partition, records, epoch).await {
+        let ((base, time), durable) = match self.storage.append_pipelined(topic, partition, records, epoch).await {
             Err(StorageError::StaleEpoch { .. }) => return Err(ApiError::NotLeader(partition)),
             other => other?,
         };
         if let Some(records) = sent {
-            copies.update(|ends| ends.keep(base, records, &self.memory));
+            copies.update(|ends| ends.keep((base, time), records, &self.memory));
             copies.appended.notify_waiters();
         }
         let appended = match durable.await.map_err(|_| StorageError::Closed).and_then(|r| r) {
@@ -400,11 +402,12 @@ impl Replication {
             let sent = match copies.tail_from(follower_end) {
                 // Written in this epoch, maybe not fsync'd here yet. The records are paid for
                 // in the tail; their framed copy is not.
-                Some(values) => {
-                    let framed = values.iter().map(|v| v.len() + 4).sum::<usize>();
+                Some((records, times)) => {
+                    let framed = records.iter().map(|v| v.len() + 4).sum::<usize>();
+                    let epochs = vec![EpochStart { epoch, start: follower_end }];
                     self.reserve_for(&topic, partition, follower, framed)
                         .await
-                        .map(|held| (values, vec![EpochStart { epoch, start: follower_end }], held))
+                        .map(|held| (Copied { records, epochs, times }, held))
                 }
                 // The next batch is accepted but not in the tail (not handed to it yet, or no
                 // room there): sent from disk once durable here.
@@ -415,14 +418,14 @@ impl Replication {
                 // What is read, and its framed copy.
                 None => match self.reserve_for(&topic, partition, follower, 2 * SEND_BYTES).await {
                     Some(held) => {
-                        self.read_durable(&topic, partition, follower, follower_end).await.map(|(v, e)| (v, e, held))
+                        self.read_durable(&topic, partition, follower, follower_end).await.map(|copied| (copied, held))
                     }
                     None => None,
                 },
             };
-            let Some((values, epochs, _held)) = sent else { continue };
+            let Some((copied, _held)) = sent else { continue };
             let link = RemoteCopy { replication: &self, broker: follower, topic: &topic, partition };
-            match link.replicate(follower_end, epoch, &epochs, &values).await {
+            match link.replicate(follower_end, epoch, &copied.epochs, &copied.records, &copied.times).await {
                 Ok(end) => known_end = Some(end),
                 Err(SendError::Mismatch) => known_end = None,
                 Err(SendError::Fenced) => {
@@ -451,15 +454,9 @@ impl Replication {
     }
 
     /// Records from `from` read from this broker's disk, with their epochs.
-    async fn read_durable(
-        &self,
-        topic: &str,
-        partition: u32,
-        follower: u32,
-        from: u64,
-    ) -> Option<(Vec<Bytes>, Vec<EpochStart>)> {
+    async fn read_durable(&self, topic: &str, partition: u32, follower: u32, from: u64) -> Option<Copied> {
         match self.local(topic, partition).read_from(from).await {
-            Ok((values, epochs)) if !values.is_empty() => Some((values, epochs)),
+            Ok(copied) if !copied.records.is_empty() => Some(copied),
             Ok(_) => {
                 tracing::error!(%topic, partition, follower, from,
                     "the records this replica needs are gone from the leader (retention); it cannot catch up");

@@ -20,10 +20,20 @@ use super::leader::Replication;
 use crate::cluster::{decode_frames, encode_frames};
 use crate::error::ApiError;
 use crate::peer::PeerError;
-use crate::store::{validate_topic_name, EpochStart, StorageError};
+use crate::store::{validate_topic_name, EpochStart, StorageError, TimeRun};
 
 /// Header carrying the leader epochs of the records in a body, as `epoch:start,…`.
 pub const EPOCHS_HEADER: &str = "x-runnel-epochs";
+/// The append times of copied records, as [`TimeRun`] runs; absent from a broker of a version
+/// before them (the copy then stamps its own clock).
+pub const TIMES_HEADER: &str = "x-runnel-times";
+
+/// The times in `headers` for `records` records (none given: none).
+pub fn parse_times(headers: &HeaderMap, records: usize) -> Result<Vec<TimeRun>, String> {
+    let Some(value) = headers.get(TIMES_HEADER) else { return Ok(Vec::new()) };
+    let text = value.to_str().map_err(|_| format!("{TIMES_HEADER} is not text"))?;
+    TimeRun::parse(text, records)
+}
 
 type Shared = State<Arc<Replication>>;
 
@@ -122,8 +132,9 @@ async fn replicate(
     let copy = replica(&replication, &topic, partition)?;
     let epochs = parse_epochs(&headers).map_err(PeerError::BadRequest)?;
     let records = decode_frames(&body).map_err(PeerError::BadRequest)?;
+    let times = parse_times(&headers, records.len()).map_err(PeerError::BadRequest)?;
     let view = replication.leadership().view(partition);
-    Ok(Json(store_copy(&copy, view, (params.base, params.epoch), epochs, records).await?))
+    Ok(Json(store_copy(&copy, view, (params.base, params.epoch), epochs, (records, times)).await?))
 }
 
 async fn end(
@@ -234,8 +245,9 @@ async fn read(
     Query(params): Query<ReadParams>,
 ) -> Result<Response, PeerError> {
     let copy = replica(&replication, &topic, partition)?;
-    let (records, epochs) = copy.read_from(params.from).await.map_err(PeerError::Internal)?;
-    Ok(([(EPOCHS_HEADER, format_epochs(&epochs))], encode_frames(&records)).into_response())
+    let copied = copy.read_from(params.from).await.map_err(PeerError::Internal)?;
+    let headers = [(EPOCHS_HEADER, format_epochs(&copied.epochs)), (TIMES_HEADER, TimeRun::format(&copied.times))];
+    Ok((headers, encode_frames(&copied.records)).into_response())
 }
 
 /// What the controller needs to know about a broker.

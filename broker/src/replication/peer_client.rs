@@ -6,12 +6,12 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::copy_log::CopyState;
-use super::copy_protocol::{CopySource, EpochEnd, FollowerLink, SendError};
+use super::copy_protocol::{Copied, CopySource, EpochEnd, FollowerLink, SendError};
 use super::leader::Replication;
-use super::peer_api::{format_epochs, parse_epochs, EPOCHS_HEADER};
+use super::peer_api::{format_epochs, parse_epochs, parse_times, EPOCHS_HEADER, TIMES_HEADER};
 use crate::cluster::{decode_frames, encode_frames};
 use crate::peer::{answer_bytes, answer_json, PeerError};
-use crate::store::EpochStart;
+use crate::store::{EpochStart, TimeRun};
 
 /// How long a follower may take to say where its copy ends.
 const STATE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -61,6 +61,7 @@ impl FollowerLink for RemoteCopy<'_> {
         epoch: u64,
         epochs: &[EpochStart],
         records: &[Bytes],
+        times: &[TimeRun],
     ) -> Result<u64, SendError> {
         let url = self.url("replicate", &format!("?base={base}&epoch={epoch}"));
         let response = self
@@ -69,6 +70,7 @@ impl FollowerLink for RemoteCopy<'_> {
             .http()
             .post(url)
             .header(EPOCHS_HEADER, format_epochs(epochs))
+            .header(TIMES_HEADER, TimeRun::format(times))
             .body(encode_frames(records))
             .send()
             .await
@@ -88,10 +90,13 @@ impl CopySource for RemoteCopy<'_> {
         answer_json(self.get(url, SOURCE_TIMEOUT).await?).await.map_err(|e| e.to_string())
     }
 
-    async fn read_from(&self, from: u64) -> Result<(Vec<Bytes>, Vec<EpochStart>), String> {
+    async fn read_from(&self, from: u64) -> Result<Copied, String> {
         let response = self.get(self.url("read", &format!("?from={from}")), SOURCE_TIMEOUT).await?;
         let epochs = parse_epochs(response.headers())?;
+        let headers = response.headers().clone();
         let body = answer_bytes(response).await.map_err(|e| e.to_string())?;
-        Ok((decode_frames(&body)?, epochs))
+        let records = decode_frames(&body)?;
+        let times = parse_times(&headers, records.len())?;
+        Ok(Copied { records, epochs, times })
     }
 }

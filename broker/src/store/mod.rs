@@ -12,6 +12,7 @@ mod leader_epochs;
 mod open_files;
 mod partition_log;
 mod segment;
+mod time_runs;
 mod topic_name;
 mod writer;
 
@@ -32,6 +33,7 @@ pub use error::StorageError;
 pub use leader_epochs::{EpochStart, Epochs};
 use open_files::OpenFiles;
 use partition_log::PartitionLog;
+pub use time_runs::TimeRun;
 pub use topic_name::validate_topic_name;
 
 /// Segment sizes a store accepts: index entries hold file positions as u32, so a segment (one
@@ -218,18 +220,18 @@ impl Storage {
         durable.await.map_err(|_| StorageError::Closed)?
     }
 
-    /// Like [`Storage::append`], but returns the base offset as soon as the writer accepted the
-    /// batch (before it is written and fsync'd), with a future that resolves once it is durable,
-    /// so a leader can send the records to its followers while its own fsync runs.
+    /// Like [`Storage::append`], but returns the base offset and append time as soon as the
+    /// writer accepted the batch (before it is written and fsync'd), with a future that resolves
+    /// once it is durable, so a leader can send the records to its followers while its own fsync runs.
     pub async fn append_pipelined(
         &self,
         topic: &str,
         partition: u32,
         records: Vec<Bytes>,
         epoch: u64,
-    ) -> Result<(u64, oneshot::Receiver<Result<Appended, StorageError>>), StorageError> {
+    ) -> Result<((u64, i64), oneshot::Receiver<Result<Appended, StorageError>>), StorageError> {
         let (assigned, base) = oneshot::channel();
-        let answer = self.enqueue(topic, partition, records, EpochMark::Leader(epoch), Some(assigned)).await?;
+        let answer = self.enqueue(topic, partition, records, EpochMark::Leader(epoch), None, Some(assigned)).await?;
         match base.await {
             Ok(base) => Ok((base, answer)),
             // Refused before it was written: the answer says why.
@@ -238,19 +240,42 @@ impl Storage {
     }
 
     /// Appends only if the partition ends exactly at `base_offset` (a replica copying its
-    /// leader's log, with the leader's epochs for the range); otherwise fails with
+    /// leader's log, with the leader's epochs for the range, and its append times: one batch
+    /// per run; none given, this copy's clock); otherwise fails with
     /// [`StorageError::OffsetMismatch`] naming the end.
     pub async fn append_at(
         &self,
         topic: &str,
         partition: u32,
         base_offset: u64,
-        records: Vec<Bytes>,
+        mut records: Vec<Bytes>,
         epochs: Vec<EpochStart>,
+        times: &[TimeRun],
     ) -> Result<Appended, StorageError> {
-        let epoch = EpochMark::Replica { base: base_offset, epochs };
-        let answer = self.enqueue(topic, partition, records, epoch, None).await?;
-        answer.await.map_err(|_| StorageError::Closed)?
+        let runs: Vec<(usize, Option<i64>)> = match times {
+            [] => vec![(records.len(), None)],
+            runs => runs.iter().map(|r| (r.count as usize, Some(r.timestamp_ms))).collect(),
+        };
+        if runs.iter().map(|(count, _)| count).sum::<usize>() != records.len() {
+            return Err(StorageError::BatchSize { max: batch::MAX_BODY_LEN });
+        }
+        // Queued in order, each run is accepted only where the one before it ended, labelled
+        // with the epochs that start before its end (so the history never runs ahead of the log).
+        let (mut answers, mut base, mut epochs) = (Vec::with_capacity(runs.len()), base_offset, epochs);
+        for (count, timestamp) in runs {
+            let rest = records.split_off(count);
+            let batch = std::mem::replace(&mut records, rest);
+            let later = epochs.iter().position(|e| e.start >= base + count as u64).unwrap_or(epochs.len());
+            let mine: Vec<EpochStart> = epochs.drain(..later).collect();
+            let epoch = EpochMark::Replica { base, epochs: mine };
+            answers.push(self.enqueue(topic, partition, batch, epoch, timestamp, None).await?);
+            base += count as u64;
+        }
+        let mut appended = Appended { base_offset, count: 0 };
+        for answer in answers {
+            appended.count += answer.await.map_err(|_| StorageError::Closed)??.count;
+        }
+        Ok(appended)
     }
 
     /// Queues an append for the partition's writer; the receiver gets its outcome.
@@ -260,7 +285,8 @@ impl Storage {
         partition: u32,
         records: Vec<Bytes>,
         epoch: EpochMark,
-        assigned: Option<oneshot::Sender<u64>>,
+        timestamp: Option<i64>,
+        assigned: Option<oneshot::Sender<(u64, i64)>>,
     ) -> Result<oneshot::Receiver<Result<Appended, StorageError>>, StorageError> {
         if records.is_empty() {
             return Err(StorageError::BatchSize { max: batch::MAX_BODY_LEN });
@@ -273,7 +299,7 @@ impl Storage {
         space.set_aside(batch::encoded_len(&records) as u64);
         let sender = self.writer_queue(topic, partition).await?;
         let (reply, answer) = oneshot::channel();
-        let request = WriterRequest::Append(AppendRequest { records, epoch, assigned, reply });
+        let request = WriterRequest::Append(AppendRequest { records, epoch, timestamp, assigned, reply });
         sender.send(request).await.map_err(|_| StorageError::Closed)?;
         Ok(answer)
     }

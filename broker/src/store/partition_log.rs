@@ -291,7 +291,7 @@ impl PartitionLog {
     /// offsets. A round that cannot write everything fails the partition, unless only space
     /// ran out: then the requests not written get [`StorageError::DiskFull`] and the log ends
     /// where they start, for the writer to write them again. Blocking.
-    pub fn append_batches(&self, requests: &[Vec<Bytes>], timestamp_ms: i64) -> WriteRound {
+    pub fn append_batches(&self, requests: &[(Vec<Bytes>, i64)]) -> WriteRound {
         let mut round = WriteRound { results: Vec::with_capacity(requests.len()), fsyncs: Vec::new() };
         if self.is_failed() {
             round.results.extend(requests.iter().map(|_| Err(self.failed_error())));
@@ -310,7 +310,8 @@ impl PartitionLog {
         let mut buf: Vec<u8> = Vec::new();
         let mut written: Vec<(BatchHeader, u64)> = Vec::new();
         let mut unflushed: Vec<usize> = Vec::new();
-        for (i, records) in requests.iter().enumerate() {
+        for (i, (records, timestamp_ms)) in requests.iter().enumerate() {
+            let timestamp_ms = *timestamp_ms;
             if !fits_a_batch(records) {
                 self.fail("a request that does not fit a batch reached the log");
                 round.results.extend(requests[i..].iter().map(|_| Err(StorageError::BatchSize { max: MAX_BODY_LEN })));

@@ -585,7 +585,8 @@ mod tests {
             })
             .collect();
         for chunk in batches.chunks(7) {
-            let round = log.append_batches(chunk, 1);
+            let timed: Vec<(Vec<Bytes>, i64)> = chunk.iter().map(|records| (records.clone(), 1)).collect();
+            let round = log.append_batches(&timed);
             assert!(round.results.iter().all(Result::is_ok));
         }
         all
@@ -625,7 +626,7 @@ mod tests {
             for (count, step) in &batches {
                 time += step;
                 let records: Vec<Bytes> = (0..*count).map(|i| Bytes::from(vec![i as u8; 40])).collect();
-                prop_assert!(log.append_batches(&[records], time).results.iter().all(Result::is_ok));
+                prop_assert!(log.append_batches(&[(records, time)]).results.iter().all(Result::is_ok));
                 firsts.push((time, offset));
                 offset += *count as u64;
             }

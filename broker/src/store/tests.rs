@@ -222,6 +222,25 @@ async fn records_are_found_by_append_time_across_segments_and_restarts() {
     assert_eq!(old, 0, "old indexes are deleted");
 }
 
+/// A copy keeps its leader's append times: one batch per run, each no earlier than the copy's
+/// newest record, so time still never goes backwards in the copy.
+#[tokio::test]
+async fn a_copy_keeps_the_append_times_it_is_given() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(config(dir.path(), 64 * 1024)).expect("open");
+    let runs = [TimeRun { count: 2, timestamp_ms: 1_000 }, TimeRun { count: 3, timestamp_ms: 2_000 }];
+    let appended = storage.append_at("t", 0, 0, records(0, 5, 8), Vec::new(), &runs).await.expect("copy");
+    assert_eq!((appended.base_offset, appended.count), (0, 5));
+    let earlier = [TimeRun { count: 1, timestamp_ms: 1_500 }];
+    storage.append_at("t", 0, 5, records(5, 1, 8), Vec::new(), &earlier).await.expect("copy");
+    let times: Vec<i64> = read_all(&storage, "t", 0).await.iter().map(|r| r.timestamp_ms).collect();
+    assert_eq!(times, vec![1_000, 1_000, 2_000, 2_000, 2_000, 2_000], "given, never going back");
+    assert_eq!(storage.offset_for_timestamp("t", 0, 1_001).await.expect("find"), 2);
+    let uncovered = [TimeRun { count: 9, timestamp_ms: 3_000 }];
+    assert!(storage.append_at("t", 0, 6, records(6, 1, 8), Vec::new(), &uncovered).await.is_err());
+    assert_eq!(storage.end("t", 0), 6, "times that do not cover the records store nothing");
+}
+
 #[tokio::test]
 async fn retention_deletes_only_old_sealed_segments() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -264,16 +283,16 @@ async fn invalid_topics_never_touch_the_disk() {
 async fn append_at_only_appends_at_the_expected_end() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (storage, _) = Storage::open(config(dir.path(), 1024 * 1024)).expect("open");
-    assert_eq!(storage.append_at("r", 0, 0, records(0, 3, 4), Vec::new()).await.expect("at 0").base_offset, 0);
+    assert_eq!(storage.append_at("r", 0, 0, records(0, 3, 4), Vec::new(), &[]).await.expect("at 0").base_offset, 0);
     assert!(matches!(
-        storage.append_at("r", 0, 0, records(0, 1, 4), Vec::new()).await,
+        storage.append_at("r", 0, 0, records(0, 1, 4), Vec::new(), &[]).await,
         Err(StorageError::OffsetMismatch { end: 3 })
     ));
     assert!(matches!(
-        storage.append_at("r", 0, 5, records(0, 1, 4), Vec::new()).await,
+        storage.append_at("r", 0, 5, records(0, 1, 4), Vec::new(), &[]).await,
         Err(StorageError::OffsetMismatch { end: 3 })
     ));
-    assert_eq!(storage.append_at("r", 0, 3, records(3, 2, 4), Vec::new()).await.expect("at 3").base_offset, 3);
+    assert_eq!(storage.append_at("r", 0, 3, records(3, 2, 4), Vec::new(), &[]).await.expect("at 3").base_offset, 3);
     assert_eq!(storage.bounds("r", 0), Some((0, 5)));
 }
 
@@ -318,8 +337,8 @@ async fn leader_epochs_label_records_and_fence_older_leaders() {
     assert_eq!(epochs, vec![EpochStart { epoch: 1, start: 2 }, EpochStart { epoch: 3, start: 4 }]);
 
     // A replica copying records 0..7 with those labels ends up with the same history.
-    storage.append_at("copy", 0, 0, records(0, 2, 8), storage.epochs_covering("e", 0, 0, 2)).await.expect("copy");
-    storage.append_at("copy", 0, 2, records(2, 5, 8), epochs).await.expect("copy");
+    storage.append_at("copy", 0, 0, records(0, 2, 8), storage.epochs_covering("e", 0, 0, 2), &[]).await.expect("copy");
+    storage.append_at("copy", 0, 2, records(2, 5, 8), epochs, &[]).await.expect("copy");
     assert_eq!(storage.end_of_epoch("copy", 0, 1), 4);
     assert_eq!(storage.last_epoch("copy", 0), 3);
 
@@ -334,15 +353,15 @@ async fn leader_epochs_label_records_and_fence_older_leaders() {
 
 /// One request queued for a partition's writer, with the receivers of its promise and answer.
 struct Queued {
-    assigned: tokio::sync::oneshot::Receiver<u64>,
+    assigned: tokio::sync::oneshot::Receiver<(u64, i64)>,
     answer: tokio::sync::oneshot::Receiver<Result<Appended, StorageError>>,
 }
 
 async fn queue(sender: &tokio::sync::mpsc::Sender<writer::WriterRequest>, records: Vec<Bytes>) -> Queued {
     let (assigned_tx, assigned) = tokio::sync::oneshot::channel();
     let (reply, answer) = tokio::sync::oneshot::channel();
-    let request =
-        writer::AppendRequest { records, epoch: writer::EpochMark::Leader(0), assigned: Some(assigned_tx), reply };
+    let epoch = writer::EpochMark::Leader(0);
+    let request = writer::AppendRequest { records, epoch, timestamp: None, assigned: Some(assigned_tx), reply };
     sender.send(writer::WriterRequest::Append(request)).await.expect("queued");
     Queued { assigned, answer }
 }
@@ -364,11 +383,11 @@ async fn every_offset_promised_is_the_one_written_and_a_refused_request_gets_no_
     let space = DiskSpace::measure(dir.path(), DiskReserve::Bytes(0)).expect("statvfs");
     tokio::spawn(writer::run(log.clone(), receiver, std::sync::Arc::new(|| None), space));
 
-    assert_eq!(small.assigned.await.ok(), Some(0));
+    assert_eq!(small.assigned.await.ok().map(|(base, _)| base), Some(0));
     assert_eq!(small.answer.await.expect("answer").expect("written").base_offset, 0);
     assert!(huge.assigned.await.is_err(), "a request that cannot be stored is promised no offset");
     assert!(matches!(huge.answer.await.expect("answer"), Err(StorageError::BatchSize { .. })));
-    assert_eq!(after.assigned.await.ok(), Some(1));
+    assert_eq!(after.assigned.await.ok().map(|(base, _)| base), Some(1));
     assert_eq!(after.answer.await.expect("answer").expect("written").base_offset, 1);
     let read = log.read(0, 1 << 20).expect("read");
     let values: Vec<Bytes> = read.records.into_iter().map(|r| r.value).collect();
@@ -487,15 +506,15 @@ async fn roll_out_of_open_files(max_open_files: usize) {
 async fn a_copy_restarted_at_its_leader_s_start_holds_the_records_from_there_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (storage, _) = Storage::open(config(dir.path(), 64 * 1024)).expect("open");
-    storage.append_at("t", 0, 0, records(0, 10, 8), vec![EpochStart { epoch: 1, start: 0 }]).await.expect("copy");
+    storage.append_at("t", 0, 0, records(0, 10, 8), vec![EpochStart { epoch: 1, start: 0 }], &[]).await.expect("copy");
     assert_eq!(storage.restart_at("t", 0, 5).await.expect("restart"), 10, "it already holds offset 5");
     assert_eq!(storage.restart_at("t", 0, 40).await.expect("restart"), 40);
     assert_eq!(storage.bounds("t", 0), Some((40, 40)));
     assert_eq!(storage.last_epoch("t", 0), 0, "its epoch labels went with its records");
-    let stale = storage.append_at("t", 0, 10, records(10, 1, 8), Vec::new()).await;
+    let stale = storage.append_at("t", 0, 10, records(10, 1, 8), Vec::new(), &[]).await;
     assert!(matches!(stale, Err(StorageError::OffsetMismatch { end: 40 })), "{stale:?}");
     let labels = vec![EpochStart { epoch: 3, start: 38 }];
-    storage.append_at("t", 0, 40, records(40, 5, 8), labels).await.expect("copy from the leader's start");
+    storage.append_at("t", 0, 40, records(40, 5, 8), labels, &[]).await.expect("copy from the leader's start");
     storage.close().await;
     let (storage, _) = Storage::open(config(dir.path(), 64 * 1024)).expect("reopen");
     assert_eq!(storage.bounds("t", 0), Some((40, 45)));

@@ -41,8 +41,12 @@ pub enum LogCut {
 pub struct AppendRequest {
     pub records: Vec<Bytes>,
     pub epoch: EpochMark,
-    /// Told the base offset as soon as the request is accepted, before the write and fsync.
-    pub assigned: Option<oneshot::Sender<u64>>,
+    /// The append time the partition's leader gave these records (a copy's), if it said; the
+    /// writer's clock otherwise. Either way no earlier than the log's newest record.
+    pub timestamp: Option<i64>,
+    /// Told the base offset and append time as soon as the request is accepted, before the
+    /// write and fsync (a leader sends both to its followers meanwhile).
+    pub assigned: Option<oneshot::Sender<(u64, i64)>>,
     pub reply: oneshot::Sender<Result<Appended, StorageError>>,
 }
 
@@ -110,7 +114,8 @@ pub async fn run(
 struct Unwritten {
     /// New epochs to record before the records (empty once recorded).
     epochs: Vec<EpochStart>,
-    batches: Vec<Vec<Bytes>>,
+    /// Each batch's records and append time.
+    batches: Vec<(Vec<Bytes>, i64)>,
     /// Where each batch must start.
     promised: Vec<u64>,
 }
@@ -139,7 +144,7 @@ async fn finish_unwritten(
     observer: &(dyn Fn() -> Option<FsyncObserver> + Send + Sync),
     space: &DiskSpace,
 ) -> Resume {
-    let records = |u: &Unwritten| u.batches.iter().map(Vec::len).sum::<usize>();
+    let records = |u: &Unwritten| u.batches.iter().map(|(records, _)| records.len()).sum::<usize>();
     tracing::warn!(topic = %log.topic, partition = log.partition, records = records(&unwritten),
         "the disk is full: the partition refuses writes until it has written the records it already placed");
     space.set_stalled(true);
@@ -231,6 +236,9 @@ async fn write_round(
     };
     let mut end = log.bounds().1;
     let mut last_epoch = log.last_epoch();
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    // A clock set back must not make time go backwards in the log: reads by time rely on it.
+    let mut last_time = log.last_timestamp();
     let mut new_epochs: Vec<EpochStart> = Vec::new();
     let mut promised: Vec<u64> = Vec::with_capacity(round.len());
     let mut accepted = Vec::with_capacity(round.len());
@@ -268,9 +276,12 @@ async fn write_round(
             }
         }
         let mut request = request;
+        let time = request.timestamp.unwrap_or(now_ms).max(last_time);
+        last_time = time;
         if let Some(assigned) = request.assigned.take() {
-            let _ = assigned.send(end);
+            let _ = assigned.send((end, time));
         }
+        request.timestamp = Some(time);
         promised.push(end);
         end += request.records.len() as u64;
         accepted.push(request);
@@ -278,7 +289,8 @@ async fn write_round(
     if accepted.is_empty() {
         return None;
     }
-    let (batches, replies): (Vec<Vec<Bytes>>, Vec<_>) = accepted.into_iter().map(|r| (r.records, r.reply)).unzip();
+    let (batches, replies): (Vec<(Vec<Bytes>, i64)>, Vec<_>) =
+        accepted.into_iter().map(|r| ((r.records, r.timestamp.unwrap_or(now_ms)), r.reply)).unzip();
     let (results, unwritten) = write(log, Unwritten { epochs: new_epochs, batches, promised }, observer).await;
     let mut results = results.into_iter();
     for reply in replies {
@@ -298,12 +310,9 @@ async fn write(
     observer: &(dyn Fn() -> Option<FsyncObserver> + Send + Sync),
 ) -> (Vec<Result<Appended, StorageError>>, Option<Unwritten>) {
     let Unwritten { epochs, batches, promised } = unwritten;
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    // A clock set back must not make time go backwards in the log: reads by time rely on it.
-    let timestamp_ms = now_ms.max(log.last_timestamp());
     let writer = log.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        let round = writer.record_epochs(&epochs).map(|()| writer.append_batches(&batches, timestamp_ms));
+        let round = writer.record_epochs(&epochs).map(|()| writer.append_batches(&batches));
         (round, epochs, batches)
     })
     .await;
