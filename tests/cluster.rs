@@ -137,20 +137,6 @@ async fn replica_end(broker: &runnel_tests::BrokerProcess, topic: &str, partitio
     body["end"].as_u64().expect("end")
 }
 
-async fn produce_acked(client: &TestClient, topic: &str, key: &str, value: Value) -> (StatusCode, Value) {
-    let response = client
-        .http
-        .post(client.messages_url(topic))
-        .query(&[("partitionKey", key)])
-        .header("accept", "application/json")
-        .body(value.to_string())
-        .send()
-        .await
-        .expect("produce");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn acknowledged_records_are_on_a_majority_and_a_returning_follower_catches_up() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -159,7 +145,7 @@ async fn acknowledged_records_are_on_a_majority_and_a_returning_follower_catches
     // Partition p is led by broker p / 4 and followed by the next two brokers.
     let mut acked: BTreeMap<u32, u64> = BTreeMap::new();
     for k in 0..90 {
-        let (status, ack) = produce_acked(&clients[k % 3], "copies", &format!("k{k}"), json!({"k": k})).await;
+        let (status, ack) = clients[k % 3].produce_keyed("copies", &format!("k{k}"), &json!({"k": k})).await;
         assert_eq!(status, StatusCode::OK, "{ack}");
         let partition = ack["partition"].as_u64().expect("partition") as u32;
         let end = ack["startOffset"].as_str().and_then(|s| s.parse::<u64>().ok()).expect("offset") + 1;
@@ -181,7 +167,7 @@ async fn acknowledged_records_are_on_a_majority_and_a_returning_follower_catches
     // partitions it led once a survivor took them over.
     brokers[2].kill9();
     for k in 0..30 {
-        let (status, ack) = produce_acked(&clients[k % 2], "copies", &format!("down{k}"), json!({"down": k})).await;
+        let (status, ack) = clients[k % 2].produce_keyed("copies", &format!("down{k}"), &json!({"down": k})).await;
         assert_eq!(status, StatusCode::OK, "{ack}");
     }
     brokers[2].restart();
@@ -248,7 +234,7 @@ async fn a_wiped_follower_catches_up_from_the_leader_s_first_retained_record() {
     let record = "x".repeat(4000);
     let mut trimmed = None;
     for _ in 0..400 {
-        let (status, ack) = produce_acked(&client, "trimmed", &key, json!({ "pad": record })).await;
+        let (status, ack) = client.produce_keyed("trimmed", &key, &json!({ "pad": record })).await;
         assert_eq!(status, StatusCode::OK, "{ack}");
         trimmed = copy_on_disk(&brokers[0].home, "trimmed", 0).filter(|(start, _)| *start > 0);
         if trimmed.is_some() {
@@ -263,7 +249,7 @@ async fn a_wiped_follower_catches_up_from_the_leader_s_first_retained_record() {
     std::fs::remove_dir_all(&brokers[2].home).expect("wipe broker 2");
     brokers[2].restart();
     // A new record shows the leader that broker 2's copy is not where it was.
-    let (status, ack) = produce_acked(&client, "trimmed", &key, json!({ "after": "the wipe" })).await;
+    let (status, ack) = client.produce_keyed("trimmed", &key, &json!({ "after": "the wipe" })).await;
     assert_eq!(status, StatusCode::OK, "{ack}");
     let end = replica_end(&brokers[0], "trimmed", 0).await;
     let mut copy = None;

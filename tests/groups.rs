@@ -65,17 +65,8 @@ fn plan(answer: &Value) -> BTreeMap<u32, (Option<u64>, u64)> {
 
 /// Produces one record with `key`; returns its partition.
 async fn produce(client: &TestClient, topic: &str, key: &str, value: Value) -> u32 {
-    let response = client
-        .http
-        .post(client.messages_url(topic))
-        .query(&[("partitionKey", key)])
-        .header("accept", "application/json")
-        .body(value.to_string())
-        .send()
-        .await
-        .expect("produce");
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.expect("JSON");
+    let (status, body) = client.produce_keyed(topic, key, &value).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     body["partition"].as_u64().expect("partition") as u32
 }
 

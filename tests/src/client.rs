@@ -71,6 +71,27 @@ impl TestClient {
         (response.status(), response.text().await.expect("produce body"))
     }
 
+    /// Produces one JSON record with `key`, asking for the JSON acknowledgement: its status and
+    /// body (`partition`, `offset`…; null when it is not JSON).
+    pub async fn produce_keyed(
+        &self,
+        topic: &str,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        let response = self
+            .http
+            .post(self.messages_url(topic))
+            .query(&[("partitionKey", key)])
+            .header("accept", "application/json")
+            .body(value.to_string())
+            .send()
+            .await
+            .expect("produce");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// Produces NDJSON lines and asserts a 200.
     pub async fn produce_lines(&self, topic: &str, key: Option<&str>, lines: &[String]) {
         let (status, body) = self.produce(topic, key, "application/x-ndjson", lines.join("\n")).await;
