@@ -118,3 +118,30 @@ async fn in_a_cluster_the_leader_s_waiting_poll_answers_a_produce_through_anothe
         assert!(late <= ANSWER_WITHIN, "round {round}: answered {late:?} after the produce was acknowledged");
     }
 }
+
+/// A long-poll on a broker that serves none of the consumer's partitions waits too, and reads
+/// as soon as a rebalance gives it some there: a v1 answer ("nothing of yours here, come back
+/// in 5 s") would have left the records waiting out the pause.
+#[tokio::test]
+async fn a_waiting_poll_with_nothing_assigned_reads_at_once_when_a_rebalance_gives_it_partitions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let client = TestClient::new(&broker);
+    // Five members, four partitions: c5 gets none.
+    for member in ["c1", "c2", "c3", "c4", "c5"] {
+        assert_eq!(client.register(member, "g", &["rb"], Some("startFromEarliest")).await.0, StatusCode::OK);
+    }
+    for k in 0..40 {
+        client.produce_lines("rb", Some(&format!("key-{k}")), &[json!({"k": k}).to_string()]).await;
+    }
+    assert_eq!(client.poll("c5").await.retry_after(), Some("5"), "nothing of c5's is served here");
+    let waiting = long_poll(&broker, "c5", Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = Instant::now();
+    assert_eq!(client.goodbye("c1", false).await.0, StatusCode::OK);
+    let (polled, answered) = waiting.await.expect("poll task");
+    assert_eq!(polled.status, StatusCode::OK, "the rebalance gave c5 a partition with records");
+    assert!(!polled.records().is_empty());
+    let took = answered.saturating_duration_since(left);
+    assert!(took < Duration::from_secs(2), "answered {took:?} after the rebalance");
+}

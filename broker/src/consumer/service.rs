@@ -243,11 +243,12 @@ impl ConsumerService {
         lookup().ok_or_else(|| ApiError::ConsumerNotRegistered(consumer_id.to_string()))
     }
 
-    /// A poll that, finding nothing to read, waits up to `wait` for records to become
-    /// readable in a partition this broker serves for the consumer, and then reads them. While
-    /// it waits it holds no memory and no lock; it answers nothing-new at once when the group's
-    /// membership changes (its partitions may have moved) or the broker starts shutting down,
-    /// and the consumer counts as active when it answers. `ack` is the `Poll-Token` of the last
+    /// A poll that, finding nothing to read (or no partition of the consumer's served here),
+    /// waits up to `wait` for records to become readable in a partition this broker serves for
+    /// the consumer, and then reads them. While it waits it holds no memory and no lock; it reads
+    /// again at once when the group's membership, its offsets or this broker's partitions change
+    /// (what it may read moved), answers at once when the broker starts shutting down, and the
+    /// consumer counts as active when it answers. `ack` is the `Poll-Token` of the last
     /// response the consumer processed (see [`PollTokens`]); without one, the poll commits what
     /// the previous poll here returned (v1).
     pub async fn poll(&self, consumer_id: &str, wait: Duration, ack: Option<&str>) -> Result<PollOutcome, ApiError> {
@@ -255,17 +256,21 @@ impl ConsumerService {
             return Err(ApiError::WaitTooLong { max_ms: self.settings.poll_wait_max.as_millis() as u64 });
         }
         let deadline = tokio::time::Instant::now() + wait;
-        let membership = self.raft.read(|s| s.membership_version);
-        // A reset of the group's offsets (backwards, say) may have given it records to read.
-        let resets = |s: &ClusterState| s.consumers.get(consumer_id).map(|c| s.group_resets(&c.group));
+        // What decides what this poll may read here: the group's members (a rebalance), resets
+        // of its offsets (backwards, say), and the partitions this broker serves (a takeover).
+        // A change of any of them reads again at once.
+        let shape =
+            |s: &ClusterState| (s.membership_version, s.consumers.get(consumer_id).map(|c| s.group_resets(&c.group)));
+        let served = || self.replication.leadership().served();
         let mut changes = self.raft.changes();
         loop {
             let readable = self.replication.readable().notified();
             tokio::pin!(readable);
             readable.as_mut().enable();
-            let resets_seen = self.raft.read(resets);
+            let seen = (self.raft.read(shape), served());
             let outcome = self.poll_once(consumer_id, ack).await?;
-            if !matches!(outcome, PollOutcome::NoData) || tokio::time::Instant::now() >= deadline {
+            let nothing = matches!(outcome, PollOutcome::NoData | PollOutcome::NothingAssignedHere);
+            if !nothing || tokio::time::Instant::now() >= deadline {
                 return Ok(outcome);
             }
             loop {
@@ -274,12 +279,10 @@ impl ConsumerService {
                     _ = tokio::time::sleep_until(deadline) => break,
                     _ = self.replication.drain_started() => return Ok(outcome),
                     changed = changes.changed() => {
-                        let (moved, reset) =
-                            self.raft.read(|s| (s.membership_version != membership, resets(s) != resets_seen));
-                        if changed.is_err() || moved {
+                        if changed.is_err() {
                             return Ok(outcome);
                         }
-                        if reset {
+                        if (self.raft.read(shape), served()) != seen {
                             break;
                         }
                     }

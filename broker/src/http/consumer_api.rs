@@ -139,8 +139,9 @@ async fn poll(State(app): State<SharedState>, params: Params) -> Response {
                 }
                 response
             }
-            // A long-poll that waited asks again at once; without one, the v1 pause (SPEC §4).
-            PollOutcome::NoData if wait.is_some() => no_content("0"),
+            // A long-poll that waited (it would have answered a rebalance or a takeover that
+            // gave it partitions here) asks again at once; without one, the v1 pauses (SPEC §4).
+            PollOutcome::NoData | PollOutcome::NothingAssignedHere if wait.is_some_and(|ms| ms > 0) => no_content("0"),
             PollOutcome::NoData => no_content("1"),
             PollOutcome::NothingAssignedHere => no_content("5"),
         })
