@@ -145,3 +145,35 @@ async fn a_waiting_poll_with_nothing_assigned_reads_at_once_when_a_rebalance_giv
     let took = answered.saturating_duration_since(left);
     assert!(took < Duration::from_secs(2), "answered {took:?} after the rebalance");
 }
+
+/// A waiting poll on a broker that takes a partition over (its leader was killed) reads the
+/// partition's records once it serves it, with nothing produced meanwhile to wake it.
+#[tokio::test]
+async fn a_waiting_poll_reads_a_partition_its_broker_took_over() {
+    use runnel_tests::workload::{cluster_view, Endpoint};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut brokers = start_cluster(dir.path(), 3, &[]);
+    let clients: Vec<TestClient> = brokers.iter().map(TestClient::new).collect();
+    assert_eq!(clients[0].register("c1", "g", &["moved"], Some("startFromEarliest")).await.0, StatusCode::OK);
+    let (status, ack) = clients[0].produce_keyed("moved", "k", &json!({"n": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let p = ack["partition"].as_u64().expect("partition") as u32;
+    let (_, partitions) = cluster_view(&Endpoint::of(&brokers[0])).await.expect("the cluster view");
+    let leader = partitions[&p].0 as usize;
+    let others: Vec<usize> = (0..3).filter(|b| *b != leader).collect();
+    // Their own partitions hold nothing: the polls wait.
+    let waiting: Vec<_> = others.iter().map(|&b| long_poll(&brokers[b], "c1", Duration::from_secs(12))).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = Instant::now();
+    brokers[leader].kill9();
+    let mut answers = Vec::new();
+    for task in waiting {
+        let (polled, answered) = task.await.expect("poll task");
+        answers.push((polled.status, polled.records().len(), answered.saturating_duration_since(killed)));
+    }
+    let (_, _, took) = answers
+        .iter()
+        .find(|(status, records, _)| *status == StatusCode::OK && *records == 1)
+        .unwrap_or_else(|| panic!("no waiting poll read the moved partition: {answers:?}"));
+    assert!(*took < Duration::from_secs(10), "read {took:?} after the kill (failover takes 1.5–3 s): {answers:?}");
+}

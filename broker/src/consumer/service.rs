@@ -259,30 +259,43 @@ impl ConsumerService {
         // What decides what this poll may read here: the group's members (a rebalance), resets
         // of its offsets (backwards, say), and the partitions this broker serves (a takeover).
         // A change of any of them reads again at once.
-        let shape =
-            |s: &ClusterState| (s.membership_version, s.consumers.get(consumer_id).map(|c| s.group_resets(&c.group)));
-        let served = || self.replication.leadership().served();
+        // Partitions moving away come with a Raft change (a leader's epoch); partitions this
+        // broker starts serving bump its serving version (and notify readers).
+        let shape = |s: &ClusterState| {
+            let leaders: u64 = s.leaders.values().map(|l| l.epoch).sum();
+            (s.membership_version, leaders, s.consumers.get(consumer_id).map(|c| s.group_resets(&c.group)))
+        };
+        let serving = || self.replication.leadership().serving_version();
         let mut changes = self.raft.changes();
         loop {
             let readable = self.replication.readable().notified();
             tokio::pin!(readable);
             readable.as_mut().enable();
-            let seen = (self.raft.read(shape), served());
+            let seen = (self.raft.read(shape), serving());
             let outcome = self.poll_once(consumer_id, ack).await?;
-            let nothing = matches!(outcome, PollOutcome::NoData | PollOutcome::NothingAssignedHere);
-            if !nothing || tokio::time::Instant::now() >= deadline {
+            let nothing_here = matches!(outcome, PollOutcome::NothingAssignedHere);
+            let waits = nothing_here || matches!(outcome, PollOutcome::NoData);
+            if !waits || tokio::time::Instant::now() >= deadline {
                 return Ok(outcome);
             }
             loop {
                 tokio::select! {
-                    _ = &mut readable => break,
+                    _ = &mut readable => {
+                        // Records of partitions that are not the consumer's change nothing for
+                        // a poll with none here; a partition served anew may.
+                        if !nothing_here || serving() != seen.1 {
+                            break;
+                        }
+                        readable.set(self.replication.readable().notified());
+                        readable.as_mut().enable();
+                    }
                     _ = tokio::time::sleep_until(deadline) => break,
                     _ = self.replication.drain_started() => return Ok(outcome),
                     changed = changes.changed() => {
                         if changed.is_err() {
                             return Ok(outcome);
                         }
-                        if (self.raft.read(shape), served()) != seen {
+                        if (self.raft.read(shape), serving()) != seen {
                             break;
                         }
                     }

@@ -14,6 +14,7 @@ use std::future::Future;
 
 use bytes::Bytes;
 
+use super::copy_protocol::MAX_TIME_RUNS;
 use crate::store::{EpochStart, Storage, StorageError, TimeRun};
 
 /// Where a copy ends, and the epoch of its newest record.
@@ -100,8 +101,10 @@ impl CopyLog for StoredCopy<'_> {
         if read.records.first().is_none_or(|r| r.offset != from) {
             return Ok((Vec::new(), Vec::new()));
         }
-        let times = TimeRun::of(&read.records);
-        Ok((read.records.into_iter().map(|r| r.value).collect(), times))
+        let mut times = TimeRun::of(&read.records);
+        times.truncate(MAX_TIME_RUNS);
+        let covered = times.iter().map(|r| r.count as usize).sum();
+        Ok((read.records.into_iter().take(covered).map(|r| r.value).collect(), times))
     }
 }
 
@@ -245,6 +248,34 @@ mod tests {
                 log.truncate(to).await.expect("truncate");
             }
         }
+    }
+
+    /// Records of more append times than one request may carry are read a request's worth at
+    /// a time, their times in a header that fits the peer port's head buffer at its longest.
+    #[tokio::test]
+    async fn a_read_carries_at_most_the_time_runs_one_request_may() {
+        let longest = TimeRun { count: u32::MAX, timestamp_ms: i64::MIN };
+        assert!(TimeRun::format(&vec![longest; MAX_TIME_RUNS]).len() < crate::memory::HTTP1_BUFFER / 2);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = StorageConfig {
+            dir: dir.path().to_path_buf(),
+            segment_bytes: 1 << 20,
+            index_interval_bytes: 4096,
+            retention: None,
+            retention_bytes: None,
+            max_open_files: 8,
+            disk_reserve: crate::store::DiskReserve::Bytes(0),
+        };
+        let (storage, _) = Storage::open(config).expect("open");
+        let count = MAX_TIME_RUNS as u32 + 100;
+        let records: Vec<Bytes> = (0..count).map(|i| Bytes::from(format!("r{i}"))).collect();
+        let times: Vec<TimeRun> = (0..count).map(|i| TimeRun { count: 1, timestamp_ms: i64::from(i) }).collect();
+        storage.append_at("t", 0, 0, records, Vec::new(), &times).await.expect("copy");
+        let copy = StoredCopy { storage: &storage, topic: "t", partition: 0 };
+        let (read, runs) = copy.read(0, usize::MAX).await.expect("read");
+        assert_eq!((read.len(), runs.len()), (MAX_TIME_RUNS, MAX_TIME_RUNS));
+        let (rest, _) = copy.read(MAX_TIME_RUNS as u64, usize::MAX).await.expect("read on");
+        assert_eq!(rest.len(), 100);
     }
 
     proptest! {

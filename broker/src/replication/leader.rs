@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
 use super::copy_log::StoredCopy;
-use super::copy_protocol::{agree_on_end, Copied, CopySource, FollowerLink, SendError, SEND_BYTES};
+use super::copy_protocol::{agree_on_end, Copied, CopySource, FollowerLink, SendError, MAX_TIME_RUNS, SEND_BYTES};
 use super::leadership::Leadership;
 use super::peer_client::RemoteCopy;
 use super::replica_set::others_needed;
@@ -146,10 +146,16 @@ impl PartitionCopies {
         let mut next = base + first.len() as u64;
         while bytes < SEND_BYTES {
             let Some((records, time, _)) = ends.tail.get(&next) else { break };
+            let full = times.len() >= MAX_TIME_RUNS;
+            match times.last_mut() {
+                // Batches of one write round share its time.
+                Some(run) if run.timestamp_ms == *time => run.count += records.len() as u32,
+                _ if full => break,
+                _ => times.push(TimeRun { count: records.len() as u32, timestamp_ms: *time }),
+            }
             bytes += records.iter().map(Bytes::len).sum::<usize>();
             next += records.len() as u64;
             out.extend(records.iter().cloned());
-            times.push(TimeRun { count: records.len() as u32, timestamp_ms: *time });
         }
         Some((out, times))
     }

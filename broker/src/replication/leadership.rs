@@ -15,6 +15,8 @@ pub struct Leadership {
     me: u32,
     /// Partitions this broker finished taking over, with the epoch it took them in.
     serving: Mutex<HashMap<u32, u64>>,
+    /// Bumped whenever this broker starts serving a partition (see [`Leadership::serving_version`]).
+    serving_version: std::sync::atomic::AtomicU64,
     writes: Mutex<Writes>,
     /// Highest epoch a new leader announced here before this broker applied it from Raft.
     fences: Mutex<HashMap<u32, u64>>,
@@ -50,7 +52,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Leadership {
     pub fn new(raft: RaftNode, me: u32) -> Leadership {
-        Leadership { raft, me, serving: Mutex::default(), writes: Mutex::default(), fences: Mutex::default() }
+        Leadership {
+            raft,
+            me,
+            serving: Mutex::default(),
+            serving_version: Default::default(),
+            writes: Mutex::default(),
+            fences: Mutex::default(),
+        }
     }
 
     pub fn me(&self) -> u32 {
@@ -150,8 +159,15 @@ impl Leadership {
         }
     }
 
+    /// Changes each time this broker starts serving a partition: what a reader waiting for
+    /// records here may read changed (stopping, the other way, comes with a Raft change).
+    pub fn serving_version(&self) -> u64 {
+        self.serving_version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub fn mark_serving(&self, partition: u32, epoch: u64) {
         lock(&self.serving).insert(partition, epoch);
+        self.serving_version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Stops new writes to `partition`; false if a hand-off is already running.

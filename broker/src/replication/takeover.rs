@@ -33,6 +33,8 @@ impl Replication {
             async move {
                 this.take_over(partition, epoch).await?;
                 this.leadership.mark_serving(partition, epoch);
+                // Readers waiting here may now read it (a long-poll whose partition moved here).
+                this.readable().notify_waiters();
                 Ok(())
             }
         };
