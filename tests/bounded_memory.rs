@@ -17,14 +17,6 @@ const LIMIT_MIB: u64 = 96;
 /// copy of the records in flight, at most the produce share (a quarter of the limit).
 const OVERHEAD_MIB: u64 = 40 + LIMIT_MIB / 4;
 
-/// The broker process' peak resident memory (VmHWM), as the kernel counts it.
-fn peak_resident_mib(broker: &BrokerProcess) -> u64 {
-    let pid = broker.pid().expect("a running broker");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("a VmHWM line");
-    line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).expect("a number in kB") >> 10
-}
-
 /// `connections` producers, each on its own connection, each sending `bodies` bodies of 1 MiB;
 /// returns (acknowledged, refused with 503 + Retry-After). Anything else fails the test.
 async fn produce_in_parallel(urls: Vec<String>, connections: usize, bodies: usize) -> (usize, usize) {
@@ -67,7 +59,7 @@ async fn many_connections_of_large_producers_stay_within_the_memory_limit() {
     let broker = BrokerProcess::start(&dir.path().join("b"), &[("RUNNEL_MEMORY_LIMIT", &limit)]);
     let url = broker.url(9251, "/v1/topic/bulk/messages");
     let (acknowledged, refused) = produce_in_parallel(vec![url], 240, 3).await;
-    let peak = peak_resident_mib(&broker);
+    let peak = broker.peak_resident_mib();
     eprintln!("acknowledged {acknowledged}, refused {refused}, peak resident {peak} MiB");
     assert!(acknowledged > 0);
     assert!(peak <= LIMIT_MIB + OVERHEAD_MIB, "peak resident memory {peak} MiB > {LIMIT_MIB} + {OVERHEAD_MIB} MiB");
@@ -86,7 +78,7 @@ async fn a_leader_with_a_follower_down_stays_within_the_memory_limit() {
     eprintln!("acknowledged {acknowledged} MiB, refused {refused}");
     assert!(acknowledged >= 200, "too little got through to load the leaders: {acknowledged} MiB");
     for broker in &brokers[..2] {
-        let peak = peak_resident_mib(broker);
+        let peak = broker.peak_resident_mib();
         eprintln!("{}: peak resident {peak} MiB", broker.ip);
         assert!(peak <= LIMIT_MIB + OVERHEAD_MIB, "peak resident memory {peak} MiB > {LIMIT_MIB} + {OVERHEAD_MIB} MiB");
     }

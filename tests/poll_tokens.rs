@@ -24,7 +24,7 @@ fn numbers(from: usize, to: usize) -> Vec<Value> {
 
 /// Sends a poll acknowledging `token` and closes the connection without reading the answer.
 async fn poll_and_drop_the_answer(broker: &BrokerProcess, consumer: &str, token: &str) {
-    let address = broker.url(9252, "").trim_start_matches("http://").trim_end_matches('/').to_string();
+    let address = format!("{}:9252", broker.ip);
     let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
     let request = format!(
         "POST /v1/consumer/poll?consumerId={consumer}&ack={token} HTTP/1.1\r\nHost: {address}\r\n\

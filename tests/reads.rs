@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use runnel_tests::{start_cluster, BrokerProcess, TestClient};
+use runnel_tests::{partition_holding, start_cluster, BrokerProcess, TestClient};
 use serde_json::{json, Value};
 
 /// GETs the records URL of `topic` on `broker` with `query`: status and JSON body.
@@ -31,18 +31,6 @@ fn values(body: &Value) -> Vec<Value> {
     body["records"].as_array().expect("records").iter().map(|r| r["value"].clone()).collect()
 }
 
-/// The partition of `topic` that holds records (the test produces with one key).
-async fn partition_with_records(broker: &BrokerProcess, topic: &str, partitions: u32) -> u32 {
-    for p in 0..partitions {
-        let (status, body) = read(broker, topic, &[("partition", &p.to_string())]).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        if !offsets(&body).is_empty() {
-            return p;
-        }
-    }
-    panic!("no partition of {topic} holds the records produced");
-}
-
 #[tokio::test]
 async fn every_position_form_reads_what_was_produced_and_bad_positions_say_the_bounds() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -53,7 +41,7 @@ async fn every_position_form_reads_what_was_produced_and_bad_positions_say_the_b
         client.produce_lines("pos", Some("k"), &lines).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let p = partition_with_records(&broker, "pos", 4).await.to_string();
+    let p = partition_holding(&broker, "pos", 4).await.to_string();
     let p = p.as_str();
 
     let (status, all) = read(&broker, "pos", &[("partition", p), ("offset", "earliest")]).await;
@@ -138,7 +126,7 @@ async fn a_read_before_the_retained_start_is_gone_and_says_where_the_records_beg
     for _ in 0..40 {
         client.produce_lines("gone", Some("k"), &vec![line.clone(); 10]).await;
     }
-    let p = partition_with_records(&broker, "gone", 4).await.to_string();
+    let p = partition_holding(&broker, "gone", 4).await.to_string();
     let deadline = Instant::now() + Duration::from_secs(10);
     let (start, body) = loop {
         let (status, body) = read(&broker, "gone", &[("partition", &p), ("offset", "0")]).await;
@@ -191,7 +179,7 @@ async fn any_broker_of_a_cluster_answers_every_partition_as_its_leader_does() {
     assert!(views.iter().all(|v| v == &views[0]), "{views:?}");
 
     // A waiting read through a broker that does not lead the partition answers the produce too.
-    let p = partition_with_records(&brokers[0], "fwd", 12).await;
+    let p = partition_holding(&brokers[0], "fwd", 12).await;
     let (_, first) = read(&brokers[0], "fwd", &[("partition", &p.to_string())]).await;
     let key = first["records"][0]["value"]["key"].clone();
     let mut end: u64 = first["end"].as_str().expect("end").parse().expect("end");
@@ -228,7 +216,7 @@ async fn every_copy_keeps_the_leader_s_append_times_even_one_that_caught_up_late
     let mut brokers = start_cluster(dir.path(), 3, &[]);
     let client = TestClient::new(&brokers[0]);
     client.produce_lines("times", Some("k"), &[json!({"n": 0}).to_string()]).await;
-    let p = partition_with_records(&brokers[0], "times", 12).await;
+    let p = partition_holding(&brokers[0], "times", 12).await;
     let (_, partitions) = cluster_view(&Endpoint::of(&brokers[0])).await.expect("the cluster view");
     let leader = partitions[&p].0 as usize;
     let late = (leader + 1) % 3;

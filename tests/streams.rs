@@ -10,30 +10,10 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use runnel_tests::events::{Event, EventReader};
 use runnel_tests::workload::{cluster_view, Endpoint};
-use runnel_tests::{start_cluster, BrokerProcess, TestClient};
+use runnel_tests::{partition_holding, start_cluster, BrokerProcess, TestClient};
 use serde_json::{json, Value};
 
 const WITHIN: Duration = Duration::from_secs(5);
-
-/// The partition `key` lands in, found by producing one record `first` and reading every partition.
-async fn partition_of(broker: &BrokerProcess, topic: &str, partitions: u32) -> u32 {
-    for p in 0..partitions {
-        let url = broker.url(9252, &format!("/v1/topic/{topic}/records"));
-        let body: Value = reqwest::Client::new()
-            .get(url)
-            .query(&[("partition", p.to_string())])
-            .send()
-            .await
-            .expect("read")
-            .json()
-            .await
-            .expect("JSON");
-        if !body["records"].as_array().expect("records").is_empty() {
-            return p;
-        }
-    }
-    panic!("no partition of {topic} holds records");
-}
 
 async fn produce_n(client: &TestClient, topic: &str, from: u64, to: u64) {
     let lines: Vec<String> = (from..to).map(|n| json!({"n": n}).to_string()).collect();
@@ -75,7 +55,7 @@ async fn sse_follows_new_records_and_resumes_from_the_last_event_id_with_no_gap_
     let broker = BrokerProcess::start(dir.path(), &[]);
     let client = TestClient::new(&broker);
     produce_n(&client, "sse", 0, 5).await;
-    let p = partition_of(&broker, "sse", 4).await;
+    let p = partition_holding(&broker, "sse", 4).await;
 
     let mut events = subscribe(&broker, "sse", p, None).await;
     let mut seen = Vec::new();
@@ -121,7 +101,7 @@ async fn a_websocket_receives_one_json_message_per_record_live() {
     let broker = BrokerProcess::start(dir.path(), &[]);
     let client = TestClient::new(&broker);
     produce_n(&client, "ws", 0, 3).await;
-    let p = partition_of(&broker, "ws", 4).await;
+    let p = partition_holding(&broker, "ws", 4).await;
     let url =
         broker.url(9252, &format!("/v1/topic/ws/records?partition={p}&offset=earliest")).replace("http://", "ws://");
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket handshake");
@@ -152,7 +132,7 @@ async fn a_stream_ends_cleanly_when_leadership_moves_and_resumes_on_another_brok
     let mut brokers = start_cluster(dir.path(), 3, &[]);
     let client = TestClient::new(&brokers[0]);
     produce_n(&client, "move", 0, 3).await;
-    let p = partition_of(&brokers[0], "move", 12).await;
+    let p = partition_holding(&brokers[0], "move", 12).await;
     let leader = leader_of(&brokers[0], p).await;
     let (reader, other) = match leader {
         0 => (1, 2),
@@ -182,14 +162,6 @@ async fn a_stream_ends_cleanly_when_leadership_moves_and_resumes_on_another_brok
     assert_eq!(seen, (0..6).map(|n| (n, n)).collect::<Vec<_>>());
 }
 
-/// The broker process' peak resident memory (VmHWM), in MiB.
-fn peak_resident_mib(broker: &BrokerProcess) -> u64 {
-    let pid = broker.pid().expect("a running broker");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("a VmHWM line");
-    line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).expect("kB") >> 10
-}
-
 /// A reader that stops reading its stream for 30 s while 200 MB are produced to the partition
 /// it follows: the broker's memory stays within its bound (docs/design.md, resource bounds:
 /// RUNNEL_MEMORY_LIMIT, plus the process' own overhead, plus one stream read in the transport),
@@ -203,9 +175,9 @@ async fn a_stalled_stream_reader_does_not_grow_the_broker() {
     let broker = BrokerProcess::start(dir.path(), &[("RUNNEL_MEMORY_LIMIT", "96MiB")]);
     let client = TestClient::new(&broker);
     produce_n(&client, "stall", 0, 1).await;
-    let p = partition_of(&broker, "stall", 4).await;
+    let p = partition_holding(&broker, "stall", 4).await;
 
-    let address = broker.url(9252, "").trim_start_matches("http://").trim_end_matches('/').to_string();
+    let address = format!("{}:9252", broker.ip);
     let mut reader = tokio::net::TcpStream::connect(&address).await.expect("connect");
     let request = format!(
         "GET /v1/topic/stall/records?partition={p}&offset=earliest HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n"
@@ -242,7 +214,7 @@ async fn a_stalled_stream_reader_does_not_grow_the_broker() {
         producer.await.expect("producer");
     }
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(stalled_since.elapsed())).await;
-    let peak = peak_resident_mib(&broker);
+    let peak = broker.peak_resident_mib();
     eprintln!("peak resident memory with a stalled stream reader: {peak} MiB");
     assert!(
         peak <= LIMIT_MIB + OVERHEAD_MIB,
@@ -273,7 +245,7 @@ async fn a_client_following_from_latest_loses_nothing_across_a_leadership_move()
     let mut brokers = start_cluster(dir.path(), 3, &[]);
     let client = TestClient::new(&brokers[0]);
     produce_n(&client, "latest", 0, 3).await;
-    let p = partition_of(&brokers[0], "latest", 12).await;
+    let p = partition_holding(&brokers[0], "latest", 12).await;
     let leader = leader_of(&brokers[0], p).await;
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     let reader = Reader::new(Brokers::fixed(others.iter().map(|i| brokers[*i].ip.to_string())));

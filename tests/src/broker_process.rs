@@ -177,6 +177,14 @@ impl BrokerProcess {
         format!("http://{}:{port}{path}", self.ip)
     }
 
+    /// The process' peak resident memory (VmHWM, as the kernel counts it), in MiB.
+    pub fn peak_resident_mib(&self) -> u64 {
+        let pid = self.pid().expect("a running broker");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("a VmHWM line");
+        line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).expect("a number in kB") >> 10
+    }
+
     /// Everything the broker logged so far (all runs).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

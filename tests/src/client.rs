@@ -35,6 +35,21 @@ impl Polled {
     }
 }
 
+/// The partition of `topic` that holds records, of its first `partitions` (a test that
+/// produced with one key finds that key's partition so), read by position on `broker`.
+pub async fn partition_holding(broker: &BrokerProcess, topic: &str, partitions: u32) -> u32 {
+    for p in 0..partitions {
+        let url = broker.url(9252, &format!("/v1/topic/{topic}/records"));
+        let response = reqwest::Client::new().get(url).query(&[("partition", p)]).send().await.expect("read");
+        assert_eq!(response.status(), StatusCode::OK, "reading partition {p}");
+        let body: serde_json::Value = response.json().await.expect("JSON");
+        if !body["records"].as_array().expect("records").is_empty() {
+            return p;
+        }
+    }
+    panic!("no partition of {topic} holds records");
+}
+
 /// HTTP calls against one broker, as a PolarStreams-style REST client makes them.
 pub struct TestClient {
     pub http: reqwest::Client,

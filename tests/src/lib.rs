@@ -13,6 +13,6 @@ pub mod workload;
 pub use broker_process::{
     broker_binary, built_binary, free_loopback_ip, start_cluster, write_peer_secret, BrokerProcess, StaticCluster,
 };
-pub use client::{Polled, TestClient};
+pub use client::{partition_holding, Polled, TestClient};
 pub use peer::signed_request;
 pub use stalled::{stalled_produce, Stall};
