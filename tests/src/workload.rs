@@ -67,6 +67,8 @@ struct Observed {
     rewinds: Vec<(usize, String, u64, u64)>,
     /// Highest committed offset seen anywhere, per topic/partition.
     highest_committed: BTreeMap<String, u64>,
+    /// Per partition, the end of the last chunk consumed and which (member, broker) it came from.
+    consumed_to: BTreeMap<u32, (u64, String)>,
 }
 
 pub struct Workload {
@@ -78,7 +80,9 @@ pub struct Workload {
     /// While set, the group does not poll (a backlog builds up).
     paused: Arc<AtomicBool>,
     observed: Arc<Mutex<Observed>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    producers: Vec<tokio::task::JoinHandle<()>>,
+    /// The group and the offset sampler.
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 const MEMBERS: [&str; 2] = ["member-a", "member-b"];
@@ -94,14 +98,15 @@ impl Workload {
             stop_consuming: Arc::default(),
             paused: Arc::default(),
             observed: Arc::default(),
-            tasks: Vec::new(),
+            producers: Vec::new(),
+            readers: Vec::new(),
         };
         for member in MEMBERS {
             workload.register(member).await;
         }
         for task in 0..producers {
             let my_keys: Vec<String> = (task..keys).step_by(producers).map(|k| format!("key-{k}")).collect();
-            workload.tasks.push(tokio::spawn(produce(
+            workload.producers.push(tokio::spawn(produce(
                 workload.endpoints.clone(),
                 workload.topic.clone(),
                 my_keys,
@@ -109,7 +114,7 @@ impl Workload {
                 workload.observed.clone(),
             )));
         }
-        workload.tasks.push(tokio::spawn(consume(
+        workload.readers.push(tokio::spawn(consume(
             workload.endpoints.clone(),
             workload.topic.clone(),
             workload.group.clone(),
@@ -117,7 +122,7 @@ impl Workload {
             workload.paused.clone(),
             workload.observed.clone(),
         )));
-        workload.tasks.push(tokio::spawn(sample_offsets(
+        workload.readers.push(tokio::spawn(sample_offsets(
             workload.endpoints.clone(),
             workload.group.clone(),
             workload.stop_consuming.clone(),
@@ -153,18 +158,24 @@ impl Workload {
     /// Stops producing, lets the group read everything acknowledged (up to `drain`), stops.
     pub async fn finish(mut self, drain: Duration) -> Report {
         self.stop_producing.store(true, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The drain starts once no write can be acknowledged any more: a producer whose last
+        // request was still on its way would add a record after the group had read everything
+        // and stopped (a failure that is the checker's, not the cluster's).
+        for producer in self.producers.drain(..) {
+            let _ = producer.await;
+        }
         let deadline = Instant::now() + drain;
         while Instant::now() < deadline && !self.all_consumed() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         self.stop_consuming.store(true, Ordering::Relaxed);
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
+        for reader in self.readers.drain(..) {
+            let _ = reader.await;
         }
         let observed = std::mem::take(&mut *self.observed.lock().unwrap_or_else(|p| p.into_inner()));
         let final_offsets = final_committed(&self.endpoints, &self.group).await;
-        Report { observed, final_offsets }
+        let diagnosis = diagnose(&self.endpoints, &self.topic, &self.group, &observed).await;
+        Report { observed, final_offsets, diagnosis }
     }
 
     fn all_consumed(&self) -> bool {
@@ -190,14 +201,21 @@ async fn produce(
     let http = reqwest::Client::new();
     let mut seqs: HashMap<String, u64> = HashMap::new();
     let mut turn = 0usize;
-    while !stop.load(Ordering::Relaxed) {
+    'producing: while !stop.load(Ordering::Relaxed) {
         for key in &keys {
+            if stop.load(Ordering::Relaxed) {
+                break 'producing;
+            }
             let seq = *seqs.entry(key.clone()).and_modify(|s| *s += 1).or_insert(0);
             let body = json!({"key": key, "seq": seq}).to_string();
             let started = Instant::now();
             // The same record is sent until some broker acknowledges it, so per key the
             // acknowledged sequence is 0, 1, 2, … (a retry after a lost answer may duplicate).
             let partition = loop {
+                // A record not acknowledged when the workload stops is not one the group must read.
+                if stop.load(Ordering::Relaxed) {
+                    break 'producing;
+                }
                 let brokers = up(&endpoints);
                 turn += 1;
                 let Some(endpoint) = brokers.get(turn % brokers.len().max(1)) else {
@@ -268,6 +286,11 @@ async fn consume(
                             tokens.insert(slot, token);
                         }
                         let mut observed = observed.lock().unwrap_or_else(|p| p.into_inner());
+                        for chunk in &chunks {
+                            let end = chunk.start_offset as u64 + chunk.values.len() as u64;
+                            let from = format!("{member} from {}", endpoint.consumer);
+                            observed.consumed_to.insert(chunk.partition.unwrap_or(u32::MAX), (end, from));
+                        }
                         for value in chunks.iter().flat_map(|c| c.values.iter()) {
                             let key = value["key"].as_str().unwrap_or_default().to_string();
                             let seq = value["seq"].as_u64().unwrap_or(u64::MAX);
@@ -371,10 +394,54 @@ async fn final_committed(endpoints: &Endpoints, group: &str) -> Vec<BTreeMap<Str
     views
 }
 
+/// For the partitions with acknowledged records nobody consumed, what each broker says about
+/// them (bounds and leader, the group's committed offset) and where consuming them stopped,
+/// so a failure of [`Report::check`] says where the records are stuck.
+async fn diagnose(endpoints: &Endpoints, topic: &str, group: &str, observed: &Observed) -> String {
+    let unconsumed: std::collections::BTreeSet<u32> = observed
+        .acks
+        .iter()
+        .filter(|a| !observed.consumed.get(&a.key).is_some_and(|seqs| seqs.contains(&a.seq)))
+        .map(|a| a.partition)
+        .collect();
+    let http = reqwest::Client::new();
+    let mut lines = Vec::new();
+    for partition in unconsumed {
+        let acked = observed.acks.iter().filter(|a| a.partition == partition).count();
+        lines.push(format!(
+            "partition {partition}: {acked} acknowledged; consumed to {:?}",
+            observed.consumed_to.get(&partition)
+        ));
+        for endpoint in up(endpoints) {
+            let get = |url: String| {
+                let http = http.clone();
+                async move {
+                    let response = http.get(url).timeout(Duration::from_secs(2)).send().await.ok()?;
+                    response.json::<Value>().await.ok()
+                }
+            };
+            let bounds = get(format!("{}/v1/topic/{topic}", endpoint.consumer))
+                .await
+                .and_then(|body| body["partitions"].as_array()?.iter().find(|p| p["partition"] == partition).cloned());
+            let tp = format!("{topic}/{partition}");
+            let committed = committed(&http, &endpoint, group).await.map(|c| c.get(&tp).copied());
+            let cluster = get(format!("{}/v1/cluster", endpoint.discovery))
+                .await
+                .and_then(|body| body["partitions"].as_array()?.iter().find(|p| p["partition"] == partition).cloned());
+            lines.push(format!(
+                "  {}: bounds {bounds:?}, committed {committed:?}, cluster {cluster:?}",
+                endpoint.consumer
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
 /// What the workload saw, and the checks on it.
 pub struct Report {
     observed: Observed,
     final_offsets: Vec<BTreeMap<String, u64>>,
+    diagnosis: String,
 }
 
 impl Report {
@@ -411,9 +478,10 @@ impl Report {
             .collect();
         assert!(
             missing.is_empty(),
-            "{} acknowledged records were never consumed, e.g. {:?}",
+            "{} acknowledged records were never consumed, e.g. {:?}\n{}",
             missing.len(),
-            &missing[..missing.len().min(10)]
+            &missing[..missing.len().min(10)],
+            self.diagnosis
         );
         for (key, seqs) in &observed.consumed {
             // First deliveries must come in sequence order; redeliveries (at-least-once) may repeat older ones.
