@@ -99,6 +99,12 @@ pub struct Config {
     #[arg(long, env = "RUNNEL_MAX_LAG_SERIES", default_value_t = 10_000)]
     pub max_lag_series: usize,
 
+    /// Most idempotent producers whose state each partition keeps (SPEC §12); the one that
+    /// wrote least recently is forgotten first, and a retry of its older requests is then
+    /// stored again.
+    #[arg(long, env = "RUNNEL_MAX_PRODUCERS_PER_PARTITION", default_value_t = 1_000)]
+    pub max_producers_per_partition: usize,
+
     /// A consumer that makes no request for this long is unregistered.
     #[arg(long, env = "RUNNEL_CONSUMER_TIMEOUT_MS", default_value_t = 120_000)]
     pub consumer_timeout_ms: u64,
@@ -268,6 +274,13 @@ impl Config {
         }
         if self.max_lag_series > 1_000_000 {
             return fail("RUNNEL_MAX_LAG_SERIES", &self.max_lag_series, "must be at most 1000000".into());
+        }
+        if !(1..=100_000).contains(&self.max_producers_per_partition) {
+            return fail(
+                "RUNNEL_MAX_PRODUCERS_PER_PARTITION",
+                &self.max_producers_per_partition,
+                "must be between 1 and 100000".into(),
+            );
         }
         if !(1..=10_000).contains(&self.max_consumer_topics) {
             return fail("RUNNEL_MAX_CONSUMER_TOPICS", &self.max_consumer_topics, "must be between 1 and 10000".into());

@@ -56,6 +56,18 @@ pub enum ApiError {
     /// A reset to an offset the partition does not have: nothing changed.
     #[error("partition {partition} has offsets {start} to {end}, not {offset}")]
     ResetOutOfRange { partition: u32, offset: u64, start: u64, end: u64 },
+    /// An idempotent request out of sequence (SPEC §12): nothing was stored. 409.
+    #[error(
+        "the producer's next sequence number for this partition is {expected}: send that one first; nothing was stored"
+    )]
+    SequenceGap { expected: u64 },
+    /// An idempotent request of an older epoch than the producer's: a replaced (zombie)
+    /// producer, fenced. 403.
+    #[error("this producer was replaced: its epoch for this partition is now {current}; nothing was stored")]
+    ProducerFenced { current: u64 },
+    /// A conditional append (`Expected-Offset`) that did not find the partition ending there. 412.
+    #[error("the partition's next offset is {end}, not the expected one; nothing was stored")]
+    UnexpectedOffset { end: u64 },
     #[error("{0}: retry shortly")]
     Unavailable(String),
     /// This broker does not (or no longer) lead the partition; nothing was stored.
@@ -93,7 +105,17 @@ struct ErrorBody<'a> {
     /// The longest wait allowed, with [`ApiError::WaitTooLong`], for a client to take it up.
     #[serde(rename = "maxWaitMs", skip_serializing_if = "Option::is_none")]
     max_wait_ms: Option<u64>,
+    /// The sequence the partition expects next, with [`ApiError::SequenceGap`].
+    #[serde(rename = "expectedSeq", skip_serializing_if = "Option::is_none")]
+    expected_seq: Option<u64>,
+    /// The producer's current epoch, with [`ApiError::ProducerFenced`].
+    #[serde(rename = "producerEpoch", skip_serializing_if = "Option::is_none")]
+    producer_epoch: Option<u64>,
 }
+
+/// Headers of the idempotent-produce answers (SPEC §12).
+pub const PRODUCER_EXPECTED_SEQ: &str = "producer-expected-seq";
+pub const PRODUCER_EPOCH: &str = "producer-epoch";
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
@@ -108,9 +130,12 @@ impl ApiError {
             ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::ConsumerNotRegistered(_) | ApiError::ResizeRefused(_) | ApiError::GroupHasMembers { .. } => {
-                StatusCode::CONFLICT
-            }
+            ApiError::ConsumerNotRegistered(_)
+            | ApiError::ResizeRefused(_)
+            | ApiError::GroupHasMembers { .. }
+            | ApiError::SequenceGap { .. } => StatusCode::CONFLICT,
+            ApiError::ProducerFenced { .. } => StatusCode::FORBIDDEN,
+            ApiError::UnexpectedOffset { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) | ApiError::UnknownGroup(_) => StatusCode::NOT_FOUND,
             ApiError::OutOfRange { offset, end, .. } if offset > end => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -143,6 +168,9 @@ impl ApiError {
             ApiError::OutOfRange { .. } => "offset_before_start",
             ApiError::GroupHasMembers { .. } => "group_has_members",
             ApiError::ResetOutOfRange { .. } => "offset_out_of_range",
+            ApiError::SequenceGap { .. } => "sequence_gap",
+            ApiError::ProducerFenced { .. } => "producer_fenced",
+            ApiError::UnexpectedOffset { .. } => "unexpected_offset",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotLeader(_) => NOT_LEADER,
             ApiError::InsufficientStorage(_) => "insufficient_storage",
@@ -175,16 +203,38 @@ impl IntoResponse for ApiError {
         }
         let (start, end) = match &self {
             ApiError::OutOfRange { start, end, .. } => (Some(start.to_string()), Some(end.to_string())),
+            ApiError::UnexpectedOffset { end } => (None, Some(end.to_string())),
             _ => (None, None),
         };
         let max_wait_ms = match &self {
             ApiError::WaitTooLong { max_ms } => Some(*max_ms),
             _ => None,
         };
-        let body = ErrorBody { error: self.code(), message: self.to_string(), retriable, start, end, max_wait_ms };
+        let (expected_seq, producer_epoch) = match &self {
+            ApiError::SequenceGap { expected } => (Some(*expected), None),
+            ApiError::ProducerFenced { current } => (None, Some(*current)),
+            _ => (None, None),
+        };
+        let body = ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+            retriable,
+            start,
+            end,
+            max_wait_ms,
+            expected_seq,
+            producer_epoch,
+        };
         let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
         if retriable {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(expected) = expected_seq {
+            headers.insert(PRODUCER_EXPECTED_SEQ, HeaderValue::from(expected));
+        }
+        if let Some(epoch) = producer_epoch {
+            headers.insert(PRODUCER_EPOCH, HeaderValue::from(epoch));
         }
         response
     }
@@ -224,6 +274,9 @@ impl From<StorageError> for ApiError {
                 ApiError::Unavailable(format!("the partition's leadership is changing ({e})"))
             }
             StorageError::Io { .. } => ApiError::Unavailable(format!("the write could not be made durable ({e})")),
+            StorageError::SequenceGap { expected } => ApiError::SequenceGap { expected },
+            StorageError::ProducerFenced { current } => ApiError::ProducerFenced { current },
+            StorageError::UnexpectedOffset { end } => ApiError::UnexpectedOffset { end },
         }
     }
 }
@@ -268,6 +321,15 @@ impl From<ApiError> for PeerError {
             ApiError::OutOfRange { offset, start, end } => {
                 PeerError::OutOfRange { details: serde_json::json!({"offset": offset, "start": start, "end": end}) }
             }
+            ApiError::SequenceGap { expected } => {
+                PeerError::ProduceRefused { details: serde_json::json!({"kind": "sequence_gap", "expected": expected}) }
+            }
+            ApiError::ProducerFenced { current } => PeerError::ProduceRefused {
+                details: serde_json::json!({"kind": "producer_fenced", "current": current}),
+            },
+            ApiError::UnexpectedOffset { end } => {
+                PeerError::ProduceRefused { details: serde_json::json!({"kind": "unexpected_offset", "end": end}) }
+            }
             ApiError::BodyTooLarge { limit } => PeerError::BodyTooLarge { limit },
             ApiError::Unavailable(_) => PeerError::Unavailable(e.to_string()),
             ApiError::InsufficientStorage(reason) => PeerError::InsufficientStorage(reason),
@@ -287,6 +349,14 @@ impl From<PeerError> for ApiError {
                 let at = |field: &str| details[field].as_u64().unwrap_or_default();
                 ApiError::OutOfRange { offset: at("offset"), start: at("start"), end: at("end") }
             }
+            PeerError::ProduceRefused { details } => {
+                let at = |field: &str| details[field].as_u64().unwrap_or_default();
+                match details["kind"].as_str() {
+                    Some("sequence_gap") => ApiError::SequenceGap { expected: at("expected") },
+                    Some("producer_fenced") => ApiError::ProducerFenced { current: at("current") },
+                    _ => ApiError::UnexpectedOffset { end: at("end") },
+                }
+            }
             PeerError::BodyTooLarge { limit } => ApiError::BodyTooLarge { limit },
             PeerError::InsufficientStorage(reason) => ApiError::InsufficientStorage(reason),
             PeerError::Internal(reason) => ApiError::Internal(format!("another broker failed: {reason}")),
@@ -300,6 +370,7 @@ impl From<PeerError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::peer::PeerErrorBody;
 
     #[test]
     fn unavailable_carries_retry_after() {
@@ -387,5 +458,37 @@ mod tests {
         }
         let forwarded = ApiError::from(PeerError::from(ApiError::InsufficientStorage("full".into())));
         assert_eq!(forwarded.status(), StatusCode::INSUFFICIENT_STORAGE, "a forwarded produce keeps its 507");
+    }
+
+    /// SPEC §12: the refusals of an idempotent or conditional produce keep their status, their
+    /// number and its header through a forwarding broker, and none is retriable.
+    #[tokio::test]
+    async fn produce_refusals_survive_forwarding_with_their_numbers() {
+        let cases = [
+            (ApiError::SequenceGap { expected: 7 }, StatusCode::CONFLICT, "expectedSeq", Some(PRODUCER_EXPECTED_SEQ)),
+            (ApiError::ProducerFenced { current: 9 }, StatusCode::FORBIDDEN, "producerEpoch", Some(PRODUCER_EPOCH)),
+            (ApiError::UnexpectedOffset { end: 42 }, StatusCode::PRECONDITION_FAILED, "end", None),
+        ];
+        for (error, status, field, header) in cases {
+            let peer = PeerError::from(error);
+            let wire = serde_json::to_vec(&PeerErrorBody {
+                error: peer.code().into(),
+                message: peer.to_string(),
+                details: peer.details(),
+            })
+            .expect("wire");
+            let forwarded = ApiError::from(PeerError::from_answer(peer.status(), &wire));
+            assert!(!forwarded.retriable());
+            let response = forwarded.into_response();
+            assert_eq!(response.status(), status);
+            let value = header.map(|h| response.headers()[h].to_str().expect("text").to_string());
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+            let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON body");
+            let number = body[field].as_u64().or_else(|| body[field].as_str().and_then(|s| s.parse().ok()));
+            assert!(number.is_some_and(|n| n > 0), "{body}");
+            if let Some(value) = value {
+                assert_eq!(value.parse::<u64>().ok(), number);
+            }
+        }
     }
 }

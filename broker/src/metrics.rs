@@ -18,6 +18,8 @@ pub struct Metrics {
     requests: Family<Labels, Counter>,
     pub produce_bytes: Counter,
     pub produce_records: Counter,
+    /// Repeats of idempotent requests answered without storing anything (SPEC §12).
+    pub produce_duplicates: Counter,
     pub consume_bytes: Counter,
     pub consume_records: Counter,
     produce_latency: Histogram,
@@ -111,6 +113,12 @@ impl Metrics {
         registry.register("produce_bytes", "Record bytes acknowledged to producers", produce_bytes.clone());
         let produce_records = Counter::default();
         registry.register("produce_records", "Records acknowledged to producers", produce_records.clone());
+        let produce_duplicates = Counter::default();
+        registry.register(
+            "produce_duplicates",
+            "Repeats of idempotent produce requests answered with their original offsets, storing nothing",
+            produce_duplicates.clone(),
+        );
         let consume_bytes = Counter::default();
         registry.register("consume_bytes", "Record bytes delivered to consumers", consume_bytes.clone());
         let consume_records = Counter::default();
@@ -220,6 +228,7 @@ impl Metrics {
             requests,
             produce_bytes,
             produce_records,
+            produce_duplicates,
             consume_bytes,
             consume_records,
             produce_latency,

@@ -71,6 +71,7 @@ impl Broker {
             retention_bytes: (config.retention_bytes > 0).then_some(config.retention_bytes),
             max_open_files,
             disk_reserve: config.disk_reserve,
+            max_producers: config.max_producers_per_partition,
         })
         .context("cannot open the segment store")?;
         for t in &report.truncated {

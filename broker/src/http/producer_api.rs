@@ -16,7 +16,7 @@ use super::status::{livez, producer_status};
 use super::{with_fallbacks, SharedState};
 use crate::error::ApiError;
 use crate::memory::{declared_length, read_body};
-use crate::store::validate_topic_name;
+use crate::store::{validate_topic_name, Conditions, ProducerStamp};
 
 pub fn router(app: SharedState) -> Router {
     let messages = post(produce).get(|| async {
@@ -39,9 +39,43 @@ struct Produced {
     partition: u32,
     token: String,
     range_index: u32,
-    /// Offset of the first record; record i got `startOffset + i`.
-    start_offset: String,
+    /// Offset of the first record; record i got `startOffset + i` (null for a repeat of a
+    /// request older than the producer's last five here: stored, its offsets no longer known).
+    start_offset: Option<String>,
     count: u32,
+    /// A repeat of an idempotent request stored before: nothing new was stored.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
+}
+
+/// The answer header of a repeat (SPEC §12).
+const PRODUCER_DUPLICATE: &str = "producer-duplicate";
+
+/// The idempotence and condition headers of a produce (SPEC §12), checked before its body is read.
+fn conditions(headers: &HeaderMap) -> Result<Conditions, ApiError> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| v.to_str().map_err(|_| ApiError::BadRequest(format!("the {name} header is not text"))))
+            .transpose()
+    };
+    let producer = match (text("producer-id")?, text("producer-epoch")?, text("producer-seq")?) {
+        (None, None, None) => None,
+        (Some(id), Some(epoch), Some(seq)) => Some(ProducerStamp::parse(id, epoch, seq).map_err(ApiError::BadRequest)?),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "Producer-Id, Producer-Epoch and Producer-Seq go together: send all three or none".into(),
+            ))
+        }
+    };
+    let expected_offset = text("expected-offset")?
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid Expected-Offset '{v}': an offset")))
+        })
+        .transpose()?;
+    Ok(Conditions { producer, expected_offset })
 }
 
 #[tracing::instrument(name = "produce", skip_all, fields(topic = %topic))]
@@ -57,11 +91,16 @@ async fn produce(
     let response = match result {
         Ok(produced) => {
             app.metrics.produce_latency(started.elapsed());
-            if accepts_json(&headers) {
+            let duplicate = produced.duplicate;
+            let mut response = if accepts_json(&headers) {
                 Json(produced).into_response()
             } else {
                 ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response()
+            };
+            if duplicate {
+                response.headers_mut().insert(PRODUCER_DUPLICATE, header::HeaderValue::from_static("true"));
             }
+            response
         }
         Err(e) => {
             tracing::debug!("produce rejected: {e}");
@@ -80,6 +119,7 @@ async fn store(
     body: Body,
 ) -> Result<Produced, ApiError> {
     validate_topic_name(topic)?;
+    let conditions = conditions(headers)?;
     // Held until the request is answered: its records are slices of this body.
     let held = read_body(body, declared_length(headers), app.produce_body, &app.memory.produce).await?;
     let body = held.bytes;
@@ -96,17 +136,23 @@ async fn store(
         return Err(ApiError::EmptyBody);
     }
     let bytes: usize = records.iter().map(Bytes::len).sum();
-    let stored = app.produce.produce(topic, key.map(str::as_bytes), records).await?;
-    app.metrics.produce_records.inc_by(stored.appended.count as u64);
-    app.metrics.produce_bytes.inc_by(bytes as u64);
+    let stored = app.produce.produce(topic, key.map(str::as_bytes), records, conditions).await?;
+    let appended = stored.appended;
+    if appended.duplicate {
+        app.metrics.produce_duplicates.inc();
+    } else {
+        app.metrics.produce_records.inc_by(appended.count as u64);
+        app.metrics.produce_bytes.inc_by(bytes as u64);
+    }
     let info = app.replication.leadership().layout(|l| l.info(stored.partition)).unwrap_or_default();
     Ok(Produced {
         topic: topic.to_string(),
         partition: stored.partition,
         token: info.token.to_string(),
         range_index: info.range_index,
-        start_offset: stored.appended.base_offset.to_string(),
-        count: stored.appended.count,
+        start_offset: (appended.count > 0 || !appended.duplicate).then(|| appended.base_offset.to_string()),
+        count: appended.count,
+        duplicate: appended.duplicate,
     })
 }
 

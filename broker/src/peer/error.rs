@@ -33,6 +33,10 @@ pub enum PeerError {
     /// This broker does not lead the partition (yet); nothing was stored.
     #[error("partition {0} is not led by this broker right now")]
     NotLeader(u32),
+    /// An idempotent or conditional produce the leader refused (`details`: `kind` and its
+    /// number: `sequence_gap` `expected`, `producer_fenced` `current`, `unexpected_offset` `end`).
+    #[error("the partition's leader refused the produce ({details})")]
+    ProduceRefused { details: serde_json::Value },
     /// A read by position outside the partition's retained records (offset, start, end).
     #[error("the offset is outside the partition's records ({details})")]
     OutOfRange { details: serde_json::Value },
@@ -75,7 +79,9 @@ impl PeerError {
             PeerError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             PeerError::NotReplica(_) => StatusCode::NOT_FOUND,
             PeerError::StaleEpoch { .. } => StatusCode::PRECONDITION_FAILED,
-            PeerError::OffsetMismatch { .. } | PeerError::Conflict(_) => StatusCode::CONFLICT,
+            PeerError::OffsetMismatch { .. } | PeerError::Conflict(_) | PeerError::ProduceRefused { .. } => {
+                StatusCode::CONFLICT
+            }
             PeerError::WrongNode(_) => StatusCode::MISDIRECTED_REQUEST,
             PeerError::NotLeader(_) | PeerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             PeerError::OutOfRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -98,6 +104,7 @@ impl PeerError {
             PeerError::OffsetMismatch { .. } => "offset_mismatch",
             PeerError::NotLeader(_) => "not_leader",
             PeerError::OutOfRange { .. } => "out_of_range",
+            PeerError::ProduceRefused { .. } => "produce_refused",
             PeerError::WrongNode(_) => "wrong_node",
             PeerError::Conflict(_) => "conflict",
             PeerError::Unavailable(_) => "unavailable",
@@ -109,11 +116,12 @@ impl PeerError {
         }
     }
 
-    fn details(&self) -> serde_json::Value {
+    pub fn details(&self) -> serde_json::Value {
         match self {
             PeerError::StaleEpoch { details }
             | PeerError::OffsetMismatch { details }
-            | PeerError::OutOfRange { details } => details.clone(),
+            | PeerError::OutOfRange { details }
+            | PeerError::ProduceRefused { details } => details.clone(),
             PeerError::BodyTooLarge { limit } => serde_json::json!({ "limit": limit }),
             PeerError::NotReplica(partition) | PeerError::NotLeader(partition) => {
                 serde_json::json!({ "partition": partition })
@@ -135,6 +143,7 @@ impl PeerError {
             "stale_epoch" => PeerError::StaleEpoch { details: answer.details },
             "offset_mismatch" => PeerError::OffsetMismatch { details: answer.details },
             "out_of_range" => PeerError::OutOfRange { details: answer.details },
+            "produce_refused" => PeerError::ProduceRefused { details: answer.details },
             "not_leader" => PeerError::NotLeader(number(&answer.details, "partition") as u32),
             "wrong_node" => PeerError::WrongNode(message),
             "conflict" => PeerError::Conflict(message),

@@ -11,19 +11,21 @@ use bytes::Bytes;
 use super::peer_api::{forward, Retry};
 use super::ProduceService;
 use crate::error::ApiError;
-use crate::store::Appended;
+use crate::store::{Appended, Conditions};
 use crate::timing::LEADER_WAIT;
 
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 impl ProduceService {
     /// Appends `records` on the leader of `key`'s partition (this broker or another) and
-    /// returns the partition once a majority of its copies hold them.
+    /// returns the partition once a majority of its copies hold them. Retried, an idempotent
+    /// request is checked again by whichever broker leads then: stored at most once.
     pub(super) async fn produce_to_leader(
         &self,
         topic: &str,
         key: Option<&[u8]>,
         records: Vec<Bytes>,
+        conditions: Conditions,
     ) -> Result<(u32, Appended), ApiError> {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         let mut partition = self.partition_for(key)?;
@@ -33,7 +35,7 @@ impl ProduceService {
             }
             let leader = self.replication.leadership().current(partition).broker;
             let attempt = if leader == self.peers.ordinal() {
-                match self.replication.append(topic, partition, records.clone()).await {
+                match self.replication.append(topic, partition, records.clone(), conditions.clone()).await {
                     Err(ApiError::NotLeader(_)) => {
                         Err(Retry(format!("this broker is not serving partition {partition} yet")))
                     }
@@ -43,7 +45,7 @@ impl ProduceService {
                 // A leader that is cut off may never answer; once Raft names another, that one
                 // is asked instead (the old one is fenced and can no longer acknowledge anything).
                 tokio::select! {
-                    answer = forward(&self.peers, leader, topic, partition, &records) => answer,
+                    answer = forward(&self.peers, leader, (topic, partition), &records, &conditions) => answer,
                     _ = self.replication.leadership().moved_from(partition, leader) => {
                         Err(Retry(format!("leadership moved away from broker {leader}")))
                     }

@@ -1,12 +1,16 @@
 //! The forwarded-produce conversation of the peer port, both sides: a broker that received a
 //! produce for a partition another broker leads sends the records there (framed: u32 length,
-//! bytes), and the leader appends them and answers the [`Appended`] offsets, or a
-//! [`PeerError`] (`not_leader` when it does not lead the partition (yet): nothing was stored).
+//! bytes), with an idempotent request's stamp (`x-runnel-producer: id:epoch:seq`) and a
+//! conditional one's `x-runnel-expected-offset`, and the leader appends them and answers the
+//! [`Appended`] offsets, or a [`PeerError`] (`not_leader` when it does not lead the partition
+//! (yet): nothing was stored; `produce_refused` for a sequence gap, a fenced producer or
+//! another end than expected).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 
@@ -14,7 +18,7 @@ use super::ProduceService;
 use crate::cluster::{decode_frames, encode_frames, Peers};
 use crate::error::ApiError;
 use crate::peer::{answer_json, PeerError};
-use crate::store::{validate_topic_name, Appended};
+use crate::store::{validate_topic_name, Appended, Conditions, ProducerStamp};
 use crate::timing::FORWARD_TIMEOUT;
 
 pub fn router(produce: Arc<ProduceService>) -> Router {
@@ -28,10 +32,37 @@ fn path(topic: &str, partition: u32) -> String {
     format!("/cluster/produce/{topic}/{partition}")
 }
 
+const PRODUCER_HEADER: &str = "x-runnel-producer";
+const EXPECTED_OFFSET_HEADER: &str = "x-runnel-expected-offset";
+
+/// The conditions a forwarded produce's headers carry.
+fn conditions(headers: &HeaderMap) -> Result<Conditions, PeerError> {
+    let text = |name: &str| {
+        headers.get(name).map(|v| v.to_str().map_err(|_| PeerError::BadRequest(format!("{name} is not text"))))
+    };
+    let producer = match text(PRODUCER_HEADER).transpose()? {
+        Some(stamp) => {
+            let mut parts = stamp.split(':');
+            let (Some(id), Some(epoch), Some(seq), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(PeerError::BadRequest(format!("bad {PRODUCER_HEADER} '{stamp}'")));
+            };
+            Some(ProducerStamp::parse(id, epoch, seq).map_err(PeerError::BadRequest)?)
+        }
+        None => None,
+    };
+    let expected_offset = text(EXPECTED_OFFSET_HEADER)
+        .transpose()?
+        .map(|v| v.parse::<u64>().map_err(|_| PeerError::BadRequest(format!("bad {EXPECTED_OFFSET_HEADER} '{v}'"))))
+        .transpose()?;
+    Ok(Conditions { producer, expected_offset })
+}
+
 /// A produce forwarded by the broker that received it.
 async fn append(
     State(produce): State<Arc<ProduceService>>,
     Path((topic, partition)): Path<(String, u32)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Appended>, PeerError> {
     validate_topic_name(&topic).map_err(|e| PeerError::BadRequest(e.to_string()))?;
@@ -39,10 +70,11 @@ async fn append(
         return Err(PeerError::BadRequest(format!("no partition {partition}")));
     }
     let records = decode_frames(&body).map_err(PeerError::BadRequest)?;
-    Ok(Json(produce.replication.append(&topic, partition, records).await?))
+    Ok(Json(produce.replication.append(&topic, partition, records, conditions(&headers)?).await?))
 }
 
-/// Not acknowledged: the records may be sent again (at worst stored twice, never lost).
+/// Not acknowledged: the records may be sent again (at worst stored twice, never lost; an
+/// idempotent request, never twice).
 pub(super) struct Retry(pub String);
 
 /// Sends `records` to broker `leader`: its answer, or [`Retry`] when it could not have stored
@@ -50,12 +82,19 @@ pub(super) struct Retry(pub String);
 pub(super) async fn forward(
     peers: &Peers,
     leader: u32,
-    topic: &str,
-    partition: u32,
+    (topic, partition): (&str, u32),
     records: &[Bytes],
+    conditions: &Conditions,
 ) -> Result<Result<Appended, ApiError>, Retry> {
     let url = peers.url(leader, &path(topic, partition));
-    let response = match peers.http().post(url).body(encode_frames(records)).timeout(FORWARD_TIMEOUT).send().await {
+    let mut request = peers.http().post(url).body(encode_frames(records)).timeout(FORWARD_TIMEOUT);
+    if let Some(p) = &conditions.producer {
+        request = request.header(PRODUCER_HEADER, format!("{}:{}:{}", p.id, p.epoch, p.seq));
+    }
+    if let Some(offset) = conditions.expected_offset {
+        request = request.header(EXPECTED_OFFSET_HEADER, offset.to_string());
+    }
+    let response = match request.send().await {
         Ok(response) => response,
         Err(e) if e.is_connect() => return Err(Retry(format!("broker {leader} is unreachable: {e}"))),
         // The connection closed before an answer (a stopping leader closes its idle

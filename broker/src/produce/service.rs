@@ -9,7 +9,7 @@ use bytes::Bytes;
 use crate::cluster::Peers;
 use crate::error::ApiError;
 use crate::replication::Replication;
-use crate::store::Appended;
+use crate::store::{Appended, Conditions};
 
 pub struct ProduceService {
     pub(super) replication: Arc<Replication>,
@@ -32,9 +32,25 @@ impl ProduceService {
     /// Stores `records` (one request's, never empty) in the current generation's partition of
     /// `key`, or, without a key, in the next of the partitions this broker owns in it
     /// (round-robin; any of the generation's partitions on a broker outside the ring), and
-    /// returns once a majority of the partition's copies hold them.
-    pub async fn produce(&self, topic: &str, key: Option<&[u8]>, records: Vec<Bytes>) -> Result<Stored, ApiError> {
-        let (partition, appended) = self.produce_to_leader(topic, key, records).await?;
+    /// returns once a majority of the partition's copies hold them. An idempotent request
+    /// without a key goes to the partition of its `Producer-Id`, so its retries, through any
+    /// broker, meet the state they are checked against; a conditional one needs a key or an id
+    /// (a partition chosen round-robin could not be the one its offset was read from).
+    pub async fn produce(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        records: Vec<Bytes>,
+        conditions: Conditions,
+    ) -> Result<Stored, ApiError> {
+        let id = conditions.producer.as_ref().map(|p| p.id.clone());
+        let key = key.or(id.as_deref().map(str::as_bytes));
+        if key.is_none() && conditions.expected_offset.is_some() {
+            return Err(ApiError::BadRequest(
+                "Expected-Offset needs a partitionKey (or a Producer-Id) to name the partition it is about".into(),
+            ));
+        }
+        let (partition, appended) = self.produce_to_leader(topic, key, records, conditions).await?;
         Ok(Stored { partition, appended })
     }
 

@@ -102,7 +102,7 @@ impl CopyLog for StoredCopy<'_> {
             return Ok((Vec::new(), Vec::new()));
         }
         let mut times = TimeRun::of(&read.records);
-        times.truncate(MAX_TIME_RUNS);
+        times.truncate(TimeRun::fitting(&times, MAX_TIME_RUNS));
         let covered = times.iter().map(|r| r.count as usize).sum();
         Ok((read.records.into_iter().take(covered).map(|r| r.value).collect(), times))
     }
@@ -254,8 +254,11 @@ mod tests {
     /// a time, their times in a header that fits the peer port's head buffer at its longest.
     #[tokio::test]
     async fn a_read_carries_at_most_the_time_runs_one_request_may() {
-        let longest = TimeRun { count: u32::MAX, timestamp_ms: i64::MIN };
-        assert!(TimeRun::format(&vec![longest; MAX_TIME_RUNS]).len() < crate::memory::HTTP1_BUFFER / 2);
+        let longest = TimeRun::new(u32::MAX, i64::MIN);
+        assert!(TimeRun::format(&vec![longest; MAX_TIME_RUNS]).len() <= crate::store::MAX_RUNS_TEXT);
+        const {
+            assert!(crate::store::MAX_RUNS_TEXT <= crate::memory::HTTP1_BUFFER / 2, "runs with any stamps fit the head")
+        };
         let dir = tempfile::tempdir().expect("tempdir");
         let config = StorageConfig {
             dir: dir.path().to_path_buf(),
@@ -265,11 +268,12 @@ mod tests {
             retention_bytes: None,
             max_open_files: 8,
             disk_reserve: crate::store::DiskReserve::Bytes(0),
+            max_producers: 100,
         };
         let (storage, _) = Storage::open(config).expect("open");
         let count = MAX_TIME_RUNS as u32 + 100;
         let records: Vec<Bytes> = (0..count).map(|i| Bytes::from(format!("r{i}"))).collect();
-        let times: Vec<TimeRun> = (0..count).map(|i| TimeRun { count: 1, timestamp_ms: i64::from(i) }).collect();
+        let times: Vec<TimeRun> = (0..count).map(|i| TimeRun::new(1, i64::from(i))).collect();
         storage.append_at("t", 0, 0, records, Vec::new(), &times).await.expect("copy");
         let copy = StoredCopy { storage: &storage, topic: "t", partition: 0 };
         let (read, runs) = copy.read(0, usize::MAX).await.expect("read");
@@ -296,6 +300,7 @@ mod tests {
                     retention_bytes: None,
                     max_open_files: 8,
                     disk_reserve: crate::store::DiskReserve::Bytes(0),
+                    max_producers: 100,
                 };
                 let (storage, _) = Storage::open(config).expect("open");
                 storage.append_at("t", 0, 0, vec![Bytes::from_static(b"first")], Vec::new(), &[]).await.expect("create");

@@ -22,7 +22,9 @@ use crate::cluster::Peers;
 use crate::consensus::RaftChanges;
 use crate::error::ApiError;
 use crate::memory::{Budget, Reservation};
-use crate::store::{Appended, EpochStart, Storage, StorageError, TimeRun};
+use crate::store::{
+    Appended, Conditions, EpochStart, Pipelined, ProducerWrite, Storage, StorageError, TimeRun, MAX_RUNS_TEXT,
+};
 use crate::timing::{ACK_TIMEOUT, MEMORY_WAIT};
 
 /// Pause before retrying an unreachable follower.
@@ -49,6 +51,13 @@ pub(super) struct PartitionCopies {
     readable: Arc<Notify>,
 }
 
+struct TailBatch {
+    records: Vec<Bytes>,
+    time: i64,
+    stamp: Option<Arc<ProducerWrite>>,
+    _held: Reservation,
+}
+
 #[derive(Default)]
 struct Ends {
     /// Where each follower's copy is known to end.
@@ -56,9 +65,10 @@ struct Ends {
     /// Where the leader's fsync'd copy ends.
     leader: u64,
     /// Batches accepted by the leader's writer, by base offset, not yet held by every follower,
-    /// each with its append time and its memory from the replication budget. A batch the
-    /// budget had no room for is not kept: its followers read it from disk once it is durable.
-    tail: BTreeMap<u64, (Vec<Bytes>, i64, Reservation)>,
+    /// each with its append time and producer stamp and its memory from the replication budget.
+    /// A batch the budget had no room for is not kept: its followers read it from disk once it
+    /// is durable.
+    tail: BTreeMap<u64, TailBatch>,
     tail_bytes: usize,
     /// Most bytes this partition's tail keeps once they are durable here.
     tail_limit: usize,
@@ -66,34 +76,34 @@ struct Ends {
 
 impl Ends {
     fn tail_end(&self) -> Option<u64> {
-        self.tail.iter().next_back().map(|(base, (records, _, _))| base + records.len() as u64)
+        self.tail.iter().next_back().map(|(base, batch)| base + batch.records.len() as u64)
     }
 
     /// Keeps a batch for the followers, if the replication budget has room for it.
-    fn keep(&mut self, (base, time): (u64, i64), records: Vec<Bytes>, budget: &Budget) {
+    fn keep(&mut self, (base, time): (u64, i64), records: Vec<Bytes>, stamp: Option<ProducerWrite>, budget: &Budget) {
         let bytes = records.iter().map(Bytes::len).sum::<usize>();
         if let Some(held) = budget.try_reserve(bytes) {
             self.tail_bytes += bytes;
-            self.tail.insert(base, (records, time, held));
+            self.tail.insert(base, TailBatch { records, time, stamp: stamp.map(Arc::new), _held: held });
         }
     }
 
     /// Drops the batches from `base` on (promised by the writer, then not written).
     fn forget_from(&mut self, base: u64) {
         let dropped = self.tail.split_off(&base);
-        self.tail_bytes -= dropped.values().flat_map(|(records, _, _)| records).map(Bytes::len).sum::<usize>();
+        self.tail_bytes -= dropped.values().flat_map(|b| &b.records).map(Bytes::len).sum::<usize>();
     }
 
     /// Drops batches every follower holds, and old durable ones beyond the memory bound.
     fn prune(&mut self) {
         let everyone = self.followers.iter().copied().min().unwrap_or(u64::MAX);
-        while let Some((&base, (records, _, _))) = self.tail.iter().next() {
-            let end = base + records.len() as u64;
+        while let Some((&base, batch)) = self.tail.iter().next() {
+            let end = base + batch.records.len() as u64;
             let over = self.tail_bytes > self.tail_limit && end <= self.leader;
             if end > everyone && !over {
                 break;
             }
-            self.tail_bytes -= records.iter().map(Bytes::len).sum::<usize>();
+            self.tail_bytes -= batch.records.iter().map(Bytes::len).sum::<usize>();
             self.tail.remove(&base);
         }
     }
@@ -132,30 +142,45 @@ impl PartitionCopies {
         self.ends().followers.get(index).copied()
     }
 
-    /// In-memory records from `from` on (up to [`SEND_BYTES`]), if the tail holds `from`.
+    /// In-memory records from `from` on (up to [`SEND_BYTES`], never part of an idempotent
+    /// request: see `store::producers`), if the tail holds `from`.
     fn tail_from(&self, from: u64) -> Option<(Vec<Bytes>, Vec<TimeRun>)> {
         let ends = self.ends();
-        let (&base, (first, time, _)) = ends.tail.range(..=from).next_back()?;
+        let (&base, first) = ends.tail.range(..=from).next_back()?;
         let skip = (from - base) as usize;
-        if skip >= first.len() {
+        if skip >= first.records.len() {
             return None;
         }
-        let mut out: Vec<Bytes> = first[skip..].to_vec();
-        let mut times = vec![TimeRun { count: out.len() as u32, timestamp_ms: *time }];
+        let mut out: Vec<Bytes> = first.records[skip..].to_vec();
+        let mut times =
+            vec![TimeRun { count: out.len() as u32, timestamp_ms: first.time, producer: first.stamp.clone() }];
         let mut bytes: usize = out.iter().map(Bytes::len).sum();
-        let mut next = base + first.len() as u64;
+        let mut text = TimeRun::room(first.stamp.as_deref());
+        let mut next = base + first.records.len() as u64;
         while bytes < SEND_BYTES {
-            let Some((records, time, _)) = ends.tail.get(&next) else { break };
-            let full = times.len() >= MAX_TIME_RUNS;
+            let Some(batch) = ends.tail.get(&next) else { break };
+            let stamp_room = TimeRun::room(batch.stamp.as_deref()) - TimeRun::room(None);
+            let full = times.len() >= MAX_TIME_RUNS || text + TimeRun::room(batch.stamp.as_deref()) > MAX_RUNS_TEXT;
             match times.last_mut() {
                 // Batches of one write round share its time.
-                Some(run) if run.timestamp_ms == *time => run.count += records.len() as u32,
+                Some(run) if run.extends(batch.time) && text + stamp_room <= MAX_RUNS_TEXT => {
+                    run.count += batch.records.len() as u32;
+                    run.producer = batch.stamp.clone();
+                    text += stamp_room;
+                }
                 _ if full => break,
-                _ => times.push(TimeRun { count: records.len() as u32, timestamp_ms: *time }),
+                _ => {
+                    times.push(TimeRun {
+                        count: batch.records.len() as u32,
+                        timestamp_ms: batch.time,
+                        producer: batch.stamp.clone(),
+                    });
+                    text += TimeRun::room(batch.stamp.as_deref());
+                }
             }
-            bytes += records.iter().map(Bytes::len).sum::<usize>();
-            next += records.len() as u64;
-            out.extend(records.iter().cloned());
+            bytes += batch.records.iter().map(Bytes::len).sum::<usize>();
+            next += batch.records.len() as u64;
+            out.extend(batch.records.iter().cloned());
         }
         Some((out, times))
     }
@@ -237,17 +262,28 @@ impl Replication {
         topic: &str,
         partition: u32,
         records: Vec<Bytes>,
+        conditions: Conditions,
     ) -> Result<Appended, ApiError> {
         let permit = self.leadership.write_permit(partition).ok_or(ApiError::NotLeader(partition))?;
         let epoch = permit.epoch;
         let copies = self.copies(topic, partition, epoch);
         let sent = (!copies.followers.is_empty()).then(|| records.clone());
-        let ((base, time), durable) = match self.storage.append_pipelined(topic, partition, records, epoch).await {
+        let producer = conditions.producer.clone();
+        let pipelined = match self.storage.append_pipelined(topic, partition, records, epoch, conditions).await {
             Err(StorageError::StaleEpoch { .. }) => return Err(ApiError::NotLeader(partition)),
             other => other?,
         };
+        let (base, time, durable) = match pipelined {
+            Pipelined::Promised { base, time, durable } => (base, time, durable),
+            // A repeat: answered like the original once a majority holds that.
+            Pipelined::Stored(original) => {
+                drop(permit);
+                return self.acknowledged(&copies, partition, epoch, original).await;
+            }
+        };
         if let Some(records) = sent {
-            copies.update(|ends| ends.keep((base, time), records, &self.memory));
+            let stamp = producer.map(|stamp| ProducerWrite { stamp, first: base });
+            copies.update(|ends| ends.keep((base, time), records, stamp, &self.memory));
             copies.appended.notify_waiters();
         }
         let appended = match durable.await.map_err(|_| StorageError::Closed).and_then(|r| r) {
@@ -264,6 +300,18 @@ impl Replication {
         copies.update(|ends| ends.leader = ends.leader.max(end));
         // A batch the tail had no room for is sent from disk now that it is durable here.
         copies.appended.notify_waiters();
+        self.acknowledged(&copies, partition, epoch, appended).await
+    }
+
+    /// `appended` once a majority of the partition's copies hold it.
+    async fn acknowledged(
+        &self,
+        copies: &PartitionCopies,
+        partition: u32,
+        epoch: u64,
+        appended: Appended,
+    ) -> Result<Appended, ApiError> {
+        let end = appended.base_offset + u64::from(appended.count);
         if copies.followers.is_empty() {
             return Ok(appended);
         }

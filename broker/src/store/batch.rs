@@ -3,26 +3,34 @@
 //!
 //! ```text
 //! 0  u32 crc32c of bytes 4.. (rest of header and body)
-//! 4  u8  magic (1)
+//! 4  u8  magic (1, or 2: the body starts with a producer stamp)
 //! 5  u32 record count (>= 1)
 //! 9  u64 base offset
 //! 17 i64 timestamp, ms since the Unix epoch
 //! 25 u32 body length
-//! 29 body: per record u32 length, then the bytes
+//! 29 body: [magic 2: u8 id length, id, u64 epoch, u64 sequence, u64 the request's first
+//!    offset], then per record u32 length, then the bytes
 //! ```
+//!
+//! A stamp (an idempotent request's, see `producers`) is kept on the batch holding the
+//! request's last record.
 //!
 //! The checksum covers the length fields, so a torn write (short body) or a flipped bit
 //! anywhere is detected before any length is trusted for more than a bounds check.
 
 use bytes::{BufMut, Bytes};
 
+use super::producers::{ProducerStamp, ProducerWrite, MAX_ID_LEN};
+
 pub const HEADER_LEN: usize = 29;
 pub const MAGIC: u8 = 1;
+pub const MAGIC_STAMPED: u8 = 2;
 /// Upper bound on a batch body; anything larger on disk is garbage, not a batch.
 pub const MAX_BODY_LEN: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
+    pub magic: u8,
     pub record_count: u32,
     pub base_offset: u64,
     pub timestamp_ms: i64,
@@ -39,22 +47,39 @@ impl BatchHeader {
     }
 }
 
+fn stamp_len(stamp: Option<&ProducerWrite>) -> usize {
+    stamp.map_or(0, |s| 1 + s.stamp.id.len() + 24)
+}
+
 /// Size of the encoded batch of `records`.
-pub fn encoded_len(records: &[Bytes]) -> usize {
-    HEADER_LEN + records.iter().map(|r| 4 + r.len()).sum::<usize>()
+pub fn encoded_len(records: &[Bytes], stamp: Option<&ProducerWrite>) -> usize {
+    HEADER_LEN + stamp_len(stamp) + records.iter().map(|r| 4 + r.len()).sum::<usize>()
 }
 
 /// Appends the encoded batch to `out`.
-pub fn encode(out: &mut Vec<u8>, base_offset: u64, timestamp_ms: i64, records: &[Bytes]) {
+pub fn encode(
+    out: &mut Vec<u8>,
+    base_offset: u64,
+    timestamp_ms: i64,
+    records: &[Bytes],
+    stamp: Option<&ProducerWrite>,
+) {
     let start = out.len();
-    let body_len = encoded_len(records) - HEADER_LEN;
+    let body_len = encoded_len(records, stamp) - HEADER_LEN;
     out.reserve(HEADER_LEN + body_len);
     out.put_u32_le(0);
-    out.put_u8(MAGIC);
+    out.put_u8(if stamp.is_some() { MAGIC_STAMPED } else { MAGIC });
     out.put_u32_le(records.len() as u32);
     out.put_u64_le(base_offset);
     out.put_i64_le(timestamp_ms);
     out.put_u32_le(body_len as u32);
+    if let Some(write) = stamp {
+        out.put_u8(write.stamp.id.len() as u8);
+        out.extend_from_slice(write.stamp.id.as_bytes());
+        out.put_u64_le(write.stamp.epoch);
+        out.put_u64_le(write.stamp.seq);
+        out.put_u64_le(write.first);
+    }
     for record in records {
         out.put_u32_le(record.len() as u32);
         out.extend_from_slice(record);
@@ -80,10 +105,11 @@ pub fn parse_header(b: &[u8]) -> Result<BatchHeader, String> {
     if b.len() < HEADER_LEN {
         return Err(format!("incomplete header ({} of {HEADER_LEN} bytes)", b.len()));
     }
-    if b[4] != MAGIC {
+    if b[4] != MAGIC && b[4] != MAGIC_STAMPED {
         return Err(format!("bad magic byte {}", b[4]));
     }
     let header = BatchHeader {
+        magic: b[4],
         record_count: u32_at(b, 5),
         base_offset: u64_at(b, 9),
         timestamp_ms: u64_at(b, 17) as i64,
@@ -108,10 +134,26 @@ pub fn verify(b: &[u8], header: &BatchHeader) -> Result<(), String> {
     Ok(())
 }
 
+/// The producer stamp of a verified batch, if it has one, and where its records start.
+pub fn stamp(batch: &[u8], header: &BatchHeader) -> Result<(Option<ProducerWrite>, usize), String> {
+    if header.magic != MAGIC_STAMPED {
+        return Ok((None, HEADER_LEN));
+    }
+    let end = header.total_len();
+    let id_len = *batch.get(HEADER_LEN).ok_or("producer stamp runs past the batch")? as usize;
+    let at = HEADER_LEN + 1 + id_len;
+    if id_len == 0 || id_len > MAX_ID_LEN || at + 24 > end {
+        return Err("producer stamp runs past the batch".into());
+    }
+    let id = std::str::from_utf8(&batch[HEADER_LEN + 1..at]).map_err(|_| "producer id is not text")?;
+    let stamp = ProducerStamp { id: id.into(), epoch: u64_at(batch, at), seq: u64_at(batch, at + 8) };
+    Ok((Some(ProducerWrite { stamp, first: u64_at(batch, at + 16) }), at + 24))
+}
+
 /// The records of a verified batch, as slices of `batch` (which starts at the header).
 pub fn records(batch: &Bytes, header: &BatchHeader) -> Result<Vec<Bytes>, String> {
     let end = header.total_len();
-    let mut at = HEADER_LEN;
+    let (_, mut at) = stamp(batch, header)?;
     let mut out = Vec::with_capacity(header.record_count as usize);
     for _ in 0..header.record_count {
         if at + 4 > end {
@@ -142,8 +184,24 @@ mod tests {
             42,
             1_700_000_000_000,
             &[Bytes::from_static(b"one"), Bytes::from_static(b""), Bytes::from_static(b"three")],
+            None,
         );
         out
+    }
+
+    #[test]
+    fn a_stamp_round_trips_before_the_records() {
+        let write = ProducerWrite { stamp: ProducerStamp { id: "p-1".into(), epoch: 7, seq: 9 }, first: 40 };
+        let mut out = Vec::new();
+        encode(&mut out, 42, 5, &[Bytes::from_static(b"x"), Bytes::from_static(b"yz")], Some(&write));
+        assert_eq!(out.len(), encoded_len(&[Bytes::from_static(b"x"), Bytes::from_static(b"yz")], Some(&write)));
+        let bytes = Bytes::from(out);
+        let header = parse_header(&bytes).expect("header");
+        verify(&bytes, &header).expect("valid");
+        assert_eq!(stamp(&bytes, &header).expect("stamp").0, Some(write));
+        assert_eq!(records(&bytes, &header).expect("records"), vec![&b"x"[..], b"yz"]);
+        let (plain, _) = stamp(&sample(), &parse_header(&sample()).expect("header")).expect("no stamp");
+        assert_eq!(plain, None);
     }
 
     #[test]

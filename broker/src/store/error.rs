@@ -36,6 +36,15 @@ pub enum StorageError {
     OffsetMismatch { end: u64 },
     #[error("leader epoch {epoch} is older than the partition's epoch {current}: another broker leads it now")]
     StaleEpoch { epoch: u64, current: u64 },
+    /// An idempotent request out of sequence: nothing was stored.
+    #[error("the producer's next sequence number here is {expected}: nothing was stored")]
+    SequenceGap { expected: u64 },
+    /// An idempotent request of an older producer epoch (a fenced producer): nothing was stored.
+    #[error("the producer's epoch here is {current}, later than the request's: this producer was replaced; nothing was stored")]
+    ProducerFenced { current: u64 },
+    /// A conditional append whose expected offset is not the partition's end: nothing was stored.
+    #[error("the partition's next offset is {end}, not the expected one: nothing was stored")]
+    UnexpectedOffset { end: u64 },
 }
 
 impl StorageError {

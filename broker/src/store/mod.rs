@@ -11,6 +11,7 @@ mod error;
 mod leader_epochs;
 mod open_files;
 mod partition_log;
+mod producers;
 mod segment;
 mod time_runs;
 mod topic_name;
@@ -33,13 +34,14 @@ pub use error::StorageError;
 pub use leader_epochs::{EpochStart, Epochs};
 use open_files::OpenFiles;
 use partition_log::PartitionLog;
-pub use time_runs::TimeRun;
+pub use producers::{validate_id as validate_producer_id, ProducerStamp, ProducerWrite};
+pub use time_runs::{TimeRun, MAX_RUNS_TEXT};
 pub use topic_name::validate_topic_name;
 
 /// Segment sizes a store accepts: index entries hold file positions as u32, so a segment (one
 /// batch of at most 64 MiB may follow the roll point) must stay well below 4 GiB.
 pub const SEGMENT_BYTES: std::ops::RangeInclusive<u64> = 64 * 1024..=2 * 1024 * 1024 * 1024 - 1;
-use writer::{AppendRequest, EpochMark, LogCut, WriterRequest};
+use writer::{AppendRequest, EpochMark, LogCut, ProducerMark, WriterRequest};
 
 pub struct StorageConfig {
     pub dir: PathBuf,
@@ -55,12 +57,18 @@ pub struct StorageConfig {
     pub max_open_files: usize,
     /// Free space below which appends are refused ([`StorageError::BelowReserve`]).
     pub disk_reserve: DiskReserve,
+    /// Most idempotent producers whose state a partition keeps (the least recently writing
+    /// one is forgotten first).
+    pub max_producers: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Appended {
     pub base_offset: u64,
     pub count: u32,
+    /// An idempotent request stored before: these are the offsets it was given then.
+    #[serde(default)]
+    pub duplicate: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +76,8 @@ pub struct StoredRecord {
     pub offset: u64,
     pub timestamp_ms: i64,
     pub value: Bytes,
+    /// On the last record of an idempotent request: its stamp (copies write it with the record).
+    pub producer: Option<Arc<ProducerWrite>>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +101,31 @@ pub struct TruncatedTail {
 pub struct RecoveryReport {
     pub partitions: usize,
     pub truncated: Vec<TruncatedTail>,
+}
+
+/// What a leader's append asks beyond being stored (SPEC §12).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conditions {
+    /// An idempotent producer's request: stored at most once.
+    pub producer: Option<ProducerStamp>,
+    /// Stored only if the partition's next offset is this.
+    pub expected_offset: Option<u64>,
+}
+
+/// How the writer took a leader's append.
+pub enum Pipelined {
+    /// Given offsets from `base`, at append time `time`; `durable` resolves once it is fsync'd.
+    Promised { base: u64, time: i64, durable: oneshot::Receiver<Result<Appended, StorageError>> },
+    /// A repeat of an idempotent request, durable here: its original offsets.
+    Stored(Appended),
+}
+
+/// An append on its way to the partition's writer.
+struct Enqueued {
+    records: Vec<Bytes>,
+    epoch: EpochMark,
+    timestamp: Option<i64>,
+    producer: ProducerMark,
 }
 
 /// Called with the duration of every fsync (the metrics module records a histogram).
@@ -193,6 +228,7 @@ impl Storage {
             &dir,
             config.segment_bytes,
             config.index_interval_bytes,
+            config.max_producers,
         )?;
         let log = Arc::new(log);
         let (sender, queue) = mpsc::channel(writer::QUEUE_DEPTH);
@@ -216,32 +252,40 @@ impl Storage {
         records: Vec<Bytes>,
         epoch: u64,
     ) -> Result<Appended, StorageError> {
-        let (_, durable) = self.append_pipelined(topic, partition, records, epoch).await?;
-        durable.await.map_err(|_| StorageError::Closed)?
+        match self.append_pipelined(topic, partition, records, epoch, Conditions::default()).await? {
+            Pipelined::Promised { durable, .. } => durable.await.map_err(|_| StorageError::Closed)?,
+            Pipelined::Stored(appended) => Ok(appended),
+        }
     }
 
     /// Like [`Storage::append`], but returns the base offset and append time as soon as the
     /// writer accepted the batch (before it is written and fsync'd), with a future that resolves
-    /// once it is durable, so a leader can send the records to its followers while its own fsync runs.
+    /// once it is durable, so a leader can send the records to its followers while its own fsync
+    /// runs; or, for a repeat of an idempotent request, its original offsets once it is durable
+    /// here. `conditions` may refuse it ([`StorageError::SequenceGap`],
+    /// [`StorageError::ProducerFenced`], [`StorageError::UnexpectedOffset`]).
     pub async fn append_pipelined(
         &self,
         topic: &str,
         partition: u32,
         records: Vec<Bytes>,
         epoch: u64,
-    ) -> Result<((u64, i64), oneshot::Receiver<Result<Appended, StorageError>>), StorageError> {
+        conditions: Conditions,
+    ) -> Result<Pipelined, StorageError> {
         let (assigned, base) = oneshot::channel();
-        let answer = self.enqueue(topic, partition, records, EpochMark::Leader(epoch), None, Some(assigned)).await?;
+        let producer = conditions.producer.map_or(ProducerMark::None, ProducerMark::Leader);
+        let append = Enqueued { records, epoch: EpochMark::Leader(epoch), timestamp: None, producer };
+        let answer = self.enqueue(topic, partition, append, conditions.expected_offset, Some(assigned)).await?;
         match base.await {
-            Ok(base) => Ok((base, answer)),
-            // Refused before it was written: the answer says why.
-            Err(_) => Err(answer.await.map_err(|_| StorageError::Closed)?.err().unwrap_or(StorageError::Closed)),
+            Ok((base, time)) => Ok(Pipelined::Promised { base, time, durable: answer }),
+            // Refused before it was written, or a repeat: the answer says which.
+            Err(_) => answer.await.map_err(|_| StorageError::Closed)?.map(Pipelined::Stored),
         }
     }
 
     /// Appends only if the partition ends exactly at `base_offset` (a replica copying its
-    /// leader's log, with the leader's epochs for the range, and its append times: one batch
-    /// per run; none given, this copy's clock); otherwise fails with
+    /// leader's log, with the leader's epochs for the range, and its append times and producer
+    /// stamps: one batch per run; none given, this copy's clock); otherwise fails with
     /// [`StorageError::OffsetMismatch`] naming the end.
     pub async fn append_at(
         &self,
@@ -252,26 +296,30 @@ impl Storage {
         epochs: Vec<EpochStart>,
         times: &[TimeRun],
     ) -> Result<Appended, StorageError> {
-        let runs: Vec<(usize, Option<i64>)> = match times {
-            [] => vec![(records.len(), None)],
-            runs => runs.iter().map(|r| (r.count as usize, Some(r.timestamp_ms))).collect(),
+        let runs: Vec<TimeRun> = match times {
+            [] => vec![TimeRun::new(records.len() as u32, i64::MIN)],
+            runs => runs.to_vec(),
         };
-        if runs.iter().map(|(count, _)| count).sum::<usize>() != records.len() {
+        if runs.iter().map(|r| r.count as usize).sum::<usize>() != records.len() {
             return Err(StorageError::BatchSize { max: batch::MAX_BODY_LEN });
         }
         // Queued in order, each run is accepted only where the one before it ended, labelled
         // with the epochs that start before its end (so the history never runs ahead of the log).
         let (mut answers, mut base, mut epochs) = (Vec::with_capacity(runs.len()), base_offset, epochs);
-        for (count, timestamp) in runs {
+        for run in runs {
+            let count = run.count as usize;
             let rest = records.split_off(count);
             let batch = std::mem::replace(&mut records, rest);
             let later = epochs.iter().position(|e| e.start >= base + count as u64).unwrap_or(epochs.len());
             let mine: Vec<EpochStart> = epochs.drain(..later).collect();
-            let epoch = EpochMark::Replica { base, epochs: mine };
-            answers.push(self.enqueue(topic, partition, batch, epoch, timestamp, None).await?);
+            let timestamp = (!times.is_empty()).then_some(run.timestamp_ms);
+            let producer = run.producer.map_or(ProducerMark::None, |p| ProducerMark::Copied(ProducerWrite::clone(&p)));
+            let append =
+                Enqueued { records: batch, epoch: EpochMark::Replica { base, epochs: mine }, timestamp, producer };
+            answers.push(self.enqueue(topic, partition, append, None, None).await?);
             base += count as u64;
         }
-        let mut appended = Appended { base_offset, count: 0 };
+        let mut appended = Appended { base_offset, count: 0, duplicate: false };
         for answer in answers {
             appended.count += answer.await.map_err(|_| StorageError::Closed)??.count;
         }
@@ -283,11 +331,11 @@ impl Storage {
         &self,
         topic: &str,
         partition: u32,
-        records: Vec<Bytes>,
-        epoch: EpochMark,
-        timestamp: Option<i64>,
+        append: Enqueued,
+        expected_offset: Option<u64>,
         assigned: Option<oneshot::Sender<(u64, i64)>>,
     ) -> Result<oneshot::Receiver<Result<Appended, StorageError>>, StorageError> {
+        let Enqueued { records, epoch, timestamp, producer } = append;
         if records.is_empty() {
             return Err(StorageError::BatchSize { max: batch::MAX_BODY_LEN });
         }
@@ -296,11 +344,11 @@ impl Storage {
             space.count_refusal();
             return Err(StorageError::BelowReserve { free: space.free_bytes(), reserve: space.reserve_bytes() });
         }
-        space.set_aside(batch::encoded_len(&records) as u64);
+        space.set_aside(batch::encoded_len(&records, None) as u64);
         let sender = self.writer_queue(topic, partition).await?;
         let (reply, answer) = oneshot::channel();
-        let request = WriterRequest::Append(AppendRequest { records, epoch, timestamp, assigned, reply });
-        sender.send(request).await.map_err(|_| StorageError::Closed)?;
+        let request = AppendRequest { records, epoch, timestamp, assigned, producer, expected_offset, reply };
+        sender.send(WriterRequest::Append(request)).await.map_err(|_| StorageError::Closed)?;
         Ok(answer)
     }
 
@@ -467,5 +515,7 @@ impl Storage {
     }
 }
 
+#[cfg(test)]
+mod idempotence_tests;
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,7 @@ use super::batch::{self, BatchHeader, MAX_BODY_LEN};
 use super::error::IoContext;
 use super::leader_epochs::{write_file, EpochHistory, EpochStart, Epochs};
 use super::open_files::OpenFiles;
+use super::producers::{self, ProducerTable, ProducerWrite};
 use super::segment::{sync_dir, Segment};
 use super::{Appended, ReadResult, StorageError, TruncatedTail};
 
@@ -29,6 +30,10 @@ pub struct PartitionLog {
     start: AtomicU64,
     end: AtomicU64,
     epochs: Mutex<EpochHistory>,
+    /// The idempotent producers the log's records imply (see `producers`): changed by the
+    /// writer as it promises offsets, rebuilt from the log at start and after a cut.
+    producers: Mutex<ProducerTable>,
+    max_producers: usize,
     /// Set after a failed fsync (the page cache may have dropped the data) and after any
     /// round that did not write what its writer had promised (a failed roll or epoch record):
     /// nothing more is accepted or acknowledged until a restart re-reads the log from disk.
@@ -38,9 +43,21 @@ pub struct PartitionLog {
     poisoned: AtomicBool,
 }
 
-/// Whether `records` can be stored as one batch: at least one record, body within the bound.
+/// Whether `records` can be stored as one batch: at least one record, body within the bound
+/// (with room for a producer stamp).
 pub fn fits_a_batch(records: &[Bytes]) -> bool {
-    !records.is_empty() && batch::encoded_len(records) - batch::HEADER_LEN <= MAX_BODY_LEN
+    !records.is_empty() && batch::encoded_len(records, None) - batch::HEADER_LEN + STAMP_ROOM <= MAX_BODY_LEN
+}
+
+/// The most bytes a producer stamp adds to a batch body.
+const STAMP_ROOM: usize = 1 + producers::MAX_ID_LEN + 24;
+
+/// One batch for [`PartitionLog::append_batches`].
+pub struct NewBatch {
+    pub records: Vec<Bytes>,
+    pub timestamp_ms: i64,
+    /// Set on the batch that ends an idempotent request.
+    pub stamp: Option<ProducerWrite>,
 }
 
 /// A segment this far into its file cannot be written on: index positions are u32. A roll that
@@ -63,6 +80,7 @@ impl PartitionLog {
         dir: &Path,
         segment_bytes: u64,
         index_interval: u64,
+        max_producers: usize,
     ) -> Result<(PartitionLog, Vec<TruncatedTail>), StorageError> {
         if !dir.exists() {
             std::fs::create_dir_all(dir).ctx("create directory", dir)?;
@@ -108,10 +126,42 @@ impl PartitionLog {
             start: AtomicU64::new(0),
             end: AtomicU64::new(0),
             epochs,
+            producers: Mutex::new(ProducerTable::new(max_producers)),
+            max_producers,
             poisoned: AtomicBool::new(false),
         };
         log.refresh_bounds(&log.segments.read().unwrap_or_else(|p| p.into_inner()));
+        log.rebuild_producers()?;
         Ok((log, truncated))
+    }
+
+    /// The producer state (only the writer changes it).
+    pub fn producers(&self) -> std::sync::MutexGuard<'_, ProducerTable> {
+        self.producers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rebuilds the producer state from the newest snapshot the segments have and the batches
+    /// after it (all of them when there is none). Blocking.
+    fn rebuild_producers(&self) -> Result<(), StorageError> {
+        let bases: Vec<u64> = self.segments.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
+        let (start, end) = self.bounds();
+        let (mut table, mut at) = bases
+            .iter()
+            .rev()
+            .find_map(|base| producers::read_snapshot(&self.dir, *base, self.max_producers).map(|t| (t, *base)))
+            .unwrap_or_else(|| (ProducerTable::new(self.max_producers), start));
+        while at < end {
+            let read = self.read(at, 1 << 20)?;
+            let Some(last) = read.records.last() else { break };
+            at = last.offset + 1;
+            for record in &read.records {
+                if let Some(write) = &record.producer {
+                    table.apply(write, record.offset + 1);
+                }
+            }
+        }
+        *self.producers() = table;
+        Ok(())
     }
 
     /// The segment appends go to (open() always leaves one and retention keeps the last).
@@ -245,6 +295,7 @@ impl PartitionLog {
         segments.insert(at, Arc::new(Segment::create(&self.files, &self.dir, at)?.0));
         sync_dir(&self.dir)?;
         self.refresh_bounds(&segments);
+        *self.producers() = ProducerTable::new(self.max_producers);
         tracing::warn!(topic = %self.topic, partition = self.partition, dropped_end = end_before, start = at,
             "restarted the copy where its leader's retained records begin");
         Ok(at)
@@ -279,6 +330,8 @@ impl PartitionLog {
         }
         sync_dir(&self.dir)?;
         self.refresh_bounds(&segments);
+        drop(segments);
+        self.rebuild_producers()?;
         let end = self.bounds().1;
         tracing::warn!(topic = %self.topic, partition = self.partition, to, dropped_records = end_before - to,
             "dropped a log tail that the partition's leader does not have");
@@ -291,7 +344,7 @@ impl PartitionLog {
     /// offsets. A round that cannot write everything fails the partition, unless only space
     /// ran out: then the requests not written get [`StorageError::DiskFull`] and the log ends
     /// where they start, for the writer to write them again. Blocking.
-    pub fn append_batches(&self, requests: &[(Vec<Bytes>, i64)]) -> WriteRound {
+    pub fn append_batches(&self, requests: &[NewBatch]) -> WriteRound {
         let mut round = WriteRound { results: Vec::with_capacity(requests.len()), fsyncs: Vec::new() };
         if self.is_failed() {
             round.results.extend(requests.iter().map(|_| Err(self.failed_error())));
@@ -310,14 +363,14 @@ impl PartitionLog {
         let mut buf: Vec<u8> = Vec::new();
         let mut written: Vec<(BatchHeader, u64)> = Vec::new();
         let mut unflushed: Vec<usize> = Vec::new();
-        for (i, (records, timestamp_ms)) in requests.iter().enumerate() {
+        for (i, NewBatch { records, timestamp_ms, stamp }) in requests.iter().enumerate() {
             let timestamp_ms = *timestamp_ms;
             if !fits_a_batch(records) {
                 self.fail("a request that does not fit a batch reached the log");
                 round.results.extend(requests[i..].iter().map(|_| Err(StorageError::BatchSize { max: MAX_BODY_LEN })));
                 return self.fail_round(round, &unflushed, self.failed_error());
             }
-            let len = batch::encoded_len(records);
+            let len = batch::encoded_len(records, stamp.as_ref());
             let used = active.len() + buf.len() as u64;
             let may_grow = used + len as u64 <= SEGMENT_HARD_END;
             if used > 0 && used + len as u64 > self.segment_bytes && !(roll_refused && may_grow) {
@@ -345,8 +398,9 @@ impl PartitionLog {
                 }
             }
             let position = active.len() + buf.len() as u64;
-            batch::encode(&mut buf, next, timestamp_ms, records);
+            batch::encode(&mut buf, next, timestamp_ms, records, stamp.as_ref());
             let header = BatchHeader {
+                magic: if stamp.is_some() { batch::MAGIC_STAMPED } else { batch::MAGIC },
                 record_count: records.len() as u32,
                 base_offset: next,
                 timestamp_ms,
@@ -354,7 +408,7 @@ impl PartitionLog {
             };
             written.push((header, position));
             unflushed.push(round.results.len());
-            round.results.push(Ok(Appended { base_offset: next, count: records.len() as u32 }));
+            round.results.push(Ok(Appended { base_offset: next, count: records.len() as u32, duplicate: false }));
             next += records.len() as u64;
         }
         if let Err(e) = self.flush(&active, &mut buf, &mut written, &mut round) {
@@ -419,6 +473,13 @@ impl PartitionLog {
     }
 
     fn roll(&self, base: u64) -> Result<(Arc<Segment>, Arc<File>), StorageError> {
+        // Before the segment exists (its creation syncs the directory): recovery then reads the
+        // producer state from here and only this segment's batches. Without it, recovery reads
+        // from an older snapshot: slower, as correct.
+        if let Err(e) = producers::write_snapshot(&self.dir, base, &self.producers()) {
+            tracing::warn!(topic = %self.topic, partition = self.partition, base,
+                "could not write the producer snapshot of a new segment (recovery will read more of the log): {e}");
+        }
         let (segment, file) = Segment::create(&self.files, &self.dir, base)?;
         let segment = Arc::new(segment);
         self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(base, segment.clone());

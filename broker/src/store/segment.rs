@@ -343,14 +343,25 @@ impl Segment {
                 batch::verify(&whole, &header).map_err(|r| self.corrupt(batch_pos, r))?;
                 if header.next_offset() > offset {
                     let records = batch::records(&whole, &header).map_err(|r| self.corrupt(batch_pos, r))?;
+                    let (stamp, _) = batch::stamp(&whole, &header).map_err(|r| self.corrupt(batch_pos, r))?;
+                    let mut stamp = stamp.map(Arc::new);
+                    let last = records.len() - 1;
                     for (i, value) in records.into_iter().enumerate() {
                         let record_offset = header.base_offset + i as u64;
-                        if full(&out, taken) {
+                        // An idempotent request is read whole, never cut: a copy holds it
+                        // whole with its stamp or not at all (see `producers`).
+                        if full(&out, taken) && stamp.is_none() {
                             break;
                         }
                         if record_offset >= offset {
                             taken += value.len();
-                            out.push(StoredRecord { offset: record_offset, timestamp_ms: header.timestamp_ms, value });
+                            let producer = if i == last { stamp.take() } else { None };
+                            out.push(StoredRecord {
+                                offset: record_offset,
+                                timestamp_ms: header.timestamp_ms,
+                                value,
+                                producer,
+                            });
                         }
                     }
                 }
@@ -436,8 +447,9 @@ impl Segment {
                 batch::verify(&whole, &header).map_err(|r| self.corrupt(pos, r))?;
                 let records = batch::records(&whole, &header).map_err(|r| self.corrupt(pos, r))?;
                 let keep = to.saturating_sub(header.base_offset) as usize;
+                // Cut before its last record, the batch keeps no stamp: the request is not stored whole.
                 if keep > 0 {
-                    batch::encode(&mut kept, header.base_offset, header.timestamp_ms, &records[..keep]);
+                    batch::encode(&mut kept, header.base_offset, header.timestamp_ms, &records[..keep], None);
                 }
                 break;
             }
@@ -458,7 +470,9 @@ impl Segment {
         self.files.forget(&self.path);
         self.files.forget(&self.index_path);
         std::fs::remove_file(&self.path).ctx("delete", &self.path)?;
-        std::fs::remove_file(&self.index_path).ctx("delete", &self.index_path)
+        std::fs::remove_file(&self.index_path).ctx("delete", &self.index_path)?;
+        let snapshot = self.path.with_extension("producers");
+        std::fs::remove_file(&snapshot).or_else(not_found_is_fine).ctx("delete", &snapshot)
     }
 }
 
@@ -559,7 +573,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::store::partition_log::PartitionLog;
+    use crate::store::partition_log::{NewBatch, PartitionLog};
 
     /// Just the log and index of one segment.
     fn few_files() -> Arc<OpenFiles> {
@@ -569,7 +583,7 @@ mod tests {
     /// Writes each request (its record sizes) as one batch, seven requests a round; record i is
     /// its size in copies of i's low byte. Returns the records by offset.
     fn write(dir: &Path, requests: &[Vec<usize>], index_interval: u64) -> Vec<Bytes> {
-        let (log, _) = PartitionLog::open(&few_files(), "t", 0, dir, u64::MAX / 2, index_interval).expect("open");
+        let (log, _) = PartitionLog::open(&few_files(), "t", 0, dir, u64::MAX / 2, index_interval, 10).expect("open");
         let mut all = Vec::new();
         let batches: Vec<Vec<Bytes>> = requests
             .iter()
@@ -585,7 +599,10 @@ mod tests {
             })
             .collect();
         for chunk in batches.chunks(7) {
-            let timed: Vec<(Vec<Bytes>, i64)> = chunk.iter().map(|records| (records.clone(), 1)).collect();
+            let timed: Vec<NewBatch> = chunk
+                .iter()
+                .map(|records| NewBatch { records: records.clone(), timestamp_ms: 1, stamp: None })
+                .collect();
             let round = log.append_batches(&timed);
             assert!(round.results.iter().all(Result::is_ok));
         }
@@ -620,13 +637,14 @@ mod tests {
             asked in 0i64..200,
         ) {
             let dir = tempfile::tempdir().expect("tempdir");
-            let (log, _) = PartitionLog::open(&few_files(), "t", 0, dir.path(), u64::MAX / 2, index_interval).expect("open");
+            let (log, _) = PartitionLog::open(&few_files(), "t", 0, dir.path(), u64::MAX / 2, index_interval, 10).expect("open");
             let (mut time, mut offset) = (10i64, 0u64);
             let mut firsts: Vec<(i64, u64)> = Vec::new();
             for (count, step) in &batches {
                 time += step;
                 let records: Vec<Bytes> = (0..*count).map(|i| Bytes::from(vec![i as u8; 40])).collect();
-                prop_assert!(log.append_batches(&[(records, time)]).results.iter().all(Result::is_ok));
+                let batch = NewBatch { records, timestamp_ms: time, stamp: None };
+                prop_assert!(log.append_batches(&[batch]).results.iter().all(Result::is_ok));
                 firsts.push((time, offset));
                 offset += *count as u64;
             }

@@ -16,6 +16,7 @@ fn config(dir: &Path, segment_bytes: u64) -> StorageConfig {
         retention_bytes: None,
         max_open_files: 64,
         disk_reserve: DiskReserve::Bytes(0),
+        max_producers: 100,
     }
 }
 
@@ -58,7 +59,7 @@ async fn appends_read_back_in_order_across_segment_rolls() {
     let (storage, _) = Storage::open(config(dir.path(), 64 * 1024)).expect("open");
     for batch in 0..100 {
         let appended = storage.append("t", 0, records(batch * 10, 10, 100), 0).await.expect("append");
-        assert_eq!(appended, Appended { base_offset: batch as u64 * 10, count: 10 });
+        assert_eq!(appended, Appended { base_offset: batch as u64 * 10, count: 10, duplicate: false });
     }
     assert!(segment_files(dir.path(), "t", 0).len() > 1, "100 KB in 64 KiB segments rolls");
     assert_eq!(storage.bounds("t", 0), Some((0, 1000)));
@@ -228,15 +229,15 @@ async fn records_are_found_by_append_time_across_segments_and_restarts() {
 async fn a_copy_keeps_the_append_times_it_is_given() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (storage, _) = Storage::open(config(dir.path(), 64 * 1024)).expect("open");
-    let runs = [TimeRun { count: 2, timestamp_ms: 1_000 }, TimeRun { count: 3, timestamp_ms: 2_000 }];
+    let runs = [TimeRun::new(2, 1_000), TimeRun::new(3, 2_000)];
     let appended = storage.append_at("t", 0, 0, records(0, 5, 8), Vec::new(), &runs).await.expect("copy");
     assert_eq!((appended.base_offset, appended.count), (0, 5));
-    let earlier = [TimeRun { count: 1, timestamp_ms: 1_500 }];
+    let earlier = [TimeRun::new(1, 1_500)];
     storage.append_at("t", 0, 5, records(5, 1, 8), Vec::new(), &earlier).await.expect("copy");
     let times: Vec<i64> = read_all(&storage, "t", 0).await.iter().map(|r| r.timestamp_ms).collect();
     assert_eq!(times, vec![1_000, 1_000, 2_000, 2_000, 2_000, 2_000], "given, never going back");
     assert_eq!(storage.offset_for_timestamp("t", 0, 1_001).await.expect("find"), 2);
-    let uncovered = [TimeRun { count: 9, timestamp_ms: 3_000 }];
+    let uncovered = [TimeRun::new(9, 3_000)];
     assert!(storage.append_at("t", 0, 6, records(6, 1, 8), Vec::new(), &uncovered).await.is_err());
     assert_eq!(storage.end("t", 0), 6, "times that do not cover the records store nothing");
 }
@@ -361,7 +362,15 @@ async fn queue(sender: &tokio::sync::mpsc::Sender<writer::WriterRequest>, record
     let (assigned_tx, assigned) = tokio::sync::oneshot::channel();
     let (reply, answer) = tokio::sync::oneshot::channel();
     let epoch = writer::EpochMark::Leader(0);
-    let request = writer::AppendRequest { records, epoch, timestamp: None, assigned: Some(assigned_tx), reply };
+    let request = writer::AppendRequest {
+        records,
+        epoch,
+        timestamp: None,
+        assigned: Some(assigned_tx),
+        producer: writer::ProducerMark::None,
+        expected_offset: None,
+        reply,
+    };
     sender.send(writer::WriterRequest::Append(request)).await.expect("queued");
     Queued { assigned, answer }
 }
@@ -372,8 +381,9 @@ async fn queue(sender: &tokio::sync::mpsc::Sender<writer::WriterRequest>, record
 #[tokio::test]
 async fn every_offset_promised_is_the_one_written_and_a_refused_request_gets_no_promise() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (log, _) = partition_log::PartitionLog::open(&Arc::new(OpenFiles::new(4)), "t", 0, dir.path(), 1 << 30, 4096)
-        .expect("open");
+    let (log, _) =
+        partition_log::PartitionLog::open(&Arc::new(OpenFiles::new(4)), "t", 0, dir.path(), 1 << 30, 4096, 10)
+            .expect("open");
     let log = std::sync::Arc::new(log);
     let (sender, receiver) = tokio::sync::mpsc::channel(16);
     // Queued before the writer runs, so the three form one round.
@@ -459,7 +469,7 @@ async fn out_of_open_files_refuses_one_request_and_fails_nothing() {
     drop(held);
 
     let appended = storage.append("t", 0, records(3, 3, 10), 0).await.expect("append after files are free");
-    assert_eq!(appended, Appended { base_offset: 3, count: 3 });
+    assert_eq!(appended, Appended { base_offset: 3, count: 3, duplicate: false });
     let values: Vec<Bytes> = read_all(&storage, "t", 0).await.into_iter().map(|r| r.value).collect();
     assert_eq!(values, records(0, 6, 10));
 }
@@ -483,7 +493,7 @@ async fn roll_out_of_open_files(max_open_files: usize) {
 
     let held = hold_open_files(&storage, held_dir.path(), 3);
     let appended = storage.append("t", 0, records(40, 40, 1000), 0).await.expect("append without a roll");
-    assert_eq!(appended, Appended { base_offset: 40, count: 40 });
+    assert_eq!(appended, Appended { base_offset: 40, count: 40, duplicate: false });
     let files = segment_files(dir.path(), "t", 0);
     assert_eq!(files.len(), 1, "no segment left half made: {files:?}");
     assert!(std::fs::metadata(&files[0]).expect("stat").len() > 64 * 1024, "the full segment grew past its size");

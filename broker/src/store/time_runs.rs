@@ -1,30 +1,79 @@
-//! Append times as they travel with copied records: runs of (records, time), since a batch's
-//! records share one time. On the wire (a peer header) `count@ms,count@ms…`.
+//! Append times and producer stamps as they travel with copied records: runs of (records,
+//! time), since a batch's records share one time, each run that ends an idempotent request
+//! closed by its stamp (a copy writes each run as one batch). On the wire (a peer header)
+//! `count@ms,count@ms@id:epoch:seq:first,…`.
 
+use std::sync::Arc;
+
+use super::producers::ProducerWrite;
 use super::StoredRecord;
 
-/// `count` consecutive records appended at `timestamp_ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `count` consecutive records appended at `timestamp_ms`, the last of them ending the
+/// idempotent request `producer`, if set.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeRun {
     pub count: u32,
     pub timestamp_ms: i64,
+    pub producer: Option<Arc<ProducerWrite>>,
 }
 
+/// Most bytes the runs of one peer request take as text, so its head stays well within the
+/// peer port's limit whatever the producers' ids.
+pub const MAX_RUNS_TEXT: usize = 16 * 1024;
+
 impl TimeRun {
+    pub fn new(count: u32, timestamp_ms: i64) -> TimeRun {
+        TimeRun { count, timestamp_ms, producer: None }
+    }
+
+    /// Whether a record appended at `timestamp_ms` may join this run.
+    pub fn extends(&self, timestamp_ms: i64) -> bool {
+        self.producer.is_none() && self.timestamp_ms == timestamp_ms
+    }
+
     /// The runs of `records` (in offset order).
     pub fn of(records: &[StoredRecord]) -> Vec<TimeRun> {
         let mut runs: Vec<TimeRun> = Vec::new();
         for record in records {
             match runs.last_mut() {
-                Some(run) if run.timestamp_ms == record.timestamp_ms => run.count += 1,
-                _ => runs.push(TimeRun { count: 1, timestamp_ms: record.timestamp_ms }),
+                Some(run) if run.extends(record.timestamp_ms) => run.count += 1,
+                _ => runs.push(TimeRun::new(1, record.timestamp_ms)),
+            }
+            if let (Some(run), Some(producer)) = (runs.last_mut(), &record.producer) {
+                run.producer = Some(producer.clone());
             }
         }
         runs
     }
 
+    /// How many of `runs` (from the first) fit in `max` runs and [`MAX_RUNS_TEXT`] bytes.
+    pub fn fitting(runs: &[TimeRun], max: usize) -> usize {
+        let mut text = 0usize;
+        runs.iter()
+            .take(max)
+            .take_while(|run| {
+                text += TimeRun::room(run.producer.as_deref());
+                text <= MAX_RUNS_TEXT
+            })
+            .count()
+    }
+
+    /// The most text a run takes (with its comma), with `producer` as its stamp: counts and
+    /// times at their longest, so a run's text never outgrows it when the run grows.
+    pub fn room(producer: Option<&ProducerWrite>) -> usize {
+        const LONGEST_RUN: usize = "4294967295@-9223372036854775808,".len();
+        LONGEST_RUN + producer.map_or(0, |p| 1 + p.format().len())
+    }
+
+    fn text(&self) -> String {
+        match &self.producer {
+            Some(producer) => format!("{}@{}@{}", self.count, self.timestamp_ms, producer.format()),
+            None => format!("{}@{}", self.count, self.timestamp_ms),
+        }
+    }
+
     pub fn format(runs: &[TimeRun]) -> String {
-        runs.iter().map(|r| format!("{}@{}", r.count, r.timestamp_ms)).collect::<Vec<_>>().join(",")
+        runs.iter().map(TimeRun::text).collect::<Vec<_>>().join(",")
     }
 
     /// Runs that cover exactly `records` records, or why not.
@@ -33,11 +82,14 @@ impl TimeRun {
             .split(',')
             .filter(|r| !r.is_empty())
             .map(|run| {
-                let (count, time) = run.split_once('@').ok_or_else(|| format!("bad time run '{run}'"))?;
+                let bad = || format!("bad time run '{run}'");
+                let mut parts = run.splitn(3, '@');
+                let (Some(count), Some(time)) = (parts.next(), parts.next()) else { return Err(bad()) };
+                let producer = parts.next().map(|p| ProducerWrite::parse(p).map(Arc::new)).transpose()?;
                 let count = count.parse::<u32>().ok().filter(|c| *c > 0);
                 match (count, time.parse::<i64>()) {
-                    (Some(count), Ok(timestamp_ms)) => Ok(TimeRun { count, timestamp_ms }),
-                    _ => Err(format!("bad time run '{run}'")),
+                    (Some(count), Ok(timestamp_ms)) => Ok(TimeRun { count, timestamp_ms, producer }),
+                    _ => Err(bad()),
                 }
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -57,14 +109,33 @@ mod tests {
 
     #[test]
     fn runs_round_trip_and_must_cover_the_records() {
-        let record = |offset, timestamp_ms| StoredRecord { offset, timestamp_ms, value: Bytes::new() };
+        let record = |offset, timestamp_ms| StoredRecord { offset, timestamp_ms, value: Bytes::new(), producer: None };
         let runs = TimeRun::of(&[record(0, 5), record(1, 5), record(2, 9), record(3, 9), record(4, 12)]);
         assert_eq!(runs.iter().map(|r| (r.count, r.timestamp_ms)).collect::<Vec<_>>(), vec![(2, 5), (2, 9), (1, 12)]);
         let text = TimeRun::format(&runs);
         assert_eq!(text, "2@5,2@9,1@12");
         assert_eq!(TimeRun::parse(&text, 5), Ok(runs));
-        for (bad, records) in [("2@5", 3), ("x@5", 1), ("0@5", 0), ("1@y", 1), ("15", 1)] {
+        for (bad, records) in [("2@5", 3), ("x@5", 1), ("0@5", 0), ("1@y", 1), ("15", 1), ("1@5@p:1", 1)] {
             assert!(TimeRun::parse(bad, records).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_stamp_closes_its_run() {
+        let stamp = Arc::new(ProducerWrite::parse("p:1:2:0").expect("stamp"));
+        let mut records: Vec<StoredRecord> = (0..4)
+            .map(|offset| StoredRecord { offset, timestamp_ms: 5, value: Bytes::new(), producer: None })
+            .collect();
+        records[1].producer = Some(stamp.clone());
+        let runs = TimeRun::of(&records);
+        assert_eq!(runs, vec![TimeRun { count: 2, timestamp_ms: 5, producer: Some(stamp) }, TimeRun::new(2, 5)]);
+        let text = TimeRun::format(&runs);
+        assert_eq!(text, "2@5@p:1:2:0,2@5");
+        assert_eq!(TimeRun::parse(&text, 4), Ok(runs.clone()));
+        let long = Arc::new(ProducerWrite::parse(&format!("{}:1:2:0", "p".repeat(64))).expect("stamp"));
+        let many = vec![TimeRun { count: u32::MAX, timestamp_ms: i64::MIN, producer: Some(long) }; 1000];
+        let fit = TimeRun::fitting(&many, 512);
+        assert!(fit > 0 && TimeRun::format(&many[..fit]).len() <= MAX_RUNS_TEXT, "{fit}");
+        assert_eq!(TimeRun::fitting(&runs, 1), 1);
     }
 }

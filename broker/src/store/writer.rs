@@ -11,7 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::disk::DiskSpace;
 use super::leader_epochs::EpochStart;
-use super::partition_log::{fits_a_batch, PartitionLog};
+use super::partition_log::{fits_a_batch, NewBatch, PartitionLog};
+use super::producers::{ProducerStamp, ProducerWrite, Verdict};
 use super::{Appended, FsyncObserver, StorageError, MAX_BATCH_BODY};
 
 /// Requests waiting for one partition's writer; beyond this, appends wait (back-pressure).
@@ -45,9 +46,22 @@ pub struct AppendRequest {
     /// writer's clock otherwise. Either way no earlier than the log's newest record.
     pub timestamp: Option<i64>,
     /// Told the base offset and append time as soon as the request is accepted, before the
-    /// write and fsync (a leader sends both to its followers meanwhile).
+    /// write and fsync (a leader sends both to its followers meanwhile). Never told for a
+    /// request answered without being written (a duplicate).
     pub assigned: Option<oneshot::Sender<(u64, i64)>>,
+    pub producer: ProducerMark,
+    /// Stored only if the log ends here (a leader's conditional append).
+    pub expected_offset: Option<u64>,
     pub reply: oneshot::Sender<Result<Appended, StorageError>>,
+}
+
+/// What an append says of the idempotent producer that sent it.
+pub enum ProducerMark {
+    None,
+    /// A leader's request: checked against the producer's state, stored at most once.
+    Leader(ProducerStamp),
+    /// A copy of what the leader stored (the records end its request): recorded, not checked.
+    Copied(ProducerWrite),
 }
 
 /// The leader epoch the records belong to.
@@ -114,8 +128,7 @@ pub async fn run(
 struct Unwritten {
     /// New epochs to record before the records (empty once recorded).
     epochs: Vec<EpochStart>,
-    /// Each batch's records and append time.
-    batches: Vec<(Vec<Bytes>, i64)>,
+    batches: Vec<NewBatch>,
     /// Where each batch must start.
     promised: Vec<u64>,
 }
@@ -144,7 +157,7 @@ async fn finish_unwritten(
     observer: &(dyn Fn() -> Option<FsyncObserver> + Send + Sync),
     space: &DiskSpace,
 ) -> Resume {
-    let records = |u: &Unwritten| u.batches.iter().map(|(records, _)| records.len()).sum::<usize>();
+    let records = |u: &Unwritten| u.batches.iter().map(|b| b.records.len()).sum::<usize>();
     tracing::warn!(topic = %log.topic, partition = log.partition, records = records(&unwritten),
         "the disk is full: the partition refuses writes until it has written the records it already placed");
     space.set_stalled(true);
@@ -242,6 +255,9 @@ async fn write_round(
     let mut new_epochs: Vec<EpochStart> = Vec::new();
     let mut promised: Vec<u64> = Vec::with_capacity(round.len());
     let mut accepted = Vec::with_capacity(round.len());
+    // Repeats of requests accepted earlier in this round: answered as those are, once written.
+    let mut repeats: Vec<(usize, oneshot::Sender<Result<Appended, StorageError>>)> = Vec::new();
+    let round_start = end;
     for request in round {
         if log.is_failed() {
             let _ = request.reply.send(Err(log.failed_error()));
@@ -251,11 +267,46 @@ async fn write_round(
             let _ = request.reply.send(Err(StorageError::BatchSize { max: MAX_BATCH_BODY }));
             continue;
         }
-        match &request.epoch {
-            EpochMark::Leader(epoch) if *epoch < last_epoch => {
+        if let EpochMark::Leader(epoch) = &request.epoch {
+            if *epoch < last_epoch {
                 let _ = request.reply.send(Err(StorageError::StaleEpoch { epoch: *epoch, current: last_epoch }));
                 continue;
             }
+        }
+        let stamp = match &request.producer {
+            ProducerMark::None => None,
+            ProducerMark::Copied(write) => Some(write.clone()),
+            ProducerMark::Leader(stamp) => match log.producers().check(stamp) {
+                Verdict::Append => Some(ProducerWrite { stamp: stamp.clone(), first: end }),
+                Verdict::Duplicate(Some(original)) if original.base_offset >= round_start => {
+                    match promised.iter().position(|p| *p == original.base_offset) {
+                        Some(i) => repeats.push((i, request.reply)),
+                        None => {
+                            let _ = request.reply.send(Err(aborted("a repeat of a request this round lost".into())));
+                        }
+                    }
+                    continue;
+                }
+                Verdict::Duplicate(original) => {
+                    let unknown = Appended { base_offset: 0, count: 0, duplicate: true };
+                    let _ = request.reply.send(Ok(original.unwrap_or(unknown)));
+                    continue;
+                }
+                Verdict::Gap { expected } => {
+                    let _ = request.reply.send(Err(StorageError::SequenceGap { expected }));
+                    continue;
+                }
+                Verdict::Fenced { current } => {
+                    let _ = request.reply.send(Err(StorageError::ProducerFenced { current }));
+                    continue;
+                }
+            },
+        };
+        if request.expected_offset.is_some_and(|expected| expected != end) {
+            let _ = request.reply.send(Err(StorageError::UnexpectedOffset { end }));
+            continue;
+        }
+        match &request.epoch {
             EpochMark::Leader(epoch) => {
                 if *epoch > last_epoch {
                     new_epochs.push(EpochStart { epoch: *epoch, start: end });
@@ -284,18 +335,36 @@ async fn write_round(
         request.timestamp = Some(time);
         promised.push(end);
         end += request.records.len() as u64;
-        accepted.push(request);
+        // Recorded when promised: a promised request is written there, or held to be, or the
+        // partition fails (and a restart rebuilds the table from the log); a cut rebuilds it too.
+        if let Some(write) = &stamp {
+            log.producers().apply(write, end);
+        }
+        accepted.push((request, stamp));
     }
     if accepted.is_empty() {
         return None;
     }
-    let (batches, replies): (Vec<(Vec<Bytes>, i64)>, Vec<_>) =
-        accepted.into_iter().map(|r| ((r.records, r.timestamp.unwrap_or(now_ms)), r.reply)).unzip();
+    let (batches, replies): (Vec<NewBatch>, Vec<_>) = accepted
+        .into_iter()
+        .map(|(r, stamp)| {
+            (NewBatch { records: r.records, timestamp_ms: r.timestamp.unwrap_or(now_ms), stamp }, r.reply)
+        })
+        .unzip();
     let (results, unwritten) = write(log, Unwritten { epochs: new_epochs, batches, promised }, observer).await;
     let mut results = results.into_iter();
+    let mut answered: Vec<Result<Appended, StorageError>> = Vec::with_capacity(replies.len());
     for reply in replies {
         let result = results.next().unwrap_or_else(|| Err(aborted("the write round was aborted".into())));
+        answered.push(result.as_ref().map(|a| *a).map_err(refusal));
         // The requester may have gone away (client disconnected); the data is stored anyway.
+        let _ = reply.send(result);
+    }
+    for (original, reply) in repeats {
+        let result = match &answered[original] {
+            Ok(appended) => Ok(Appended { duplicate: true, ..*appended }),
+            Err(e) => Err(refusal(e)),
+        };
         let _ = reply.send(result);
     }
     unwritten
@@ -374,10 +443,16 @@ async fn hold_active(log: &Arc<PartitionLog>) -> Result<Option<Arc<File>>, Stora
     tokio::task::spawn_blocking(move || holder.hold_active()).await.unwrap_or_else(|e| Err(aborted(e.to_string())))
 }
 
-/// `e` again, for each request of a refused round.
+/// `e` again, for another request it refused (each of a refused round; a repeat of a request).
 fn refusal(e: &StorageError) -> StorageError {
     match e {
         StorageError::TooManyOpenFiles { op, path } => StorageError::TooManyOpenFiles { op, path: path.clone() },
+        StorageError::DiskFull { topic, partition } => {
+            StorageError::DiskFull { topic: topic.clone(), partition: *partition }
+        }
+        StorageError::Poisoned { topic, partition } => {
+            StorageError::Poisoned { topic: topic.clone(), partition: *partition }
+        }
         other => aborted(other.to_string()),
     }
 }
