@@ -75,6 +75,9 @@ pub struct Workload {
     endpoints: Endpoints,
     topic: String,
     group: String,
+    /// Whether the producers are idempotent (SPEC §12): then every acknowledged record must be
+    /// stored exactly once, which the report checks by reading every partition back.
+    idempotent: bool,
     stop_producing: Arc<AtomicBool>,
     stop_consuming: Arc<AtomicBool>,
     /// While set, the group does not poll (a backlog builds up).
@@ -90,10 +93,28 @@ const MEMBERS: [&str; 2] = ["member-a", "member-b"];
 impl Workload {
     /// Starts `producers` tasks writing `keys` keys, and the consuming group.
     pub async fn start(endpoints: Endpoints, topic: &str, keys: usize, producers: usize) -> Workload {
+        Workload::start_with(endpoints, topic, keys, producers, false).await
+    }
+
+    /// Like [`Workload::start`], with idempotent producers: one `Producer-Id` per key (each
+    /// key's records go to one partition, so its sequence is the key's), every request sent
+    /// again with the same sequence until a broker acknowledges it.
+    pub async fn start_idempotent(endpoints: Endpoints, topic: &str, keys: usize, producers: usize) -> Workload {
+        Workload::start_with(endpoints, topic, keys, producers, true).await
+    }
+
+    async fn start_with(
+        endpoints: Endpoints,
+        topic: &str,
+        keys: usize,
+        producers: usize,
+        idempotent: bool,
+    ) -> Workload {
         let mut workload = Workload {
             endpoints,
             topic: topic.to_string(),
             group: format!("{topic}-checkers"),
+            idempotent,
             stop_producing: Arc::default(),
             stop_consuming: Arc::default(),
             paused: Arc::default(),
@@ -109,7 +130,7 @@ impl Workload {
             workload.producers.push(tokio::spawn(produce(
                 workload.endpoints.clone(),
                 workload.topic.clone(),
-                my_keys,
+                (my_keys, idempotent),
                 workload.stop_producing.clone(),
                 workload.observed.clone(),
             )));
@@ -175,7 +196,8 @@ impl Workload {
         let observed = std::mem::take(&mut *self.observed.lock().unwrap_or_else(|p| p.into_inner()));
         let final_offsets = final_committed(&self.endpoints, &self.group).await;
         let diagnosis = diagnose(&self.endpoints, &self.topic, &self.group, &observed).await;
-        Report { observed, final_offsets, diagnosis }
+        let stored = stored_records(&self.endpoints, &self.topic).await;
+        Report { observed, final_offsets, diagnosis, stored, idempotent: self.idempotent }
     }
 
     fn all_consumed(&self) -> bool {
@@ -194,7 +216,7 @@ async fn register(http: &reqwest::Client, endpoint: &Endpoint, member: &str, top
 async fn produce(
     endpoints: Endpoints,
     topic: String,
-    keys: Vec<String>,
+    (keys, idempotent): (Vec<String>, bool),
     stop: Arc<AtomicBool>,
     observed: Arc<Mutex<Observed>>,
 ) {
@@ -222,14 +244,19 @@ async fn produce(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
-                let sent = http
+                let mut request = http
                     .post(format!("{}/v1/topic/{topic}/messages", endpoint.producer))
                     .query(&[("partitionKey", key)])
                     .header("accept", "application/json")
                     .body(body.clone())
-                    .timeout(Duration::from_secs(15))
-                    .send()
-                    .await;
+                    .timeout(Duration::from_secs(15));
+                if idempotent {
+                    request = request
+                        .header("producer-id", format!("w-{key}"))
+                        .header("producer-epoch", "1")
+                        .header("producer-seq", seq.to_string());
+                }
+                let sent = request.send().await;
                 if let Ok(response) = sent {
                     if response.status() == StatusCode::OK {
                         if let Ok(answer) = response.json::<Value>().await {
@@ -437,11 +464,49 @@ async fn diagnose(endpoints: &Endpoints, topic: &str, group: &str, observed: &Ob
     lines.join("\n")
 }
 
+/// How often each (key, seq) is stored in the topic, read back from every partition's start
+/// through the read API (`GET /v1/topic/{t}/records`).
+async fn stored_records(endpoints: &Endpoints, topic: &str) -> BTreeMap<(String, u64), usize> {
+    let http = reqwest::Client::new();
+    let endpoint = up(endpoints).first().cloned().expect("a broker is up");
+    let get = |url: String, query: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        async move {
+            let response = http.get(url).query(&query).timeout(Duration::from_secs(10)).send().await.expect("read");
+            assert_eq!(response.status(), StatusCode::OK, "reading the topic back");
+            response.json::<Value>().await.expect("JSON")
+        }
+    };
+    let described = get(format!("{}/v1/topic/{topic}", endpoint.consumer), Vec::new()).await;
+    let mut stored = BTreeMap::new();
+    for partition in described["partitions"].as_array().expect("partitions") {
+        let partition = partition["partition"].as_u64().expect("partition").to_string();
+        let mut offset = "earliest".to_string();
+        loop {
+            let query = vec![("partition", partition.clone()), ("offset", offset.clone()), ("limit", "10000".into())];
+            let page = get(format!("{}/v1/topic/{topic}/records", endpoint.consumer), query).await;
+            for record in page["records"].as_array().expect("records") {
+                let key = record["value"]["key"].as_str().unwrap_or_default().to_string();
+                *stored.entry((key, record["value"]["seq"].as_u64().unwrap_or(u64::MAX))).or_insert(0) += 1;
+            }
+            if page["upToDate"] == true {
+                break;
+            }
+            offset = page["nextOffset"].as_str().expect("nextOffset").to_string();
+        }
+    }
+    stored
+}
+
 /// What the workload saw, and the checks on it.
 pub struct Report {
     observed: Observed,
     final_offsets: Vec<BTreeMap<String, u64>>,
     diagnosis: String,
+    /// How often each record is stored.
+    stored: BTreeMap<(String, u64), usize>,
+    /// Whether the producers were idempotent: then every record must be stored once.
+    idempotent: bool,
 }
 
 impl Report {
@@ -502,6 +567,21 @@ impl Report {
             }
         }
         assert!(self.longest_wait() <= max_wait, "a write waited {:?} (limit {max_wait:?})", self.longest_wait());
+        let lost = observed.acks.iter().filter(|a| !self.stored.contains_key(&(a.key.clone(), a.seq))).count();
+        assert_eq!(lost, 0, "acknowledged records missing from the topic");
+        if self.idempotent {
+            let twice: Vec<_> = self.stored.iter().filter(|(_, n)| **n > 1).collect();
+            assert!(
+                twice.is_empty(),
+                "idempotent producers' records stored more than once: {:?}",
+                &twice[..twice.len().min(10)]
+            );
+        }
+    }
+
+    /// Records stored more than once.
+    pub fn stored_twice(&self) -> usize {
+        self.stored.values().filter(|n| **n > 1).count()
     }
 }
 
