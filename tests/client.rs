@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use runnel_client::{Brokers, Consumer, ConsumerConfig, Producer, StartFrom};
+use runnel_client::{Brokers, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, StartFrom};
 use runnel_tests::{built_binary, start_cluster, BrokerProcess};
 use serde_json::json;
 
@@ -272,4 +272,37 @@ async fn the_cli_reads_a_partition_from_a_position_and_tails_a_topic() {
     let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
     lines.sort();
     assert_eq!(lines, (0..7).map(|n| format!("{{\"n\":{n}}}")).collect::<Vec<_>>());
+}
+
+/// Issue 14: the client's producer is idempotent by default. Its batches of many keys, sent
+/// at once, are numbered per partition (none refused, none taken for a repeat), and a producer
+/// started later with the same id fences the earlier one (403, nothing stored).
+#[tokio::test]
+async fn the_producer_is_idempotent_by_default_and_a_later_one_with_its_id_fences_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("broker"), &[]);
+    let brokers = Brokers::fixed([broker.ip.to_string()]);
+    let config = ProducerConfig { producer_id: Some("orders-writer".into()), ..ProducerConfig::default() };
+    let old = Producer::with_config(brokers.clone(), config.clone());
+    assert_eq!(old.producer_id(), Some("orders-writer"));
+    let sends = (0..200).map(|i| {
+        let old = old.clone();
+        async move { old.send("fenced", Some(&format!("k{}", i % 20)), json!({ "n": i }).to_string()).await }
+    });
+    let stored = futures_util::future::join_all(sends).await;
+    assert!(stored.iter().all(|s| s.as_ref().is_ok_and(|p| !p.duplicate)), "{:?}", stored.iter().find(|s| s.is_err()));
+    let unkeyed = old.send_batch("fenced", None, vec!["{}".into()]).await.expect("unkeyed");
+    assert!(!unkeyed.duplicate);
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let new = Producer::with_config(brokers.clone(), config);
+    new.send_batch("fenced", Some("k1"), vec!["{\"by\":\"new\"}".into()]).await.expect("the new producer");
+    let refused = old.send_batch("fenced", Some("k1"), vec!["{\"by\":\"old\"}".into()]).await;
+    assert!(
+        matches!(&refused, Err(ClientError::Status { status, .. }) if *status == reqwest::StatusCode::FORBIDDEN),
+        "{refused:?}"
+    );
+    let metrics = reqwest::get(broker.url(9253, "/metrics")).await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("runnel_produce_duplicates_total 0"), "no repeats without faults");
+    assert!(metrics.contains("runnel_produce_records_total 202"), "every record stored once");
 }

@@ -44,4 +44,15 @@ impl ClientError {
             _ => false,
         }
     }
+
+    /// The request may have been stored although no success came back: it went out and the
+    /// answer was lost or said to try again. A 4xx answer (but 408) means nothing was stored.
+    pub fn may_have_stored(&self) -> bool {
+        match self {
+            ClientError::RetriesExhausted { .. } | ClientError::Transport { .. } => true,
+            ClientError::Status { status, .. } => status.is_server_error() || *status == StatusCode::REQUEST_TIMEOUT,
+            ClientError::Batch(inner) => inner.may_have_stored(),
+            _ => false,
+        }
+    }
 }

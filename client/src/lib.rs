@@ -8,6 +8,7 @@ mod consumer;
 mod error;
 pub mod events;
 mod groups;
+mod idempotence;
 mod poll_chunk;
 mod producer;
 mod reader;
@@ -21,6 +22,6 @@ pub use groups::{
     ResetTo, TopicOffsets,
 };
 pub use poll_chunk::PollChunk;
-pub use producer::{Produced, Producer};
+pub use producer::{Produced, Producer, ProducerConfig};
 pub use reader::{Page, PartitionView, Position, PositionedRecord, Reader};
 pub use runnel_discovery::BrokerList;

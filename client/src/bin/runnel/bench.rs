@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use runnel_client::{Brokers, Consumer, ConsumerConfig, Producer, Record, StartFrom};
+use runnel_client::{Brokers, Consumer, ConsumerConfig, Producer, ProducerConfig, Record, StartFrom};
 use serde::Serialize;
 
 use crate::connection::ConnectionArgs;
@@ -51,6 +51,9 @@ pub struct BenchArgs {
     /// polls as v1 clients do, pausing for the broker's Retry-After when there is nothing new.
     #[arg(long, default_value_t = runnel_client::DEFAULT_WAIT.as_millis() as u64)]
     poll_wait_ms: u64,
+    /// Produce without idempotence (no Producer-Id/Epoch/Seq headers), to compare.
+    #[arg(long)]
+    no_idempotence: bool,
     /// Topic (default: a new one per run).
     #[arg(long)]
     topic: Option<String>,
@@ -102,6 +105,11 @@ struct Report {
     produce_records_per_s: f64,
     produce_mb_per_s: f64,
     produce_latency: Latency,
+    /// Whether the producers were idempotent (the default).
+    idempotent: bool,
+    /// Requests the brokers answered as repeats of ones stored before (a retry whose first
+    /// attempt had been stored): nothing was stored twice for them.
+    duplicates: u64,
     /// Distinct records read.
     consumed: u64,
     /// Deliveries beyond the first of a record (after a rebalance, from the committed offset).
@@ -154,7 +162,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let progress = tokio::spawn(show_progress(produced.clone(), consumed.clone(), progress_stopped));
 
     let started = Instant::now();
-    let produce_latency = produce(&brokers, &args, &topic, produced.clone()).await?;
+    let duplicates = Arc::new(AtomicU64::new(0));
+    let produce_latency = produce(&brokers, &args, &topic, (produced.clone(), duplicates.clone())).await?;
     let produce_seconds = started.elapsed().as_secs_f64();
     producing.store(false, Ordering::Release);
     let consume_started = Instant::now();
@@ -183,6 +192,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         produce_records_per_s: total as f64 / produce_seconds,
         produce_mb_per_s: total as f64 * args.size as f64 / produce_seconds / 1e6,
         produce_latency: Latency::of(&produce_latency),
+        idempotent: !args.no_idempotence,
+        duplicates: duplicates.load(Ordering::Acquire),
         consumed: got,
         repeated: reads.deliveries - got,
         consume_seconds,
@@ -190,11 +201,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         end_to_end_latency: (args.consumers > 0 && !args.consume_after).then(|| Latency::of(&reads.e2e)),
     };
     println!(
-        "produce: {:.0} records/s, {:.1} MB/s over {:.2} s; request latency {}",
+        "produce: {:.0} records/s, {:.1} MB/s over {:.2} s; request latency {}; {}",
         report.produce_records_per_s,
         report.produce_mb_per_s,
         report.produce_seconds,
-        report.produce_latency.line()
+        report.produce_latency.line(),
+        if report.idempotent {
+            format!("idempotent, {} requests answered as repeats", report.duplicates)
+        } else {
+            "not idempotent".to_string()
+        }
     );
     if args.consumers > 0 {
         let e2e = report.end_to_end_latency.as_ref().map(|e2e| format!("; end-to-end latency {}", e2e.line()));
@@ -238,7 +254,7 @@ async fn produce(
     brokers: &Brokers,
     args: &BenchArgs,
     topic: &str,
-    produced: Arc<AtomicU64>,
+    (produced, duplicates): (Arc<AtomicU64>, Arc<AtomicU64>),
 ) -> anyhow::Result<Histogram<u64>> {
     let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs(s));
     let requests = if deadline.is_some() { u64::MAX } else { args.records.div_ceil(args.batch) };
@@ -255,8 +271,12 @@ async fn produce(
             consumer_port: brokers.consumer_port,
             discovery_port: None,
         };
-        let producer = Producer::new(single);
-        let (next, produced, topic) = (next.clone(), produced.clone(), topic.to_string());
+        // Idempotent, a producer's unkeyed requests go to the partition of its id (which may
+        // be led by another broker: then forwarded).
+        let config = ProducerConfig { idempotent: !args.no_idempotence, ..ProducerConfig::default() };
+        let producer = Producer::with_config(single, config);
+        let (next, produced, duplicates, topic) =
+            (next.clone(), produced.clone(), duplicates.clone(), topic.to_string());
         let (records, batch, size) = (args.records, args.batch, args.size);
         workers.push(tokio::spawn(async move {
             let mut latency = Histogram::<u64>::new(3)?;
@@ -272,8 +292,11 @@ async fn produce(
                 }
                 let count = if deadline.is_some() { batch } else { batch.min(records - i * batch) };
                 let sent = Instant::now();
-                producer.send_batch(&topic, None, ndjson_body(count, size, now_micros())).await?;
+                let stored = producer.send_batch(&topic, None, ndjson_body(count, size, now_micros())).await?;
                 latency.record(sent.elapsed().as_micros() as u64)?;
+                if stored.duplicate {
+                    duplicates.fetch_add(1, Ordering::Relaxed);
+                }
                 produced.fetch_add(count, Ordering::Relaxed);
             }
         }));

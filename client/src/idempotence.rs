@@ -1,0 +1,139 @@
+//! What an idempotent [`crate::Producer`] keeps (SPEC §12): its `Producer-Id`, and per topic
+//! partition the epoch and the next sequence number, plus the cluster's current ring, from
+//! which it predicts the partition a request will be stored in (the broker places it by the
+//! same Murmur3 token; an unkeyed request goes to the partition of the producer's id).
+//!
+//! Requests to one partition are sent one at a time (each holds its partition's [`Lane`]
+//! through its retries), so they reach the leader in sequence order whatever broker forwards
+//! them. A request whose fate stayed unknown (every attempt failed in a way that may have
+//! stored it) leaves its sequence number unusable: the next request on that partition starts
+//! a new epoch at 0, which the broker accepts from this producer, so nothing is refused or
+//! mistaken for a repeat.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use runnel_discovery::Ring;
+use serde::Deserialize;
+
+use crate::{Brokers, ClientError};
+
+/// A partition's epoch and next sequence number, held by the request being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lane {
+    pub epoch: u64,
+    pub next: u64,
+}
+
+/// The current generation's partitions: the first's number and the ring they form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    first: u32,
+    ring: Ring,
+}
+
+pub struct Idempotence {
+    pub id: String,
+    /// The epoch of a lane not used before: the producer's start time, so a producer started
+    /// again with the same id fences the one before it.
+    start_epoch: u64,
+    lanes: Mutex<HashMap<(String, u32), Arc<tokio::sync::Mutex<Lane>>>>,
+    layout: Mutex<Option<Layout>>,
+}
+
+#[derive(Deserialize)]
+struct ClusterView {
+    generation: u32,
+    brokers: u32,
+    partitions: Vec<PartitionView>,
+}
+
+#[derive(Deserialize)]
+struct PartitionView {
+    partition: u32,
+    generation: u32,
+}
+
+impl Idempotence {
+    /// With `id`, or a random one.
+    pub fn new(id: Option<String>) -> Idempotence {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let id = id.unwrap_or_else(|| format!("rs-{:016x}", random_u64(now)));
+        Idempotence { id, start_epoch: now.as_millis() as u64, lanes: Mutex::default(), layout: Mutex::default() }
+    }
+
+    /// The lane of `topic`'s partition `partition`.
+    pub fn lane(&self, topic: &str, partition: u32) -> Arc<tokio::sync::Mutex<Lane>> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        lanes
+            .entry((topic.to_string(), partition))
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Lane { epoch: self.start_epoch, next: 0 })))
+            .clone()
+    }
+
+    /// The partition a request with `key` (none: the producer's id) will be stored in, as the
+    /// cluster's ring has it now (asked once, and again after [`Idempotence::forget_layout`]).
+    pub async fn partition_of(
+        &self,
+        http: &reqwest::Client,
+        brokers: &Brokers,
+        key: Option<&str>,
+    ) -> Result<u32, ClientError> {
+        let known = *self.layout.lock().unwrap_or_else(|p| p.into_inner());
+        let layout = match known {
+            Some(layout) => layout,
+            None => {
+                let layout = fetch_layout(http, brokers).await?;
+                *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = Some(layout);
+                layout
+            }
+        };
+        let key = key.unwrap_or(&self.id);
+        Ok(layout.first + layout.ring.partition_of_key(key.as_bytes()))
+    }
+
+    /// The ring changed (a request was stored elsewhere than predicted): ask again next time.
+    pub fn forget_layout(&self) {
+        *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// The current generation's layout from any broker's `GET /v1/cluster` (discovery port).
+async fn fetch_layout(http: &reqwest::Client, brokers: &Brokers) -> Result<Layout, ClientError> {
+    let port = brokers.discovery_port.unwrap_or(9250);
+    let mut last = ClientError::NoBrokers;
+    for index in 0..brokers.hosts.len() {
+        let url = brokers.url(index, port, "/v1/cluster")?;
+        let answer = match http.get(&url).timeout(Duration::from_secs(5)).send().await {
+            Ok(response) if response.status().is_success() => response.json::<ClusterView>().await,
+            Ok(response) => {
+                let status = response.status();
+                last = ClientError::Status { url, status, body: response.text().await.unwrap_or_default() };
+                continue;
+            }
+            Err(source) => {
+                last = ClientError::Transport { url, source };
+                continue;
+            }
+        };
+        let view = answer.map_err(|e| ClientError::InvalidResponse { url: url.clone(), reason: e.to_string() })?;
+        let current: Vec<u32> =
+            view.partitions.iter().filter(|p| p.generation == view.generation).map(|p| p.partition).collect();
+        let (Some(first), brokers) = (current.iter().min().copied(), view.brokers.max(1)) else {
+            return Err(ClientError::InvalidResponse { url, reason: "no partitions in the current generation".into() });
+        };
+        let ranges = current.len() as u32 / brokers;
+        return Ok(Layout { first, ring: Ring::new(brokers, ranges) });
+    }
+    Err(last)
+}
+
+/// A random number from the OS, mixed with the time (only uniqueness matters).
+fn random_u64(now: Duration) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(now.as_nanos());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
