@@ -33,12 +33,15 @@ struct Layout {
     ring: Ring,
 }
 
+/// A partition's lane, locked by the request being sent on it.
+pub type SharedLane = Arc<tokio::sync::Mutex<Lane>>;
+
 pub struct Idempotence {
     pub id: String,
     /// The epoch of a lane not used before: the producer's start time, so a producer started
     /// again with the same id fences the one before it.
     start_epoch: u64,
-    lanes: Mutex<HashMap<(String, u32), Arc<tokio::sync::Mutex<Lane>>>>,
+    lanes: Mutex<HashMap<(String, u32), SharedLane>>,
     layout: Mutex<Option<Layout>>,
 }
 
@@ -64,7 +67,7 @@ impl Idempotence {
     }
 
     /// The lane of `topic`'s partition `partition`.
-    pub fn lane(&self, topic: &str, partition: u32) -> Arc<tokio::sync::Mutex<Lane>> {
+    pub fn lane(&self, topic: &str, partition: u32) -> SharedLane {
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         lanes
             .entry((topic.to_string(), partition))
