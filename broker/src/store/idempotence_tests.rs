@@ -167,3 +167,17 @@ async fn a_conditional_append_stores_only_at_the_expected_offset() {
     assert_eq!(outcomes.iter().filter(|o| matches!(o, Err(StorageError::UnexpectedOffset { end: 3 }))).count(), 1);
     assert_eq!(storage.end("t", 0), 3);
 }
+
+/// A consumer's read stops at its bytes even inside an idempotent request; a copy's read takes
+/// the request whole, so a copy never holds part of it.
+#[tokio::test]
+async fn only_a_copys_read_takes_an_idempotent_request_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(config(dir.path(), 1 << 20, 100)).expect("open");
+    append(&storage, values(50, "big"), stamp("p", 0, 0)).await.expect("append");
+    let consumer = storage.read("t", 0, 0, 1000).await.expect("read");
+    assert!(consumer.records.len() < 50 && consumer.records.iter().all(|r| r.producer.is_none()));
+    let copy = storage.read_for_copy("t", 0, 0, 1000).await.expect("read");
+    assert_eq!(copy.records.len(), 50);
+    assert_eq!(copy.records[49].producer.as_ref().map(|p| (p.first, p.stamp.seq)), Some((0, 0)));
+}

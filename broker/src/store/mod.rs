@@ -103,6 +103,15 @@ pub struct RecoveryReport {
     pub truncated: Vec<TruncatedTail>,
 }
 
+/// Where a read may stop when it has its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whole {
+    /// After any record (a consumer's read).
+    Records,
+    /// Only where no idempotent request is cut (a copy's read).
+    Requests,
+}
+
 /// What a leader's append asks beyond being stored (SPEC §12).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Conditions {
@@ -418,6 +427,7 @@ impl Storage {
         sender.ok_or(StorageError::Closed)
     }
 
+    /// Durable records of the partition from `offset`, about `max_bytes` of them (at least one).
     pub async fn read(
         &self,
         topic: &str,
@@ -425,11 +435,34 @@ impl Storage {
         offset: u64,
         max_bytes: usize,
     ) -> Result<ReadResult, StorageError> {
+        self.read_cut(topic, partition, offset, max_bytes, Whole::Records).await
+    }
+
+    /// Like [`Storage::read`], for a copy: an idempotent request is never cut (it may take
+    /// one request's size beyond `max_bytes`), so copies hold it whole with its stamp.
+    pub async fn read_for_copy(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, StorageError> {
+        self.read_cut(topic, partition, offset, max_bytes, Whole::Requests).await
+    }
+
+    async fn read_cut(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+        whole: Whole,
+    ) -> Result<ReadResult, StorageError> {
         let Some(entry) = self.get(topic, partition) else {
             return Ok(ReadResult { records: Vec::new(), next_offset: offset });
         };
         let log = entry.log.clone();
-        tokio::task::spawn_blocking(move || log.read(offset, max_bytes)).await.map_err(|e| StorageError::Io {
+        tokio::task::spawn_blocking(move || log.read(offset, max_bytes, whole)).await.map_err(|e| StorageError::Io {
             op: "read",
             path: PathBuf::new(),
             source: std::io::Error::other(e),

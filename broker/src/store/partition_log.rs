@@ -15,7 +15,7 @@ use super::leader_epochs::{write_file, EpochHistory, EpochStart, Epochs};
 use super::open_files::OpenFiles;
 use super::producers::{self, ProducerTable, ProducerWrite};
 use super::segment::{sync_dir, Segment};
-use super::{Appended, ReadResult, StorageError, TruncatedTail};
+use super::{Appended, ReadResult, StorageError, TruncatedTail, Whole};
 
 pub struct PartitionLog {
     pub topic: String,
@@ -33,6 +33,10 @@ pub struct PartitionLog {
     /// The idempotent producers the log's records imply (see `producers`): changed by the
     /// writer as it promises offsets, rebuilt from the log at start and after a cut.
     producers: Mutex<ProducerTable>,
+    /// The same for the records written and fsync'd only: what a segment's snapshot records
+    /// (everything before it is durable when it starts), and what the writer's table goes
+    /// back to when records it promised are dropped unwritten.
+    durable_producers: Mutex<ProducerTable>,
     max_producers: usize,
     /// Set after a failed fsync (the page cache may have dropped the data) and after any
     /// round that did not write what its writer had promised (a failed roll or epoch record):
@@ -51,6 +55,9 @@ pub fn fits_a_batch(records: &[Bytes]) -> bool {
 
 /// The most bytes a producer stamp adds to a batch body.
 const STAMP_ROOM: usize = 1 + producers::MAX_ID_LEN + 24;
+
+/// The stamps of batches written but not yet flushed, each with its request's end.
+type Stamped = Vec<(ProducerWrite, u64)>;
 
 /// One batch for [`PartitionLog::append_batches`].
 pub struct NewBatch {
@@ -127,6 +134,7 @@ impl PartitionLog {
             end: AtomicU64::new(0),
             epochs,
             producers: Mutex::new(ProducerTable::new(max_producers)),
+            durable_producers: Mutex::new(ProducerTable::new(max_producers)),
             max_producers,
             poisoned: AtomicBool::new(false),
         };
@@ -151,7 +159,7 @@ impl PartitionLog {
             .find_map(|base| producers::read_snapshot(&self.dir, *base, self.max_producers).map(|t| (t, *base)))
             .unwrap_or_else(|| (ProducerTable::new(self.max_producers), start));
         while at < end {
-            let read = self.read(at, 1 << 20)?;
+            let read = self.read(at, 1 << 20, Whole::Requests)?;
             let Some(last) = read.records.last() else { break };
             at = last.offset + 1;
             for record in &read.records {
@@ -160,8 +168,16 @@ impl PartitionLog {
                 }
             }
         }
+        *self.durable_producers.lock().unwrap_or_else(|p| p.into_inner()) = table.clone();
         *self.producers() = table;
         Ok(())
+    }
+
+    /// Forgets what the writer promised and did not write (records a full disk held back,
+    /// dropped by a cut): the producer state goes back to what is durable.
+    pub fn forget_unwritten_producers(&self) {
+        let durable = self.durable_producers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        *self.producers() = durable;
     }
 
     /// The segment appends go to (open() always leaves one and retention keeps the last).
@@ -296,6 +312,7 @@ impl PartitionLog {
         sync_dir(&self.dir)?;
         self.refresh_bounds(&segments);
         *self.producers() = ProducerTable::new(self.max_producers);
+        *self.durable_producers.lock().unwrap_or_else(|p| p.into_inner()) = ProducerTable::new(self.max_producers);
         tracing::warn!(topic = %self.topic, partition = self.partition, dropped_end = end_before, start = at,
             "restarted the copy where its leader's retained records begin");
         Ok(at)
@@ -362,6 +379,8 @@ impl PartitionLog {
         let mut roll_refused = false;
         let mut buf: Vec<u8> = Vec::new();
         let mut written: Vec<(BatchHeader, u64)> = Vec::new();
+        // The stamps of the batches in `buf`, each with its request's end, for the durable table.
+        let mut stamped: Stamped = Vec::new();
         let mut unflushed: Vec<usize> = Vec::new();
         for (i, NewBatch { records, timestamp_ms, stamp }) in requests.iter().enumerate() {
             let timestamp_ms = *timestamp_ms;
@@ -374,7 +393,7 @@ impl PartitionLog {
             let used = active.len() + buf.len() as u64;
             let may_grow = used + len as u64 <= SEGMENT_HARD_END;
             if used > 0 && used + len as u64 > self.segment_bytes && !(roll_refused && may_grow) {
-                if let Err(e) = self.flush(&active, &mut buf, &mut written, &mut round) {
+                if let Err(e) = self.flush(&active, &mut buf, &mut written, &mut stamped, &mut round) {
                     return self.fail_round(round, &unflushed, e);
                 }
                 unflushed.clear();
@@ -407,11 +426,14 @@ impl PartitionLog {
                 body_len: (len - batch::HEADER_LEN) as u32,
             };
             written.push((header, position));
+            if let Some(stamp) = stamp {
+                stamped.push((stamp.clone(), next + records.len() as u64));
+            }
             unflushed.push(round.results.len());
             round.results.push(Ok(Appended { base_offset: next, count: records.len() as u32, duplicate: false }));
             next += records.len() as u64;
         }
-        if let Err(e) = self.flush(&active, &mut buf, &mut written, &mut round) {
+        if let Err(e) = self.flush(&active, &mut buf, &mut written, &mut stamped, &mut round) {
             return self.fail_round(round, &unflushed, e);
         }
         round
@@ -422,6 +444,7 @@ impl PartitionLog {
         active: &Segment,
         buf: &mut Vec<u8>,
         written: &mut Vec<(BatchHeader, u64)>,
+        stamped: &mut Stamped,
         round: &mut WriteRound,
     ) -> Result<(), StorageError> {
         if buf.is_empty() {
@@ -445,6 +468,10 @@ impl PartitionLog {
         }
         active.publish(written, self.index_interval);
         self.end.store(active.next_offset(), Ordering::Release);
+        let mut durable = self.durable_producers.lock().unwrap_or_else(|p| p.into_inner());
+        for (stamp, end) in stamped.drain(..) {
+            durable.apply(&stamp, end);
+        }
         buf.clear();
         written.clear();
         Ok(())
@@ -474,13 +501,20 @@ impl PartitionLog {
 
     fn roll(&self, base: u64) -> Result<(Arc<Segment>, Arc<File>), StorageError> {
         // Before the segment exists (its creation syncs the directory): recovery then reads the
-        // producer state from here and only this segment's batches. Without it, recovery reads
-        // from an older snapshot: slower, as correct.
-        if let Err(e) = producers::write_snapshot(&self.dir, base, &self.producers()) {
-            tracing::warn!(topic = %self.topic, partition = self.partition, base,
-                "could not write the producer snapshot of a new segment (recovery will read more of the log): {e}");
-        }
-        let (segment, file) = Segment::create(&self.files, &self.dir, base)?;
+        // producer state from here and only this segment's batches. Everything before `base`
+        // is durable here (the round flushed before it rolls), so the durable table is exactly
+        // the state before it. No segment starts without its snapshot: retention may delete
+        // every older one.
+        let snapshot = producers::snapshot_path(&self.dir, base);
+        let durable = self.durable_producers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        producers::write_snapshot(&self.dir, base, &durable).ctx("write", &snapshot)?;
+        let (segment, file) = match Segment::create(&self.files, &self.dir, base) {
+            Ok(created) => created,
+            Err(e) => {
+                let _ = std::fs::remove_file(&snapshot);
+                return Err(e);
+            }
+        };
         let segment = Arc::new(segment);
         self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(base, segment.clone());
         tracing::debug!(topic = %self.topic, partition = self.partition, base, "rolled to a new segment");
@@ -488,7 +522,7 @@ impl PartitionLog {
     }
 
     /// Durable records from `offset` (or from the log start, if retention removed it).
-    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadResult, StorageError> {
+    pub fn read(&self, offset: u64, max_bytes: usize, whole: Whole) -> Result<ReadResult, StorageError> {
         let (start, end) = self.bounds();
         let mut offset = offset.max(start);
         while offset < end {
@@ -497,7 +531,7 @@ impl PartitionLog {
                 segments.range(..=offset).next_back().map(|(_, s)| s.clone())
             };
             let Some(segment) = segment else { break };
-            let records = match segment.read(offset, max_bytes) {
+            let records = match segment.read(offset, max_bytes, whole) {
                 Ok(records) => records,
                 // Deleted by retention or replaced by a truncation since it was looked up (its
                 // file may be gone): read again from what the log holds now.

@@ -41,8 +41,13 @@ impl ProducerStamp {
     /// A stamp from the three header values, or why not.
     pub fn parse(id: &str, epoch: &str, seq: &str) -> Result<ProducerStamp, String> {
         validate_id(id)?;
+        // Below u64::MAX, so the next one (and a client's next epoch) is a number too.
         let number = |name: &str, v: &str| {
-            v.trim().parse::<u64>().map_err(|_| format!("invalid {name} '{v}': a non-negative integer"))
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n < u64::MAX)
+                .ok_or_else(|| format!("invalid {name} '{v}': an integer from 0 to 2^64 - 2"))
         };
         Ok(ProducerStamp { id: id.into(), epoch: number("Producer-Epoch", epoch)?, seq: number("Producer-Seq", seq)? })
     }
@@ -141,11 +146,11 @@ impl ProducerTable {
             return if stamp.seq == 0 { Verdict::Append } else { Verdict::Gap { expected: 0 } };
         }
         let Some(last) = producer.recent.back() else { return Verdict::Append };
-        if stamp.seq == last.seq + 1 {
+        if Some(stamp.seq) == last.seq.checked_add(1) {
             return Verdict::Append;
         }
         if stamp.seq > last.seq {
-            return Verdict::Gap { expected: last.seq + 1 };
+            return Verdict::Gap { expected: last.seq.saturating_add(1) };
         }
         let stored = producer.recent.iter().find(|w| w.seq == stamp.seq);
         Verdict::Duplicate(stored.map(|w| Appended {
@@ -276,7 +281,7 @@ mod tests {
     fn stamps_and_snapshots_round_trip() {
         let w = write("orders-1.x_y", 3, 9, 12345);
         assert_eq!(ProducerWrite::parse(&w.format()), Ok(w));
-        for bad in ["", "a:1:2", "a:1:2:3:4", "a b:1:2:3", "a:-1:2:3", "a:1:2:x"] {
+        for bad in ["", "a:1:2", "a:1:2:3:4", "a b:1:2:3", "a:-1:2:3", "a:1:2:x", "a:1:18446744073709551615:3"] {
             assert!(ProducerWrite::parse(bad).is_err(), "{bad}");
         }
         let dir = tempfile::tempdir().expect("tempdir");

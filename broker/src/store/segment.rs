@@ -21,7 +21,7 @@ use bytes::Bytes;
 use super::batch::{self, BatchHeader, HEADER_LEN};
 use super::error::IoContext;
 use super::open_files::OpenFiles;
-use super::{StorageError, StoredRecord};
+use super::{StorageError, StoredRecord, Whole};
 
 const INDEX_ENTRY: usize = 16;
 /// Reads fetch at least this much at once, so small batches cost few syscalls.
@@ -308,8 +308,8 @@ impl Segment {
     }
 
     /// Durable records from `offset` on, about `max_bytes` of payload (at least one record).
-    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<Vec<StoredRecord>, StorageError> {
-        self.read_in_blocks(offset, max_bytes, MIN_READ)
+    pub fn read(&self, offset: u64, max_bytes: usize, keep: Whole) -> Result<Vec<StoredRecord>, StorageError> {
+        self.read_in_blocks(offset, max_bytes, MIN_READ, keep)
     }
 
     /// [`Segment::read`] with reads of at least `min_block` bytes. A block may end anywhere,
@@ -320,6 +320,7 @@ impl Segment {
         offset: u64,
         max_bytes: usize,
         min_block: usize,
+        keep: Whole,
     ) -> Result<Vec<StoredRecord>, StorageError> {
         let end = self.len();
         if offset >= self.next_offset() {
@@ -348,9 +349,9 @@ impl Segment {
                     let last = records.len() - 1;
                     for (i, value) in records.into_iter().enumerate() {
                         let record_offset = header.base_offset + i as u64;
-                        // An idempotent request is read whole, never cut: a copy holds it
-                        // whole with its stamp or not at all (see `producers`).
-                        if full(&out, taken) && stamp.is_none() {
+                        // For a copy an idempotent request is read whole, never cut: a copy
+                        // holds it whole with its stamp or not at all (see `producers`).
+                        if full(&out, taken) && (stamp.is_none() || keep == Whole::Records) {
                             break;
                         }
                         if record_offset >= offset {
@@ -619,7 +620,7 @@ mod tests {
         let (segment, _) = Segment::open(&few_files(), dir.path(), 0, 4096).expect("reopen");
         let mut offset = 0;
         while offset < all.len() as u64 {
-            let read = segment.read(offset, 2 * 1024 * 1024).expect("healthy data reads without error");
+            let read = segment.read(offset, 2 * 1024 * 1024, Whole::Records).expect("healthy data reads without error");
             assert_eq!(read.first().map(|r| r.offset), Some(offset));
             offset = read.last().map_or(offset, |r| r.offset + 1);
         }
@@ -670,7 +671,7 @@ mod tests {
             let start = ((total as f64) * start_fraction) as u64;
             let mut offset = start;
             while offset < total {
-                let read = segment.read_in_blocks(offset, max_bytes, min_block);
+                let read = segment.read_in_blocks(offset, max_bytes, min_block, Whole::Records);
                 prop_assert!(read.is_ok(), "read at {} failed: {:?}", offset, read.err());
                 let read = read.unwrap_or_default();
                 prop_assert!(!read.is_empty(), "nothing read at {} of {}", offset, total);
@@ -683,7 +684,7 @@ mod tests {
                 }
                 offset += read.len() as u64;
             }
-            prop_assert!(segment.read_in_blocks(total, max_bytes, min_block).map(|r| r.is_empty()).unwrap_or(false));
+            prop_assert!(segment.read_in_blocks(total, max_bytes, min_block, Whole::Records).map(|r| r.is_empty()).unwrap_or(false));
         }
     }
 }

@@ -399,7 +399,7 @@ async fn every_offset_promised_is_the_one_written_and_a_refused_request_gets_no_
     assert!(matches!(huge.answer.await.expect("answer"), Err(StorageError::BatchSize { .. })));
     assert_eq!(after.assigned.await.ok().map(|(base, _)| base), Some(1));
     assert_eq!(after.answer.await.expect("answer").expect("written").base_offset, 1);
-    let read = log.read(0, 1 << 20).expect("read");
+    let read = log.read(0, 1 << 20, Whole::Records).expect("read");
     let values: Vec<Bytes> = read.records.into_iter().map(|r| r.value).collect();
     assert_eq!(values, records(0, 3, 10));
 

@@ -169,6 +169,7 @@ async fn finish_unwritten(
         if let Some(Resume::Next(cut)) = interrupted {
             tracing::info!(topic = %log.topic, partition = log.partition, records = records(&unwritten),
                 "the partition is cut to follow its leader: dropping the records the full disk kept from being written");
+            log.forget_unwritten_producers();
             break Resume::Next(cut);
         }
         // The active segment's file held through the write, as a round's is (see `write_round`);
@@ -275,6 +276,11 @@ async fn write_round(
         }
         let stamp = match &request.producer {
             ProducerMark::None => None,
+            // A request starts at or before the batch that ends it, never before the log.
+            ProducerMark::Copied(write) if write.first > end || write.first < log.bounds().0 => {
+                let _ = request.reply.send(Err(StorageError::OffsetMismatch { end }));
+                continue;
+            }
             ProducerMark::Copied(write) => Some(write.clone()),
             ProducerMark::Leader(stamp) => match log.producers().check(stamp) {
                 Verdict::Append => Some(ProducerWrite { stamp: stamp.clone(), first: end }),
@@ -288,7 +294,9 @@ async fn write_round(
                     continue;
                 }
                 Verdict::Duplicate(original) => {
-                    let unknown = Appended { base_offset: 0, count: 0, duplicate: true };
+                    // Offsets no longer kept: somewhere before the end, which a majority must
+                    // reach before the repeat is answered (an empty range there).
+                    let unknown = Appended { base_offset: end, count: 0, duplicate: true };
                     let _ = request.reply.send(Ok(original.unwrap_or(unknown)));
                     continue;
                 }
