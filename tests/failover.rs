@@ -111,7 +111,11 @@ async fn kill_leaders_twice(idempotent: bool) -> usize {
     }
     eprintln!("{} records acknowledged; longest wait {:?}", report.acks().len(), report.longest_wait());
     report.check(MAX_UNAVAILABLE);
-    eprintln!("idempotent producers: {idempotent}; records stored twice: {}", report.stored_twice());
+    eprintln!(
+        "idempotent producers: {idempotent}; records stored twice: {}; delivered again to the group: {}",
+        report.stored_twice(),
+        report.delivered_again()
+    );
     report.stored_twice()
 }
 

@@ -121,7 +121,7 @@ impl Brokers {
         Err(ClientError::RetriesExhausted { attempts: 3 * self.hosts.len() as u32, last: Box::new(last) })
     }
 
-    pub(crate) fn url(&self, index: usize, port: u16, path: &str) -> Result<String, ClientError> {
+    fn url(&self, index: usize, port: u16, path: &str) -> Result<String, ClientError> {
         let host = self.hosts.get(index.checked_rem(self.hosts.len()).ok_or(ClientError::NoBrokers)?);
         Ok(format!("http://{}:{port}{path}", host.ok_or(ClientError::NoBrokers)?))
     }

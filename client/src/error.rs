@@ -29,16 +29,19 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Worth retrying (possibly on another broker): connection problems, 503, 507 (the
-    /// partition's disk is full until space is freed) and 408 (the request was too slow to arrive).
+    /// Worth retrying (possibly on another broker): connection problems, and what the broker's
+    /// error body calls `retriable` (SPEC §12); a body without it (a proxy's, an older
+    /// broker's) by its status: 503, 507 (the partition's disk is full until space is freed)
+    /// and 408 (the request was too slow to arrive).
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::Transport { .. } => true,
-            ClientError::Status { status, .. } => {
-                matches!(
+            ClientError::Status { status, body, .. } => {
+                let said = serde_json::from_str::<serde_json::Value>(body).ok().and_then(|b| b["retriable"].as_bool());
+                said.unwrap_or(matches!(
                     *status,
                     StatusCode::SERVICE_UNAVAILABLE | StatusCode::INSUFFICIENT_STORAGE | StatusCode::REQUEST_TIMEOUT
-                )
+                ))
             }
             ClientError::Batch(inner) => inner.is_retryable(),
             _ => false,
@@ -54,5 +57,20 @@ impl ClientError {
             ClientError::Batch(inner) => inner.may_have_stored(),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bodys_retriable_decides_and_the_status_when_it_is_missing() {
+        let status = |status, body: &str| ClientError::Status { url: "u".into(), status, body: body.into() };
+        assert!(!status(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"x","retriable":false}"#).is_retryable());
+        assert!(status(StatusCode::CONFLICT, r#"{"error":"x","retriable":true}"#).is_retryable());
+        assert!(status(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").is_retryable());
+        assert!(!status(StatusCode::CONFLICT, r#"{"error":"sequence_gap","retriable":false}"#).is_retryable());
+        assert!(!status(StatusCode::BAD_REQUEST, "").is_retryable());
     }
 }

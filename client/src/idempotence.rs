@@ -1,7 +1,9 @@
 //! What an idempotent [`crate::Producer`] keeps (SPEC §12): its `Producer-Id`, and per topic
-//! partition the epoch and the next sequence number, plus the cluster's current ring, from
-//! which it predicts the partition a request will be stored in (the broker places it by the
-//! same Murmur3 token; an unkeyed request goes to the partition of the producer's id).
+//! partition the epoch and the next sequence number, plus the current generation's partitions
+//! (from any broker's `GET /v1/topic/{topic}` on the consumer port), from which it predicts
+//! the partition a request will be stored in (the broker places it by the same Murmur3 token
+//! on the ring of those partitions; an unkeyed request goes to the partition of the
+//! producer's id).
 //!
 //! Requests to one partition are sent one at a time (each holds its partition's [`Lane`]
 //! through its retries), so they reach the leader in sequence order whatever broker forwards
@@ -46,9 +48,7 @@ pub struct Idempotence {
 }
 
 #[derive(Deserialize)]
-struct ClusterView {
-    generation: u32,
-    brokers: u32,
+struct TopicView {
     partitions: Vec<PartitionView>,
 }
 
@@ -81,13 +81,13 @@ impl Idempotence {
         &self,
         http: &reqwest::Client,
         brokers: &Brokers,
-        key: Option<&str>,
+        (topic, key): (&str, Option<&str>),
     ) -> Result<u32, ClientError> {
         let known = *self.layout.lock().unwrap_or_else(|p| p.into_inner());
         let layout = match known {
             Some(layout) => layout,
             None => {
-                let layout = fetch_layout(http, brokers).await?;
+                let layout = fetch_layout(http, brokers, topic).await?;
                 *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = Some(layout);
                 layout
             }
@@ -102,14 +102,15 @@ impl Idempotence {
     }
 }
 
-/// The current generation's layout from any broker's `GET /v1/cluster` (discovery port).
-async fn fetch_layout(http: &reqwest::Client, brokers: &Brokers) -> Result<Layout, ClientError> {
-    let port = brokers.discovery_port.unwrap_or(9250);
+/// The current generation's partitions from any broker's `GET /v1/topic/{topic}` (every
+/// topic has every generation's partitions, written to or not). Only their count and first
+/// number matter: a key's partition is its token's place among them.
+async fn fetch_layout(http: &reqwest::Client, brokers: &Brokers, topic: &str) -> Result<Layout, ClientError> {
     let mut last = ClientError::NoBrokers;
     for index in 0..brokers.hosts.len() {
-        let url = brokers.url(index, port, "/v1/cluster")?;
-        let answer = match http.get(&url).timeout(Duration::from_secs(5)).send().await {
-            Ok(response) if response.status().is_success() => response.json::<ClusterView>().await,
+        let url = brokers.consumer_url(index, &format!("/v1/topic/{topic}"))?;
+        let answer = match http.get(&url).timeout(Duration::from_secs(10)).send().await {
+            Ok(response) if response.status().is_success() => response.json::<TopicView>().await,
             Ok(response) => {
                 let status = response.status();
                 last = ClientError::Status { url, status, body: response.text().await.unwrap_or_default() };
@@ -121,13 +122,13 @@ async fn fetch_layout(http: &reqwest::Client, brokers: &Brokers) -> Result<Layou
             }
         };
         let view = answer.map_err(|e| ClientError::InvalidResponse { url: url.clone(), reason: e.to_string() })?;
+        let generation = view.partitions.iter().map(|p| p.generation).max();
         let current: Vec<u32> =
-            view.partitions.iter().filter(|p| p.generation == view.generation).map(|p| p.partition).collect();
-        let (Some(first), brokers) = (current.iter().min().copied(), view.brokers.max(1)) else {
-            return Err(ClientError::InvalidResponse { url, reason: "no partitions in the current generation".into() });
+            view.partitions.iter().filter(|p| Some(p.generation) == generation).map(|p| p.partition).collect();
+        let Some(first) = current.iter().min().copied() else {
+            return Err(ClientError::InvalidResponse { url, reason: "the topic has no partitions".into() });
         };
-        let ranges = current.len() as u32 / brokers;
-        return Ok(Layout { first, ring: Ring::new(brokers, ranges) });
+        return Ok(Layout { first, ring: Ring::new(1, current.len() as u32) });
     }
     Err(last)
 }

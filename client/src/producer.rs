@@ -187,7 +187,7 @@ impl Producer {
         let Some(idempotence) = &self.inner.idempotence else {
             return self.post_until_stored(topic, key, body, None).await;
         };
-        let partition = idempotence.partition_of(&self.inner.http, &self.inner.brokers, key).await?;
+        let partition = idempotence.partition_of(&self.inner.http, &self.inner.brokers, (topic, key)).await?;
         let lane = idempotence.lane(topic, partition);
         // Held through the retries: the partition's requests reach it in sequence order.
         let mut lane = lane.lock().await;

@@ -579,6 +579,16 @@ impl Report {
         }
     }
 
+    /// Records the group received more than once (at-least-once delivery: a redelivery after a
+    /// failover or rebalance, from the committed offset).
+    pub fn delivered_again(&self) -> usize {
+        self.observed
+            .consumed
+            .values()
+            .map(|seqs| seqs.len() - seqs.iter().collect::<std::collections::BTreeSet<_>>().len())
+            .sum()
+    }
+
     /// Records stored more than once.
     pub fn stored_twice(&self) -> usize {
         self.stored.values().filter(|n| **n > 1).count()

@@ -15,7 +15,7 @@ use std::future::Future;
 use bytes::Bytes;
 
 use super::copy_protocol::MAX_TIME_RUNS;
-use crate::store::{EpochStart, Storage, StorageError, TimeRun};
+use crate::store::{EpochStart, Storage, StorageError, TimeRun, Whole};
 
 /// Where a copy ends, and the epoch of its newest record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -96,7 +96,7 @@ impl CopyLog for StoredCopy<'_> {
     }
 
     async fn read(&self, from: u64, max_bytes: usize) -> Result<(Vec<Bytes>, Vec<TimeRun>), StorageError> {
-        let read = self.storage.read_for_copy(self.topic, self.partition, from, max_bytes).await?;
+        let read = self.storage.read_keeping(self.topic, self.partition, from, max_bytes, Whole::Requests).await?;
         // Retention may have removed `from`: a later start is not what was asked for.
         if read.records.first().is_none_or(|r| r.offset != from) {
             return Ok((Vec::new(), Vec::new()));

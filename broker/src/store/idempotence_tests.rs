@@ -10,16 +10,7 @@ use bytes::Bytes;
 use super::*;
 
 fn config(dir: &Path, segment_bytes: u64, max_producers: usize) -> StorageConfig {
-    StorageConfig {
-        dir: dir.to_path_buf(),
-        segment_bytes,
-        index_interval_bytes: 256,
-        retention: None,
-        retention_bytes: None,
-        max_open_files: 64,
-        disk_reserve: DiskReserve::Bytes(0),
-        max_producers,
-    }
+    StorageConfig { max_producers, ..super::tests::config(dir, segment_bytes) }
 }
 
 fn stamp(id: &str, epoch: u64, seq: u64) -> Conditions {
@@ -177,7 +168,7 @@ async fn only_a_copys_read_takes_an_idempotent_request_whole() {
     append(&storage, values(50, "big"), stamp("p", 0, 0)).await.expect("append");
     let consumer = storage.read("t", 0, 0, 1000).await.expect("read");
     assert!(consumer.records.len() < 50 && consumer.records.iter().all(|r| r.producer.is_none()));
-    let copy = storage.read_for_copy("t", 0, 0, 1000).await.expect("read");
+    let copy = storage.read_keeping("t", 0, 0, 1000, Whole::Requests).await.expect("read");
     assert_eq!(copy.records.len(), 50);
     assert_eq!(copy.records[49].producer.as_ref().map(|p| (p.first, p.stamp.seq)), Some((0, 0)));
 }

@@ -435,22 +435,13 @@ impl Storage {
         offset: u64,
         max_bytes: usize,
     ) -> Result<ReadResult, StorageError> {
-        self.read_cut(topic, partition, offset, max_bytes, Whole::Records).await
+        self.read_keeping(topic, partition, offset, max_bytes, Whole::Records).await
     }
 
-    /// Like [`Storage::read`], for a copy: an idempotent request is never cut (it may take
-    /// one request's size beyond `max_bytes`), so copies hold it whole with its stamp.
-    pub async fn read_for_copy(
-        &self,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-        max_bytes: usize,
-    ) -> Result<ReadResult, StorageError> {
-        self.read_cut(topic, partition, offset, max_bytes, Whole::Requests).await
-    }
-
-    async fn read_cut(
+    /// Like [`Storage::read`], stopping only where `whole` allows: a copy's read
+    /// ([`Whole::Requests`]) never cuts an idempotent request (it may take one request's size
+    /// beyond `max_bytes`), so copies hold it whole with its stamp.
+    pub async fn read_keeping(
         &self,
         topic: &str,
         partition: u32,

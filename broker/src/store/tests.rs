@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::*;
 
-fn config(dir: &Path, segment_bytes: u64) -> StorageConfig {
+pub(super) fn config(dir: &Path, segment_bytes: u64) -> StorageConfig {
     StorageConfig {
         dir: dir.to_path_buf(),
         segment_bytes,
