@@ -40,17 +40,8 @@ fn conditions(headers: &HeaderMap) -> Result<Conditions, PeerError> {
     let text = |name: &str| {
         headers.get(name).map(|v| v.to_str().map_err(|_| PeerError::BadRequest(format!("{name} is not text"))))
     };
-    let producer = match text(PRODUCER_HEADER).transpose()? {
-        Some(stamp) => {
-            let mut parts = stamp.split(':');
-            let (Some(id), Some(epoch), Some(seq), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
-                return Err(PeerError::BadRequest(format!("bad {PRODUCER_HEADER} '{stamp}'")));
-            };
-            Some(ProducerStamp::parse(id, epoch, seq).map_err(PeerError::BadRequest)?)
-        }
-        None => None,
-    };
+    let producer =
+        text(PRODUCER_HEADER).transpose()?.map(ProducerStamp::parse_text).transpose().map_err(PeerError::BadRequest)?;
     let expected_offset = text(EXPECTED_OFFSET_HEADER)
         .transpose()?
         .map(|v| v.parse::<u64>().map_err(|_| PeerError::BadRequest(format!("bad {EXPECTED_OFFSET_HEADER} '{v}'"))))
@@ -89,7 +80,7 @@ pub(super) async fn forward(
     let url = peers.url(leader, &path(topic, partition));
     let mut request = peers.http().post(url).body(encode_frames(records)).timeout(FORWARD_TIMEOUT);
     if let Some(p) = &conditions.producer {
-        request = request.header(PRODUCER_HEADER, format!("{}:{}:{}", p.id, p.epoch, p.seq));
+        request = request.header(PRODUCER_HEADER, p.format());
     }
     if let Some(offset) = conditions.expected_offset {
         request = request.header(EXPECTED_OFFSET_HEADER, offset.to_string());

@@ -15,7 +15,7 @@ use std::future::Future;
 use bytes::Bytes;
 
 use super::copy_protocol::MAX_TIME_RUNS;
-use crate::store::{EpochStart, Storage, StorageError, TimeRun, Whole};
+use crate::store::{EpochStart, Runs, Storage, StorageError, TimeRun, Whole};
 
 /// Where a copy ends, and the epoch of its newest record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -101,10 +101,9 @@ impl CopyLog for StoredCopy<'_> {
         if read.records.first().is_none_or(|r| r.offset != from) {
             return Ok((Vec::new(), Vec::new()));
         }
-        let mut times = TimeRun::of(&read.records);
-        times.truncate(TimeRun::fitting(&times, MAX_TIME_RUNS));
-        let covered = times.iter().map(|r| r.count as usize).sum();
-        Ok((read.records.into_iter().take(covered).map(|r| r.value).collect(), times))
+        let mut runs = Runs::bounded(MAX_TIME_RUNS);
+        let covered = read.records.iter().take_while(|r| runs.add(1, r.timestamp_ms, r.producer.clone())).count();
+        Ok((read.records.into_iter().take(covered).map(|r| r.value).collect(), runs.into_runs()))
     }
 }
 
@@ -252,6 +251,19 @@ mod tests {
 
     /// Records of more append times than one request may carry are read a request's worth at
     /// a time, their times in a header that fits the peer port's head buffer at its longest.
+    fn store_config(dir: &std::path::Path, segment_bytes: u64, index_interval_bytes: u64) -> StorageConfig {
+        StorageConfig {
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            index_interval_bytes,
+            retention: None,
+            retention_bytes: None,
+            max_open_files: 8,
+            disk_reserve: crate::store::DiskReserve::Bytes(0),
+            max_producers: 100,
+        }
+    }
+
     #[tokio::test]
     async fn a_read_carries_at_most_the_time_runs_one_request_may() {
         let longest = TimeRun::new(u32::MAX, i64::MIN);
@@ -260,17 +272,7 @@ mod tests {
             assert!(crate::store::MAX_RUNS_TEXT <= crate::memory::HTTP1_BUFFER / 2, "runs with any stamps fit the head")
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = StorageConfig {
-            dir: dir.path().to_path_buf(),
-            segment_bytes: 1 << 20,
-            index_interval_bytes: 4096,
-            retention: None,
-            retention_bytes: None,
-            max_open_files: 8,
-            disk_reserve: crate::store::DiskReserve::Bytes(0),
-            max_producers: 100,
-        };
-        let (storage, _) = Storage::open(config).expect("open");
+        let (storage, _) = Storage::open(store_config(dir.path(), 1 << 20, 4096)).expect("open");
         let count = MAX_TIME_RUNS as u32 + 100;
         let records: Vec<Bytes> = (0..count).map(|i| Bytes::from(format!("r{i}"))).collect();
         let times: Vec<TimeRun> = (0..count).map(|i| TimeRun::new(1, i64::from(i))).collect();
@@ -292,17 +294,7 @@ mod tests {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async {
                 let dir = tempfile::tempdir().expect("tempdir");
-                let config = StorageConfig {
-                    dir: dir.path().to_path_buf(),
-                    segment_bytes: 64 * 1024,
-                    index_interval_bytes: 64,
-                    retention: None,
-                    retention_bytes: None,
-                    max_open_files: 8,
-                    disk_reserve: crate::store::DiskReserve::Bytes(0),
-                    max_producers: 100,
-                };
-                let (storage, _) = Storage::open(config).expect("open");
+                let (storage, _) = Storage::open(store_config(dir.path(), 64 * 1024, 64)).expect("open");
                 storage.append_at("t", 0, 0, vec![Bytes::from_static(b"first")], Vec::new(), &[]).await.expect("create");
                 let stored = StoredCopy { storage: &storage, topic: "t", partition: 0 };
                 let memory = MemoryLog::with(&["first"], &[]);

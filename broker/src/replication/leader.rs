@@ -22,9 +22,7 @@ use crate::cluster::Peers;
 use crate::consensus::RaftChanges;
 use crate::error::ApiError;
 use crate::memory::{Budget, Reservation};
-use crate::store::{
-    Appended, Conditions, EpochStart, Pipelined, ProducerWrite, Storage, StorageError, TimeRun, MAX_RUNS_TEXT,
-};
+use crate::store::{Appended, Conditions, EpochStart, Pipelined, ProducerWrite, Runs, Storage, StorageError, TimeRun};
 use crate::timing::{ACK_TIMEOUT, MEMORY_WAIT};
 
 /// Pause before retrying an unreachable follower.
@@ -152,36 +150,20 @@ impl PartitionCopies {
             return None;
         }
         let mut out: Vec<Bytes> = first.records[skip..].to_vec();
-        let mut times =
-            vec![TimeRun { count: out.len() as u32, timestamp_ms: first.time, producer: first.stamp.clone() }];
+        let mut runs = Runs::bounded(MAX_TIME_RUNS);
+        runs.add(out.len() as u32, first.time, first.stamp.clone());
         let mut bytes: usize = out.iter().map(Bytes::len).sum();
-        let mut text = TimeRun::room(first.stamp.as_deref());
         let mut next = base + first.records.len() as u64;
         while bytes < SEND_BYTES {
             let Some(batch) = ends.tail.get(&next) else { break };
-            let stamp_room = TimeRun::room(batch.stamp.as_deref()) - TimeRun::room(None);
-            let full = times.len() >= MAX_TIME_RUNS || text + TimeRun::room(batch.stamp.as_deref()) > MAX_RUNS_TEXT;
-            match times.last_mut() {
-                // Batches of one write round share its time.
-                Some(run) if run.extends(batch.time) && text + stamp_room <= MAX_RUNS_TEXT => {
-                    run.count += batch.records.len() as u32;
-                    run.producer = batch.stamp.clone();
-                    text += stamp_room;
-                }
-                _ if full => break,
-                _ => {
-                    times.push(TimeRun {
-                        count: batch.records.len() as u32,
-                        timestamp_ms: batch.time,
-                        producer: batch.stamp.clone(),
-                    });
-                    text += TimeRun::room(batch.stamp.as_deref());
-                }
+            if !runs.add(batch.records.len() as u32, batch.time, batch.stamp.clone()) {
+                break;
             }
             bytes += batch.records.iter().map(Bytes::len).sum::<usize>();
             next += batch.records.len() as u64;
             out.extend(batch.records.iter().cloned());
         }
+        let times = runs.into_runs();
         Some((out, times))
     }
 }

@@ -35,7 +35,7 @@ pub use leader_epochs::{EpochStart, Epochs};
 use open_files::OpenFiles;
 use partition_log::PartitionLog;
 pub use producers::{validate_id as validate_producer_id, ProducerStamp, ProducerWrite};
-pub use time_runs::{TimeRun, MAX_RUNS_TEXT};
+pub use time_runs::{Runs, TimeRun, MAX_RUNS_TEXT};
 pub use topic_name::validate_topic_name;
 
 /// Segment sizes a store accepts: index entries hold file positions as u32, so a segment (one

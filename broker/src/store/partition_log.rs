@@ -311,8 +311,8 @@ impl PartitionLog {
         segments.insert(at, Arc::new(Segment::create(&self.files, &self.dir, at)?.0));
         sync_dir(&self.dir)?;
         self.refresh_bounds(&segments);
-        *self.producers() = ProducerTable::new(self.max_producers);
-        *self.durable_producers.lock().unwrap_or_else(|p| p.into_inner()) = ProducerTable::new(self.max_producers);
+        drop(segments);
+        self.rebuild_producers()?;
         tracing::warn!(topic = %self.topic, partition = self.partition, dropped_end = end_before, start = at,
             "restarted the copy where its leader's retained records begin");
         Ok(at)

@@ -51,6 +51,20 @@ impl ProducerStamp {
         };
         Ok(ProducerStamp { id: id.into(), epoch: number("Producer-Epoch", epoch)?, seq: number("Producer-Seq", seq)? })
     }
+
+    /// `id:epoch:seq`, as it travels between brokers (ids hold no `:`, `,` or `@`).
+    pub fn format(&self) -> String {
+        format!("{}:{}:{}", self.id, self.epoch, self.seq)
+    }
+
+    /// A stamp from its [`ProducerStamp::format`] text.
+    pub fn parse_text(text: &str) -> Result<ProducerStamp, String> {
+        let mut parts = text.split(':');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(id), Some(epoch), Some(seq), None) => ProducerStamp::parse(id, epoch, seq),
+            _ => Err(format!("bad producer stamp '{text}'")),
+        }
+    }
 }
 
 /// 1 to 64 of `[A-Za-z0-9._-]`.
@@ -71,20 +85,15 @@ pub struct ProducerWrite {
 }
 
 impl ProducerWrite {
-    /// `id:epoch:seq:first`, as it travels in a peer header (ids hold no `:`, `,` or `@`).
+    /// `id:epoch:seq:first`, as it travels in a peer header.
     pub fn format(&self) -> String {
-        format!("{}:{}:{}:{}", self.stamp.id, self.stamp.epoch, self.stamp.seq, self.first)
+        format!("{}:{}", self.stamp.format(), self.first)
     }
 
     pub fn parse(text: &str) -> Result<ProducerWrite, String> {
         let bad = || format!("bad producer stamp '{text}'");
-        let mut parts = text.split(':');
-        let (Some(id), Some(epoch), Some(seq), Some(first), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad());
-        };
-        let stamp = ProducerStamp::parse(id, epoch, seq).map_err(|_| bad())?;
+        let (stamp, first) = text.rsplit_once(':').ok_or_else(bad)?;
+        let stamp = ProducerStamp::parse_text(stamp).map_err(|_| bad())?;
         Ok(ProducerWrite { stamp, first: first.parse().map_err(|_| bad())? })
     }
 }

@@ -26,41 +26,18 @@ impl TimeRun {
         TimeRun { count, timestamp_ms, producer: None }
     }
 
-    /// Whether a record appended at `timestamp_ms` may join this run.
-    pub fn extends(&self, timestamp_ms: i64) -> bool {
-        self.producer.is_none() && self.timestamp_ms == timestamp_ms
-    }
-
     /// The runs of `records` (in offset order).
     pub fn of(records: &[StoredRecord]) -> Vec<TimeRun> {
-        let mut runs: Vec<TimeRun> = Vec::new();
+        let mut runs = Runs::unbounded();
         for record in records {
-            match runs.last_mut() {
-                Some(run) if run.extends(record.timestamp_ms) => run.count += 1,
-                _ => runs.push(TimeRun::new(1, record.timestamp_ms)),
-            }
-            if let (Some(run), Some(producer)) = (runs.last_mut(), &record.producer) {
-                run.producer = Some(producer.clone());
-            }
+            runs.add(1, record.timestamp_ms, record.producer.clone());
         }
-        runs
-    }
-
-    /// How many of `runs` (from the first) fit in `max` runs and [`MAX_RUNS_TEXT`] bytes.
-    pub fn fitting(runs: &[TimeRun], max: usize) -> usize {
-        let mut text = 0usize;
-        runs.iter()
-            .take(max)
-            .take_while(|run| {
-                text += TimeRun::room(run.producer.as_deref());
-                text <= MAX_RUNS_TEXT
-            })
-            .count()
+        runs.into_runs()
     }
 
     /// The most text a run takes (with its comma), with `producer` as its stamp: counts and
     /// times at their longest, so a run's text never outgrows it when the run grows.
-    pub fn room(producer: Option<&ProducerWrite>) -> usize {
+    fn room(producer: Option<&ProducerWrite>) -> usize {
         const LONGEST_RUN: usize = "4294967295@-9223372036854775808,".len();
         LONGEST_RUN + producer.map_or(0, |p| 1 + p.format().len())
     }
@@ -101,6 +78,61 @@ impl TimeRun {
     }
 }
 
+/// Runs built up record by record or batch by batch (a batch's records share one time), within
+/// a number of runs and [`MAX_RUNS_TEXT`] bytes of text: what one peer request can carry.
+pub struct Runs {
+    runs: Vec<TimeRun>,
+    /// The most text the runs take as they are ([`TimeRun::room`] each).
+    text: usize,
+    max_runs: usize,
+    max_text: usize,
+}
+
+impl Runs {
+    /// Runs for one peer request: at most `max_runs`, and [`MAX_RUNS_TEXT`] of text.
+    pub fn bounded(max_runs: usize) -> Runs {
+        Runs { runs: Vec::new(), text: 0, max_runs, max_text: MAX_RUNS_TEXT }
+    }
+
+    fn unbounded() -> Runs {
+        Runs { runs: Vec::new(), text: 0, max_runs: usize::MAX, max_text: usize::MAX }
+    }
+
+    /// Adds `count` records appended at `timestamp_ms`, the last of them ending `producer`'s
+    /// request, if set: to the last run when it has the time and no stamp yet, else as a new
+    /// run. False, with nothing added, when that would go past the bounds (never for the first).
+    pub fn add(&mut self, count: u32, timestamp_ms: i64, producer: Option<Arc<ProducerWrite>>) -> bool {
+        let room = TimeRun::room(producer.as_deref());
+        let stamp_room = room - TimeRun::room(None);
+        let full = !self.runs.is_empty() && (self.runs.len() >= self.max_runs || self.text + room > self.max_text);
+        match self.runs.last_mut() {
+            Some(run) if run.producer.is_none() && run.timestamp_ms == timestamp_ms => {
+                if self.text + stamp_room > self.max_text {
+                    return false;
+                }
+                run.count += count;
+                run.producer = producer;
+                self.text += stamp_room;
+            }
+            _ if full => return false,
+            _ => {
+                self.runs.push(TimeRun { count, timestamp_ms, producer });
+                self.text += room;
+            }
+        }
+        true
+    }
+
+    /// The records the runs cover.
+    pub fn covered(&self) -> usize {
+        self.runs.iter().map(|r| r.count as usize).sum()
+    }
+
+    pub fn into_runs(self) -> Vec<TimeRun> {
+        self.runs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -128,14 +160,23 @@ mod tests {
             .collect();
         records[1].producer = Some(stamp.clone());
         let runs = TimeRun::of(&records);
-        assert_eq!(runs, vec![TimeRun { count: 2, timestamp_ms: 5, producer: Some(stamp) }, TimeRun::new(2, 5)]);
+        assert_eq!(
+            runs,
+            vec![TimeRun { count: 2, timestamp_ms: 5, producer: Some(stamp.clone()) }, TimeRun::new(2, 5)]
+        );
         let text = TimeRun::format(&runs);
         assert_eq!(text, "2@5@p:1:2:0,2@5");
         assert_eq!(TimeRun::parse(&text, 4), Ok(runs.clone()));
         let long = Arc::new(ProducerWrite::parse(&format!("{}:1:2:0", "p".repeat(64))).expect("stamp"));
-        let many = vec![TimeRun { count: u32::MAX, timestamp_ms: i64::MIN, producer: Some(long) }; 1000];
-        let fit = TimeRun::fitting(&many, 512);
-        assert!(fit > 0 && TimeRun::format(&many[..fit]).len() <= MAX_RUNS_TEXT, "{fit}");
-        assert_eq!(TimeRun::fitting(&runs, 1), 1);
+        let mut bounded = Runs::bounded(512);
+        let mut time = i64::MIN;
+        while bounded.add(u32::MAX, time, Some(long.clone())) {
+            time += 1;
+        }
+        let fit = bounded.into_runs();
+        assert!(!fit.is_empty() && TimeRun::format(&fit).len() <= MAX_RUNS_TEXT, "{}", fit.len());
+        let mut one = Runs::bounded(1);
+        assert!(one.add(2, 5, Some(stamp)) && !one.add(2, 5, None), "a stamped run is closed; one run at most");
+        assert_eq!(one.covered(), 2);
     }
 }
