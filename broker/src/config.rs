@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::auth::{KeyError, TokenKey};
 use crate::limits::MAX_REQUEST_SIZE_LIMIT;
 use crate::memory::{BodyRules, MemoryPlan};
 use crate::peer::{PeerSecret, SecretError};
@@ -14,6 +15,7 @@ use crate::serving::ConnectionRules;
 use crate::size::parse_size;
 use crate::store::{DiskReserve, MAX_BATCH_BODY, SEGMENT_BYTES};
 use crate::timing::{CLUSTER_MIN_HEADER_TIMEOUT, MEMORY_WAIT, PEER_POOL_IDLE, SHUTDOWN_CLOSE_GRACE};
+use crate::tls::{load_certified_key, peer_client_config, CertFiles, TlsError};
 
 /// The smallest and largest `RUNNEL_MEMORY_LIMIT`.
 const MIN_MEMORY_LIMIT: usize = 64 << 20;
@@ -52,6 +54,25 @@ pub struct Config {
     /// port can then change or delete data. Only for a network nobody else can reach.
     #[arg(long, env = "RUNNEL_PEER_INSECURE", default_value_t = false, action = clap::ArgAction::Set)]
     pub peer_insecure: bool,
+
+    /// Turns on bearer tokens for the client ports (SPEC §13): an Ed25519 public key in PEM
+    /// (`verify.pem` of `runnel token keygen`) or an HMAC secret of at least 32 bytes.
+    /// Without it the client ports are open.
+    #[arg(long, env = "RUNNEL_AUTH_KEY_FILE")]
+    pub auth_key_file: Option<PathBuf>,
+    /// With tokens on, `/metrics` needs one too (any valid token).
+    #[arg(long, env = "RUNNEL_METRICS_AUTH", default_value_t = false, action = clap::ArgAction::Set)]
+    pub metrics_auth: bool,
+    /// Certificate chain (PEM, leaf first): HTTPS on the client ports. Reloaded when it changes.
+    #[arg(long, env = "RUNNEL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "RUNNEL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM): TLS on the peer port too, with the broker's certificate, and
+    /// the brokers called verified against this CA. Needs RUNNEL_TLS_CERT.
+    #[arg(long, env = "RUNNEL_PEER_TLS_CA", requires = "tls_cert")]
+    pub peer_tls_ca: Option<PathBuf>,
 
     /// Comma-separated broker host names in ordinal order; empty means a single-broker cluster.
     #[arg(long, env = "RUNNEL_BROKER_NAMES", value_delimiter = ',', default_value = "")]
@@ -199,6 +220,10 @@ pub enum ConfigError {
          nobody else can reach"
     )]
     PeerSecretRequired(String),
+    #[error("{0}")]
+    AuthKey(#[from] KeyError),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 impl Config {
@@ -312,7 +337,22 @@ impl Config {
             let reason = format!("must be 0 (half the open-file limit) or at least {MIN_OPEN_SEGMENT_FILES}");
             return fail("RUNNEL_MAX_OPEN_SEGMENT_FILES", &self.max_open_segment_files, reason);
         }
-        self.peer_secret().map(drop)
+        self.peer_secret()?;
+        if let Some(path) = &self.auth_key_file {
+            TokenKey::load(path)?;
+        }
+        if let Some(files) = self.cert_files() {
+            load_certified_key(&files)?;
+        }
+        if let Some(ca) = &self.peer_tls_ca {
+            peer_client_config(ca)?;
+        }
+        Ok(())
+    }
+
+    /// The certificate of the client ports (and of the peer port with `RUNNEL_PEER_TLS_CA`).
+    pub fn cert_files(&self) -> Option<CertFiles> {
+        Some(CertFiles { cert: self.tls_cert.clone()?, key: self.tls_key.clone()? })
     }
 
     /// The memory limit must pay for at least one request of each kind in its shares

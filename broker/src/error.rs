@@ -68,6 +68,16 @@ pub enum ApiError {
     /// A conditional append (`Expected-Offset`) that did not find the partition ending there. 412.
     #[error("the partition's next offset is {end}, not the expected one; nothing was stored")]
     UnexpectedOffset { end: u64 },
+    /// No valid bearer token (SPEC §13): none came (`missing`), or it did not verify. 401
+    /// with `WWW-Authenticate: Bearer`.
+    #[error("{message}")]
+    Unauthenticated { message: String, missing: bool },
+    /// A valid token whose scopes do not cover the request. 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A revocation that found the list of revoked tokens full. 409.
+    #[error("{0}")]
+    RevocationsFull(String),
     #[error("{0}: retry shortly")]
     Unavailable(String),
     /// This broker does not (or no longer) lead the partition; nothing was stored.
@@ -133,8 +143,10 @@ impl ApiError {
             ApiError::ConsumerNotRegistered(_)
             | ApiError::ResizeRefused(_)
             | ApiError::GroupHasMembers { .. }
-            | ApiError::SequenceGap { .. } => StatusCode::CONFLICT,
-            ApiError::ProducerFenced { .. } => StatusCode::FORBIDDEN,
+            | ApiError::SequenceGap { .. }
+            | ApiError::RevocationsFull(_) => StatusCode::CONFLICT,
+            ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::ProducerFenced { .. } | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UnexpectedOffset { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) | ApiError::UnknownGroup(_) => StatusCode::NOT_FOUND,
@@ -171,6 +183,9 @@ impl ApiError {
             ApiError::SequenceGap { .. } => "sequence_gap",
             ApiError::ProducerFenced { .. } => "producer_fenced",
             ApiError::UnexpectedOffset { .. } => "unexpected_offset",
+            ApiError::Unauthenticated { .. } => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::RevocationsFull(_) => "revocations_full",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotLeader(_) => NOT_LEADER,
             ApiError::InsufficientStorage(_) => "insufficient_storage",
@@ -215,6 +230,13 @@ impl IntoResponse for ApiError {
             ApiError::ProducerFenced { current } => (None, Some(*current)),
             _ => (None, None),
         };
+        // RFC 6750 §3: no error code when no token came; the reason is the body's message.
+        let challenge = match &self {
+            ApiError::Unauthenticated { missing: true, .. } => Some(r#"Bearer realm="runnel""#),
+            ApiError::Unauthenticated { missing: false, .. } => Some(r#"Bearer realm="runnel", error="invalid_token""#),
+            ApiError::Forbidden(_) => Some(r#"Bearer realm="runnel", error="insufficient_scope""#),
+            _ => None,
+        };
         let body = ErrorBody {
             error: self.code(),
             message: self.to_string(),
@@ -235,6 +257,9 @@ impl IntoResponse for ApiError {
         }
         if let Some(epoch) = producer_epoch {
             headers.insert(PRODUCER_EPOCH, HeaderValue::from(epoch));
+        }
+        if let Some(challenge) = challenge {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
     }

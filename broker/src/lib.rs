@@ -5,6 +5,7 @@
 //! `partitioning/` (keys to partitions to brokers).
 
 pub mod allocator;
+pub mod auth;
 pub mod bounds;
 pub mod cluster;
 pub mod config;
@@ -28,3 +29,4 @@ pub mod size;
 pub mod store;
 pub mod supervisor;
 pub mod timing;
+pub mod tls;

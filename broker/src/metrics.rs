@@ -34,6 +34,8 @@ pub struct Metrics {
     offset_groups: Gauge,
     /// Connections refused at the client ports' connection limit.
     pub connections_refused: Counter,
+    /// Client-port requests refused by access control (SPEC §13), by reason.
+    auth_refused: Family<Labels, Counter>,
     connections_open: Gauge,
     connections_limit: Gauge,
     memory_reserved: Family<Labels, Gauge>,
@@ -149,6 +151,13 @@ impl Metrics {
             "Topic partitions this broker leads and replicates to followers (one replicator task per follower)",
             replicated_partitions.clone(),
         );
+        let auth_refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "auth_refused",
+            "Client-port requests refused by access control: 401 by the token's fault (missing, expired, \
+             bad_signature, revoked, malformed, not_yet_valid) or 403 (forbidden: outside its scopes)",
+            auth_refused.clone(),
+        );
         let connections_refused = Counter::default();
         registry.register(
             "connections_refused",
@@ -221,6 +230,7 @@ impl Metrics {
             resident,
             resident_peak,
             connections_refused,
+            auth_refused,
             connections_open,
             connections_limit,
             memory_reserved,
@@ -246,6 +256,10 @@ impl Metrics {
 
     pub fn request(&self, endpoint: &'static str, status: u16) {
         self.requests.get_or_create(&vec![("endpoint", endpoint.to_string()), ("status", status.to_string())]).inc();
+    }
+
+    pub fn auth_refused(&self, reason: &'static str) {
+        self.auth_refused.get_or_create(&vec![("reason", reason.to_string())]).inc();
     }
 
     pub fn produce_latency(&self, d: Duration) {

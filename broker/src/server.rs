@@ -11,6 +11,7 @@ use axum::{middleware, Router};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
 
+use crate::auth::{authenticate, Authenticator};
 use crate::bounds::{self, Bounds};
 use crate::cluster::{self, form_cluster, load_or_create_node_id, topology, Peers};
 use crate::config::Config;
@@ -29,12 +30,16 @@ use crate::serving::{self, ConnectionLimit};
 use crate::store::{Storage, StorageConfig};
 use crate::supervisor::Supervisor;
 use crate::timing::SHUTDOWN_DRAIN;
+use crate::tls::{peer_client_config, ServerTls};
+use tokio_rustls::TlsAcceptor;
 
 /// A running broker.
 pub struct Broker {
     app: Arc<AppState>,
     stop: watch::Sender<bool>,
     tasks: Supervisor,
+    /// Reloads the certificate while the broker runs.
+    _tls: Option<ServerTls>,
 }
 
 impl Broker {
@@ -59,7 +64,9 @@ impl Broker {
                  who can then change or delete data"
             );
         }
-        let peer_http = PeerHttp::new(peer_secret.clone());
+        let peer_client_tls = config.peer_tls_ca.as_deref().map(peer_client_config).transpose()?;
+        let peer_http = PeerHttp::with_tls(peer_secret.clone(), peer_client_tls);
+        let tls = config.cert_files().map(ServerTls::start).transpose()?;
         std::fs::create_dir_all(&config.home)
             .with_context(|| format!("cannot create RUNNEL_HOME {}", config.home.display()))?;
         let metrics = Arc::new(Metrics::new());
@@ -146,6 +153,19 @@ impl Broker {
             join_refused,
         });
 
+        let auth = Authenticator::new(
+            config.auth_key_file.as_deref(),
+            config.metrics_auth,
+            raft.clone(),
+            app.metrics.clone(),
+        )?;
+        if auth.is_open() {
+            tracing::warn!(
+                "RUNNEL_AUTH_KEY_FILE is not set: the client ports take requests from anyone who reaches them, \
+                 who can then produce to, read and reset any topic or group"
+            );
+        }
+        let client = |router: Router| router.layer(middleware::from_fn_with_state(auth.clone(), authenticate));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Supervisor::new(stopped.clone());
         let mut peer = raft
@@ -165,19 +185,45 @@ impl Broker {
         let bodies = PeerBodies { budget: memory.peer_bodies.clone(), rules: config.body_rules(PEER_BODY_LIMIT) };
         peer = peer.layer(middleware::from_fn_with_state(bodies, read_peer_bodies));
         let peer_connections = ConnectionLimit::new(memory.peer_connections, Counter::default());
-        let listeners: [(IpAddr, u16, Router, &ConnectionLimit); 5] = [
-            (config.peer_listen(), config.peer_port, peer, &peer_connections),
-            (config.listen, config.discovery_port, discovery_router(app.clone()), &client_connections),
-            (config.listen, config.metrics_port, metrics_router(app.clone()), &client_connections),
-            (config.listen, config.consumer_port, consumer_router(app.clone()), &client_connections),
-            (config.listen, config.producer_port, producer_router(app.clone()), &client_connections),
+        let client_tls = tls.as_ref().map(|t| t.acceptor().clone());
+        let peer_tls = client_tls.clone().filter(|_| config.peer_tls_ca.is_some());
+        let listeners: [(IpAddr, u16, Router, &ConnectionLimit, Option<TlsAcceptor>); 5] = [
+            (config.peer_listen(), config.peer_port, peer, &peer_connections, peer_tls),
+            (
+                config.listen,
+                config.discovery_port,
+                client(discovery_router(app.clone())),
+                &client_connections,
+                client_tls.clone(),
+            ),
+            (
+                config.listen,
+                config.metrics_port,
+                client(metrics_router(app.clone())),
+                &client_connections,
+                client_tls.clone(),
+            ),
+            (
+                config.listen,
+                config.consumer_port,
+                client(consumer_router(app.clone())),
+                &client_connections,
+                client_tls.clone(),
+            ),
+            (
+                config.listen,
+                config.producer_port,
+                client(producer_router(app.clone())),
+                &client_connections,
+                client_tls,
+            ),
         ];
         let rules = config.connection_rules();
-        for (ip, port, router, limit) in listeners {
+        for (ip, port, router, limit, tls) in listeners {
             let addr = SocketAddr::new(ip, port);
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-            tasks.spawn("listener", serving::serve(listener, router, limit.clone(), rules, stopped.clone()));
+            tasks.spawn("listener", serving::serve(listener, router, limit.clone(), rules, tls, stopped.clone()));
         }
         tokio::spawn(cluster::agree_ring(raft.clone(), peers.clone(), stopped.clone()));
         tokio::spawn(form_cluster(raft.clone(), peers, join_refusal));
@@ -188,8 +234,9 @@ impl Broker {
         tasks.spawn("consumer housekeeping", consumers.run_background(config.auto_commit_interval(), stopped.clone()));
         tasks.spawn("retention", run_retention(storage, Duration::from_millis(config.retention_check_ms), stopped));
         tracing::info!(home = %config.home.display(), listen = %config.listen, producer = config.producer_port,
-            consumer = config.consumer_port, "broker started");
-        Ok(Broker { app, stop, tasks })
+            consumer = config.consumer_port, tls = tls.is_some(), peer_tls = config.peer_tls_ca.is_some(),
+            tokens = !auth.is_open(), "broker started");
+        Ok(Broker { app, stop, tasks, _tls: tls })
     }
 
     /// Resolves if a background task ends while the broker runs: the broker is then broken

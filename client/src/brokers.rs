@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use runnel_discovery::{BrokerList, BrokerSource};
 
-use crate::ClientError;
+use crate::{Access, ClientError};
 
 /// Host names of the brokers and their client ports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,8 @@ pub struct Brokers {
     /// The discovery port the list came from (`discover`), where a consumer asks again for the
     /// brokers to poll as the cluster is resized; `None` keeps the list as given.
     pub discovery_port: Option<u16>,
+    /// How they are called (scheme, token): plain HTTP unless given.
+    pub access: Access,
 }
 
 impl Brokers {
@@ -26,7 +28,13 @@ impl Brokers {
             producer_port: 9251,
             consumer_port: 9252,
             discovery_port: None,
+            access: Access::default(),
         }
+    }
+
+    /// The same brokers, called with `access`.
+    pub fn with_access(self, access: Access) -> Brokers {
+        Brokers { access, ..self }
     }
 
     /// Brokers found without asking one: a static list, or the AAAA records of a Kubernetes
@@ -40,10 +48,17 @@ impl Brokers {
         Ok(Brokers::fixed(hosts))
     }
 
-    /// Asks `host` (any broker, or the discovery service) on `port` for the broker list.
+    /// Asks `host` (any broker, or the discovery service) on `port` for the broker list, over
+    /// plain HTTP with no token.
     pub async fn discover(http: &reqwest::Client, host: &str, port: u16) -> Result<Brokers, ClientError> {
-        let url = format!("http://{host}:{port}/v1/brokers");
-        let response = http
+        Brokers::discover_with(&Access::plain(http.clone()), host, port).await
+    }
+
+    /// Like [`Brokers::discover`], called with `access`, which the brokers found keep.
+    pub async fn discover_with(access: &Access, host: &str, port: u16) -> Result<Brokers, ClientError> {
+        let url = format!("{}://{host}:{port}/v1/brokers", access.scheme());
+        let response = access
+            .http()
             .get(&url)
             .timeout(Duration::from_secs(5))
             .send()
@@ -66,6 +81,7 @@ impl Brokers {
             producer_port: list.producer_port,
             consumer_port: list.consumer_port,
             discovery_port: Some(port),
+            access: access.clone(),
         })
     }
 
@@ -82,10 +98,10 @@ impl Brokers {
 
     /// The list asked again from the brokers it names, in turn (`None` for a list given as is,
     /// or when none answers).
-    pub async fn rediscover(&self, http: &reqwest::Client) -> Option<Brokers> {
+    pub async fn rediscover(&self) -> Option<Brokers> {
         let port = self.discovery_port?;
         for host in &self.hosts {
-            if let Ok(brokers) = Brokers::discover(http, host, port).await {
+            if let Ok(brokers) = Brokers::discover_with(&self.access, host, port).await {
                 return Some(brokers);
             }
         }
@@ -123,7 +139,7 @@ impl Brokers {
 
     fn url(&self, index: usize, port: u16, path: &str) -> Result<String, ClientError> {
         let host = self.hosts.get(index.checked_rem(self.hosts.len()).ok_or(ClientError::NoBrokers)?);
-        Ok(format!("http://{}:{port}{path}", host.ok_or(ClientError::NoBrokers)?))
+        Ok(format!("{}://{}:{port}{path}", self.access.scheme(), host.ok_or(ClientError::NoBrokers)?))
     }
 }
 

@@ -112,6 +112,8 @@ enum BrokerPoll {
     NotRegistered,
     /// The broker allows waits up to this long only.
     WaitTooLong(Duration),
+    /// 401 or 403: the token expired, was revoked or does not cover the registration.
+    Refused(ClientError),
     Unreachable,
 }
 
@@ -135,7 +137,7 @@ impl Consumer {
             return Err(ClientError::NoBrokers);
         }
         let consumer = Consumer {
-            http: reqwest::Client::new(),
+            http: brokers.access.http().clone(),
             slots: brokers.hosts.iter().map(|_| Slot::default()).collect(),
             rediscover_at: Instant::now() + REDISCOVER_EVERY,
             brokers,
@@ -200,6 +202,7 @@ impl Consumer {
         let mut records = Vec::new();
         let mut tokens = Vec::new();
         let mut reregister = false;
+        let mut refused = None;
         for (index, answer) in answers {
             let slot = &mut self.slots[index];
             slot.resume_at = None;
@@ -212,7 +215,12 @@ impl Consumer {
                 BrokerPoll::NotRegistered => reregister = true,
                 BrokerPoll::WaitTooLong(max) => self.config.wait = max,
                 BrokerPoll::Unreachable => slot.resume_at = Some(Instant::now() + Duration::from_secs(1)),
+                BrokerPoll::Refused(e) => refused = Some(e),
             }
+        }
+        // Nothing of this round is acknowledged: with a new token, the records come again.
+        if let Some(e) = refused {
+            return Err(e);
         }
         if reregister {
             self.register().await?;
@@ -232,7 +240,7 @@ impl Consumer {
             return;
         }
         self.rediscover_at = Instant::now() + REDISCOVER_EVERY;
-        let Some(current) = self.brokers.rediscover(&self.http).await else { return };
+        let Some(current) = self.brokers.rediscover().await else { return };
         if current.hosts.is_empty() || current.hosts == self.brokers.hosts {
             return;
         }
@@ -338,6 +346,10 @@ impl PollRequest {
                 BrokerPoll::RetryAfter(Duration::from_secs(seconds.min(5)))
             }
             StatusCode::CONFLICT => BrokerPoll::NotRegistered,
+            status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                let body = response.text().await.unwrap_or_default();
+                BrokerPoll::Refused(ClientError::Status { url: self.url, status, body })
+            }
             StatusCode::BAD_REQUEST => {
                 let body: serde_json::Value = response.json().await.unwrap_or_default();
                 match body["maxWaitMs"].as_u64() {

@@ -26,6 +26,9 @@ pub enum ClientError {
     Batch(std::sync::Arc<ClientError>),
     #[error("the producer stopped before the batch was sent")]
     Dropped,
+    /// The client cannot be set up as asked (a bad token or CA file).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl ClientError {

@@ -147,7 +147,7 @@ pub struct Groups {
 
 impl Groups {
     pub fn new(brokers: Brokers) -> Groups {
-        Groups { http: reqwest::Client::new(), brokers }
+        Groups { http: brokers.access.http().clone(), brokers }
     }
 
     /// Every group with members or committed offsets, by name.

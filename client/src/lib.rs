@@ -3,6 +3,7 @@
 //! to see and reset consumer groups' offsets, and a [`Reader`] of partitions by position
 //! (a page from an offset, the earliest or latest record or a time, or a live follow).
 
+mod access;
 mod brokers;
 mod consumer;
 mod error;
@@ -12,8 +13,10 @@ mod idempotence;
 mod poll_chunk;
 mod producer;
 mod reader;
+pub mod tokens;
 mod wire;
 
+pub use access::{Access, AccessConfig};
 pub use brokers::Brokers;
 pub use consumer::{Consumer, ConsumerConfig, Record, StartFrom, DEFAULT_WAIT};
 pub use error::ClientError;

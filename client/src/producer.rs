@@ -111,7 +111,7 @@ impl Producer {
     pub fn with_config(brokers: Brokers, config: ProducerConfig) -> Producer {
         Producer {
             inner: Arc::new(Inner {
-                http: reqwest::Client::new(),
+                http: brokers.access.http().clone(),
                 brokers,
                 linger: config.linger,
                 max_batch_bytes: config.max_batch_bytes,

@@ -84,7 +84,7 @@ pub struct Reader {
 
 impl Reader {
     pub fn new(brokers: Brokers) -> Reader {
-        Reader { http: reqwest::Client::new(), brokers }
+        Reader { http: brokers.access.http().clone(), brokers }
     }
 
     /// Every partition of `topic` with its bounds.

@@ -159,7 +159,10 @@ impl BrokerProcess {
                     panic!("broker exited with {status} before becoming ready; log:\n{}", self.log_text());
                 }
             }
-            let ready = status_is_ok(self.ip);
+            let ready = match self.tls_ca() {
+                Some(ca) => crate::tls::tls_status_is_ok(self.ip, 9252, &ca),
+                None => status_is_ok(self.ip),
+            };
             if ready {
                 return;
             }
@@ -173,8 +176,16 @@ impl BrokerProcess {
         self.env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
+    /// With `RUNNEL_TLS_CERT`, the CA that issued it: `ca.pem` beside it (as
+    /// [`crate::tls::TestCa`] writes them).
+    pub fn tls_ca(&self) -> Option<PathBuf> {
+        let cert = Path::new(self.env_value("RUNNEL_TLS_CERT")?);
+        Some(cert.with_file_name("ca.pem"))
+    }
+
     pub fn url(&self, port: u16, path: &str) -> String {
-        format!("http://{}:{port}{path}", self.ip)
+        let scheme = if self.env_value("RUNNEL_TLS_CERT").is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:{port}{path}", self.ip)
     }
 
     /// The process' peak resident memory (VmHWM, as the kernel counts it), in MiB.

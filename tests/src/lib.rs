@@ -8,6 +8,7 @@ pub mod events;
 mod peer;
 pub mod resize_views;
 mod stalled;
+pub mod tls;
 pub mod workload;
 
 pub use broker_process::{

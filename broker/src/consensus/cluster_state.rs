@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 pub use super::cluster_shape::{BrokerEntry, BrokerState};
+use super::revocations::{Revocations, Revoked};
 use crate::partitioning::{Layout, Ring};
 
 /// Where a brand-new group starts reading (SPEC §4 `onNewGroup`, §11 `startFromTimestamp`).
@@ -138,6 +139,13 @@ pub enum Command {
         offsets: BTreeMap<u32, u64>,
         force: bool,
     },
+    /// Refuses the token `id` until `until` (seconds since the Unix epoch); `now` is the
+    /// proposer's clock, by which every broker drops the same expired revocations.
+    RevokeToken {
+        id: String,
+        until: u64,
+        now: u64,
+    },
 }
 
 /// What applying a [`Command`] did.
@@ -178,6 +186,7 @@ pub enum CommandResult {
     ResetRefused {
         members: Vec<String>,
     },
+    TokenRevoked(Revoked),
 }
 
 /// The applied state: what every broker agrees on.
@@ -212,6 +221,9 @@ pub struct ClusterState {
     /// group's offsets). A snapshot from before resets existed has none.
     #[serde(default)]
     pub resets: BTreeMap<String, GroupResets>,
+    /// Tokens refused before their expiry. A snapshot from before revocations has none.
+    #[serde(default)]
+    pub revoked_tokens: Revocations,
 }
 
 impl ClusterState {
@@ -256,6 +268,9 @@ impl ClusterState {
             }
             Command::RemoveBroker { ordinal } => CommandResult::Applied(self.remove_broker(ordinal)),
             Command::ResetOffsets { group, topic, offsets, force } => self.reset_offsets(group, topic, offsets, force),
+            Command::RevokeToken { id, until, now } => {
+                CommandResult::TokenRevoked(self.revoked_tokens.revoke(id, until, now))
+            }
         }
     }
 

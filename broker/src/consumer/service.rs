@@ -227,6 +227,11 @@ impl ConsumerService {
         self.replication.leadership().served().into_iter().map(|(p, _)| p)
     }
 
+    /// What `consumer_id` registered with (looked up as [`ConsumerService::registered`] does).
+    pub async fn registration(&self, consumer_id: &str) -> Result<Consumer, ApiError> {
+        self.registered(consumer_id).await.map(|(consumer, _)| consumer)
+    }
+
     /// The consumer and its partitions. A consumer unknown here may have registered through
     /// another broker a moment ago: it is looked up again after catching up with Raft.
     async fn registered(&self, consumer_id: &str) -> Result<(Consumer, Vec<TopicPartition>), ApiError> {

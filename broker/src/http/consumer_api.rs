@@ -11,6 +11,7 @@ use super::groups_api;
 use super::query::Params;
 use super::status::{consumer_status, livez};
 use super::{finish, with_fallbacks, SharedState};
+use crate::auth::{Access, Need, Op};
 use crate::consensus::cluster_state::{Consumer, StartPolicy};
 use crate::consumer::{write_record, Chunk, PollOutcome, Registration};
 use crate::error::ApiError;
@@ -79,7 +80,7 @@ fn start_policy(params: &Params) -> Result<StartPolicy, ApiError> {
 }
 
 #[tracing::instrument(name = "register", skip_all)]
-async fn register(State(app): State<SharedState>, params: Params) -> Response {
+async fn register(State(app): State<SharedState>, access: Access, params: Params) -> Response {
     let result = async {
         let id = consumer_id(&params)?;
         let group = params.first(&["group"]).unwrap_or("default");
@@ -97,6 +98,7 @@ async fn register(State(app): State<SharedState>, params: Params) -> Response {
         }
         for topic in &topics {
             validate_topic_name(topic)?;
+            access.require(Need::On { op: Op::Consume, topic, group: Some(group) })?;
         }
         let policy = start_policy(&params)?;
         let consumer = Consumer { id, group: group.to_string(), topics, policy };
@@ -111,10 +113,11 @@ async fn register(State(app): State<SharedState>, params: Params) -> Response {
 }
 
 #[tracing::instrument(name = "poll", skip_all, fields(consumer = tracing::field::Empty))]
-async fn poll(State(app): State<SharedState>, params: Params) -> Response {
+async fn poll(State(app): State<SharedState>, access: Access, params: Params) -> Response {
     let result = async {
         let id = consumer_id(&params)?;
         tracing::Span::current().record("consumer", id.as_str());
+        require_member(&app, &access, &id).await?;
         let wait =
             match params.first(&["wait"]) {
                 None => None,
@@ -151,9 +154,10 @@ async fn poll(State(app): State<SharedState>, params: Params) -> Response {
 }
 
 #[tracing::instrument(name = "commit", skip_all)]
-async fn commit(State(app): State<SharedState>, params: Params) -> Response {
+async fn commit(State(app): State<SharedState>, access: Access, params: Params) -> Response {
     let result = async {
         let id = consumer_id(&params)?;
+        require_member(&app, &access, &id).await?;
         app.consumers.commit(&id, &params.all("ack")).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
@@ -162,9 +166,10 @@ async fn commit(State(app): State<SharedState>, params: Params) -> Response {
 }
 
 #[tracing::instrument(name = "goodbye", skip_all)]
-async fn goodbye(State(app): State<SharedState>, params: Params) -> Response {
+async fn goodbye(State(app): State<SharedState>, access: Access, params: Params) -> Response {
     let result = async {
         let id = consumer_id(&params)?;
+        require_member(&app, &access, &id).await?;
         let commit = match params.first(&["commit"]) {
             None | Some("true") => true,
             Some("false") => false,
@@ -175,6 +180,19 @@ async fn goodbye(State(app): State<SharedState>, params: Params) -> Response {
     }
     .await;
     finish(&app, "goodbye", result)
+}
+
+/// The token must still cover what the consumer registered with (SPEC §13): an expired or
+/// narrower token stops a running consumer at its next call, whichever broker it calls.
+async fn require_member(app: &SharedState, access: &Access, id: &str) -> Result<(), ApiError> {
+    if matches!(access, Access::Open) {
+        return Ok(());
+    }
+    let consumer = app.consumers.registration(id).await?;
+    for topic in &consumer.topics {
+        access.require(Need::On { op: Op::Consume, topic, group: Some(&consumer.group) })?;
+    }
+    Ok(())
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response {

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use super::query::Params;
 use super::status::{discovery_status, livez};
-use super::{with_fallbacks, SharedState};
+use super::{tokens_api, with_fallbacks, SharedState};
+use crate::auth::{Access, Need};
 use crate::consensus::cluster_state::{BrokerState, Command, CommandResult};
 use crate::error::ApiError;
 
@@ -20,7 +21,8 @@ pub fn router(app: SharedState) -> Router {
             .route("/v1/cluster", get(cluster))
             .route("/v1/cluster/resize", post(resize))
             .route("/status", get(discovery_status))
-            .route("/livez", get(livez)),
+            .route("/livez", get(livez))
+            .merge(tokens_api::routes()),
     )
     .with_state(app)
 }
@@ -129,7 +131,8 @@ struct Resized {
 
 /// `POST /v1/cluster/resize?brokers=N`: opens a generation of N brokers. Growing takes in
 /// brokers that joined; shrinking lets the highest ordinals leave (SPEC §9).
-async fn resize(State(app): State<SharedState>, params: Params) -> Result<Json<Resized>, ApiError> {
+async fn resize(State(app): State<SharedState>, access: Access, params: Params) -> Result<Json<Resized>, ApiError> {
+    access.require(Need::Cluster)?;
     let brokers: u32 = params
         .first(&["brokers"])
         .ok_or_else(|| ApiError::BadRequest("the brokers parameter is required: ?brokers=N".into()))?

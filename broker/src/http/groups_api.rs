@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::query::Params;
 use super::{finish, SharedState};
+use crate::auth::{Access, Need, Op};
 use crate::consumer::{GroupDescription, PartitionOffsets, PlannedOffset, ResetRequest, ResetTo};
 use crate::error::ApiError;
 use crate::memory::{declared_length, read_body, BodyRules, BODY_LOOKAHEAD};
@@ -34,10 +35,15 @@ struct GroupEntry {
     members: usize,
 }
 
-async fn list(State(app): State<SharedState>) -> Response {
+/// Lists the groups the caller may look at (SPEC §13): those its token may consume as or administer.
+async fn list(State(app): State<SharedState>, access: Access) -> Response {
     let result = async {
         let groups = app.groups.list().await?;
-        let groups = groups.into_iter().map(|g| GroupEntry { group: g.group, members: g.members }).collect();
+        let groups = groups
+            .into_iter()
+            .filter(|g| may_see(&access, &g.group))
+            .map(|g| GroupEntry { group: g.group, members: g.members })
+            .collect();
         Ok(Json(GroupList { groups }).into_response())
     }
     .await;
@@ -115,8 +121,15 @@ fn group_view(description: GroupDescription) -> GroupView {
     }
 }
 
-async fn describe(State(app): State<SharedState>, Path(group): Path<String>) -> Response {
+fn may_see(access: &Access, group: &str) -> bool {
+    access.allows(Need::Group { op: Op::Consume, group }) || access.allows(Need::Group { op: Op::Admin, group })
+}
+
+async fn describe(State(app): State<SharedState>, Path(group): Path<String>, access: Access) -> Response {
     let result = async {
+        if !may_see(&access, &group) {
+            access.require(Need::Group { op: Op::Consume, group: &group })?;
+        }
         let description = app.groups.describe(&group).await?;
         Ok(Json(group_view(description)).into_response())
     }
@@ -219,6 +232,7 @@ fn flag(params: &Params, name: &str) -> Result<bool, ApiError> {
 async fn reset(
     State(app): State<SharedState>,
     Path(group): Path<String>,
+    access: Access,
     params: Params,
     headers: HeaderMap,
     body: Body,
@@ -230,6 +244,7 @@ async fn reset(
         let rules = BodyRules { limit: BODY_LOOKAHEAD, ..app.produce_body };
         let held = read_body(body, declared_length(&headers), rules, &app.memory.reads).await?;
         let request = reset_request(&held.bytes)?;
+        access.require(Need::On { op: Op::Admin, topic: &request.topic, group: Some(&group) })?;
         let planned = app.groups.reset(&group, &request, dry_run, force).await?;
         let partitions = planned.into_iter().map(PlannedView::from).collect();
         Ok(Json(ResetView { group, topic: request.topic, dry_run, partitions }).into_response())

@@ -10,6 +10,7 @@ mod records_api;
 mod request_limits;
 mod status;
 mod stream_api;
+mod tokens_api;
 
 use std::sync::Arc;
 

@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::query::Params;
 use super::status::{livez, producer_status};
 use super::{with_fallbacks, SharedState};
+use crate::auth::{Access, Need, Op};
 use crate::error::ApiError;
 use crate::memory::{declared_length, read_body};
 use crate::store::{validate_topic_name, Conditions, ProducerStamp};
@@ -82,12 +83,16 @@ fn conditions(headers: &HeaderMap) -> Result<Conditions, ApiError> {
 async fn produce(
     State(app): State<SharedState>,
     Path(topic): Path<String>,
+    access: Access,
     params: Params,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let result = store(&app, &topic, params.first(&["partitionKey"]), &headers, body).await;
+    let result = match access.require(Need::On { op: Op::Produce, topic: &topic, group: None }) {
+        Ok(()) => store(&app, &topic, params.first(&["partitionKey"]), &headers, body).await,
+        Err(e) => Err(e),
+    };
     let response = match result {
         Ok(produced) => {
             app.metrics.produce_latency(started.elapsed());

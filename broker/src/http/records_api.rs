@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::query::Params;
 use super::{finish, stream_api, SharedState};
+use crate::auth::{Access, Need, Op};
 use crate::consumer::write_record;
 use crate::error::ApiError;
 use crate::memory;
@@ -43,10 +44,14 @@ pub fn read_request(topic: String, params: &Params) -> Result<ReadRequest, ApiEr
 pub async fn records(
     State(app): State<SharedState>,
     Path(topic): Path<String>,
+    access: Access,
     params: Params,
     request: Request,
 ) -> Response {
     let (mut parts, _) = request.into_parts();
+    if let Err(e) = access.require(Need::On { op: Op::Consume, topic: &topic, group: None }) {
+        return finish(&app, "read", Err(e));
+    }
     let (endpoint, result) = if stream_api::is_websocket(&parts.headers) {
         let result = async {
             let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await.map_err(|rejection| {
@@ -81,9 +86,10 @@ pub async fn records(
 /// (decimal strings; null when its leader did not answer), `leader`, `epoch` and `generation`.
 /// Topics come into being with their first record, so one never written is 0 to 0 everywhere.
 #[tracing::instrument(name = "topic", skip_all, fields(%topic))]
-pub async fn topic(State(app): State<SharedState>, Path(topic): Path<String>) -> Response {
+pub async fn topic(State(app): State<SharedState>, Path(topic): Path<String>, access: Access) -> Response {
     let result = async {
         crate::store::validate_topic_name(&topic)?;
+        access.require(Need::AnyOn { topic: &topic })?;
         let partitions = app.bounds.partition_bounds(&topic, None).await;
         let rows: Vec<serde_json::Value> = partitions
             .iter()

@@ -26,20 +26,31 @@ pub struct PeerHttp {
     secret: Option<PeerSecret>,
     /// Per remote broker (`host:port`), the requests that may be in flight.
     lanes: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    /// Calls go over TLS (`RUNNEL_PEER_TLS_CA`): every `http://` URL is sent as `https://`,
+    /// so call sites name peers the same way either way.
+    tls: bool,
 }
 
 impl PeerHttp {
     /// Short connect timeout (a dead broker is noticed fast), a 10 s default per request (Raft
     /// calls set their own), no Nagle delay.
     pub fn new(secret: Option<PeerSecret>) -> PeerHttp {
-        let client = reqwest::Client::builder()
+        PeerHttp::with_tls(secret, None)
+    }
+
+    /// Like [`PeerHttp::new`], calling peers over TLS with `tls` when given.
+    pub fn with_tls(secret: Option<PeerSecret>, tls: Option<rustls::ClientConfig>) -> PeerHttp {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             .timeout(PEER_REQUEST_TIMEOUT)
             .pool_idle_timeout(PEER_POOL_IDLE)
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default();
-        PeerHttp { client, secret, lanes: Arc::default() }
+            .tcp_nodelay(true);
+        let uses_tls = tls.is_some();
+        if let Some(tls) = tls {
+            builder = builder.use_preconfigured_tls(tls).http1_only();
+        }
+        let client = builder.build().unwrap_or_default();
+        PeerHttp { client, secret, lanes: Arc::default(), tls: uses_tls }
     }
 
     /// A place among the requests in flight to `url`'s broker (none needed for Raft's).
@@ -97,6 +108,10 @@ impl PeerRequest {
     pub async fn send(self) -> Result<reqwest::Response, reqwest::Error> {
         let (client, request) = self.builder.build_split();
         let mut request = request?;
+        if self.http.tls && request.url().scheme() == "http" {
+            // http and https are both special schemes: switching between them cannot fail.
+            let _ = request.url_mut().set_scheme("https");
+        }
         let _lane = self.http.lane(request.url()).await;
         if let Some(secret) = &self.http.secret {
             sign_request(secret, &mut request);

@@ -1,6 +1,7 @@
 //! Serving HTTP on a listener with the bounds a connection must keep: a connection limit
 //! (beyond it a connection gets one JSON 503 and is closed), a deadline for each request
-//! head, and an idle timeout. Request bodies have their own deadline where they are read
+//! head, and an idle timeout; with TLS, a handshake must end within the head's deadline too.
+//! Request bodies have their own deadline where they are read
 //! ([`crate::memory::read_body`]).
 
 mod activity;
@@ -17,8 +18,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use prometheus_client::metrics::counter::Counter;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::log_every::LogEvery;
@@ -78,12 +81,14 @@ pub async fn serve(
     router: Router,
     limit: ConnectionLimit,
     rules: ConnectionRules,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let port = listener.local_addr().map_or(0, |a| a.port());
     // Each connection task holds a sender: when all are gone, every connection has closed.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
     let accept_log = LogEvery::new(LOG_EVERY);
+    let handshake_log = Arc::new(LogEvery::new(LOG_EVERY));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -104,16 +109,30 @@ pub async fn serve(
             limit.log.note(|unlogged| {
                 tracing::warn!(port, %remote, refused_since_last_log = unlogged, "connection limit reached: refusing connections")
             });
-            refusal::refuse(stream);
+            // A TLS client cannot read a plain-text answer: it only sees the connection close.
+            if tls.is_none() {
+                refusal::refuse(stream);
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
         let connection = Connection { router: router.clone(), remote, rules, stop: stop.clone() };
         let stats = limit.stats.clone();
         let open = open.clone();
+        let (tls, handshake_log) = (tls.clone(), handshake_log.clone());
         tokio::spawn(async move {
             stats.open.fetch_add(1, Ordering::Relaxed);
-            connection.run(stream).await;
+            match tls {
+                None => connection.run(stream).await,
+                Some(tls) => match tokio::time::timeout(rules.header_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => connection.run(stream).await,
+                    Ok(Err(e)) => handshake_log
+                        .note(|unlogged| tracing::info!(port, %remote, unlogged, "TLS handshake failed: {e}")),
+                    Err(_) => handshake_log.note(
+                        |unlogged| tracing::info!(port, %remote, unlogged, "TLS handshake did not finish in time"),
+                    ),
+                },
+            }
             stats.open.fetch_sub(1, Ordering::Relaxed);
             drop((slot, open));
         });
@@ -130,7 +149,7 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(mut self, stream: TcpStream) {
+    async fn run(mut self, stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) {
         let activity = Arc::new(Activity::default());
         let (router, remote) = (self.router.clone(), self.remote);
         let requests = activity.clone();

@@ -139,8 +139,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.size < 40 || args.batch == 0 || args.concurrency == 0 {
         bail!("--size must be at least 40, --batch and --concurrency at least 1");
     }
-    let http = reqwest::Client::new();
-    let brokers = args.connection.brokers(&http).await.context("finding the brokers")?;
+    let brokers = args.connection.brokers().await.context("finding the brokers")?;
     let topic = args.topic.clone().unwrap_or_else(|| format!("bench-{}", now_micros() / 1000));
     eprintln!(
         "runnel bench: {} brokers, {} B records, {} producers × {} records/request, rate {}, topic {topic}",
@@ -270,6 +269,7 @@ async fn produce(
             producer_port: brokers.producer_port,
             consumer_port: brokers.consumer_port,
             discovery_port: None,
+            access: brokers.access.clone(),
         };
         // Idempotent, a producer's unkeyed requests go to the partition of its id (which may
         // be led by another broker: then forwarded).

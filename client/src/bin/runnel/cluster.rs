@@ -26,11 +26,11 @@ enum Action {
 }
 
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let base = format!("http://{}:{}", args.connection.host, args.connection.discovery_port);
+    let access = args.connection.access()?;
+    let base = args.connection.discovery_url(&access, "");
     match args.action {
-        None => show(&http, &base).await,
-        Some(Action::Resize { brokers }) => resize(&http, &base, brokers).await,
+        None => show(access.http(), &base).await,
+        Some(Action::Resize { brokers }) => resize(access.http(), &base, brokers).await,
     }
 }
 

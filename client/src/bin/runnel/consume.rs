@@ -50,8 +50,7 @@ fn parse_start(text: &str) -> Result<StartFrom, String> {
 const QUIET: Duration = Duration::from_secs(2);
 
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let brokers = args.connection.brokers(&http).await?;
+    let brokers = args.connection.brokers().await?;
     let id = args.id.clone().unwrap_or_else(|| {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         format!("runnel-cli-{}-{}", std::process::id(), now.as_millis())

@@ -57,7 +57,7 @@ enum To {
 }
 
 pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
-    let brokers = args.connection.brokers(&reqwest::Client::new()).await?;
+    let brokers = args.connection.brokers().await?;
     let groups = Groups::new(brokers);
     match args.action {
         None => list(&groups).await,

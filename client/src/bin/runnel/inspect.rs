@@ -9,8 +9,7 @@ pub struct InspectArgs {
 }
 
 pub async fn brokers(args: InspectArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let brokers = args.connection.brokers(&http).await?;
+    let brokers = args.connection.brokers().await?;
     for host in &brokers.hosts {
         println!("{host}\tproducer {}\tconsumer {}", brokers.producer_port, brokers.consumer_port);
     }
@@ -27,8 +26,8 @@ pub struct NotReady {
 
 /// Exit status 0 when every broker is ready, 3 when some are not, 1 when none could be asked.
 pub async fn status(args: InspectArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let brokers = args.connection.brokers(&http).await?;
+    let brokers = args.connection.brokers().await?;
+    let http = brokers.access.http();
     let mut down = 0;
     for (index, host) in brokers.hosts.iter().enumerate() {
         let url = brokers.consumer_url(index, "/status")?;

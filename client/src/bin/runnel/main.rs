@@ -13,6 +13,7 @@ mod pressure;
 mod produce;
 mod progress;
 mod read;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -52,6 +53,9 @@ enum Command {
     /// Overload a cluster (bulk producers of large bodies, slow connections, latency probes)
     /// and report the probes' latency and the brokers' peak memory against their limit.
     Pressure(pressure::PressureArgs),
+    /// Make a signing key pair (`token keygen`), sign a token (`token create`), or revoke one
+    /// before its expiry (`token revoke`).
+    Token(token::TokenArgs),
 }
 
 #[tokio::main]
@@ -68,10 +72,21 @@ async fn main() {
         Command::Tail(args) => read::tail(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Pressure(args) => pressure::run(args).await,
+        Command::Token(args) => token::run(args).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         let code = if e.is::<inspect::NotReady>() { 3 } else { 1 };
         std::process::exit(code);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_subcommand_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

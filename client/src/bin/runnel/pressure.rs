@@ -216,7 +216,7 @@ pub async fn run(args: PressureArgs) -> anyhow::Result<()> {
     if args.bulk_size < 1024 || args.probe_size < 2 {
         bail!("--bulk-size must be at least 1024 and --probe-size at least 2");
     }
-    let brokers = args.connection.brokers(&reqwest::Client::new()).await.context("finding the brokers")?;
+    let brokers = args.connection.brokers().await.context("finding the brokers")?;
     let topic = args.topic.clone().unwrap_or_else(|| format!("pressure-{}", crate::bench::now_micros() / 1000));
     let probe_topic = format!("{topic}-probes");
     let metrics_hosts = if args.metrics_host.is_empty() { brokers.hosts.clone() } else { args.metrics_host.clone() };

@@ -25,8 +25,7 @@ pub struct ProduceArgs {
 }
 
 pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let producer = Producer::new(args.connection.brokers(&http).await?);
+    let producer = Producer::new(args.connection.brokers().await?);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut batch: Vec<Bytes> = Vec::new();
     let (mut sent, started, mut progress) = (0usize, Instant::now(), Progress::new());

@@ -72,8 +72,7 @@ fn print(record: &PositionedRecord, offsets: bool) {
 const PAGE: usize = 1000;
 
 pub async fn read(args: ReadArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let reader = Reader::new(args.connection.brokers(&http).await?);
+    let reader = Reader::new(args.connection.brokers().await?);
     let (mut from, mut count) = (args.from, 0usize);
     while args.max != Some(0) {
         let want = args.max.map_or(PAGE, |max| (max - count).min(PAGE));
@@ -92,8 +91,7 @@ pub async fn read(args: ReadArgs) -> anyhow::Result<()> {
 }
 
 pub async fn tail(args: TailArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let reader = Reader::new(args.connection.brokers(&http).await?);
+    let reader = Reader::new(args.connection.brokers().await?);
     let partitions = match args.partition {
         Some(p) => vec![p],
         None => reader.partitions(&args.topic).await?.into_iter().map(|p| p.partition).collect(),

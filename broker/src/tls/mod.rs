@@ -1,0 +1,100 @@
+//! TLS (SPEC §13): HTTPS on the client ports with the certificate of `RUNNEL_TLS_CERT` and
+//! `RUNNEL_TLS_KEY` (HTTP/1.1 and h2 by ALPN), picked up again when either file changes; with
+//! `RUNNEL_PEER_TLS_CA`, the peer port serves the same certificate and every broker verifies
+//! the brokers it calls against that CA.
+//!
+//! - [`ServerTls`]: the acceptor the listeners use, and its certificate reloader.
+//! - [`peer_client_config`]: how a broker verifies the brokers it calls.
+
+mod certificate;
+mod reload;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use tokio_rustls::TlsAcceptor;
+
+pub use certificate::load_certified_key;
+use reload::{CertWatch, Reloading};
+
+/// Why TLS cannot be set up; the broker refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{variable} {path}: cannot read it ({reason})")]
+    Unreadable { variable: &'static str, path: String, reason: String },
+    #[error("{variable} {path}: {reason}")]
+    Invalid { variable: &'static str, path: String, reason: String },
+    #[error("cannot watch {path} for certificate changes: {reason}")]
+    Watch { path: String, reason: String },
+}
+
+/// The one crypto provider (ring): the build has no other.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificate and key files of the broker.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The TLS side of the listeners: one certificate, shared by every port that serves TLS, and
+/// reloaded for all of them when its files change (while this lives).
+#[derive(Clone)]
+pub struct ServerTls {
+    acceptor: TlsAcceptor,
+    _watch: Arc<CertWatch>,
+}
+
+impl ServerTls {
+    /// Loads the certificate (refusing a bad one) and starts watching its files.
+    pub fn start(files: CertFiles) -> Result<ServerTls, TlsError> {
+        let reloading = Arc::new(Reloading::load(files)?);
+        let watch = CertWatch::start(reloading.clone())?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Invalid { variable: "RUNNEL_TLS_CERT", path: String::new(), reason: e.to_string() })?
+            .with_no_client_auth()
+            .with_cert_resolver(reloading);
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(ServerTls { acceptor: TlsAcceptor::from(Arc::new(config)), _watch: Arc::new(watch) })
+    }
+
+    pub fn acceptor(&self) -> &TlsAcceptor {
+        &self.acceptor
+    }
+}
+
+/// How a broker calls the others over TLS: their certificates must chain to the CA of
+/// `RUNNEL_PEER_TLS_CA` and name the host called. HTTP/1.1 only, as without TLS: the peer
+/// port's limits count connections, one request on each at a time.
+pub fn peer_client_config(ca: &Path) -> Result<rustls::ClientConfig, TlsError> {
+    let shown = ca.display().to_string();
+    let unreadable =
+        |reason: String| TlsError::Unreadable { variable: "RUNNEL_PEER_TLS_CA", path: shown.clone(), reason };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| unreadable(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| unreadable(e.to_string()))?;
+    let invalid = |reason: String| TlsError::Invalid { variable: "RUNNEL_PEER_TLS_CA", path: shown.clone(), reason };
+    if certs.is_empty() {
+        return Err(invalid("holds no certificate".into()));
+    }
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert).map_err(|e| invalid(format!("not a CA certificate ({e})")))?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
