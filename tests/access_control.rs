@@ -286,6 +286,18 @@ async fn a_consumer_whose_token_expires_is_refused_at_its_next_poll_and_a_new_to
         .await
         .expect("produce");
     assert_eq!(produced.status(), StatusCode::OK);
+    // A live stream opened with the token is one long call: it ends when the token expires.
+    let stream = http
+        .get(broker.url(9252, &format!("/v1/topic/{TOPIC}/records?partition=0&offset=earliest")))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("open a stream");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let streamed = tokio::spawn(async move {
+        let text = stream.text().await.unwrap_or_default();
+        (text, Instant::now())
+    });
     let config = ConsumerConfig { start: StartFrom::Earliest, ..ConsumerConfig::new(CONSUMER, GROUP, &[TOPIC]) };
     let mut consumer = Consumer::connect(brokers, config.clone()).await.expect("register with a valid token");
     let mut got = Vec::new();
@@ -297,6 +309,10 @@ async fn a_consumer_whose_token_expires_is_refused_at_its_next_poll_and_a_new_to
     let refused = consumer.poll().await.expect_err("a poll after the token expired");
     assert!(refused.to_string().contains("401"), "{refused}");
     assert!(refused.to_string().contains("expired"), "{refused}");
+    let (text, ended) =
+        tokio::time::timeout(Duration::from_secs(5), streamed).await.expect("the stream ended").expect("read");
+    assert!(text.contains("event: end") && text.contains("token expired"), "{text}");
+    assert!(ended.duration_since(issued) < Duration::from_millis(4500), "the stream outlived its token by over 1.5 s");
 
     let (fresh, _) = token(signing.as_bytes(), scopes, Duration::from_secs(3600));
     let renewed = Brokers::fixed([broker.ip.to_string()]).with_access(access(&fresh));
@@ -346,6 +362,20 @@ async fn two_public_keys_accept_tokens_of_either_and_an_hmac_secret_works_alone(
     let (ed25519, _) = token(old.as_bytes(), vec![scope("orders.*", &["produce"], None)], Duration::from_secs(60));
     let refused = http.post(&url).bearer_auth(ed25519).body("{}").send().await.expect("produce");
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "an EdDSA token is refused by an HMAC broker");
+}
+
+#[tokio::test]
+async fn a_broker_without_a_key_serves_everyone_and_says_so_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("broker"), &[]);
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let status =
+            http.post(broker.url(9251, "/v1/topic/open/messages")).body("{}").send().await.expect("produce").status();
+        assert_eq!(status, StatusCode::OK);
+    }
+    let warnings = broker.log_text().matches("RUNNEL_AUTH_KEY_FILE is not set").count();
+    assert_eq!(warnings, 1, "the open ports are warned about once:\n{}", broker.log_text());
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! broker is killed with `docker kill` and started again, then one is cut off the network and
 //! put back; the checker then proves that no acknowledged record was lost, per-key order held
 //! and committed offsets never went backwards, and (the producers are idempotent, issue 14)
-//! that every record is stored exactly once.
+//! that every record is stored exactly once. Tokens are on (the harness's key) and the brokers
+//! talk TLS to each other (a test CA's certificate for their names), as in production.
 //!
 //! Needs Docker and the image `runnel:dev` (`scripts/build-image`, which .ci/run runs first;
 //! `RUNNEL_TEST_IMAGE` picks another tag). Where `docker info` fails it skips on a developer's
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use runnel_client::{Brokers, Consumer, ConsumerConfig, Producer, StartFrom};
 use runnel_tests::docker::{self, wait_ready, DockerCluster};
+use runnel_tests::tokens::{self, harness_access, harness_http};
 use runnel_tests::workload::{endpoint, set_up, Endpoint, Endpoints, Workload};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
@@ -68,6 +70,8 @@ async fn scenario(cluster: &DockerCluster) {
         formed.raft_leader,
         formed.partitions.len()
     );
+
+    assert_access_controlled(&endpoint(&endpoints, 0)).await;
 
     let workload = Workload::start_idempotent(endpoints.clone(), TOPIC, 48, 4).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -204,7 +208,7 @@ impl View {
 }
 
 async fn view_of(endpoint: &Endpoint) -> Option<View> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().ok()?;
+    let http = harness_http(Some(Duration::from_secs(2)));
     let body: Value = http.get(format!("{}/v1/cluster", endpoint.discovery)).send().await.ok()?.json().await.ok()?;
     let partitions = body["partitions"]
         .as_array()?
@@ -256,7 +260,7 @@ async fn wait_balanced(endpoints: &Endpoints, within: Duration) -> View {
 /// returns how long the three took.
 async fn consumer_calls_work(live: &Endpoint, id: &str) -> Duration {
     let started = Instant::now();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().expect("http client");
+    let http = harness_http(Some(Duration::from_secs(15)));
     let base = format!("{}/v1/consumer", live.consumer);
     let query = [("consumerId", id), ("group", "probes"), ("topic", TOPIC)];
     let status = |r: Result<reqwest::Response, reqwest::Error>| r.map(|r| r.status()).map_err(|e| e.to_string());
@@ -279,9 +283,22 @@ async fn consumer_calls_work(live: &Endpoint, id: &str) -> Duration {
     started.elapsed()
 }
 
+/// The brokers run as an operator should (SPEC §13): the client ports refuse a request
+/// without a token, and the peer port speaks only TLS (the brokers formed a cluster through it).
+async fn assert_access_controlled(live: &Endpoint) {
+    let http = reqwest::Client::new();
+    let open = http.post(format!("{}/v1/topic/{TOPIC}/messages", live.producer)).body("{}").send().await;
+    assert_eq!(open.map(|r| r.status()).ok(), Some(StatusCode::UNAUTHORIZED), "a produce without a token");
+    let peer = live.producer.replace(":9251", ":9255");
+    let plain = http.get(format!("{peer}/raft/node")).timeout(Duration::from_secs(5)).send().await;
+    assert!(plain.is_err(), "plain HTTP on the peer port was answered: {plain:?}");
+}
+
 /// The client library's producer on some of the brokers (by their current addresses).
 fn producer_on(endpoints: &Endpoints, brokers: &[usize]) -> Producer {
-    Producer::new(Brokers::fixed(brokers.iter().map(|i| host_of(&endpoint(endpoints, *i)))))
+    Producer::new(
+        Brokers::fixed(brokers.iter().map(|i| host_of(&endpoint(endpoints, *i)))).with_access(harness_access()),
+    )
 }
 
 /// `[addr]` of an endpoint, as the client library takes a host.
@@ -337,7 +354,8 @@ async fn cut_off_write(cluster: &DockerCluster, i: usize, key: &str) -> String {
     let mut outcome = None;
     for attempt in 0..20 {
         let name = format!("cut-off-producer-{attempt}");
-        let mut args = cluster.helper_args(i, &name, "runnel", &[]);
+        let token = format!("RUNNEL_TOKEN={}", tokens::token());
+        let mut args = cluster.helper_args(i, &name, "runnel", &[&token]);
         args.insert(1, "-i".to_string());
         args.extend(
             ["produce", CUT_TOPIC, "--key", key, "--host", "localhost", "--discovery-port", LOCAL_DISCOVERY_PORT]
@@ -385,7 +403,7 @@ async fn cut_off_write(cluster: &DockerCluster, i: usize, key: &str) -> String {
 /// serving what it leads) and checks what partition `key` holds for it: exactly the acknowledged
 /// records, in order, and not the one the broker took while it was cut off.
 async fn check_partition_history(endpoints: &Endpoints, key: &str, expected: &[String]) {
-    let brokers = Brokers::fixed((0..3).map(|i| host_of(&endpoint(endpoints, i))));
+    let brokers = Brokers::fixed((0..3).map(|i| host_of(&endpoint(endpoints, i)))).with_access(harness_access());
     let config = ConsumerConfig {
         id: "history".into(),
         group: "history".into(),

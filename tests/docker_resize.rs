@@ -117,7 +117,7 @@ async fn scenario(cluster: &mut DockerCluster) {
 
     // Shrink back to three: the highest ordinals leave once nothing only they hold is needed.
     workload.pause_consuming(true);
-    let asked = reqwest::Client::new()
+    let asked = runnel_tests::tokens::harness_http(None)
         .post(format!("{}/v1/cluster/resize", endpoint(&endpoints, 0).discovery))
         .query(&[("brokers", "3")])
         .timeout(Duration::from_secs(10))

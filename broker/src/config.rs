@@ -69,10 +69,16 @@ pub struct Config {
     /// The certificate's private key (PEM).
     #[arg(long, env = "RUNNEL_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// CA certificate(s) (PEM): TLS on the peer port too, with the broker's certificate, and
-    /// the brokers called verified against this CA. Needs RUNNEL_TLS_CERT.
-    #[arg(long, env = "RUNNEL_PEER_TLS_CA", requires = "tls_cert")]
+    /// CA certificate(s) (PEM): TLS on the peer port, and the brokers called verified against
+    /// this CA. The peer port serves RUNNEL_PEER_TLS_CERT, or else RUNNEL_TLS_CERT.
+    #[arg(long, env = "RUNNEL_PEER_TLS_CA")]
     pub peer_tls_ca: Option<PathBuf>,
+    /// The peer port's own certificate chain (PEM), when it is not the client ports' (a
+    /// private CA's for the brokers' names, say). Reloaded when it changes.
+    #[arg(long, env = "RUNNEL_PEER_TLS_CERT", requires = "peer_tls_key", requires = "peer_tls_ca")]
+    pub peer_tls_cert: Option<PathBuf>,
+    #[arg(long, env = "RUNNEL_PEER_TLS_KEY", requires = "peer_tls_cert")]
+    pub peer_tls_key: Option<PathBuf>,
 
     /// Comma-separated broker host names in ordinal order; empty means a single-broker cluster.
     #[arg(long, env = "RUNNEL_BROKER_NAMES", value_delimiter = ',', default_value = "")]
@@ -346,8 +352,24 @@ impl Config {
         }
         if let Some(ca) = &self.peer_tls_ca {
             peer_client_config(ca)?;
+            let Some(files) = self.peer_cert_files() else {
+                return fail(
+                    "RUNNEL_PEER_TLS_CA",
+                    &ca.display(),
+                    "the peer port needs a certificate: set RUNNEL_PEER_TLS_CERT and RUNNEL_PEER_TLS_KEY, or RUNNEL_TLS_CERT and RUNNEL_TLS_KEY".into(),
+                );
+            };
+            load_certified_key(&files)?;
         }
         Ok(())
+    }
+
+    /// The peer port's certificate with `RUNNEL_PEER_TLS_CA`: its own, or the client ports'.
+    pub fn peer_cert_files(&self) -> Option<CertFiles> {
+        match (&self.peer_tls_cert, &self.peer_tls_key) {
+            (Some(cert), Some(key)) => Some(CertFiles { cert: cert.clone(), key: key.clone() }),
+            _ => self.cert_files(),
+        }
     }
 
     /// The certificate of the client ports (and of the peer port with `RUNNEL_PEER_TLS_CA`).

@@ -38,8 +38,8 @@ pub struct Broker {
     app: Arc<AppState>,
     stop: watch::Sender<bool>,
     tasks: Supervisor,
-    /// Reloads the certificate while the broker runs.
-    _tls: Option<ServerTls>,
+    /// Reload the client ports' and the peer port's certificates while the broker runs.
+    _tls: [Option<ServerTls>; 2],
 }
 
 impl Broker {
@@ -67,6 +67,11 @@ impl Broker {
         let peer_client_tls = config.peer_tls_ca.as_deref().map(peer_client_config).transpose()?;
         let peer_http = PeerHttp::with_tls(peer_secret.clone(), peer_client_tls);
         let tls = config.cert_files().map(ServerTls::start).transpose()?;
+        let peer_tls = match (&config.peer_tls_ca, config.peer_cert_files()) {
+            (Some(_), Some(files)) if config.peer_tls_cert.is_some() => Some(ServerTls::start(files)?),
+            (Some(_), Some(_)) => tls.clone(),
+            _ => None,
+        };
         std::fs::create_dir_all(&config.home)
             .with_context(|| format!("cannot create RUNNEL_HOME {}", config.home.display()))?;
         let metrics = Arc::new(Metrics::new());
@@ -186,9 +191,9 @@ impl Broker {
         peer = peer.layer(middleware::from_fn_with_state(bodies, read_peer_bodies));
         let peer_connections = ConnectionLimit::new(memory.peer_connections, Counter::default());
         let client_tls = tls.as_ref().map(|t| t.acceptor().clone());
-        let peer_tls = client_tls.clone().filter(|_| config.peer_tls_ca.is_some());
+        let peer_acceptor = peer_tls.as_ref().map(|t| t.acceptor().clone());
         let listeners: [(IpAddr, u16, Router, &ConnectionLimit, Option<TlsAcceptor>); 5] = [
-            (config.peer_listen(), config.peer_port, peer, &peer_connections, peer_tls),
+            (config.peer_listen(), config.peer_port, peer, &peer_connections, peer_acceptor),
             (
                 config.listen,
                 config.discovery_port,
@@ -236,7 +241,7 @@ impl Broker {
         tracing::info!(home = %config.home.display(), listen = %config.listen, producer = config.producer_port,
             consumer = config.consumer_port, tls = tls.is_some(), peer_tls = config.peer_tls_ca.is_some(),
             tokens = !auth.is_open(), "broker started");
-        Ok(Broker { app, stop, tasks, _tls: tls })
+        Ok(Broker { app, stop, tasks, _tls: [tls, peer_tls] })
     }
 
     /// Resolves if a background task ends while the broker runs: the broker is then broken

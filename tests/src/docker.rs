@@ -6,7 +6,6 @@
 //! when the [`DockerCluster`] is dropped, also when a test panics.
 
 use std::net::Ipv6Addr;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -110,7 +109,7 @@ async fn must(args: &[&str]) -> String {
 /// Waits until `/status` is 200 on the producer and consumer ports and, if `brokers` is given,
 /// `/v1/brokers` lists that many.
 pub async fn wait_ready(endpoint: &Endpoint, brokers: Option<u64>, within: Duration) -> Result<(), String> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("http client");
+    let http = crate::tokens::harness_http(Some(Duration::from_secs(2)));
     let deadline = Instant::now() + within;
     let mut last = String::from("no answer yet");
     while Instant::now() < deadline {
@@ -148,14 +147,18 @@ pub struct DockerCluster {
     pub image: String,
     /// Broker containers created so far (ordinals `0..size`).
     size: usize,
-    /// The cluster's peer secret, bind-mounted read-only into every broker container.
-    secret: PathBuf,
-    /// Holds `secret` for as long as the containers may need it.
-    _secret_dir: tempfile::TempDir,
+    /// The cluster's secrets, bind-mounted read-only into every broker container: the peer
+    /// secret, the harness's token key (tokens on), and a CA with the brokers' peer certificate
+    /// (TLS between brokers), as an operator runs them (SPEC §13).
+    secrets: tempfile::TempDir,
 }
 
-/// Where the containers find the peer secret (`RUNNEL_PEER_SECRET_FILE`).
-const SECRET_IN_CONTAINER: &str = "/etc/runnel/peer-secret";
+/// Where the containers find [`DockerCluster::secrets`].
+const SECRETS_IN_CONTAINER: &str = "/etc/runnel/secrets";
+
+/// Names the peer certificate covers: the service's and its first brokers' (the names brokers
+/// call each other by, `runnel-N.<service>`).
+const PEER_NAMES_COVERED: usize = 8;
 
 /// Label on everything a run creates: `docker ps -a --filter label=io.runnel.test.run` finds leftovers.
 const LABEL: &str = "io.runnel.test.run";
@@ -165,19 +168,28 @@ impl DockerCluster {
     /// brokers count the service's records until they are stable, so they must start together).
     pub async fn start(image: &str, size: usize, service: &str) -> DockerCluster {
         let run = format!("runnel-test-{}", std::process::id());
-        let secret_dir = tempfile::tempdir().expect("tempdir for the peer secret");
-        let secret = crate::write_peer_secret(secret_dir.path());
-        // The brokers run as a non-root user: the file must be readable by others.
-        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .expect("make the peer secret readable");
+        let secrets = tempfile::tempdir().expect("tempdir for the cluster's secrets");
+        crate::write_peer_secret(secrets.path());
+        std::fs::copy(crate::tokens::verify_key_file(), secrets.path().join("verify.pem")).expect("copy the token key");
+        let ca = crate::tls::TestCa::new(secrets.path());
+        let names: Vec<String> =
+            (0..PEER_NAMES_COVERED).map(|i| format!("runnel-{i}.{service}")).chain([service.to_string()]).collect();
+        ca.issue("peer", &[], &names.iter().map(String::as_str).collect::<Vec<_>>());
+        // The brokers run as a non-root user: the directory and files must be readable by others.
+        std::fs::set_permissions(secrets.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("make the secrets directory readable");
+        for file in std::fs::read_dir(secrets.path()).expect("list the secrets") {
+            let path = file.expect("a secret").path();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .expect("make the secret readable");
+        }
         let mut cluster = DockerCluster {
             network: format!("{run}-net"),
             run,
             service: service.to_string(),
             image: image.to_string(),
             size: 0,
-            secret,
-            _secret_dir: secret_dir,
+            secrets,
         };
         // A leftover of an earlier run that had this pid (and was killed before cleaning up).
         cluster.remove_everything();
@@ -208,14 +220,23 @@ impl DockerCluster {
         let label = format!("{LABEL}={}", self.run);
         let volume_mount = format!("{volume}:/var/lib/runnel");
         let service_env = format!("RUNNEL_SERVICE_NAME={}", self.service);
-        let secret_mount = format!("type=bind,src={},dst={SECRET_IN_CONTAINER},readonly", self.secret.display());
-        let secret_env = format!("RUNNEL_PEER_SECRET_FILE={SECRET_IN_CONTAINER}");
+        let secret_mount =
+            format!("type=bind,src={},dst={SECRETS_IN_CONTAINER},readonly", self.secrets.path().display());
+        let secret_env = [
+            ("RUNNEL_PEER_SECRET_FILE", "peer-secret"),
+            ("RUNNEL_AUTH_KEY_FILE", "verify.pem"),
+            ("RUNNEL_PEER_TLS_CA", "ca.pem"),
+            ("RUNNEL_PEER_TLS_CERT", "peer.pem"),
+            ("RUNNEL_PEER_TLS_KEY", "peer.key"),
+        ]
+        .map(|(variable, file)| format!("{variable}={SECRETS_IN_CONTAINER}/{file}"));
         must(&["volume", "create", "--label", &label, &volume]).await;
         #[rustfmt::skip]
         must(&[
             "create", "--name", &name, "--hostname", &hostname, "--label", &label,
             "--network", &self.network, "--network-alias", &self.service, "--network-alias", &pod_alias,
-            "--read-only", "-e", &service_env, "-e", &secret_env, "-v", &volume_mount,
+            "--read-only", "-e", &service_env, "-e", &secret_env[0], "-e", &secret_env[1], "-e", &secret_env[2],
+            "-e", &secret_env[3], "-e", &secret_env[4], "-v", &volume_mount,
             "--mount", &secret_mount, &self.image,
         ])
         .await;

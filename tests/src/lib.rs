@@ -9,6 +9,7 @@ mod peer;
 pub mod resize_views;
 mod stalled;
 pub mod tls;
+pub mod tokens;
 pub mod workload;
 
 pub use broker_process::{

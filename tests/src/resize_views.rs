@@ -10,7 +10,7 @@ use crate::workload::Endpoint;
 
 /// `endpoint`'s `GET /v1/cluster`, as JSON.
 pub async fn cluster_json(endpoint: &Endpoint) -> Option<Value> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().ok()?;
+    let http = crate::tokens::harness_http(Some(Duration::from_secs(2)));
     http.get(format!("{}/v1/cluster", endpoint.discovery)).send().await.ok()?.json().await.ok()
 }
 

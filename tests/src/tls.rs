@@ -66,23 +66,33 @@ impl TestCa {
 /// `ca` (blocking, for the harness's readiness check).
 pub fn tls_status_is_ok(ip: Ipv4Addr, port: u16, ca: &Path) -> bool {
     use std::io::{Read, Write};
-    let Ok(roots) = roots_of(ca) else { return false };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let Ok(builder) = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()
-    else {
-        return false;
-    };
-    let config = Arc::new(builder.with_root_certificates(roots).with_no_client_auth());
-    let name = rustls_pki_types::ServerName::IpAddress(IpAddr::V4(ip).into());
-    let Ok(connection) = rustls::ClientConnection::new(config, name) else { return false };
-    let Ok(socket) = TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(1)) else { return false };
-    let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut stream = rustls::StreamOwned::new(connection, socket);
+    let Some(mut stream) = connect(ip, port, ca) else { return false };
     if stream.write_all(b"GET /status HTTP/1.1\r\nHost: broker\r\nConnection: close\r\n\r\n").is_err() {
         return false;
     }
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
+/// The certificate (DER) the server on `ip:port` presents, verified against `ca`.
+pub fn served_certificate(ip: Ipv4Addr, port: u16, ca: &Path) -> Option<Vec<u8>> {
+    let mut stream = connect(ip, port, ca)?;
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock).ok()?;
+    }
+    Some(stream.conn.peer_certificates()?.first()?.to_vec())
+}
+
+fn connect(ip: Ipv4Addr, port: u16, ca: &Path) -> Option<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let roots = roots_of(ca).ok()?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().ok()?;
+    let config = Arc::new(builder.with_root_certificates(roots).with_no_client_auth());
+    let name = rustls_pki_types::ServerName::IpAddress(IpAddr::V4(ip).into());
+    let connection = rustls::ClientConnection::new(config, name).ok()?;
+    let socket = TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(1)).ok()?;
+    let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
+    Some(rustls::StreamOwned::new(connection, socket))
 }
 
 fn roots_of(ca: &Path) -> Result<rustls::RootCertStore, String> {

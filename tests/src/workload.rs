@@ -153,7 +153,7 @@ impl Workload {
     }
 
     async fn register(&self, member: &str) {
-        let http = reqwest::Client::new();
+        let http = crate::tokens::harness_http(None);
         for _ in 0..100 {
             for endpoint in up(&self.endpoints) {
                 if register(&http, &endpoint, member, &self.topic, &self.group).await {
@@ -220,7 +220,7 @@ async fn produce(
     stop: Arc<AtomicBool>,
     observed: Arc<Mutex<Observed>>,
 ) {
-    let http = reqwest::Client::new();
+    let http = crate::tokens::harness_http(None);
     let mut seqs: HashMap<String, u64> = HashMap::new();
     let mut turn = 0usize;
     'producing: while !stop.load(Ordering::Relaxed) {
@@ -280,7 +280,7 @@ async fn consume(
     paused: Arc<AtomicBool>,
     observed: Arc<Mutex<Observed>>,
 ) {
-    let http = reqwest::Client::new();
+    let http = crate::tokens::harness_http(None);
     let mut last_commit = Instant::now();
     // Retry-safe polls (SPEC §10): per member and broker, the Poll-Token of the last response
     // read, so a response lost in a timeout or a broker's death is delivered again, not skipped.
@@ -384,7 +384,7 @@ async fn committed(http: &reqwest::Client, endpoint: &Endpoint, group: &str) -> 
 /// Each broker's view of the committed offsets, sampled: a broker's applied Raft state only
 /// moves forward, so any decrease in one broker's view (between restarts) is a rewind.
 async fn sample_offsets(endpoints: Endpoints, group: String, stop: Arc<AtomicBool>, observed: Arc<Mutex<Observed>>) {
-    let http = reqwest::Client::new();
+    let http = crate::tokens::harness_http(None);
     let mut views: HashMap<(usize, String), BTreeMap<String, u64>> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         let endpoints_now: Vec<Endpoint> = endpoints.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -411,7 +411,7 @@ async fn sample_offsets(endpoints: Endpoints, group: String, stop: Arc<AtomicBoo
 }
 
 async fn final_committed(endpoints: &Endpoints, group: &str) -> Vec<BTreeMap<String, u64>> {
-    let http = reqwest::Client::new();
+    let http = crate::tokens::harness_http(None);
     let mut views = Vec::new();
     for endpoint in up(endpoints) {
         if let Some(view) = committed(&http, &endpoint, group).await {
@@ -431,7 +431,7 @@ async fn diagnose(endpoints: &Endpoints, topic: &str, group: &str, observed: &Ob
         .filter(|a| !observed.consumed.get(&a.key).is_some_and(|seqs| seqs.contains(&a.seq)))
         .map(|a| a.partition)
         .collect();
-    let http = reqwest::Client::new();
+    let http = crate::tokens::harness_http(None);
     let mut lines = Vec::new();
     for partition in unconsumed {
         let acked = observed.acks.iter().filter(|a| a.partition == partition).count();
@@ -467,7 +467,7 @@ async fn diagnose(endpoints: &Endpoints, topic: &str, group: &str, observed: &Ob
 /// How often each (key, seq) is stored in the topic, read back from every partition's start
 /// through the read API (`GET /v1/topic/{t}/records`).
 async fn stored_records(endpoints: &Endpoints, topic: &str) -> BTreeMap<(String, u64), usize> {
-    let http = reqwest::Client::new();
+    let http = crate::tokens::harness_http(None);
     let endpoint = up(endpoints).first().cloned().expect("a broker is up");
     let get = |url: String, query: Vec<(&'static str, String)>| {
         let http = http.clone();
@@ -597,7 +597,14 @@ impl Report {
 
 /// The brokers (ordinals) that vote in Raft, as `endpoint`'s `GET /v1/cluster` lists them.
 pub async fn raft_voters(endpoint: &Endpoint) -> Option<Vec<u32>> {
-    let body: Value = reqwest::get(format!("{}/v1/cluster", endpoint.discovery)).await.ok()?.json().await.ok()?;
+    let body: Value = crate::tokens::harness_http(None)
+        .get(format!("{}/v1/cluster", endpoint.discovery))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
     body["raftVoters"].as_array()?.iter().map(|v| v.as_u64().map(|v| v as u32)).collect()
 }
 
@@ -616,7 +623,14 @@ pub async fn wait_for_voters(endpoint: &Endpoint, voters: &[u32], within: Durati
 
 /// The cluster as broker `endpoint` sees it: (Raft leader, partition → (leader, owner)).
 pub async fn cluster_view(endpoint: &Endpoint) -> Option<(Option<u32>, BTreeMap<u32, (u32, u32)>)> {
-    let body: Value = reqwest::get(format!("{}/v1/cluster", endpoint.discovery)).await.ok()?.json().await.ok()?;
+    let body: Value = crate::tokens::harness_http(None)
+        .get(format!("{}/v1/cluster", endpoint.discovery))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
     let raft_leader = body["raftLeader"].as_u64().map(|l| l as u32);
     let partitions = body["partitions"]
         .as_array()?

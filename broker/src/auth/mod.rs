@@ -42,6 +42,13 @@ impl Access {
         }
     }
 
+    /// When the token stops being valid (none for open access): a live stream ends then.
+    pub fn valid_until(&self) -> Option<tokio::time::Instant> {
+        let Access::Token(claims) = self else { return None };
+        let now = crate::peer::now_ms() / 1000;
+        Some(tokio::time::Instant::now() + std::time::Duration::from_secs(claims.exp.saturating_sub(now)))
+    }
+
     /// Whether the caller may do `need` (to filter a listing).
     pub fn allows(&self, need: Need<'_>) -> bool {
         self.require(need).is_ok()

@@ -12,6 +12,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
 use super::records_api::write_record_json;
 use super::SharedState;
@@ -68,7 +69,8 @@ fn sse_frame(follow: &Follow, step: Result<Step, ApiError>) -> (Bytes, bool) {
 }
 
 /// An SSE response following `request`; it starts where `Last-Event-ID` says, if given.
-pub async fn sse(app: SharedState, request: ReadRequest) -> Result<Response, ApiError> {
+/// It ends (`end` event) when the caller's token expires, at `until`.
+pub async fn sse(app: SharedState, request: ReadRequest, until: Option<Instant>) -> Result<Response, ApiError> {
     let permit = stream_permit(&app)?;
     let (follow, first) = Follow::start(app.reads.clone(), request).await?;
     // A frame's memory goes back to the read budget once it is handed to the transport (a
@@ -78,16 +80,17 @@ pub async fn sse(app: SharedState, request: ReadRequest) -> Result<Response, Api
         follow: Follow,
         first: Option<Step>,
         open: bool,
+        until: Option<Instant>,
         _permit: OwnedSemaphorePermit,
     }
-    let state = State { follow, first: Some(first), open: true, _permit: permit };
+    let state = State { follow, first: Some(first), open: true, until, _permit: permit };
     let frames = futures_util::stream::unfold(state, |mut state| async move {
         if !state.open {
             return None;
         }
         let step = match state.first.take() {
             Some(first) => Ok(first),
-            None => state.follow.step().await,
+            None => step_until(&mut state.follow, state.until).await,
         };
         let (frame, open) = sse_frame(&state.follow, step);
         state.open = open;
@@ -106,16 +109,29 @@ pub async fn websocket(
     app: SharedState,
     request: ReadRequest,
     upgrade: WebSocketUpgrade,
+    until: Option<Instant>,
 ) -> Result<Response, ApiError> {
     let permit = stream_permit(&app)?;
     let (follow, first) = Follow::start(app.reads.clone(), request).await?;
     Ok(upgrade.on_upgrade(move |socket| async move {
         let _permit = permit;
-        follow_on(socket, follow, first).await;
+        follow_on(socket, follow, first, until).await;
     }))
 }
 
-async fn follow_on(mut socket: WebSocket, mut follow: Follow, first: Step) {
+/// The next step, or the end of the stream once the caller's token expired (at `until`): a
+/// stream is one long call, and an expired token must not outlive it.
+async fn step_until(follow: &mut Follow, until: Option<Instant>) -> Result<Step, ApiError> {
+    match until {
+        None => follow.step().await,
+        Some(at) => tokio::select! {
+            step = follow.step() => step,
+            _ = tokio::time::sleep_until(at) => Ok(Step::End("the token expired: open the stream again with a new one")),
+        },
+    }
+}
+
+async fn follow_on(mut socket: WebSocket, mut follow: Follow, first: Step, until: Option<Instant>) {
     let mut step: Result<Step, ApiError> = Ok(first);
     loop {
         let sent = match step {
@@ -151,7 +167,7 @@ async fn follow_on(mut socket: WebSocket, mut follow: Follow, first: Step) {
         // What the client sends is not read for anything but its close: a closed socket ends the stream.
         step = loop {
             tokio::select! {
-                next = follow.step() => break next,
+                next = step_until(&mut follow, until) => break next,
                 incoming = socket.recv() => match incoming {
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                     Some(Ok(_)) => {}
