@@ -8,8 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use runnel_client::tokens::{sign, Scope, TokenSpec};
 use runnel_client::{Access, AccessConfig, Brokers, Consumer, ConsumerConfig, Producer, StartFrom};
 use runnel_tests::tls::{served_certificate, IssuedCert, TestCa};
+use runnel_tests::tokens;
 use runnel_tests::{built_binary, free_loopback_ip, BrokerProcess, StaticCluster};
 use serde_json::json;
 
@@ -25,9 +27,10 @@ fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
-fn trusting(ca: &TestCa) -> Access {
+fn trusting(ca: &TestCa, token: Option<&str>) -> Access {
     let ca_pem = std::fs::read(ca.ca_path()).expect("read ca.pem");
-    Access::new(AccessConfig { ca_pem: Some(ca_pem), ..AccessConfig::default() }).expect("access")
+    let token = token.map(str::to_string);
+    Access::new(AccessConfig { ca_pem: Some(ca_pem), token, ..AccessConfig::default() }).expect("access")
 }
 
 #[tokio::test]
@@ -65,7 +68,7 @@ async fn the_cli_and_the_client_use_https_with_a_private_ca_and_plain_http_is_re
     assert_eq!(untrusted.status.code(), Some(1), "a certificate of an unknown CA is refused");
 
     // The library: discovery, a producer and a consumer over HTTPS.
-    let brokers = Brokers::discover_with(&trusting(&ca), &host, 9250).await.expect("discover over HTTPS");
+    let brokers = Brokers::discover_with(&trusting(&ca, None), &host, 9250).await.expect("discover over HTTPS");
     let producer = Producer::new(brokers.clone());
     producer.send("secure", Some("k"), json!({"n": 3}).to_string()).await.expect("produce over HTTPS");
     let config = ConsumerConfig { start: StartFrom::Earliest, ..ConsumerConfig::new("c", "g", &["secure"]) };
@@ -78,13 +81,14 @@ async fn the_cli_and_the_client_use_https_with_a_private_ca_and_plain_http_is_re
     }
     assert_eq!(values, vec![json!({"n": 1}), json!({"n": 2}), json!({"n": 3})]);
 
-    // h2 by ALPN, HTTP/1.1 too, and no plain HTTP on a TLS port.
+    // h2 by ALPN for a client that offers it, HTTP/1.1 for one that does not (the client
+    // library: one connection per request in flight), and no plain HTTP on a TLS port.
     let status_url = broker.url(9252, "/status");
-    let h2 = brokers.access.http().get(&status_url).send().await.expect("status");
-    assert_eq!((h2.status(), h2.version()), (StatusCode::OK, reqwest::Version::HTTP_2));
     let ca_cert = reqwest::Certificate::from_pem(&std::fs::read(ca.ca_path()).expect("ca")).expect("ca cert");
-    let http1 = reqwest::Client::builder().add_root_certificate(ca_cert).http1_only().build().expect("client");
-    let answered = http1.get(&status_url).send().await.expect("status over HTTP/1.1");
+    let h2 = reqwest::Client::builder().add_root_certificate(ca_cert).build().expect("client");
+    let answered = h2.get(&status_url).send().await.expect("status over h2");
+    assert_eq!((answered.status(), answered.version()), (StatusCode::OK, reqwest::Version::HTTP_2));
+    let answered = brokers.access.http().get(&status_url).send().await.expect("status over HTTP/1.1");
     assert_eq!((answered.status(), answered.version()), (StatusCode::OK, reqwest::Version::HTTP_11));
     let plain = reqwest::Client::new().get(format!("http://{ip}:9252/status")).send().await;
     assert!(plain.is_err(), "plain HTTP on the TLS port: {plain:?}");
@@ -117,7 +121,7 @@ async fn a_new_certificate_put_in_place_is_served_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(second, rustls_pem_der(&cert.cert), "the new certificate, as on disk");
-    let access = trusting(&ca);
+    let access = trusting(&ca, None);
     let status = access.http().get(broker.url(9252, "/status")).send().await.expect("status").status();
     assert_eq!(status, StatusCode::OK, "every port serves the new certificate");
 
@@ -129,25 +133,8 @@ async fn a_new_certificate_put_in_place_is_served_without_a_restart() {
 }
 
 fn rustls_pem_der(cert: &Path) -> Vec<u8> {
-    let pem = std::fs::read_to_string(cert).expect("read");
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64_decode(&body)
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let (mut buffer, mut bits) = (0u32, 0);
-    for byte in text.bytes().filter(|b| *b != b'=') {
-        let value = ALPHABET.iter().position(|a| *a == byte).expect("base64") as u32;
-        buffer = (buffer << 6) | value;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-        }
-    }
-    out
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_file(cert).expect("a PEM certificate").to_vec()
 }
 
 #[tokio::test]
@@ -158,9 +145,10 @@ async fn a_cluster_with_tls_between_brokers_replicates_forwards_and_serves() {
     let cert = ca.issue("brokers", &cluster.ips, &[]);
     let mut env = tls_env(&cert);
     env.push(("RUNNEL_PEER_TLS_CA", path(&ca.ca_path())));
-    let brokers: Vec<BrokerProcess> = (0..3).map(|i| cluster.start(i, 3, &borrowed(&env))).collect();
+    env.push(("RUNNEL_AUTH_KEY_FILE", path(&tokens::verify_key_file())));
+    let mut brokers: Vec<BrokerProcess> = (0..3).map(|i| cluster.start(i, 3, &borrowed(&env))).collect();
 
-    let access = trusting(&ca);
+    let access = trusting(&ca, Some(tokens::token()));
     let hosts: Vec<String> = cluster.ips.iter().map(|ip| ip.to_string()).collect();
     let fixed = Brokers::fixed(hosts.clone()).with_access(access.clone());
     // Keyed records through every broker: most are forwarded to their partition's leader.
@@ -200,7 +188,75 @@ async fn a_cluster_with_tls_between_brokers_replicates_forwards_and_serves() {
     for broker in &brokers {
         assert!(!broker.log_text().contains("TLS handshake failed"), "a peer handshake failed:\n{}", broker.log_text());
     }
+
+    // A token revoked through one broker is refused by all (through Raft, over TLS), also after
+    // a restart; the others' tokens still work.
+    let scope = Scope { topics: "*".into(), ops: vec!["produce".into()], groups: None };
+    let spec = TokenSpec { scopes: vec![scope], ttl: Duration::from_secs(600), subject: None, id: None };
+    let leaked = sign(tokens::signing_key().as_bytes(), &spec).expect("sign");
+    // Each call on a connection of its own: a restarted broker's old connections are gone.
+    let produce_with = |broker: &BrokerProcess, token: &str| {
+        let http = trusting(&ca, None);
+        let url = broker.url(9251, "/v1/topic/replicated/messages");
+        let token = token.to_string();
+        async move {
+            let sent = http.http().post(&url).bearer_auth(token).body("{}").send().await;
+            sent.unwrap_or_else(|e| panic!("produce to {url}: {e:?}")).status()
+        }
+    };
+    assert_eq!(produce_with(&brokers[1], &leaked.jwt).await, StatusCode::OK);
+    let revoked = access
+        .http()
+        .post(brokers[0].url(9250, "/v1/tokens/revoke"))
+        .json(&json!({"id": leaked.id, "expiresAt": leaked.expires_at}))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for broker in &brokers {
+        while produce_with(broker, &leaked.jwt).await != StatusCode::UNAUTHORIZED {
+            assert!(Instant::now() < deadline, "{} still takes the revoked token after 5 s", broker.ip);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    brokers[2].restart();
+    assert_eq!(produce_with(&brokers[2], &leaked.jwt).await, StatusCode::UNAUTHORIZED, "revoked after a restart");
+    assert_eq!(produce_with(&brokers[2], tokens::token()).await, StatusCode::OK, "other tokens still work");
     // The peer port speaks only TLS.
     let peer = reqwest::Client::new().get(format!("http://{}:9255/raft/node", cluster.ips[0])).send().await;
     assert!(peer.is_err(), "plain HTTP on the TLS peer port: {peer:?}");
+}
+
+#[test]
+fn a_broker_whose_certificate_key_or_ca_does_not_load_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(&dir.path().join("tls"));
+    let cert = ca.issue("broker", &[std::net::Ipv4Addr::LOCALHOST], &[]);
+    let other = ca.issue("other", &[std::net::Ipv4Addr::LOCALHOST], &[]);
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not PEM").expect("write");
+    let missing = dir.path().join("missing.pem");
+    let ca_file = ca.ca_path();
+    let cases: [(Vec<(&str, &Path)>, &str); 5] = [
+        (vec![("RUNNEL_TLS_CERT", &missing), ("RUNNEL_TLS_KEY", &cert.key)], "RUNNEL_TLS_CERT"),
+        (vec![("RUNNEL_TLS_CERT", &junk), ("RUNNEL_TLS_KEY", &cert.key)], "RUNNEL_TLS_CERT"),
+        (vec![("RUNNEL_TLS_CERT", &cert.cert), ("RUNNEL_TLS_KEY", &other.key)], "does not belong"),
+        (
+            vec![("RUNNEL_TLS_CERT", &cert.cert), ("RUNNEL_TLS_KEY", &cert.key), ("RUNNEL_PEER_TLS_CA", &junk)],
+            "RUNNEL_PEER_TLS_CA",
+        ),
+        (vec![("RUNNEL_PEER_TLS_CA", &ca_file)], "needs a certificate"),
+    ];
+    for (env, says) in cases {
+        let mut command = Command::new(runnel_tests::broker_binary());
+        command.env_clear().env("RUNNEL_HOME", dir.path().join("data")).env("RUNNEL_LISTEN", "127.0.0.1");
+        for (k, v) in &env {
+            command.env(k, v);
+        }
+        let output = command.stdin(Stdio::null()).output().expect("run the broker");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
+        assert!(stderr.contains(says), "{env:?}: {stderr}");
+    }
 }

@@ -367,14 +367,22 @@ impl Config {
     /// The peer port's certificate with `RUNNEL_PEER_TLS_CA`: its own, or the client ports'.
     pub fn peer_cert_files(&self) -> Option<CertFiles> {
         match (&self.peer_tls_cert, &self.peer_tls_key) {
-            (Some(cert), Some(key)) => Some(CertFiles { cert: cert.clone(), key: key.clone() }),
+            (Some(cert), Some(key)) => Some(CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                variables: ["RUNNEL_PEER_TLS_CERT", "RUNNEL_PEER_TLS_KEY"],
+            }),
             _ => self.cert_files(),
         }
     }
 
     /// The certificate of the client ports (and of the peer port with `RUNNEL_PEER_TLS_CA`).
     pub fn cert_files(&self) -> Option<CertFiles> {
-        Some(CertFiles { cert: self.tls_cert.clone()?, key: self.tls_key.clone()? })
+        Some(CertFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            variables: ["RUNNEL_TLS_CERT", "RUNNEL_TLS_KEY"],
+        })
     }
 
     /// The memory limit must pay for at least one request of each kind in its shares

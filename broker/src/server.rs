@@ -64,11 +64,15 @@ impl Broker {
                  who can then change or delete data"
             );
         }
-        let peer_client_tls = config.peer_tls_ca.as_deref().map(peer_client_config).transpose()?;
-        let peer_http = PeerHttp::with_tls(peer_secret.clone(), peer_client_tls);
+        let peer_http = match config.peer_tls_ca.as_deref().map(peer_client_config).transpose()? {
+            Some(tls) => {
+                PeerHttp::with_tls(peer_secret.clone(), tls).context("cannot set up TLS to the other brokers")?
+            }
+            None => PeerHttp::new(peer_secret.clone()),
+        };
         let tls = config.cert_files().map(ServerTls::start).transpose()?;
         let peer_tls = match (&config.peer_tls_ca, config.peer_cert_files()) {
-            (Some(_), Some(files)) if config.peer_tls_cert.is_some() => Some(ServerTls::start(files)?),
+            (Some(_), Some(files)) if config.cert_files().as_ref() != Some(&files) => Some(ServerTls::start(files)?),
             (Some(_), Some(_)) => tls.clone(),
             _ => None,
         };

@@ -17,6 +17,8 @@ pub struct AccessConfig {
     pub https: bool,
     /// PEM certificate(s) to trust besides the built-in roots; implies `https`.
     pub ca_pem: Option<Vec<u8>>,
+    /// A limit on every request (none by default: a long-poll sets its own).
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// The HTTP client every request goes through, with the scheme its URLs use. Cheap to clone
@@ -31,6 +33,9 @@ pub struct Access {
 impl Access {
     pub fn new(config: AccessConfig) -> Result<Access, ClientError> {
         let mut builder = reqwest::Client::builder();
+        if let Some(timeout) = config.timeout {
+            builder = builder.timeout(timeout);
+        }
         if let Some(token) = &config.token {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
                 .map_err(|_| ClientError::Config("the token is not a valid header value".into()))?;
@@ -47,8 +52,15 @@ impl Access {
                 builder = builder.add_root_certificate(cert);
             }
         }
+        let https = config.https || config.ca_pem.is_some();
+        if https {
+            // As over plain HTTP: a connection per request in flight. ALPN would pick h2, and a
+            // broker bounds each h2 connection to 2 streams and a 32 KiB window (its memory per
+            // connection), so a consumer's long-polls and 1 MiB poll answers would queue on one.
+            builder = builder.http1_only();
+        }
         let http = builder.build().map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Access { http, https: config.https || config.ca_pem.is_some(), token: config.token.is_some() })
+        Ok(Access { http, https, token: config.token.is_some() })
     }
 
     /// Plain HTTP with `http` as it is.

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use runnel_client::tokens::{keygen, sign, KeyPairPem, Scope, TokenSpec};
 use runnel_client::{Access, AccessConfig};
 
@@ -57,16 +56,15 @@ pub fn signing_key() -> &'static str {
 
 /// An HTTP client that sends the harness's token with every request, with `timeout` per request.
 pub fn harness_http(timeout: Option<Duration>) -> reqwest::Client {
-    let mut value = HeaderValue::from_str(&format!("Bearer {}", credentials().token)).expect("header value");
-    value.set_sensitive(true);
-    let mut builder = reqwest::Client::builder().default_headers(HeaderMap::from_iter([(AUTHORIZATION, value)]));
-    if let Some(timeout) = timeout {
-        builder = builder.timeout(timeout);
-    }
-    builder.build().expect("http client")
+    access(timeout).http().clone()
 }
 
 /// The client library's access with the harness's token (plain HTTP).
 pub fn harness_access() -> Access {
-    Access::new(AccessConfig { token: Some(credentials().token.clone()), ..AccessConfig::default() }).expect("access")
+    access(None)
+}
+
+fn access(timeout: Option<Duration>) -> Access {
+    let config = AccessConfig { token: Some(credentials().token.clone()), timeout, ..AccessConfig::default() };
+    Access::new(config).expect("access")
 }

@@ -51,17 +51,17 @@ impl Authenticator {
     fn access(&self, request: &Request) -> Result<Access, TokenError> {
         let Some(key) = &self.key else { return Ok(Access::Open) };
         let header = request.headers().get(AUTHORIZATION).ok_or(TokenError::Missing)?;
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .ok_or_else(|| TokenError::Malformed("the Authorization header is not 'Bearer <token>'".into()))?;
         let claims = key.verify(token)?;
-        if let Some(id) = &claims.jti {
-            if self.raft.read(|s| s.revoked_tokens.contains(id)) {
-                return Err(TokenError::Revoked);
-            }
+        if super::is_revoked(&self.raft, &claims.jti) {
+            return Err(TokenError::Revoked);
         }
         Ok(Access::Token(Arc::new(claims)))
     }

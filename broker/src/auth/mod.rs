@@ -21,7 +21,13 @@ pub use layer::{authenticate, Authenticator};
 pub use scopes::{Need, Op};
 pub use token::{Claims, KeyError, TokenError, TokenKey, MAX_TOKEN_ID};
 
+use crate::consensus::RaftNode;
 use crate::error::ApiError;
+
+/// Whether the token `id` was revoked, as far as this broker has applied the Raft log.
+fn is_revoked(raft: &RaftNode, id: &str) -> bool {
+    raft.read(|s| s.revoked_tokens.contains(id))
+}
 
 /// What the caller of a request may do.
 #[derive(Debug, Clone)]
@@ -42,11 +48,21 @@ impl Access {
         }
     }
 
-    /// When the token stops being valid (none for open access): a live stream ends then.
+    /// When the token stops being valid (none for open access, or an expiry too far to
+    /// count): a live stream ends then.
     pub fn valid_until(&self) -> Option<tokio::time::Instant> {
         let Access::Token(claims) = self else { return None };
         let now = crate::peer::now_ms() / 1000;
-        Some(tokio::time::Instant::now() + std::time::Duration::from_secs(claims.exp.saturating_sub(now)))
+        tokio::time::Instant::now().checked_add(std::time::Duration::from_secs(claims.exp.saturating_sub(now)))
+    }
+
+    /// Whether the caller's token has been revoked since it was checked (as far as this
+    /// broker has applied the Raft log); never for open access.
+    pub fn is_revoked(&self, raft: &RaftNode) -> bool {
+        match self {
+            Access::Open => false,
+            Access::Token(claims) => is_revoked(raft, &claims.jti),
+        }
     }
 
     /// Whether the caller may do `need` (to filter a listing).

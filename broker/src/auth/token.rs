@@ -19,9 +19,9 @@ pub const MAX_TOKEN_ID: usize = 128;
 pub struct Claims {
     /// Expiry, seconds since the Unix epoch (required).
     pub exp: u64,
-    /// The token's id, by which it is revoked.
-    #[serde(default)]
-    pub jti: Option<String>,
+    /// The token's id, by which it is revoked (required: a token that cannot be revoked is
+    /// refused).
+    pub jti: String,
     /// Whom the token was issued to (logged, not checked).
     #[serde(default)]
     pub sub: Option<String>,
@@ -121,6 +121,8 @@ impl TokenKey {
         validation.leeway = 0;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp"]);
+        // Tokens name no audience here: one carrying `aud` is not refused for it.
+        validation.validate_aud = false;
         Ok(TokenKey { keys, validation })
     }
 
@@ -145,7 +147,7 @@ impl TokenKey {
             }
         }
         let claims = verified?.claims;
-        if claims.jti.as_ref().is_some_and(|id| id.is_empty() || id.len() > MAX_TOKEN_ID) {
+        if claims.jti.is_empty() || claims.jti.len() > MAX_TOKEN_ID {
             return Err(TokenError::Malformed(format!("jti must be 1 to {MAX_TOKEN_ID} characters")));
         }
         Ok(claims)
@@ -188,7 +190,9 @@ mod tests {
     fn a_token_verifies_only_with_its_key_and_within_its_time() {
         let key = TokenKey::from_bytes(SECRET).expect("key");
         let good = key.verify(&hs256(claims(now() + 60), SECRET)).expect("verifies");
-        assert_eq!(good.jti.as_deref(), Some("t1"));
+        assert_eq!(good.jti, "t1");
+        let no_id = serde_json::json!({"exp": now() + 60, "scopes": []});
+        assert!(matches!(key.verify(&hs256(no_id, SECRET)).unwrap_err(), TokenError::Malformed(_)));
         assert_eq!(key.verify(&hs256(claims(now() - 1), SECRET)).unwrap_err(), TokenError::Expired);
         let other = b"another secret of thirty-two bytes!!";
         assert_eq!(key.verify(&hs256(claims(now() + 60), other)).unwrap_err(), TokenError::BadSignature);

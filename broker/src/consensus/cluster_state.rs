@@ -139,11 +139,12 @@ pub enum Command {
         offsets: BTreeMap<u32, u64>,
         force: bool,
     },
-    /// Refuses the token `id` until `until` (seconds since the Unix epoch); `now` is the
-    /// proposer's clock, by which every broker drops the same expired revocations.
+    /// Refuses the token `id` until `until` (its expiry, seconds since the Unix epoch; unknown:
+    /// a year); `now` is the proposer's clock, by which every broker drops the same expired
+    /// revocations.
     RevokeToken {
         id: String,
-        until: u64,
+        until: Option<u64>,
         now: u64,
     },
 }

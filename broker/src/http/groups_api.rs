@@ -11,11 +11,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::query::Params;
-use super::{finish, SharedState};
+use super::{finish, read_small_body, SharedState};
 use crate::auth::{Access, Need, Op};
 use crate::consumer::{GroupDescription, PartitionOffsets, PlannedOffset, ResetRequest, ResetTo};
 use crate::error::ApiError;
-use crate::memory::{declared_length, read_body, BodyRules, BODY_LOOKAHEAD};
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -125,12 +124,22 @@ fn may_see(access: &Access, group: &str) -> bool {
     access.allows(Need::Group { op: Op::Consume, group }) || access.allows(Need::Group { op: Op::Admin, group })
 }
 
+/// Of a group it may see, the caller sees the topics it may consume or administer as that
+/// group: a token for `orders` learns nothing of the group's other topics.
+fn may_see_topic(access: &Access, group: &str, topic: &str) -> bool {
+    [Op::Consume, Op::Admin].into_iter().any(|op| access.allows(Need::On { op, topic, group: Some(group) }))
+}
+
 async fn describe(State(app): State<SharedState>, Path(group): Path<String>, access: Access) -> Response {
     let result = async {
         if !may_see(&access, &group) {
             access.require(Need::Group { op: Op::Consume, group: &group })?;
         }
-        let description = app.groups.describe(&group).await?;
+        let mut description = app.groups.describe(&group).await?;
+        description.topics.retain(|topic, _| may_see_topic(&access, &group, topic));
+        for member in &mut description.members {
+            member.topics.retain(|topic| may_see_topic(&access, &group, topic));
+        }
         Ok(Json(group_view(description)).into_response())
     }
     .await;
@@ -239,10 +248,8 @@ async fn reset(
 ) -> Response {
     let result = async {
         let (dry_run, force) = (flag(&params, "dryRun")?, flag(&params, "force")?);
-        // A reset names one topic and a few partitions: its body fits the connection's own
-        // allowance, so it takes nothing from a memory budget.
-        let rules = BodyRules { limit: BODY_LOOKAHEAD, ..app.produce_body };
-        let held = read_body(body, declared_length(&headers), rules, &app.memory.reads).await?;
+        // A reset names one topic and a few partitions.
+        let held = read_small_body(&app, &headers, body).await?;
         let request = reset_request(&held.bytes)?;
         access.require(Need::On { op: Op::Admin, topic: &request.topic, group: Some(&group) })?;
         let planned = app.groups.reset(&group, &request, dry_run, force).await?;

@@ -23,7 +23,7 @@ use crate::cluster::Peers;
 use crate::consensus::RaftNode;
 use crate::consumer::{ConsumerService, GroupOffsets};
 use crate::error::ApiError;
-use crate::memory::{BodyRules, MemoryPlan};
+use crate::memory::{BodyRules, HeldBody, MemoryPlan};
 use crate::metrics::Metrics;
 use crate::peer::plain_error;
 use crate::produce::ProduceService;
@@ -110,6 +110,17 @@ fn finish(app: &SharedState, endpoint: &'static str, result: Result<Response, Ap
     let response = result.unwrap_or_else(IntoResponse::into_response);
     app.metrics.request(endpoint, response.status().as_u16());
     response
+}
+
+/// The body of a small admin request (a reset, a revocation): at most 16 KiB, within the
+/// connection's own lookahead, so it takes nothing from a memory budget.
+async fn read_small_body(
+    app: &SharedState,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<HeldBody, ApiError> {
+    let rules = BodyRules { limit: crate::memory::BODY_LOOKAHEAD, ..app.produce_body };
+    Ok(crate::memory::read_body(body, crate::memory::declared_length(headers), rules, &app.memory.reads).await?)
 }
 
 /// Rewrites an error response that is not JSON into [`ApiError::Rejected`] with its text.

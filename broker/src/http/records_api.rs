@@ -57,7 +57,7 @@ pub async fn records(
             let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await.map_err(|rejection| {
                 ApiError::Rejected { status: rejection.status(), message: rejection.body_text() }
             })?;
-            stream_api::websocket(app.clone(), read_request(topic, &params)?, upgrade, access.valid_until()).await
+            stream_api::websocket(app.clone(), read_request(topic, &params)?, upgrade, access).await
         };
         ("websocket", result.await)
     } else if stream_api::wants_events(&parts.headers) {
@@ -66,7 +66,7 @@ pub async fn records(
             if let Some(next) = stream_api::last_event_id(&parts.headers)? {
                 request.start = Start::Offset(next);
             }
-            stream_api::sse(app.clone(), request, access.valid_until()).await
+            stream_api::sse(app.clone(), request, access).await
         };
         ("events", result.await)
     } else {

@@ -16,6 +16,8 @@ use tokio::time::Instant;
 
 use super::records_api::write_record_json;
 use super::SharedState;
+use crate::auth::Access;
+use crate::consensus::RaftNode;
 use crate::error::ApiError;
 use crate::reading::{Follow, ReadRequest, Step};
 
@@ -69,8 +71,8 @@ fn sse_frame(follow: &Follow, step: Result<Step, ApiError>) -> (Bytes, bool) {
 }
 
 /// An SSE response following `request`; it starts where `Last-Event-ID` says, if given.
-/// It ends (`end` event) when the caller's token expires, at `until`.
-pub async fn sse(app: SharedState, request: ReadRequest, until: Option<Instant>) -> Result<Response, ApiError> {
+/// It ends (`end` event) when the caller's token expires or is revoked.
+pub async fn sse(app: SharedState, request: ReadRequest, access: Access) -> Result<Response, ApiError> {
     let permit = stream_permit(&app)?;
     let (follow, first) = Follow::start(app.reads.clone(), request).await?;
     // A frame's memory goes back to the read budget once it is handed to the transport (a
@@ -80,17 +82,17 @@ pub async fn sse(app: SharedState, request: ReadRequest, until: Option<Instant>)
         follow: Follow,
         first: Option<Step>,
         open: bool,
-        until: Option<Instant>,
+        lease: Lease,
         _permit: OwnedSemaphorePermit,
     }
-    let state = State { follow, first: Some(first), open: true, until, _permit: permit };
+    let state = State { follow, first: Some(first), open: true, lease: Lease::new(&app, access), _permit: permit };
     let frames = futures_util::stream::unfold(state, |mut state| async move {
         if !state.open {
             return None;
         }
         let step = match state.first.take() {
             Some(first) => Ok(first),
-            None => step_until(&mut state.follow, state.until).await,
+            None => state.lease.step(&mut state.follow).await,
         };
         let (frame, open) = sse_frame(&state.follow, step);
         state.open = open;
@@ -109,29 +111,64 @@ pub async fn websocket(
     app: SharedState,
     request: ReadRequest,
     upgrade: WebSocketUpgrade,
-    until: Option<Instant>,
+    access: Access,
 ) -> Result<Response, ApiError> {
     let permit = stream_permit(&app)?;
     let (follow, first) = Follow::start(app.reads.clone(), request).await?;
+    let lease = Lease::new(&app, access);
     Ok(upgrade.on_upgrade(move |socket| async move {
         let _permit = permit;
-        follow_on(socket, follow, first, until).await;
+        follow_on(socket, follow, first, lease).await;
     }))
 }
 
-/// The next step, or the end of the stream once the caller's token expired (at `until`): a
-/// stream is one long call, and an expired token must not outlive it.
-async fn step_until(follow: &mut Follow, until: Option<Instant>) -> Result<Step, ApiError> {
-    match until {
-        None => follow.step().await,
-        Some(at) => tokio::select! {
-            step = follow.step() => step,
-            _ = tokio::time::sleep_until(at) => Ok(Step::End("the token expired: open the stream again with a new one")),
-        },
+/// How long a stream may go on: a stream is one long call, and the token it was opened with
+/// must not outlive its expiry or its revocation in it.
+struct Lease {
+    access: Access,
+    until: Option<Instant>,
+    raft: RaftNode,
+}
+
+impl Lease {
+    fn new(app: &SharedState, access: Access) -> Lease {
+        Lease { until: access.valid_until(), access, raft: app.raft.clone() }
+    }
+
+    /// The stream's next step, or its end once the token expired or was revoked (looked at
+    /// again whenever this broker applies Raft entries).
+    async fn step(&self, follow: &mut Follow) -> Result<Step, ApiError> {
+        let Access::Token(_) = self.access else { return follow.step().await };
+        let mut changes = self.raft.changes();
+        let step = follow.step();
+        tokio::pin!(step);
+        loop {
+            if self.access.is_revoked(&self.raft) {
+                return Ok(Step::End("the token was revoked"));
+            }
+            tokio::select! {
+                step = &mut step => return step,
+                _ = sleep_until(self.until) => {
+                    return Ok(Step::End("the token expired: open the stream again with a new one"));
+                }
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return step.await;
+                    }
+                }
+            }
+        }
     }
 }
 
-async fn follow_on(mut socket: WebSocket, mut follow: Follow, first: Step, until: Option<Instant>) {
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn follow_on(mut socket: WebSocket, mut follow: Follow, first: Step, lease: Lease) {
     let mut step: Result<Step, ApiError> = Ok(first);
     loop {
         let sent = match step {
@@ -167,7 +204,7 @@ async fn follow_on(mut socket: WebSocket, mut follow: Follow, first: Step, until
         // What the client sends is not read for anything but its close: a closed socket ends the stream.
         step = loop {
             tokio::select! {
-                next = step_until(&mut follow, until) => break next,
+                next = lease.step(&mut follow) => break next,
                 incoming = socket.recv() => match incoming {
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                     Some(Ok(_)) => {}

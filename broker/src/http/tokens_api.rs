@@ -8,19 +8,18 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::{finish, SharedState};
+use super::{finish, read_small_body, SharedState};
 use crate::auth::{Access, Need, MAX_TOKEN_ID};
 use crate::consensus::cluster_state::{Command, CommandResult};
 use crate::consensus::revocations::{Revoked, MAX_REVOKED_TOKENS};
 use crate::error::ApiError;
-use crate::memory::{declared_length, read_body, BodyRules, BODY_LOOKAHEAD};
 
 pub fn routes() -> Router<SharedState> {
     Router::new().route("/v1/tokens/revoke", post(revoke))
 }
 
-/// `{"id": jti, "expiresAt": exp?}`: without `expiresAt` the revocation is kept until the list
-/// is full of unexpired ones, since the broker cannot know when the token would have expired.
+/// `{"id": jti, "expiresAt": exp?}`: without `expiresAt` the revocation is kept a year
+/// (`UNKNOWN_EXPIRY_KEPT_SECS`), since the broker cannot know when the token would expire.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RevokeBody {
@@ -38,20 +37,18 @@ async fn revoke(
 ) -> Response {
     let result = async {
         access.require(Need::Cluster)?;
-        let rules = BodyRules { limit: BODY_LOOKAHEAD, ..app.produce_body };
-        let held = read_body(body, declared_length(&headers), rules, &app.memory.reads).await?;
+        let held = read_small_body(&app, &headers, body).await?;
         let body: RevokeBody = serde_json::from_slice(&held.bytes).map_err(|e| {
             ApiError::BadRequest(format!("the body must be JSON {{\"id\": token id, \"expiresAt\": seconds?}}: {e}"))
         })?;
         if body.id.is_empty() || body.id.len() > MAX_TOKEN_ID {
             return Err(ApiError::BadRequest(format!("id must be 1 to {MAX_TOKEN_ID} characters")));
         }
-        let until = body.expires_at.unwrap_or(u64::MAX);
         let now = crate::peer::now_ms() / 1000;
-        let command = Command::RevokeToken { id: body.id.clone(), until, now };
+        let command = Command::RevokeToken { id: body.id.clone(), until: body.expires_at, now };
         match app.raft.propose(command).await? {
             CommandResult::TokenRevoked(Revoked::Yes) => {
-                tracing::info!(token = %body.id, until, "token revoked");
+                tracing::info!(token = %body.id, expires_at = ?body.expires_at, "token revoked");
                 Ok(Json(serde_json::json!({"revoked": body.id, "expiresAt": body.expires_at})).into_response())
             }
             CommandResult::TokenRevoked(Revoked::ListFull) => Err(ApiError::RevocationsFull(format!(

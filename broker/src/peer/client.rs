@@ -35,22 +35,24 @@ impl PeerHttp {
     /// Short connect timeout (a dead broker is noticed fast), a 10 s default per request (Raft
     /// calls set their own), no Nagle delay.
     pub fn new(secret: Option<PeerSecret>) -> PeerHttp {
-        PeerHttp::with_tls(secret, None)
+        // Without TLS nothing is configured that could fail to build.
+        let client = PeerHttp::builder().build().unwrap_or_default();
+        PeerHttp { client, secret, lanes: Arc::default(), tls: false }
     }
 
-    /// Like [`PeerHttp::new`], calling peers over TLS with `tls` when given.
-    pub fn with_tls(secret: Option<PeerSecret>, tls: Option<rustls::ClientConfig>) -> PeerHttp {
-        let mut builder = reqwest::Client::builder()
+    /// Like [`PeerHttp::new`], calling peers over TLS with `tls`; a configuration reqwest does
+    /// not take is an error, never a client that would call peers without it.
+    pub fn with_tls(secret: Option<PeerSecret>, tls: rustls::ClientConfig) -> Result<PeerHttp, reqwest::Error> {
+        let client = PeerHttp::builder().use_preconfigured_tls(tls).http1_only().build()?;
+        Ok(PeerHttp { client, secret, lanes: Arc::default(), tls: true })
+    }
+
+    fn builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             .timeout(PEER_REQUEST_TIMEOUT)
             .pool_idle_timeout(PEER_POOL_IDLE)
-            .tcp_nodelay(true);
-        let uses_tls = tls.is_some();
-        if let Some(tls) = tls {
-            builder = builder.use_preconfigured_tls(tls).http1_only();
-        }
-        let client = builder.build().unwrap_or_default();
-        PeerHttp { client, secret, lanes: Arc::default(), tls: uses_tls }
+            .tcp_nodelay(true)
     }
 
     /// A place among the requests in flight to `url`'s broker (none needed for Raft's).

@@ -11,31 +11,31 @@ use super::{provider, CertFiles, TlsError};
 /// The chain of `files.cert` (leaf first) with the key of `files.key`, checked to belong together.
 pub fn load_certified_key(files: &CertFiles) -> Result<CertifiedKey, TlsError> {
     let shown = |path: &std::path::Path| path.display().to_string();
+    let [cert_variable, key_variable] = files.variables;
     let cert_error =
-        |reason: String| TlsError::Unreadable { variable: "RUNNEL_TLS_CERT", path: shown(&files.cert), reason };
+        |reason: String| TlsError::Unreadable { variable: cert_variable, path: shown(&files.cert), reason };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .map_err(|e| cert_error(e.to_string()))?
         .collect::<Result<_, _>>()
         .map_err(|e| cert_error(e.to_string()))?;
     if chain.is_empty() {
         return Err(TlsError::Invalid {
-            variable: "RUNNEL_TLS_CERT",
+            variable: cert_variable,
             path: shown(&files.cert),
             reason: "holds no certificate".into(),
         });
     }
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::Unreadable {
-        variable: "RUNNEL_TLS_KEY",
+        variable: key_variable,
         path: shown(&files.key),
         reason: e.to_string(),
     })?;
-    let invalid_key =
-        |reason: String| TlsError::Invalid { variable: "RUNNEL_TLS_KEY", path: shown(&files.key), reason };
+    let invalid_key = |reason: String| TlsError::Invalid { variable: key_variable, path: shown(&files.key), reason };
     let signing = provider().key_provider.load_private_key(key).map_err(|e| invalid_key(e.to_string()))?;
     let certified = CertifiedKey::new(chain, signing);
     certified
         .keys_match()
-        .map_err(|e| invalid_key(format!("does not belong to RUNNEL_TLS_CERT's certificate ({e})")))?;
+        .map_err(|e| invalid_key(format!("does not belong to {cert_variable}'s certificate ({e})")))?;
     Ok(certified)
 }
 

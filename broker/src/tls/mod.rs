@@ -1,7 +1,7 @@
 //! TLS (SPEC §13): HTTPS on the client ports with the certificate of `RUNNEL_TLS_CERT` and
 //! `RUNNEL_TLS_KEY` (HTTP/1.1 and h2 by ALPN), picked up again when either file changes; with
-//! `RUNNEL_PEER_TLS_CA`, the peer port serves the same certificate and every broker verifies
-//! the brokers it calls against that CA.
+//! `RUNNEL_PEER_TLS_CA`, the peer port serves TLS too (`RUNNEL_PEER_TLS_CERT`'s certificate, or
+//! the client ports') and every broker verifies the brokers it calls against that CA.
 //!
 //! - [`ServerTls`]: the acceptor the listeners use, and its certificate reloader.
 //! - [`peer_client_config`]: how a broker verifies the brokers it calls.
@@ -37,11 +37,12 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The certificate and key files of the broker.
-#[derive(Debug, Clone)]
+/// A certificate and key file, and the settings that named them (for errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub variables: [&'static str; 2],
 }
 
 /// The TLS side of the listeners: one certificate, shared by every port that serves TLS, and
@@ -55,11 +56,15 @@ pub struct ServerTls {
 impl ServerTls {
     /// Loads the certificate (refusing a bad one) and starts watching its files.
     pub fn start(files: CertFiles) -> Result<ServerTls, TlsError> {
-        let reloading = Arc::new(Reloading::load(files)?);
+        let reloading = Arc::new(Reloading::load(files.clone())?);
         let watch = CertWatch::start(reloading.clone())?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Invalid { variable: "RUNNEL_TLS_CERT", path: String::new(), reason: e.to_string() })?
+            .map_err(|e| TlsError::Invalid {
+                variable: files.variables[0],
+                path: files.cert.display().to_string(),
+                reason: e.to_string(),
+            })?
             .with_no_client_auth()
             .with_cert_resolver(reloading);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

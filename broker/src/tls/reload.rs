@@ -3,10 +3,12 @@
 //! holding them are watched, since such updates replace files (or a symlink) rather than write
 //! into them. A new certificate that does not load is logged and the old one kept.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
@@ -60,12 +62,20 @@ pub(super) struct CertWatch {
 impl CertWatch {
     pub fn start(reloading: Arc<Reloading>) -> Result<CertWatch, TlsError> {
         let files = reloading.files.clone();
+        // The same directory twice (as written, not resolved: watching one twice is harmless).
         let mut watched: Vec<PathBuf> = [&files.cert, &files.key].into_iter().map(|p| directory_of(p)).collect();
         watched.dedup();
-        let handler = move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !e.kind.is_access()) {
-                reloading.reload();
-            }
+        let names: Vec<OsString> =
+            [&files.cert, &files.key].iter().filter_map(|p| p.file_name()).map(Into::into).collect();
+        let handler = move |event: notify::Result<notify::Event>| match event {
+            // Opens and reads (the reload's own among them) change nothing; a write ends in a
+            // close-after-write, a replacement is a create or a rename.
+            Ok(event) if event.kind.is_access() && event.kind != WRITTEN => {}
+            // Only the two files, or a Kubernetes secret's `..data` link and its timestamped
+            // directories (replaced together), not whatever else the directory holds.
+            Ok(event) if !event.paths.iter().any(|p| p.file_name().is_some_and(|n| concerns(&names, n))) => {}
+            // A lost event (an inotify queue overflow) may have been the one that mattered.
+            Ok(_) | Err(_) => reloading.reload(),
         };
         let watch_error =
             |path: &Path, e: notify::Error| TlsError::Watch { path: path.display().to_string(), reason: e.to_string() };
@@ -75,6 +85,12 @@ impl CertWatch {
         }
         Ok(CertWatch { _watcher: watcher })
     }
+}
+
+const WRITTEN: EventKind = EventKind::Access(AccessKind::Close(AccessMode::Write));
+
+fn concerns(names: &[OsString], name: &OsStr) -> bool {
+    names.iter().any(|n| n == name) || name.as_encoded_bytes().starts_with(b"..")
 }
 
 fn directory_of(path: &Path) -> PathBuf {

@@ -35,7 +35,7 @@ impl ConnectionArgs {
             }
             None => None,
         };
-        Ok(Access::new(AccessConfig { token: self.token.clone(), https: self.tls, ca_pem })?)
+        Ok(Access::new(AccessConfig { token: self.token.clone(), https: self.tls, ca_pem, timeout: None })?)
     }
 
     /// The broker list, from `--host`.

@@ -60,7 +60,7 @@ enum Action {
         #[arg(value_name = "TOKEN_OR_ID")]
         revoked: String,
         /// The token's expiry (seconds since the Unix epoch) when only its id is given;
-        /// without it the revocation is kept until the list of revocations is full.
+        /// without it the revocation is kept for a year.
         #[arg(long)]
         expires_at: Option<u64>,
         #[command(flatten)]
@@ -155,7 +155,7 @@ async fn revoke(token: &str, expires_at: Option<u64>, connection: &ConnectionArg
     }
     match exp {
         Some(exp) => println!("revoked {id} until {exp}"),
-        None => println!("revoked {id} (its expiry unknown: kept until the revocation list is full)"),
+        None => println!("revoked {id} (its expiry unknown: refused for a year)"),
     }
     Ok(())
 }
