@@ -322,6 +322,33 @@ async fn a_consumer_whose_token_expires_is_refused_at_its_next_poll_and_a_new_to
     assert!(text.contains("event: end") && text.contains("token expired"), "{text}");
     assert!(ended.duration_since(issued) < Duration::from_millis(4500), "the stream outlived its token by over 1.5 s");
 
+    // A stream of a token revoked while it runs ends too.
+    let (long, long_id) = token(signing.as_bytes(), scopes.clone(), Duration::from_secs(3600));
+    let (admin, _) = token(signing.as_bytes(), vec![scope("*", &["admin"], None)], Duration::from_secs(3600));
+    let plain = reqwest::Client::new();
+    let stream = plain
+        .get(broker.url(9252, &format!("/v1/topic/{TOPIC}/records?partition=0&offset=earliest")))
+        .bearer_auth(&long)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("open a stream");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let streamed = tokio::spawn(stream.text());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!streamed.is_finished(), "the stream runs while its token is valid");
+    let revoked = plain
+        .post(broker.url(9250, "/v1/tokens/revoke"))
+        .bearer_auth(&admin)
+        .json(&json!({"id": long_id}))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let text = tokio::time::timeout(Duration::from_secs(3), streamed).await.expect("the stream ended").expect("join");
+    let text = text.unwrap_or_default();
+    assert!(text.contains("token was revoked"), "the end event names the revocation: {text}");
+
     let (fresh, _) = token(signing.as_bytes(), scopes, Duration::from_secs(3600));
     let renewed = Brokers::fixed([broker.ip.to_string()]).with_access(access(&fresh));
     let mut consumer = Consumer::connect(renewed, config).await.expect("register again with a new token");

@@ -196,36 +196,14 @@ impl Broker {
         let peer_connections = ConnectionLimit::new(memory.peer_connections, Counter::default());
         let client_tls = tls.as_ref().map(|t| t.acceptor().clone());
         let peer_acceptor = peer_tls.as_ref().map(|t| t.acceptor().clone());
+        // The four client ports: the same connection limit, certificate and token check.
+        let client_port = |port, router| (config.listen, port, client(router), &client_connections, client_tls.clone());
         let listeners: [(IpAddr, u16, Router, &ConnectionLimit, Option<TlsAcceptor>); 5] = [
             (config.peer_listen(), config.peer_port, peer, &peer_connections, peer_acceptor),
-            (
-                config.listen,
-                config.discovery_port,
-                client(discovery_router(app.clone())),
-                &client_connections,
-                client_tls.clone(),
-            ),
-            (
-                config.listen,
-                config.metrics_port,
-                client(metrics_router(app.clone())),
-                &client_connections,
-                client_tls.clone(),
-            ),
-            (
-                config.listen,
-                config.consumer_port,
-                client(consumer_router(app.clone())),
-                &client_connections,
-                client_tls.clone(),
-            ),
-            (
-                config.listen,
-                config.producer_port,
-                client(producer_router(app.clone())),
-                &client_connections,
-                client_tls,
-            ),
+            client_port(config.discovery_port, discovery_router(app.clone())),
+            client_port(config.metrics_port, metrics_router(app.clone())),
+            client_port(config.consumer_port, consumer_router(app.clone())),
+            client_port(config.producer_port, producer_router(app.clone())),
         ];
         let rules = config.connection_rules();
         for (ip, port, router, limit, tls) in listeners {

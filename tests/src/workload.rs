@@ -595,16 +595,15 @@ impl Report {
     }
 }
 
+/// `endpoint`'s `GET /v1/cluster`.
+async fn cluster_json(endpoint: &Endpoint) -> Option<Value> {
+    let response = crate::tokens::harness_http(None).get(format!("{}/v1/cluster", endpoint.discovery)).send().await;
+    response.ok()?.json().await.ok()
+}
+
 /// The brokers (ordinals) that vote in Raft, as `endpoint`'s `GET /v1/cluster` lists them.
 pub async fn raft_voters(endpoint: &Endpoint) -> Option<Vec<u32>> {
-    let body: Value = crate::tokens::harness_http(None)
-        .get(format!("{}/v1/cluster", endpoint.discovery))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let body = cluster_json(endpoint).await?;
     body["raftVoters"].as_array()?.iter().map(|v| v.as_u64().map(|v| v as u32)).collect()
 }
 
@@ -623,14 +622,7 @@ pub async fn wait_for_voters(endpoint: &Endpoint, voters: &[u32], within: Durati
 
 /// The cluster as broker `endpoint` sees it: (Raft leader, partition → (leader, owner)).
 pub async fn cluster_view(endpoint: &Endpoint) -> Option<(Option<u32>, BTreeMap<u32, (u32, u32)>)> {
-    let body: Value = crate::tokens::harness_http(None)
-        .get(format!("{}/v1/cluster", endpoint.discovery))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let body = cluster_json(endpoint).await?;
     let raft_leader = body["raftLeader"].as_u64().map(|l| l as u32);
     let partitions = body["partitions"]
         .as_array()?
