@@ -198,7 +198,7 @@ mod tests {
         assert_eq!(key.verify(&hs256(claims(now() + 60), other)).unwrap_err(), TokenError::BadSignature);
         let no_exp = serde_json::json!({"scopes": []});
         assert!(matches!(key.verify(&hs256(no_exp, SECRET)).unwrap_err(), TokenError::Malformed(_)));
-        let later = serde_json::json!({"exp": now() + 60, "nbf": now() + 30, "scopes": []});
+        let later = serde_json::json!({"exp": now() + 60, "nbf": now() + 30, "jti": "t2", "scopes": []});
         assert_eq!(key.verify(&hs256(later, SECRET)).unwrap_err(), TokenError::NotYetValid);
         assert!(matches!(key.verify("not.a.token").unwrap_err(), TokenError::Malformed(_)));
     }
