@@ -83,23 +83,12 @@ pub fn served_certificate(ip: Ipv4Addr, port: u16, ca: &Path) -> Option<Vec<u8>>
     Some(stream.conn.peer_certificates()?.first()?.to_vec())
 }
 
+/// A TLS connection to `ip:port`, verified against `ca` the way a broker verifies its peers.
 fn connect(ip: Ipv4Addr, port: u16, ca: &Path) -> Option<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
-    let roots = roots_of(ca).ok()?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().ok()?;
-    let config = Arc::new(builder.with_root_certificates(roots).with_no_client_auth());
+    let config = Arc::new(runnel_broker::tls::peer_client_config(ca).ok()?);
     let name = rustls_pki_types::ServerName::IpAddress(IpAddr::V4(ip).into());
     let connection = rustls::ClientConnection::new(config, name).ok()?;
     let socket = TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(1)).ok()?;
     let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
     Some(rustls::StreamOwned::new(connection, socket))
-}
-
-fn roots_of(ca: &Path) -> Result<rustls::RootCertStore, String> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).map_err(|e| e.to_string())? {
-        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    }
-    Ok(roots)
 }

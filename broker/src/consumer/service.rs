@@ -227,20 +227,21 @@ impl ConsumerService {
         self.replication.leadership().served().into_iter().map(|(p, _)| p)
     }
 
-    /// What `consumer_id` registered with (looked up as [`ConsumerService::registered`] does).
+    /// What `consumer_id` registered with, without its partitions (an access check needs no
+    /// assignment).
     pub async fn registration(&self, consumer_id: &str) -> Result<Consumer, ApiError> {
-        self.registered(consumer_id).await.map(|(consumer, _)| consumer)
+        self.look_up(consumer_id, |_, consumer| consumer.clone()).await
     }
 
-    /// The consumer and its partitions. A consumer unknown here may have registered through
-    /// another broker a moment ago: it is looked up again after catching up with Raft.
+    /// The consumer and its partitions.
     async fn registered(&self, consumer_id: &str) -> Result<(Consumer, Vec<TopicPartition>), ApiError> {
-        let lookup = || {
-            self.raft.read(|state| {
-                let consumer = state.consumers.get(consumer_id)?.clone();
-                Some((consumer, assigned_to(state, consumer_id)))
-            })
-        };
+        self.look_up(consumer_id, |state, consumer| (consumer.clone(), assigned_to(state, consumer_id))).await
+    }
+
+    /// `read` of the registered consumer. A consumer unknown here may have registered through
+    /// another broker a moment ago: it is looked up again after catching up with Raft.
+    async fn look_up<T>(&self, consumer_id: &str, read: impl Fn(&ClusterState, &Consumer) -> T) -> Result<T, ApiError> {
+        let lookup = || self.raft.read(|state| state.consumers.get(consumer_id).map(|consumer| read(state, consumer)));
         if let Some(found) = lookup() {
             return Ok(found);
         }

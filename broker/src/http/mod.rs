@@ -23,7 +23,7 @@ use crate::cluster::Peers;
 use crate::consensus::RaftNode;
 use crate::consumer::{ConsumerService, GroupOffsets};
 use crate::error::ApiError;
-use crate::memory::{BodyRules, HeldBody, MemoryPlan};
+use crate::memory::{declared_length, read_body, BodyRules, HeldBody, MemoryPlan, BODY_LOOKAHEAD};
 use crate::metrics::Metrics;
 use crate::peer::plain_error;
 use crate::produce::ProduceService;
@@ -119,8 +119,8 @@ async fn read_small_body(
     headers: &axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<HeldBody, ApiError> {
-    let rules = BodyRules { limit: crate::memory::BODY_LOOKAHEAD, ..app.produce_body };
-    Ok(crate::memory::read_body(body, crate::memory::declared_length(headers), rules, &app.memory.reads).await?)
+    let rules = BodyRules { limit: BODY_LOOKAHEAD, ..app.produce_body };
+    Ok(read_body(body, declared_length(headers), rules, &app.memory.reads).await?)
 }
 
 /// Rewrites an error response that is not JSON into [`ApiError::Rejected`] with its text.

@@ -89,10 +89,11 @@ async fn produce(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let result = match access.require(Need::On { op: Op::Produce, topic: &topic, group: None }) {
-        Ok(()) => store(&app, &topic, params.first(&["partitionKey"]), &headers, body).await,
-        Err(e) => Err(e),
-    };
+    let result = async {
+        access.require(Need::On { op: Op::Produce, topic: &topic, group: None })?;
+        store(&app, &topic, params.first(&["partitionKey"]), &headers, body).await
+    }
+    .await;
     let response = match result {
         Ok(produced) => {
             app.metrics.produce_latency(started.elapsed());

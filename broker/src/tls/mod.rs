@@ -14,11 +14,10 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 use tokio_rustls::TlsAcceptor;
 
 pub use certificate::load_certified_key;
+use certificate::read_certificates;
 use reload::{CertWatch, Reloading};
 
 /// Why TLS cannot be set up; the broker refuses to start.
@@ -80,17 +79,9 @@ impl ServerTls {
 /// `RUNNEL_PEER_TLS_CA` and name the host called. HTTP/1.1 only, as without TLS: the peer
 /// port's limits count connections, one request on each at a time.
 pub fn peer_client_config(ca: &Path) -> Result<rustls::ClientConfig, TlsError> {
-    let shown = ca.display().to_string();
-    let unreadable =
-        |reason: String| TlsError::Unreadable { variable: "RUNNEL_PEER_TLS_CA", path: shown.clone(), reason };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| unreadable(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| unreadable(e.to_string()))?;
-    let invalid = |reason: String| TlsError::Invalid { variable: "RUNNEL_PEER_TLS_CA", path: shown.clone(), reason };
-    if certs.is_empty() {
-        return Err(invalid("holds no certificate".into()));
-    }
+    const VARIABLE: &str = "RUNNEL_PEER_TLS_CA";
+    let certs = read_certificates(VARIABLE, ca)?;
+    let invalid = |reason: String| TlsError::Invalid { variable: VARIABLE, path: ca.display().to_string(), reason };
     let mut roots = RootCertStore::empty();
     for cert in certs {
         roots.add(cert).map_err(|e| invalid(format!("not a CA certificate ({e})")))?;

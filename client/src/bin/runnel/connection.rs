@@ -29,12 +29,9 @@ pub struct ConnectionArgs {
 impl ConnectionArgs {
     /// How requests are made: scheme, CA, token.
     pub fn access(&self) -> anyhow::Result<Access> {
-        let ca_pem = match &self.ca {
-            Some(path) => {
-                Some(std::fs::read(path).with_context(|| format!("cannot read the CA file {}", path.display()))?)
-            }
-            None => None,
-        };
+        let ca_pem = (self.ca.as_ref())
+            .map(|path| std::fs::read(path).with_context(|| format!("cannot read the CA file {}", path.display())))
+            .transpose()?;
         Ok(Access::new(AccessConfig { token: self.token.clone(), https: self.tls, ca_pem, timeout: None })?)
     }
 
