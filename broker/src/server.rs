@@ -188,7 +188,7 @@ impl Broker {
             .fallback(|uri: axum::http::Uri| async move { PeerError::NotFound(uri.path().to_string()) })
             .layer(middleware::map_response(peer_errors_as_json));
         if let Some(secret) = peer_secret {
-            let verifier = PeerVerifier::new(secret, PEER_BODY_LIMIT);
+            let verifier = PeerVerifier::new(secret, PEER_BODY_LIMIT, peer_tls.is_some());
             peer = peer.layer(middleware::from_fn_with_state(verifier, require_peer_auth));
         }
         let bodies = PeerBodies { budget: memory.peer_bodies.clone(), rules: config.body_rules(PEER_BODY_LIMIT) };

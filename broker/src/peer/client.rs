@@ -140,7 +140,9 @@ pub async fn answer_json<T: DeserializeOwned>(response: reqwest::Response) -> Re
     serde_json::from_slice(&body).map_err(|e| PeerError::Unavailable(format!("bad answer from the peer: {e}")))
 }
 
-/// Adds the credential headers to a finished request (now, with a fresh nonce).
+/// Adds the credential headers to a finished request (now, with a fresh nonce). An `https`
+/// request's signature leaves its body to TLS ([`SignedParts::body`]), which is sound only
+/// because the client sending it checks the callee's certificate against the cluster's CA.
 pub fn sign_request(secret: &PeerSecret, request: &mut reqwest::Request) {
     let credential = {
         let url = request.url();
@@ -149,7 +151,7 @@ pub fn sign_request(secret: &PeerSecret, request: &mut reqwest::Request) {
             None => url.path().to_string(),
         };
         // A body that is not bytes (a stream) is never built here, see `PeerRequest`.
-        let body = request.body().and_then(|b| b.as_bytes()).unwrap_or_default();
+        let body = (url.scheme() != "https").then(|| request.body().and_then(|b| b.as_bytes()).unwrap_or_default());
         let parts = SignedParts {
             method: request.method().as_str(),
             path_and_query: &path_and_query,

@@ -42,13 +42,21 @@ impl From<PeerAuthError> for PeerError {
 pub struct PeerVerifier {
     secret: PeerSecret,
     body_limit: usize,
+    /// The port serves TLS only: signatures cover the head, TLS the body (see [`SignedParts`]).
+    over_tls: bool,
     nonces: Arc<Mutex<NonceCache>>,
     log: Arc<LogEvery>,
 }
 
 impl PeerVerifier {
-    pub fn new(secret: PeerSecret, body_limit: usize) -> PeerVerifier {
-        PeerVerifier { secret, body_limit, nonces: Default::default(), log: Arc::new(LogEvery::new(LOG_EVERY)) }
+    pub fn new(secret: PeerSecret, body_limit: usize, over_tls: bool) -> PeerVerifier {
+        PeerVerifier {
+            secret,
+            body_limit,
+            over_tls,
+            nonces: Default::default(),
+            log: Arc::new(LogEvery::new(LOG_EVERY)),
+        }
     }
 
     /// Checks a request's credential against its parts, then remembers its nonce.
@@ -81,7 +89,12 @@ pub async fn require_peer_auth(State(verifier): State<PeerVerifier>, request: Re
         Err(e) => return body_error(e, verifier.body_limit).into_response(),
     };
     let path_and_query = head.uri.path_and_query().map_or("/", |p| p.as_str());
-    let parts = SignedParts { method: head.method.as_str(), path_and_query, headers: &head.headers, body: &body };
+    let parts = SignedParts {
+        method: head.method.as_str(),
+        path_and_query,
+        headers: &head.headers,
+        body: (!verifier.over_tls).then_some(&body[..]),
+    };
     if let Err(error) = verifier.check(&parts) {
         verifier.note_refusal(remote, head.uri.path(), &error);
         return PeerError::from(error).into_response();
@@ -108,7 +121,7 @@ mod tests {
 
     /// A peer router with the middleware, on a free loopback port; its address.
     async fn serve(secret: PeerSecret) -> String {
-        let verifier = PeerVerifier::new(secret, 1024);
+        let verifier = PeerVerifier::new(secret, 1024, false);
         let router = Router::new()
             .route("/echo", post(|body: axum::body::Bytes| async move { body }))
             .layer(axum::middleware::from_fn_with_state(verifier, require_peer_auth));
@@ -141,13 +154,33 @@ mod tests {
         assert_eq!(too_big.status(), 413, "the body is bounded before it is verified");
     }
 
+    #[test]
+    fn behind_tls_the_body_is_left_out_of_the_signature_and_a_full_one_is_refused() {
+        let secret = PeerSecret::from_bytes(&[7; 32]).expect("secret");
+        let headers = axum::http::HeaderMap::new();
+        let head_only = SignedParts { method: "POST", path_and_query: "/echo", headers: &headers, body: None };
+        let credential = crate::peer::sign(&secret, &head_only, now_ms(), Credential::fresh_nonce());
+        let mut signed = axum::http::HeaderMap::new();
+        credential.write_headers(&mut signed);
+        let behind_tls = PeerVerifier::new(secret.clone(), 1024, true);
+        let arrived = SignedParts { headers: &signed, ..head_only };
+        assert!(behind_tls.check(&arrived).is_ok());
+
+        let full = SignedParts { body: Some(b"x"), ..head_only };
+        let credential = crate::peer::sign(&secret, &full, now_ms(), Credential::fresh_nonce());
+        let mut signed = axum::http::HeaderMap::new();
+        credential.write_headers(&mut signed);
+        let refused = behind_tls.check(&SignedParts { headers: &signed, ..head_only });
+        assert!(matches!(refused, Err(PeerAuthError::Credential(CredentialError::BadSignature))), "{refused:?}");
+    }
+
     #[tokio::test]
     async fn a_replayed_request_is_refused() {
         let secret = PeerSecret::from_bytes(&[7; 32]).expect("secret");
         let url = serve(secret.clone()).await;
         let http = reqwest::Client::new();
         let parts_headers = axum::http::HeaderMap::new();
-        let parts = SignedParts { method: "POST", path_and_query: "/echo", headers: &parts_headers, body: b"x" };
+        let parts = SignedParts { method: "POST", path_and_query: "/echo", headers: &parts_headers, body: Some(b"x") };
         let credential = crate::peer::sign(&secret, &parts, now_ms(), Credential::fresh_nonce());
         let mut headers = axum::http::HeaderMap::new();
         credential.write_headers(&mut headers);

@@ -1,7 +1,7 @@
 //! Authentication of the peer port (SPEC §13): every broker-to-broker request carries an
 //! HMAC-SHA256 credential keyed by the cluster's shared secret, over the method, path and
-//! query, the `x-runnel-*` headers, a digest of the body, a timestamp and a random nonce. The
-//! receiving broker refuses (401) a request without a valid credential, one whose timestamp is
+//! query, the `x-runnel-*` headers, a digest of the body (not with peer TLS, which guards the
+//! body itself: [`SignedParts::body`]), a timestamp and a random nonce. The receiving broker refuses (401) a request without a valid credential, one whose timestamp is
 //! more than [`MAX_SKEW`] away from its clock, and one whose nonce it already accepted: a
 //! captured request can neither be altered nor replayed.
 //!
