@@ -306,3 +306,40 @@ async fn the_producer_is_idempotent_by_default_and_a_later_one_with_its_id_fence
     assert!(metrics.contains("runnel_produce_duplicates_total 0"), "no repeats without faults");
     assert!(metrics.contains("runnel_produce_records_total 202"), "every record stored once");
 }
+
+/// The sum over `cluster` of the counter `name` (its one unlabelled line).
+async fn counter_sum(cluster: &[BrokerProcess], name: &str) -> u64 {
+    let mut sum = 0;
+    for broker in cluster {
+        let text = reqwest::get(broker.url(9253, "/metrics")).await.expect("metrics").text().await.expect("text");
+        let line = text.lines().find(|l| l.split(' ').next() == Some(name));
+        sum += line.and_then(|l| l.split(' ').nth(1)).map_or(0, |v| v.parse::<u64>().expect("a count"));
+    }
+    sum
+}
+
+#[tokio::test]
+async fn an_idempotent_producer_sends_each_batch_to_the_leader_of_its_partition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, &[]);
+    let brokers = Brokers::discover(&reqwest::Client::new(), &cluster[0].ip.to_string(), 9250).await.expect("discover");
+    assert!(brokers.in_ordinal_order, "a discovered list names the brokers in ordinal order");
+    let send_keyed = |producer: Producer, topic: &'static str| async move {
+        for i in 0..30 {
+            let stored = producer.send_batch(topic, Some(&format!("k{i}")), vec!["{}".into()]).await.expect("stored");
+            assert!(!stored.duplicate);
+        }
+        producer.send_batch(topic, None, vec!["{}".into()]).await.expect("unkeyed");
+    };
+
+    send_keyed(Producer::new(brokers.clone()), "direct").await;
+    assert_eq!(counter_sum(&cluster, "runnel_produce_forwarded_total").await, 0, "every batch went to its leader");
+    assert_eq!(counter_sum(&cluster, "runnel_produce_records_total").await, 31);
+
+    // A list in no known order: batches go round the brokers, which pass most of them on.
+    let unordered = Brokers { in_ordinal_order: false, ..brokers };
+    send_keyed(Producer::new(unordered), "round").await;
+    let forwarded = counter_sum(&cluster, "runnel_produce_forwarded_total").await;
+    assert!((5..=31).contains(&forwarded), "{forwarded} of 31 batches passed on");
+    assert_eq!(counter_sum(&cluster, "runnel_produce_records_total").await, 62);
+}

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub produce_records: Counter,
     /// Repeats of idempotent requests answered without storing anything (SPEC §12).
     pub produce_duplicates: Counter,
+    /// Produce requests this broker passed on to the partition's leader (a client that knows
+    /// the leaders sends there directly).
+    pub produce_forwarded: Counter,
     pub consume_bytes: Counter,
     pub consume_records: Counter,
     produce_latency: Histogram,
@@ -120,6 +123,12 @@ impl Metrics {
             "produce_duplicates",
             "Repeats of idempotent produce requests answered with their original offsets, storing nothing",
             produce_duplicates.clone(),
+        );
+        let produce_forwarded = Counter::default();
+        registry.register(
+            "produce_forwarded",
+            "Produce requests passed on to the broker leading their partition",
+            produce_forwarded.clone(),
         );
         let consume_bytes = Counter::default();
         registry.register("consume_bytes", "Record bytes delivered to consumers", consume_bytes.clone());
@@ -239,6 +248,7 @@ impl Metrics {
             produce_bytes,
             produce_records,
             produce_duplicates,
+            produce_forwarded,
             consume_bytes,
             consume_records,
             produce_latency,

@@ -18,6 +18,10 @@ pub struct Brokers {
     pub discovery_port: Option<u16>,
     /// How they are called (scheme, token): plain HTTP unless given.
     pub access: Access,
+    /// `hosts[i]` is the broker of ordinal `i` (a list from `/v1/brokers`, which names them in
+    /// order), so a request can go straight to the broker leading its partition. `false` for
+    /// a list whose order says nothing (given, or a DNS answer).
+    pub in_ordinal_order: bool,
 }
 
 impl Brokers {
@@ -29,6 +33,7 @@ impl Brokers {
             consumer_port: 9252,
             discovery_port: None,
             access: Access::default(),
+            in_ordinal_order: false,
         }
     }
 
@@ -82,6 +87,7 @@ impl Brokers {
             consumer_port: list.consumer_port,
             discovery_port: Some(port),
             access: access.clone(),
+            in_ordinal_order: true,
         })
     }
 
@@ -89,6 +95,13 @@ impl Brokers {
     /// (possible through `fixed` or the public fields) is [`ClientError::NoBrokers`].
     pub fn producer_url(&self, index: usize, path: &str) -> Result<String, ClientError> {
         self.url(index, self.producer_port, path)
+    }
+
+    /// The place in `hosts` of the broker with `ordinal`, when the list is in ordinal order and
+    /// holds it.
+    pub fn index_of_ordinal(&self, ordinal: u32) -> Option<usize> {
+        let index = ordinal as usize;
+        (self.in_ordinal_order && index < self.hosts.len()).then_some(index)
     }
 
     /// Like [`Brokers::producer_url`], on the consumer port.

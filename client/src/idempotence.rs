@@ -1,9 +1,10 @@
 //! What an idempotent [`crate::Producer`] keeps (SPEC §12): its `Producer-Id`, and per topic
 //! partition the epoch and the next sequence number, plus the current generation's partitions
-//! (from any broker's `GET /v1/topic/{topic}` on the consumer port), from which it predicts
-//! the partition a request will be stored in (the broker places it by the same Murmur3 token
-//! on the ring of those partitions; an unkeyed request goes to the partition of the
-//! producer's id).
+//! and their leaders (from any broker's `GET /v1/topic/{topic}` on the consumer port), from
+//! which it predicts the partition a request will be stored in (the broker places it by the
+//! same Murmur3 token on the ring of those partitions; an unkeyed request goes to the
+//! partition of the producer's id) and sends it to that partition's leader, so no broker has
+//! to pass it on (a hop that costs both brokers CPU, and with TLS an encryption more).
 //!
 //! Requests to one partition are sent one at a time (each holds its partition's [`Lane`]
 //! through its retries), so they reach the leader in sequence order whatever broker forwards
@@ -14,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use runnel_discovery::Ring;
 use serde::Deserialize;
@@ -28,11 +29,27 @@ pub struct Lane {
     pub next: u64,
 }
 
-/// The current generation's partitions: the first's number and the ring they form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Leaders move (failover, resize) without telling producers; a request sent to a former
+/// leader is passed on by it, so an old layout costs a hop, never a wrong answer. It is asked
+/// again this often, and after any failed request.
+const LAYOUT_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// The current generation's partitions: the first's number, the ring they form and the
+/// leader (ordinal) of each, when asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Layout {
     first: u32,
     ring: Ring,
+    leaders: Vec<u32>,
+    asked: Instant,
+}
+
+/// Where a request will be stored, and who stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub partition: u32,
+    /// The partition's leader, as last asked.
+    pub leader: Option<u32>,
 }
 
 /// A partition's lane, locked by the request being sent on it.
@@ -56,6 +73,7 @@ struct TopicView {
 struct PartitionView {
     partition: u32,
     generation: u32,
+    leader: u32,
 }
 
 impl Idempotence {
@@ -76,35 +94,36 @@ impl Idempotence {
     }
 
     /// The partition a request with `key` (none: the producer's id) will be stored in, as the
-    /// cluster's ring has it now (asked once, and again after [`Idempotence::forget_layout`]).
-    pub async fn partition_of(
+    /// cluster's ring has it now, and its leader (asked at most every [`LAYOUT_MAX_AGE`], and
+    /// again after [`Idempotence::forget_layout`]).
+    pub async fn route(
         &self,
         http: &reqwest::Client,
         brokers: &Brokers,
         (topic, key): (&str, Option<&str>),
-    ) -> Result<u32, ClientError> {
-        let known = *self.layout.lock().unwrap_or_else(|p| p.into_inner());
+    ) -> Result<Route, ClientError> {
+        let known = self.layout.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let layout = match known {
-            Some(layout) => layout,
-            None => {
+            Some(layout) if layout.asked.elapsed() < LAYOUT_MAX_AGE => layout,
+            _ => {
                 let layout = fetch_layout(http, brokers, topic).await?;
-                *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = Some(layout);
+                *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = Some(layout.clone());
                 layout
             }
         };
-        let key = key.unwrap_or(&self.id);
-        Ok(layout.first + layout.ring.partition_of_key(key.as_bytes()))
+        let index = layout.ring.partition_of_key(key.unwrap_or(&self.id).as_bytes());
+        Ok(Route { partition: layout.first + index, leader: layout.leaders.get(index as usize).copied() })
     }
 
-    /// The ring changed (a request was stored elsewhere than predicted): ask again next time.
+    /// The ring or a leader changed, or a request failed: ask again next time.
     pub fn forget_layout(&self) {
         *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
 /// The current generation's partitions from any broker's `GET /v1/topic/{topic}` (every
-/// topic has every generation's partitions, written to or not). Only their count and first
-/// number matter: a key's partition is its token's place among them.
+/// topic has every generation's partitions, written to or not). A key's partition is its
+/// token's place among them, counted from the first.
 async fn fetch_layout(http: &reqwest::Client, brokers: &Brokers, topic: &str) -> Result<Layout, ClientError> {
     let mut last = ClientError::NoBrokers;
     for index in 0..brokers.hosts.len() {
@@ -123,12 +142,14 @@ async fn fetch_layout(http: &reqwest::Client, brokers: &Brokers, topic: &str) ->
         };
         let view = answer.map_err(|e| ClientError::InvalidResponse { url: url.clone(), reason: e.to_string() })?;
         let generation = view.partitions.iter().map(|p| p.generation).max();
-        let current: Vec<u32> =
-            view.partitions.iter().filter(|p| Some(p.generation) == generation).map(|p| p.partition).collect();
-        let Some(first) = current.iter().min().copied() else {
+        let mut current: Vec<&PartitionView> =
+            view.partitions.iter().filter(|p| Some(p.generation) == generation).collect();
+        current.sort_by_key(|p| p.partition);
+        let Some(first) = current.first().map(|p| p.partition) else {
             return Err(ClientError::InvalidResponse { url, reason: "the topic has no partitions".into() });
         };
-        return Ok(Layout { first, ring: Ring::new(1, current.len() as u32) });
+        let leaders = current.iter().map(|p| p.leader).collect();
+        return Ok(Layout { first, ring: Ring::new(1, current.len() as u32), leaders, asked: Instant::now() });
     }
     Err(last)
 }

@@ -185,14 +185,16 @@ impl Producer {
         }
         let body = Bytes::from(body);
         let Some(idempotence) = &self.inner.idempotence else {
-            return self.post_until_stored(topic, key, body, None).await;
+            return self.post_until_stored(topic, key, body, (None, None)).await;
         };
-        let partition = idempotence.partition_of(&self.inner.http, &self.inner.brokers, (topic, key)).await?;
+        let route = idempotence.route(&self.inner.http, &self.inner.brokers, (topic, key)).await?;
+        let partition = route.partition;
         let lane = idempotence.lane(topic, partition);
         // Held through the retries: the partition's requests reach it in sequence order.
         let mut lane = lane.lock().await;
         let stamp = (idempotence.id.as_str(), *lane);
-        let sent = self.post_until_stored(topic, key, body, Some(stamp)).await;
+        let leader = route.leader.and_then(|ordinal| self.inner.brokers.index_of_ordinal(ordinal));
+        let sent = self.post_until_stored(topic, key, body, (Some(stamp), leader)).await;
         match &sent {
             Ok(produced) if produced.partition == partition => lane.next += 1,
             Ok(produced) => {
@@ -204,26 +206,33 @@ impl Producer {
                 let mut other = other.lock().await;
                 *other = Lane { epoch: other.epoch.max(stamp.1.epoch) + 1, next: 0 };
             }
-            Err(e) if e.may_have_stored() => *lane = Lane { epoch: lane.epoch + 1, next: 0 },
+            Err(e) if e.may_have_stored() => {
+                *lane = Lane { epoch: lane.epoch + 1, next: 0 };
+                idempotence.forget_layout();
+            }
             // Refused: nothing was stored, the sequence number is still free.
             Err(_) => {}
         }
         sent
     }
 
-    /// Sends `body` to the brokers in turn until one stores it, retrying what is retriable.
+    /// Sends `body` to the brokers in turn (first to `leader`, the place in the list of the
+    /// partition's leader, when known) until one stores it, retrying what is retriable.
     async fn post_until_stored(
         &self,
         topic: &str,
         key: Option<&str>,
         body: Bytes,
-        stamp: Option<(&str, Lane)>,
+        (stamp, leader): (Option<(&str, Lane)>, Option<usize>),
     ) -> Result<Produced, ClientError> {
         let mut backoff = Duration::from_millis(50);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let broker = self.inner.next_broker.fetch_add(1, Ordering::Relaxed);
+            let broker = match leader {
+                Some(leader) if attempt == 1 => leader,
+                _ => self.inner.next_broker.fetch_add(1, Ordering::Relaxed),
+            };
             match self.post(broker, topic, key, body.clone(), stamp).await {
                 Ok(produced) => return Ok(produced),
                 Err(e) if e.is_retryable() && attempt < self.inner.attempts => {

@@ -144,6 +144,9 @@ async fn store(
     let bytes: usize = records.iter().map(Bytes::len).sum();
     let stored = app.produce.produce(topic, key.map(str::as_bytes), records, conditions).await?;
     let appended = stored.appended;
+    if stored.forwarded {
+        app.metrics.produce_forwarded.inc();
+    }
     if appended.duplicate {
         app.metrics.produce_duplicates.inc();
     } else {

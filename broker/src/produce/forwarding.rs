@@ -10,15 +10,16 @@ use bytes::Bytes;
 
 use super::peer_api::{forward, Retry};
 use super::ProduceService;
+use super::Stored;
 use crate::error::ApiError;
-use crate::store::{Appended, Conditions};
+use crate::store::Conditions;
 use crate::timing::LEADER_WAIT;
 
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 impl ProduceService {
     /// Appends `records` on the leader of `key`'s partition (this broker or another) and
-    /// returns the partition once a majority of its copies hold them. Retried, an idempotent
+    /// returns where they are once a majority of its copies hold them. Retried, an idempotent
     /// request is checked again by whichever broker leads then: stored at most once.
     pub(super) async fn produce_to_leader(
         &self,
@@ -26,7 +27,7 @@ impl ProduceService {
         key: Option<&[u8]>,
         records: Vec<Bytes>,
         conditions: Conditions,
-    ) -> Result<(u32, Appended), ApiError> {
+    ) -> Result<Stored, ApiError> {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         let mut partition = self.partition_for(key)?;
         loop {
@@ -34,7 +35,8 @@ impl ProduceService {
                 partition = self.partition_for(key)?;
             }
             let leader = self.replication.leadership().current(partition).broker;
-            let attempt = if leader == self.peers.ordinal() {
+            let forwarded = leader != self.peers.ordinal();
+            let attempt = if !forwarded {
                 match self.replication.append(topic, partition, records.clone(), conditions.clone()).await {
                     Err(ApiError::NotLeader(_)) => {
                         Err(Retry(format!("this broker is not serving partition {partition} yet")))
@@ -52,7 +54,7 @@ impl ProduceService {
                 }
             };
             match attempt {
-                Ok(result) => return result.map(|appended| (partition, appended)),
+                Ok(result) => return result.map(|appended| Stored { partition, appended, forwarded }),
                 Err(Retry(reason)) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(%topic, partition, leader, "produce waits for the partition's leader: {reason}");
                     tokio::time::sleep(RETRY_PAUSE).await;

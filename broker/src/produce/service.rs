@@ -22,6 +22,8 @@ pub struct ProduceService {
 pub struct Stored {
     pub partition: u32,
     pub appended: Appended,
+    /// Another broker led the partition and stored them.
+    pub forwarded: bool,
 }
 
 impl ProduceService {
@@ -50,8 +52,7 @@ impl ProduceService {
                 "Expected-Offset needs a partitionKey (or a Producer-Id) to name the partition it is about".into(),
             ));
         }
-        let (partition, appended) = self.produce_to_leader(topic, key, records, conditions).await?;
-        Ok(Stored { partition, appended })
+        self.produce_to_leader(topic, key, records, conditions).await
     }
 
     /// The partition of `key` (or the next one without a key) in the current generation.

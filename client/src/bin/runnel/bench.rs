@@ -263,18 +263,21 @@ async fn produce(
         .then(|| Duration::from_secs_f64(args.batch as f64 * args.concurrency as f64 / args.rate as f64));
     let mut workers = Vec::new();
     for worker in 0..args.concurrency {
-        // One producer per broker in turn; unkeyed records stay on the receiving broker.
-        let single = Brokers {
-            hosts: vec![brokers.hosts[worker % brokers.hosts.len()].clone()],
-            producer_port: brokers.producer_port,
-            consumer_port: brokers.consumer_port,
-            discovery_port: None,
-            access: brokers.access.clone(),
-        };
-        // Idempotent, a producer's unkeyed requests go to the partition of its id (which may
-        // be led by another broker: then forwarded).
+        // Idempotent, a producer's unkeyed requests go to the partition of its id, sent to its
+        // leader. Otherwise one producer per broker in turn: unkeyed records stay on the
+        // receiving broker.
         let config = ProducerConfig { idempotent: !args.no_idempotence, ..ProducerConfig::default() };
-        let producer = Producer::with_config(single, config);
+        let targets = if config.idempotent {
+            brokers.clone()
+        } else {
+            Brokers {
+                hosts: vec![brokers.hosts[worker % brokers.hosts.len()].clone()],
+                discovery_port: None,
+                in_ordinal_order: false,
+                ..brokers.clone()
+            }
+        };
+        let producer = Producer::with_config(targets, config);
         let (next, produced, duplicates, topic) =
             (next.clone(), produced.clone(), duplicates.clone(), topic.to_string());
         let (records, batch, size) = (args.records, args.batch, args.size);
