@@ -121,6 +121,12 @@ pub struct Config {
     #[arg(long, env = "RUNNEL_MAX_CONSUMER_TOPICS", default_value_t = 100)]
     pub max_consumer_topics: usize,
 
+    /// Records of one partition a queue group may have leased or waiting past its first
+    /// unacknowledged one (SPEC §14, like Kafka share groups' record locks): `next` returns
+    /// fewer once a partition reaches it.
+    #[arg(long, env = "RUNNEL_QUEUE_MAX_IN_FLIGHT", default_value_t = 1_000)]
+    pub queue_max_in_flight: usize,
+
     /// Most `runnel_group_lag_records` series (one per group and partition this broker leads)
     /// the metrics port exports; beyond it only each group's total is (0: totals only).
     #[arg(long, env = "RUNNEL_MAX_LAG_SERIES", default_value_t = 10_000)]
@@ -311,6 +317,14 @@ impl Config {
                 "RUNNEL_MAX_PRODUCERS_PER_PARTITION",
                 &self.max_producers_per_partition,
                 "must be between 1 and 100000".into(),
+            );
+        }
+        let most_in_flight = crate::consensus::queue_groups::MAX_ACKED_AHEAD as usize;
+        if !(1..=most_in_flight).contains(&self.queue_max_in_flight) {
+            return fail(
+                "RUNNEL_QUEUE_MAX_IN_FLIGHT",
+                &self.queue_max_in_flight,
+                format!("must be between 1 and {most_in_flight}"),
             );
         }
         if !(1..=10_000).contains(&self.max_consumer_topics) {

@@ -78,6 +78,9 @@ pub enum ApiError {
     /// A revocation that found the list of revoked tokens full. 409.
     #[error("{0}")]
     RevocationsFull(String),
+    /// A queue group asked for other topics than it has, or a new one beyond the bound. 409.
+    #[error("{0}")]
+    QueueConflict(String),
     #[error("{0}: retry shortly")]
     Unavailable(String),
     /// This broker does not (or no longer) lead the partition; nothing was stored.
@@ -144,7 +147,8 @@ impl ApiError {
             | ApiError::ResizeRefused(_)
             | ApiError::GroupHasMembers { .. }
             | ApiError::SequenceGap { .. }
-            | ApiError::RevocationsFull(_) => StatusCode::CONFLICT,
+            | ApiError::RevocationsFull(_)
+            | ApiError::QueueConflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::ProducerFenced { .. } | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UnexpectedOffset { .. } => StatusCode::PRECONDITION_FAILED,
@@ -186,6 +190,7 @@ impl ApiError {
             ApiError::Unauthenticated { .. } => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::RevocationsFull(_) => "revocations_full",
+            ApiError::QueueConflict(_) => "queue_conflict",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotLeader(_) => NOT_LEADER,
             ApiError::InsufficientStorage(_) => "insufficient_storage",

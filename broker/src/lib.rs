@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod partitioning;
 pub mod peer;
 pub mod produce;
+pub mod queue;
 pub mod reading;
 pub mod replication;
 pub mod server;

@@ -13,6 +13,9 @@ pub const MAX_REQUEST_SIZE_LIMIT: usize = MAX_BATCH_BODY / 5 * 2;
 /// at most [`MAX_BATCH_BODY`]; Raft's entries and snapshot chunks are far smaller.
 pub const PEER_BODY_LIMIT: usize = MAX_BATCH_BODY + 64 * 1024;
 
+/// Most records one queue `next` leases and one ack, nack or extend names (SPEC §14).
+pub const QUEUE_MAX_BATCH: usize = 1_000;
+
 /// The longest request target (path and query) a client port takes; a longer one is answered
 /// a JSON 414. Far below hyper's own limit (65,534 bytes, answered 414 with no body), so ours
 /// is the one clients meet. SPEC's URLs (a topic of at most 249 characters, a consumer id, a

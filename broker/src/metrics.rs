@@ -1,7 +1,7 @@
 //! Prometheus metrics (served on the metrics port as text exposition format).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -15,6 +15,8 @@ type Labels = Vec<(&'static str, String)>;
 
 pub struct Metrics {
     registry: Registry,
+    /// Queue groups' counts (SPEC §14), by group.
+    pub queue: Arc<QueueMetrics>,
     requests: Family<Labels, Counter>,
     pub produce_bytes: Counter,
     pub produce_records: Counter,
@@ -103,6 +105,71 @@ pub struct StateSizes {
     pub group_lag: GroupLag,
 }
 
+/// Queue groups' series, labelled by group (at most `MAX_QUEUE_GROUPS` of them).
+#[derive(Default)]
+pub struct QueueMetrics {
+    leased: Family<Labels, Counter>,
+    redelivered: Family<Labels, Counter>,
+    acked: Family<Labels, Counter>,
+    dead_lettered: Family<Labels, Counter>,
+    pending: Family<Labels, Gauge>,
+    ack_pending: Family<Labels, Gauge>,
+}
+
+impl QueueMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let families = [
+            ("queue_leased", "Records leased by queue groups (deliveries)", &self.leased),
+            ("queue_redelivered", "Leases of records delivered before", &self.redelivered),
+            ("queue_acked", "Records acknowledged in queue groups", &self.acked),
+            (
+                "queue_dead_lettered",
+                "Records over maxDeliver, appended to the dead-letter topic (or dropped without one) and acknowledged",
+                &self.dead_lettered,
+            ),
+        ];
+        for (name, help, family) in families {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "queue_pending",
+            "Records of the partitions this broker leads not leased yet, per queue group",
+            self.pending.clone(),
+        );
+        registry.register(
+            "queue_ack_pending",
+            "Records leased and not acknowledged on the partitions this broker leads, per queue group",
+            self.ack_pending.clone(),
+        );
+    }
+
+    fn labels(group: &str) -> Labels {
+        vec![("group", group.to_string())]
+    }
+
+    pub fn leased(&self, group: &str) -> Counter {
+        self.leased.get_or_create(&Self::labels(group)).clone()
+    }
+
+    pub fn redelivered(&self, group: &str) -> Counter {
+        self.redelivered.get_or_create(&Self::labels(group)).clone()
+    }
+
+    pub fn acked(&self, group: &str) -> Counter {
+        self.acked.get_or_create(&Self::labels(group)).clone()
+    }
+
+    pub fn dead_lettered(&self, group: &str) -> Counter {
+        self.dead_lettered.get_or_create(&Self::labels(group)).clone()
+    }
+
+    pub fn set_counts(&self, group: &str, pending: u64, ack_pending: u64) {
+        let labels = Self::labels(group);
+        self.pending.get_or_create(&labels).set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.ack_pending.get_or_create(&labels).set(i64::try_from(ack_pending).unwrap_or(i64::MAX));
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -112,6 +179,8 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("runnel");
+        let queue = Arc::new(QueueMetrics::default());
+        queue.register(&mut registry);
         let requests = Family::<Labels, Counter>::default();
         registry.register("http_requests", "HTTP requests by endpoint and status code", requests.clone());
         let produce_bytes = Counter::default();
@@ -236,6 +305,7 @@ impl Metrics {
             group_lag_omitted,
             rendering: Mutex::new(()),
             registry,
+            queue,
             resident,
             resident_peak,
             connections_refused,

@@ -18,12 +18,13 @@ use crate::config::Config;
 use crate::consensus::{RaftConfig, RaftNode};
 use crate::consumer::{self, ConsumerService, ConsumerSettings, GroupOffsets};
 use crate::http::{consumer_router, discovery_router, metrics_router, producer_router, AppState};
-use crate::limits::PEER_BODY_LIMIT;
+use crate::limits::{PEER_BODY_LIMIT, QUEUE_MAX_BATCH};
 use crate::metrics::Metrics;
 use crate::peer::{
     peer_errors_as_json, read_peer_bodies, require_peer_auth, PeerBodies, PeerError, PeerHttp, PeerVerifier,
 };
 use crate::produce::{self, ProduceService};
+use crate::queue::{self, QueueLimits, QueueService};
 use crate::reading::{self, PositionReads, ReadSettings};
 use crate::replication::{replication_router, Leadership, Replication};
 use crate::serving::{self, ConnectionLimit};
@@ -139,6 +140,18 @@ impl Broker {
             memory.reads.clone(),
             ReadSettings { max_bytes: config.poll_max_bytes, wait_max: Duration::from_millis(config.poll_wait_max_ms) },
         ));
+        let queues = Arc::new(QueueService::new(
+            (raft.clone(), replication.clone(), storage.clone()),
+            (produce.clone(), peers.clone()),
+            memory.reads.clone(),
+            QueueLimits {
+                max_in_flight: config.queue_max_in_flight,
+                max_batch: QUEUE_MAX_BATCH,
+                max_bytes: config.poll_max_bytes,
+                wait_max: Duration::from_millis(config.poll_wait_max_ms),
+            },
+            metrics.queue.clone(),
+        ));
         let client_connections = ConnectionLimit::new(memory.client_connections, metrics.connections_refused.clone());
         let app = Arc::new(AppState {
             storage: storage.clone(),
@@ -147,6 +160,7 @@ impl Broker {
             groups,
             produce: produce.clone(),
             reads: reads.clone(),
+            queues: queues.clone(),
             bounds: bounds.clone(),
             streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
             replication: replication.clone(),
@@ -184,6 +198,7 @@ impl Broker {
             .merge(bounds::peer_router(bounds))
             .merge(produce::peer_router(produce))
             .merge(reading::peer_router(reads))
+            .merge(queue::peer_router(queues))
             .merge(replication_router(replication.clone()))
             .fallback(|uri: axum::http::Uri| async move { PeerError::NotFound(uri.path().to_string()) })
             .layer(middleware::map_response(peer_errors_as_json));

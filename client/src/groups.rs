@@ -183,7 +183,7 @@ impl Groups {
 }
 
 /// A group name as one path segment.
-fn encoded(group: &str) -> String {
+pub(crate) fn encoded(group: &str) -> String {
     group.bytes().fold(String::new(), |mut out, b| {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(b as char);

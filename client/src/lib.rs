@@ -12,6 +12,7 @@ mod groups;
 mod idempotence;
 mod poll_chunk;
 mod producer;
+mod queue;
 mod reader;
 pub mod tokens;
 mod wire;
@@ -26,5 +27,6 @@ pub use groups::{
 };
 pub use poll_chunk::PollChunk;
 pub use producer::{Produced, Producer, ProducerConfig};
+pub use queue::{QueueConsumer, QueueRecord, QueueSettings, SettleResult};
 pub use reader::{Page, PartitionView, Position, PositionedRecord, Reader};
 pub use runnel_discovery::BrokerList;

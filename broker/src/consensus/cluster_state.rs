@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 pub use super::cluster_shape::{BrokerEntry, BrokerState};
+use super::queue_groups::{PartitionAcks, QueueGroups, QueueSetOutcome, QueueSettings};
 use super::revocations::{Revocations, Revoked};
 use crate::partitioning::{Layout, Ring};
 
@@ -147,6 +148,18 @@ pub enum Command {
         until: Option<u64>,
         now: u64,
     },
+    /// Creates queue group `group` with `settings`, or (unless `only_create`) changes it.
+    SetQueue {
+        group: String,
+        settings: QueueSettings,
+        only_create: bool,
+    },
+    /// Acknowledgements of a queue group's records, batched, each counted only if its epoch
+    /// is still its partition's.
+    QueueAck {
+        group: String,
+        acks: Vec<PartitionAcks>,
+    },
 }
 
 /// What applying a [`Command`] did.
@@ -188,6 +201,9 @@ pub enum CommandResult {
         members: Vec<String>,
     },
     TokenRevoked(Revoked),
+    QueueSet(QueueSetOutcome),
+    /// Per [`PartitionAcks`], whether it counted.
+    QueueAcked(Vec<bool>),
 }
 
 /// The applied state: what every broker agrees on.
@@ -225,6 +241,9 @@ pub struct ClusterState {
     /// Tokens refused before their expiry. A snapshot from before revocations has none.
     #[serde(default)]
     pub revoked_tokens: Revocations,
+    /// Queue groups' settings and acknowledgements. A snapshot from before queues has none.
+    #[serde(default)]
+    pub queues: QueueGroups,
 }
 
 impl ClusterState {
@@ -271,6 +290,14 @@ impl ClusterState {
             Command::ResetOffsets { group, topic, offsets, force } => self.reset_offsets(group, topic, offsets, force),
             Command::RevokeToken { id, until, now } => {
                 CommandResult::TokenRevoked(self.revoked_tokens.revoke(id, until, now))
+            }
+            Command::SetQueue { group, settings, only_create } => {
+                CommandResult::QueueSet(self.queues.set(group, settings, only_create))
+            }
+            Command::QueueAck { group, acks } => {
+                let leaders = &self.leaders;
+                let epoch = |p: u32| leaders.get(&p).map_or(0, |l| l.epoch);
+                CommandResult::QueueAcked(self.queues.ack(&group, &acks, epoch))
             }
         }
     }
@@ -428,6 +455,24 @@ mod tests {
             s.apply(Command::Register(consumer("c2", "g", &["a"]))),
             CommandResult::Registered { new_group: false }
         );
+    }
+
+    #[test]
+    fn a_deposed_leader_s_queue_acks_do_not_count_once_the_next_epoch_is_applied() {
+        let mut s = ClusterState::default();
+        let settings = QueueSettings::defaults(vec!["jobs".into()]);
+        let set = Command::SetQueue { group: "g".into(), settings, only_create: true };
+        assert_eq!(s.apply(set), CommandResult::QueueSet(QueueSetOutcome::Created));
+        let ack = |epoch, offsets: &[u64]| Command::QueueAck {
+            group: "g".into(),
+            acks: vec![PartitionAcks { topic: "jobs".into(), partition: 2, epoch, offsets: offsets.to_vec() }],
+        };
+        assert_eq!(s.apply(ack(0, &[0, 1])), CommandResult::QueueAcked(vec![true]));
+        s.apply(Command::SetLeader { partition: 2, broker: 1, epoch: 1 });
+        assert_eq!(s.apply(ack(0, &[2])), CommandResult::QueueAcked(vec![false]), "epoch 0's leader was deposed");
+        assert_eq!(s.apply(ack(1, &[3])), CommandResult::QueueAcked(vec![true]));
+        let acked = s.queues.acked("g", "jobs", 2);
+        assert_eq!((acked.floor, acked.above), (2, [3].into()));
     }
 
     #[test]

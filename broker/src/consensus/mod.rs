@@ -8,6 +8,7 @@ mod log_store;
 mod network;
 mod node;
 mod peer_api;
+pub mod queue_groups;
 pub mod revocations;
 mod state_machine;
 mod type_config;

@@ -33,7 +33,8 @@ pub fn router(app: SharedState) -> Router {
             .route("/v1/topic/{topic}", get(super::records_api::topic))
             .route("/status", get(consumer_status))
             .route("/livez", get(livez))
-            .merge(groups_api::routes()),
+            .merge(groups_api::routes())
+            .merge(super::queue_api::routes()),
     )
     .with_state(app)
 }

@@ -6,6 +6,7 @@ mod groups_api;
 mod metrics_api;
 mod producer_api;
 mod query;
+mod queue_api;
 mod records_api;
 mod request_limits;
 mod status;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub groups: Arc<GroupOffsets>,
     pub produce: Arc<ProduceService>,
     pub reads: Arc<PositionReads>,
+    /// Queue groups' leases (SPEC §14).
+    pub queues: Arc<crate::queue::QueueService>,
     /// Every partition's bounds, from their leaders.
     pub bounds: Arc<crate::bounds::Bounds>,
     /// A permit per live stream (`RUNNEL_MAX_STREAMS`).

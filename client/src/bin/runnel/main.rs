@@ -12,6 +12,7 @@ mod inspect;
 mod pressure;
 mod produce;
 mod progress;
+mod queue;
 mod read;
 mod token;
 
@@ -53,6 +54,9 @@ enum Command {
     /// Overload a cluster (bulk producers of large bodies, slow connections, latency probes)
     /// and report the probes' latency and the brokers' peak memory against their limit.
     Pressure(pressure::PressureArgs),
+    /// Work a queue group (`queue work G --topic T`): lease records, handle them, acknowledge
+    /// them; or lease, settle, see and change the group by hand.
+    Queue(queue::QueueArgs),
     /// Make a signing key pair (`token keygen`), sign a token (`token create`), or revoke one
     /// before its expiry (`token revoke`).
     Token(token::TokenArgs),
@@ -73,6 +77,7 @@ async fn main() {
         Command::Bench(args) => bench::run(args).await,
         Command::Pressure(args) => pressure::run(args).await,
         Command::Token(args) => token::run(args).await,
+        Command::Queue(args) => queue::run(args).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
