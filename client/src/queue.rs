@@ -3,9 +3,9 @@
 //! or extends each lease by its `ack_token` through any broker.
 //!
 //! As the poll flow does, each broker has at most one `next` in flight, kept across calls:
-//! `next` returns once one broker answers with records, with every answer in by then, and a
-//! request still waiting at another broker stays in flight (its records come with a later
-//! call), so no lease a broker granted is dropped on the way.
+//! `next` returns once one broker answers with records, with the answers that come within
+//! 10 ms of it, and a request still waiting at another broker stays in flight (its records
+//! come with a later call), so no lease a broker granted is dropped on the way.
 
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,9 @@ type Answer = (usize, Result<Vec<QueueRecord>, ClientError>);
 
 /// Pause before a broker whose `next` failed is asked again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Once one broker answered with records, how long `next` waits for the others' answers (with
+/// a backlog they come within milliseconds, and a fuller batch halves the calls per record).
+const GATHER: Duration = Duration::from_millis(10);
 /// How much longer than its `wait` a `next` may take to answer.
 const ANSWER_MARGIN: Duration = Duration::from_secs(10);
 
@@ -159,7 +162,9 @@ impl QueueConsumer {
             let Ok(Some(answer)) = tokio::time::timeout_at(deadline, self.answers.recv()).await else { break };
             answered |= self.take(answer, &mut records, &mut last_error);
             if !records.is_empty() {
-                while let Ok(answer) = self.answers.try_recv() {
+                let gathered = tokio::time::Instant::now() + GATHER;
+                while self.in_flight.iter().any(|f| *f) {
+                    let Ok(Some(answer)) = tokio::time::timeout_at(gathered, self.answers.recv()).await else { break };
                     self.take(answer, &mut records, &mut last_error);
                 }
                 break;

@@ -64,9 +64,9 @@ pub struct BenchArgs {
 
 #[derive(Serialize)]
 pub struct Latency {
-    p50_ms: f64,
+    pub p50_ms: f64,
     p90_ms: f64,
-    p99_ms: f64,
+    pub p99_ms: f64,
     p999_ms: f64,
     max_ms: f64,
     count: u64,
@@ -124,7 +124,7 @@ pub fn now_micros() -> u64 {
 }
 
 /// `count` JSON records of exactly `size` bytes, each carrying the send time.
-fn ndjson_body(count: u64, size: usize, sent_at: u64) -> Vec<Bytes> {
+pub(crate) fn ndjson_body(count: u64, size: usize, sent_at: u64) -> Vec<Bytes> {
     let head = format!("{{\"t\":{sent_at:>20},\"p\":\"");
     let fill = size.saturating_sub(head.len() + 2);
     let mut record = String::with_capacity(size);

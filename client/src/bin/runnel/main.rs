@@ -13,6 +13,7 @@ mod pressure;
 mod produce;
 mod progress;
 mod queue;
+mod queue_bench;
 mod read;
 mod token;
 

@@ -31,6 +31,9 @@ enum Action {
     Set(SetArgs),
     /// The group's settings and what is acknowledged of each partition.
     Show { group: String },
+    /// Fill a new topic, then lease and acknowledge it all with W workers: records/s and the
+    /// latency of `next` and ack.
+    Bench(crate::queue_bench::QueueBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -125,6 +128,7 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&worker(&set.group).configure(&settings).await?)?);
             Ok(())
         }
+        Action::Bench(bench) => crate::queue_bench::run(brokers, bench).await,
         Action::Show { group } => {
             let shown = worker(&Group { group, topics: Vec::new() }).describe().await?;
             println!("{}", serde_json::to_string_pretty(&shown)?);
