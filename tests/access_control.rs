@@ -1,5 +1,5 @@
 //! SPEC §13, client part, against a real broker with `RUNNEL_AUTH_KEY_FILE`: every client route
-//! answers 401 (with `WWW-Authenticate: Bearer`) without a valid token (none, expired, badly
+//! (queue groups' included) answers 401 (with `WWW-Authenticate: Bearer`) without a valid token (none, expired, badly
 //! signed, revoked), 403 outside its scopes (topic, operation, group), and serves a token that
 //! covers it; health stays open; a consumer whose token expires is refused at its next poll;
 //! rotating keys (two public keys at once) and HMAC secrets work; a bad key keeps the broker down.
@@ -131,6 +131,17 @@ fn routes() -> Vec<Route> {
                 (true, true, true),
             )
         },
+        Route {
+            body: Some(json!({"topics": [TOPIC]}).to_string()),
+            ..route("queue group settings", Method::PUT, 9252, &format!("/v1/queue/{GROUP}"), (true, true, true))
+        },
+        route("queue next", Method::POST, 9252, &format!("/v1/queue/{GROUP}/next?topic={TOPIC}"), (true, true, true)),
+        Route {
+            // A token of a record of TOPIC's partition 0 ("q1:0:0:0:1:orders.eu"), leased or not.
+            body: Some(json!({"ack_tokens": ["cTE6MDowOjA6MTpvcmRlcnMuZXU"]}).to_string()),
+            ..route("queue ack", Method::POST, 9252, &format!("/v1/queue/{GROUP}/ack"), (true, true, true))
+        },
+        route("queue group", Method::GET, 9252, &format!("/v1/queue/{GROUP}"), (false, true, true)),
         route("brokers", Method::GET, 9250, "/v1/brokers", (false, false, false)),
         route("cluster", Method::GET, 9250, "/v1/cluster", (false, false, false)),
         Route {
@@ -229,8 +240,8 @@ async fn every_client_route_answers_401_without_a_valid_token_403_outside_its_sc
         assert!(status.is_success(), "{} with a good token: {status} {body}", route.name);
         good_checked += 1;
     }
-    // 15 routes; the wrong-scope cases that apply to them, counted by hand from the table.
-    assert_eq!((unauthenticated_checked, forbidden_checked, good_checked), (15 * 5, 24, 15));
+    // 19 routes; the wrong-scope cases that apply to them, counted by hand from the table.
+    assert_eq!((unauthenticated_checked, forbidden_checked, good_checked), (19 * 5, 35, 19));
 
     // Only the health paths themselves are open: no spelling of another path gets past.
     for path in ["/status/", "/%73tatus", "/livez/..", "/status?x=/v1/topic/t/messages", "//status"] {

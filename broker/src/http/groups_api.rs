@@ -120,7 +120,7 @@ fn group_view(description: GroupDescription) -> GroupView {
     }
 }
 
-fn may_see(access: &Access, group: &str) -> bool {
+pub(super) fn may_see(access: &Access, group: &str) -> bool {
     access.allows(Need::Group { op: Op::Consume, group }) || access.allows(Need::Group { op: Op::Admin, group })
 }
 
