@@ -80,7 +80,9 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Once one broker answered with records, how long `next` waits for the others' answers (with
 /// a backlog they come within milliseconds, and a fuller batch halves the calls per record).
 const GATHER: Duration = Duration::from_millis(10);
-/// How much longer than its `wait` a `next` may take to answer.
+/// How long past its `wait` a `next` waits for a broker's answer.
+const COLLECT_MARGIN: Duration = Duration::from_secs(1);
+/// How much longer than its `wait` a broker may take to answer a request.
 const ANSWER_MARGIN: Duration = Duration::from_secs(10);
 
 /// A queue group's worker.
@@ -106,6 +108,9 @@ pub struct QueueConsumer {
     skip_until: Vec<Option<Instant>>,
     /// Rotates which brokers get the remainder of a batch split between them.
     turn: usize,
+    /// Records taken in from the brokers and not returned yet: a `next` cancelled while it
+    /// gathers answers leaves them here for the next call, not dropped.
+    ready: Vec<QueueRecord>,
 }
 
 impl QueueConsumer {
@@ -123,6 +128,7 @@ impl QueueConsumer {
             in_flight: vec![false; count],
             skip_until: vec![None; count],
             turn: 0,
+            ready: Vec::new(),
         }
     }
 
@@ -141,53 +147,48 @@ impl QueueConsumer {
             if share == 0 || self.in_flight[index] || skipped {
                 continue;
             }
-            self.in_flight[index] = true;
             let request = self.next_request(index, share, wait)?;
+            self.in_flight[index] = true;
             let answers = self.answers_to.clone();
             tokio::spawn(async move {
                 let _ = answers.send((index, request.await));
             });
         }
-        if self.in_flight.iter().all(|f| !f) {
+        if self.ready.is_empty() && self.in_flight.iter().all(|f| !f) {
             // Every broker failed a moment ago: wait for the first to be asked again (or the
             // wait), so a worker's loop does not spin.
             let retry = self.skip_until.iter().flatten().min().copied().unwrap_or(now);
             tokio::time::sleep(retry.saturating_duration_since(now).min(wait)).await;
             return Ok(Vec::new());
         }
-        let deadline = tokio::time::Instant::now() + wait + ANSWER_MARGIN;
-        let mut records = Vec::new();
+        // A broker that does not answer by the end of the wait is left in flight: its answer
+        // comes with a later call.
+        let deadline = tokio::time::Instant::now() + wait + COLLECT_MARGIN;
         let (mut answered, mut last_error) = (false, None);
-        while self.in_flight.iter().any(|f| *f) {
+        while self.ready.is_empty() && self.in_flight.iter().any(|f| *f) {
             let Ok(Some(answer)) = tokio::time::timeout_at(deadline, self.answers.recv()).await else { break };
-            answered |= self.take(answer, &mut records, &mut last_error);
-            if !records.is_empty() {
-                let gathered = tokio::time::Instant::now() + GATHER;
-                while self.in_flight.iter().any(|f| *f) {
-                    let Ok(Some(answer)) = tokio::time::timeout_at(gathered, self.answers.recv()).await else { break };
-                    self.take(answer, &mut records, &mut last_error);
-                }
-                break;
+            answered |= self.take(answer, &mut last_error);
+        }
+        if !self.ready.is_empty() {
+            let gathered = tokio::time::Instant::now() + GATHER;
+            while self.in_flight.iter().any(|f| *f) {
+                let Ok(Some(answer)) = tokio::time::timeout_at(gathered, self.answers.recv()).await else { break };
+                self.take(answer, &mut last_error);
             }
         }
         match last_error {
-            Some(e) if !answered && self.in_flight.iter().all(|f| !f) => Err(e),
-            _ => Ok(records),
+            Some(e) if !answered && self.ready.is_empty() && self.in_flight.iter().all(|f| !f) => Err(e),
+            _ => Ok(std::mem::take(&mut self.ready)),
         }
     }
 
     /// Takes a broker's answer in: whether it was one (not an error).
-    fn take(
-        &mut self,
-        (index, answer): Answer,
-        records: &mut Vec<QueueRecord>,
-        last_error: &mut Option<ClientError>,
-    ) -> bool {
+    fn take(&mut self, (index, answer): Answer, last_error: &mut Option<ClientError>) -> bool {
         self.in_flight[index] = false;
         match answer {
             Ok(leased) => {
                 self.skip_until[index] = None;
-                records.extend(leased);
+                self.ready.extend(leased);
                 true
             }
             Err(e) => {

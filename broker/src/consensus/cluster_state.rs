@@ -465,13 +465,19 @@ mod tests {
         assert_eq!(s.apply(set), CommandResult::QueueSet(QueueSetOutcome::Created));
         let ack = |epoch, offsets: &[u64]| Command::QueueAck {
             group: "g".into(),
-            acks: vec![PartitionAcks { topic: "jobs".into(), partition: 2, epoch, offsets: offsets.to_vec() }],
+            acks: vec![PartitionAcks {
+                topic: "jobs".into(),
+                partition: 2,
+                epoch,
+                floor: 0,
+                offsets: offsets.to_vec(),
+            }],
         };
         assert_eq!(s.apply(ack(0, &[0, 1])), CommandResult::QueueAcked(vec![true]));
         s.apply(Command::SetLeader { partition: 2, broker: 1, epoch: 1 });
         assert_eq!(s.apply(ack(0, &[2])), CommandResult::QueueAcked(vec![false]), "epoch 0's leader was deposed");
         assert_eq!(s.apply(ack(1, &[3])), CommandResult::QueueAcked(vec![true]));
-        let acked = s.queues.acked("g", "jobs", 2);
+        let acked = s.queues.acked("g", "jobs", 2).cloned().unwrap_or_default();
         assert_eq!((acked.floor, acked.above), (2, [3].into()));
     }
 

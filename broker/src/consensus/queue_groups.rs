@@ -42,15 +42,24 @@ pub struct AckedRange {
 }
 
 impl AckedRange {
-    fn ack(&mut self, offsets: &[u64]) {
-        for &offset in offsets {
-            if offset >= self.floor && offset < self.floor + MAX_ACKED_AHEAD {
-                self.above.insert(offset);
-            }
+    /// Raises the floor to `floor` (the leader's: below it all is acknowledged or removed by
+    /// retention) and records `offsets`; false, recording nothing, if one lies too far ahead.
+    fn ack(&mut self, floor: u64, offsets: &[u64]) -> bool {
+        let floor = self.floor.max(floor);
+        if offsets.iter().any(|&o| o >= floor + MAX_ACKED_AHEAD) {
+            return false;
         }
+        self.floor = floor;
+        self.above = self.above.split_off(&floor);
+        self.above.extend(offsets.iter().filter(|&&o| o >= floor));
         while self.above.remove(&self.floor) {
             self.floor += 1;
         }
+        true
+    }
+
+    pub fn contains(&self, offset: u64) -> bool {
+        offset < self.floor || self.above.contains(&offset)
     }
 }
 
@@ -67,6 +76,8 @@ pub struct PartitionAcks {
     pub topic: String,
     pub partition: u32,
     pub epoch: u64,
+    /// The leader's floor: every record below it is acknowledged or was removed by retention.
+    pub floor: u64,
     pub offsets: Vec<u64>,
 }
 
@@ -89,10 +100,6 @@ pub struct QueueGroups {
 impl QueueGroups {
     pub fn get(&self, group: &str) -> Option<&QueueGroup> {
         self.groups.get(group)
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &String> {
-        self.groups.keys()
     }
 
     /// Creates `group` with `settings`, or changes it to them unless `only_create`. A topic
@@ -123,23 +130,22 @@ impl QueueGroups {
         let Some(queue) = self.groups.get_mut(group) else { return vec![false; acks.len()] };
         acks.iter()
             .map(|a| {
-                let counts = a.epoch == current_epoch(a.partition) && queue.settings.topics.contains(&a.topic);
-                if counts {
-                    queue.acked.entry(a.topic.clone()).or_default().entry(a.partition).or_default().ack(&a.offsets);
-                }
-                counts
+                a.epoch == current_epoch(a.partition)
+                    && queue.settings.topics.contains(&a.topic)
+                    && queue
+                        .acked
+                        .entry(a.topic.clone())
+                        .or_default()
+                        .entry(a.partition)
+                        .or_default()
+                        .ack(a.floor, &a.offsets)
             })
             .collect()
     }
 
     /// What is acknowledged of `topic`'s `partition` in `group` (nothing for an unknown one).
-    pub fn acked(&self, group: &str, topic: &str, partition: u32) -> AckedRange {
-        self.groups
-            .get(group)
-            .and_then(|g| g.acked.get(topic))
-            .and_then(|t| t.get(&partition))
-            .cloned()
-            .unwrap_or_default()
+    pub fn acked(&self, group: &str, topic: &str, partition: u32) -> Option<&AckedRange> {
+        self.groups.get(group).and_then(|g| g.acked.get(topic)).and_then(|t| t.get(&partition))
     }
 }
 
@@ -148,7 +154,11 @@ mod tests {
     use super::*;
 
     fn acks(partition: u32, epoch: u64, offsets: &[u64]) -> PartitionAcks {
-        PartitionAcks { topic: "jobs".into(), partition, epoch, offsets: offsets.to_vec() }
+        PartitionAcks { topic: "jobs".into(), partition, epoch, floor: 0, offsets: offsets.to_vec() }
+    }
+
+    fn acked(queues: &QueueGroups, partition: u32) -> AckedRange {
+        queues.acked("g", "jobs", partition).cloned().unwrap_or_default()
     }
 
     #[test]
@@ -163,11 +173,16 @@ mod tests {
             queues.ack("g", &[acks(0, 3, &[1, 2]), acks(0, 2, &[0]), acks(1, 0, &[0])], epoch_of),
             [true, false, true]
         );
-        assert_eq!(queues.acked("g", "jobs", 0), AckedRange { floor: 0, above: [1, 2].into() });
+        assert_eq!(acked(&queues, 0), AckedRange { floor: 0, above: [1, 2].into() });
         queues.ack("g", &[acks(0, 3, &[0])], epoch_of);
-        assert_eq!(queues.acked("g", "jobs", 0), AckedRange { floor: 3, above: BTreeSet::new() });
-        queues.ack("g", &[acks(0, 3, &[1, 3 + MAX_ACKED_AHEAD])], epoch_of);
-        assert_eq!(queues.acked("g", "jobs", 0).above.len(), 0, "below the floor or too far ahead: ignored");
+        assert_eq!(acked(&queues, 0), AckedRange { floor: 3, above: BTreeSet::new() });
+        assert_eq!(queues.ack("g", &[acks(0, 3, &[4, 3 + MAX_ACKED_AHEAD])], epoch_of), [false], "too far ahead");
+        assert_eq!(acked(&queues, 0), AckedRange { floor: 3, above: BTreeSet::new() }, "nothing of it recorded");
+        // Retention removed records up to 500: the leader's floor moved past them.
+        let past_retention = PartitionAcks { floor: 500, ..acks(0, 3, &[501]) };
+        assert_eq!(queues.ack("g", &[past_retention], epoch_of), [true]);
+        assert_eq!(acked(&queues, 0), AckedRange { floor: 500, above: [501].into() });
+        assert!(queues.acked("g", "jobs", 0).is_some_and(|a| a.contains(499) && a.contains(501) && !a.contains(500)));
         assert_eq!(queues.ack("other", &[acks(0, 3, &[5])], epoch_of), [false], "no such group");
         let other_topic = PartitionAcks { topic: "mail".into(), ..acks(0, 3, &[0]) };
         assert_eq!(queues.ack("g", &[other_topic], epoch_of), [false], "not a topic of the group");
@@ -185,7 +200,7 @@ mod tests {
         assert_eq!(queues.set("g".into(), slower.clone(), false), QueueSetOutcome::Kept(slower));
         let mail_only = QueueSettings::defaults(vec!["mail".into()]);
         queues.set("g".into(), mail_only, false);
-        assert_eq!(queues.acked("g", "jobs", 0), AckedRange::default(), "a dropped topic's acks go");
+        assert_eq!(acked(&queues, 0), AckedRange::default(), "a dropped topic's acks go");
         for i in 1..MAX_QUEUE_GROUPS {
             queues.set(format!("g{i}"), jobs.clone(), true);
         }

@@ -22,8 +22,9 @@ use crate::queue::ack_token::AckToken;
 use crate::queue::{LeasedRecord, NextBatch, Settle, SettleResult};
 use crate::store::validate_topic_name;
 
-/// Most bytes of an ack, nack or extend body: `max_batch` tokens of about 60 bytes fit.
-const SETTLE_BODY_LIMIT: usize = 128 * 1024;
+/// Most bytes of an ack, nack or extend body: `max_batch` tokens fit, of topics of the longest
+/// name (about 420 bytes each in base64).
+const SETTLE_BODY_LIMIT: usize = 512 * 1024;
 /// The longest `ackWaitMs`: a day.
 const MAX_ACK_WAIT_MS: u64 = 24 * 60 * 60 * 1000;
 /// The shortest: a lease shorter than a round trip would expire before it is used.
@@ -273,7 +274,10 @@ async fn put_group(
         let body: SettingsBody = serde_json::from_slice(&held.bytes)
             .map_err(|e| ApiError::BadRequest(format!("the body must be the group's settings as JSON: {e}")))?;
         let settings = body.validate(app.max_consumer_topics)?;
-        for topic in settings.topics.iter().chain(&settings.dead_letter_topic) {
+        // The topics it has now too: dropping one drops what is acknowledged of it.
+        let current = app.queues.settings(&group);
+        let current_topics = current.iter().flat_map(|c| c.topics.iter().chain(&c.dead_letter_topic));
+        for topic in settings.topics.iter().chain(&settings.dead_letter_topic).chain(current_topics) {
             access.require(Need::On { op: Op::Admin, topic, group: Some(&group) })?;
         }
         let created = app.queues.put(&group, settings.clone()).await?;
@@ -298,14 +302,16 @@ async fn get_group(State(app): State<SharedState>, Path(group): Path<String>, ac
         let mut unacknowledged = 0u64;
         for topic in &settings.topics {
             for bounds in app.bounds.partition_bounds(topic, None).await {
-                let acked = app.raft.read(|s| s.queues.acked(&group, topic, bounds.partition));
+                let (floor, above) = app.raft.read(|s| {
+                    s.queues.acked(&group, topic, bounds.partition).map_or((0, 0), |a| (a.floor, a.above.len() as u64))
+                });
                 let end = bounds.offsets.map(|o| o.end);
-                let open = end.map(|end| end.saturating_sub(acked.floor).saturating_sub(acked.above.len() as u64));
+                let open = end.map(|end| end.saturating_sub(floor).saturating_sub(above));
                 unacknowledged += open.unwrap_or(0);
                 partitions.push(serde_json::json!({
                     "topic": topic,
                     "partition": bounds.partition,
-                    "acknowledgedBelow": acked.floor.to_string(),
+                    "acknowledgedBelow": floor.to_string(),
                     "end": end.map(|e| e.to_string()),
                     "unacknowledged": open,
                 }));

@@ -4,32 +4,43 @@
 //! dead-letter topic such a record is only acknowledged (dropped), as Kafka's share groups
 //! archive it; both are counted in `runnel_queue_dead_lettered_total`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::service::{QueueService, WindowKey};
-use super::settle::Acking;
-use crate::consensus::queue_groups::QueueSettings;
+use super::service::{now, QueueService, WindowKey};
+use super::settle::{Acking, Settling};
 use crate::consumer::write_record;
 use crate::log_every::LogEvery;
 use crate::store::Conditions;
 
-/// A record to dead-letter: its window, the leader epoch, offset, deliveries and value.
-pub(super) type DeadRecord = (WindowKey, u64, u64, u32, Bytes);
+/// A record to dead-letter, settling in its window meanwhile.
+pub(super) struct DeadRecord {
+    pub key: WindowKey,
+    /// The leader epoch it was leased in.
+    pub epoch: u64,
+    pub offset: u64,
+    pub deliveries: u32,
+    pub value: Bytes,
+}
+
+/// How long a record whose dead letter could not be written waits before it is tried again.
+const RETRY: Duration = Duration::from_secs(1);
 
 static FAILURES: LogEvery = LogEvery::new(Duration::from_secs(10));
 
 impl QueueService {
-    pub(super) async fn dead_letter(&self, settings: &QueueSettings, dead: Vec<DeadRecord>) {
-        let Some(group) = dead.first().map(|(key, ..)| key.group.clone()) else { return };
+    /// Appends `dead` to `topic` (none: drops them), then acknowledges them.
+    pub(super) async fn dead_letter(self: Arc<Self>, topic: Option<String>, dead: Vec<DeadRecord>) {
+        let Some(group) = dead.first().map(|d| d.key.group.clone()) else { return };
         let (mut acking, mut failed) = (Acking::new(), Acking::new());
-        for (i, (key, epoch, offset, deliveries, value)) in dead.iter().enumerate() {
-            let place = (key.topic.clone(), key.partition, *epoch);
-            let stored = match &settings.dead_letter_topic {
+        let floor = |d: &DeadRecord| self.floor_of(&d.key, d.epoch);
+        for (i, record) in dead.iter().enumerate() {
+            let stored = match &topic {
                 Some(topic) => {
-                    let letter = letter(key, *offset, *deliveries, value);
-                    let origin = format!("{}/{}", key.topic, key.partition);
+                    let letter = letter(&record.key, record.offset, record.deliveries, &record.value);
+                    let origin = format!("{}/{}", record.key.topic, record.key.partition);
                     self.produce
                         .produce(topic, Some(origin.as_bytes()), vec![letter], Conditions::default())
                         .await
@@ -37,31 +48,43 @@ impl QueueService {
                 }
                 None => Ok(()),
             };
-            match stored {
-                Ok(()) => acking.entry(place).or_default().push((i, *offset)),
+            let place = (record.key.topic.clone(), record.key.partition, record.epoch);
+            let into = match stored {
+                Ok(()) => &mut acking,
                 Err(e) => {
                     FAILURES.note(|unlogged| {
-                        tracing::warn!(%group, topic = %key.topic, partition = key.partition, offset, unlogged,
+                        tracing::warn!(%group, topic = %record.key.topic, partition = record.key.partition,
+                            offset = record.offset, unlogged,
                             "cannot append a record to the dead-letter topic, it stays in the queue: {e}")
                     });
-                    failed.entry(place).or_default().push((i, *offset));
+                    &mut failed
                 }
-            }
+            };
+            into.entry(place)
+                .or_insert_with(|| Settling { floor: floor(record), entries: Vec::new() })
+                .entries
+                .push((i, record.offset));
         }
-        let counted = match self.acknowledge(&group, &acking).await {
-            Ok(counted) => counted,
-            Err(_) if acking.is_empty() => Vec::new(),
+        // A record that could not be dead-lettered is tried again after a pause, not at once:
+        // waking every waiting `next` to fail again would spin.
+        self.release_unacknowledged(&group, &failed, now() + RETRY);
+        if acking.is_empty() {
+            return;
+        }
+        match self.acknowledge(&group, &acking).await {
+            Ok(counted) => {
+                let dead_lettered: usize =
+                    acking.values().zip(&counted).filter(|(_, &c)| c).map(|(s, _)| s.entries.len()).sum();
+                self.metrics.dead_lettered(&group).inc_by(dead_lettered as u64);
+                self.release(&group, &acking, &counted, now());
+            }
             Err(e) => {
                 FAILURES.note(|unlogged| {
                     tracing::warn!(%group, unlogged, "dead-lettered records could not be acknowledged yet: {e}")
                 });
-                vec![false; acking.len()]
+                self.release_unacknowledged(&group, &acking, now() + RETRY);
             }
-        };
-        let dead_lettered = acking.values().zip(&counted).filter(|(_, &c)| c).map(|(e, _)| e.len() as u64).sum();
-        self.metrics.dead_lettered(&group).inc_by(dead_lettered);
-        self.release(&group, &acking, &counted);
-        self.release(&group, &failed, &vec![false; failed.len()]);
+        }
     }
 }
 

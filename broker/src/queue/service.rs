@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::ack_token::AckToken;
+use super::dead_letter::DeadRecord;
 use super::window::{Candidate, LeaseRules, LeaseWindow};
 use crate::cluster::Peers;
 use crate::consensus::cluster_state::{Command, CommandResult};
@@ -135,11 +136,17 @@ impl QueueService {
     /// Creates `group` with `settings`, or changes it (`PUT /v1/queue/{group}`): whether it
     /// was created.
     pub async fn put(&self, group: &str, settings: QueueSettings) -> Result<bool, ApiError> {
-        let command = Command::SetQueue { group: group.to_string(), settings, only_create: false };
+        match self.set(group, settings, false).await? {
+            QueueSetOutcome::Created => Ok(true),
+            QueueSetOutcome::Changed | QueueSetOutcome::Kept(_) => Ok(false),
+            QueueSetOutcome::Full => Err(groups_full()),
+        }
+    }
+
+    async fn set(&self, group: &str, settings: QueueSettings, only_create: bool) -> Result<QueueSetOutcome, ApiError> {
+        let command = Command::SetQueue { group: group.to_string(), settings, only_create };
         match self.raft.propose(command).await? {
-            CommandResult::QueueSet(QueueSetOutcome::Created) => Ok(true),
-            CommandResult::QueueSet(QueueSetOutcome::Changed | QueueSetOutcome::Kept(_)) => Ok(false),
-            CommandResult::QueueSet(QueueSetOutcome::Full) => Err(groups_full()),
+            CommandResult::QueueSet(outcome) => Ok(outcome),
             other => Err(ApiError::Internal(format!("unexpected answer to a queue setting: {other:?}"))),
         }
     }
@@ -154,21 +161,11 @@ impl QueueService {
                     "queue group '{group}' does not exist yet: name its topics (?topic=T&topic=T2…) to create it"
                 )))
             }
-            None => {
-                let command = Command::SetQueue {
-                    group: group.to_string(),
-                    settings: QueueSettings::defaults(topics.to_vec()),
-                    only_create: true,
-                };
-                match self.raft.propose(command).await? {
-                    CommandResult::QueueSet(QueueSetOutcome::Created) => QueueSettings::defaults(topics.to_vec()),
-                    CommandResult::QueueSet(QueueSetOutcome::Kept(settings)) => settings,
-                    CommandResult::QueueSet(_) => return Err(groups_full()),
-                    other => {
-                        return Err(ApiError::Internal(format!("unexpected answer to a queue setting: {other:?}")))
-                    }
-                }
-            }
+            None => match self.set(group, QueueSettings::defaults(topics.to_vec()), true).await? {
+                QueueSetOutcome::Created => QueueSettings::defaults(topics.to_vec()),
+                QueueSetOutcome::Kept(settings) => settings,
+                QueueSetOutcome::Changed | QueueSetOutcome::Full => return Err(groups_full()),
+            },
         };
         let mut asked = topics.to_vec();
         let mut has = settings.topics.clone();
@@ -176,7 +173,7 @@ impl QueueService {
         has.sort();
         if !topics.is_empty() && asked != has {
             return Err(ApiError::QueueConflict(format!(
-                "queue group '{group}' reads topics {has:?}, not {asked:?}: name the same ones, none, or change the group with PUT /v1/queue/{group}"
+                "queue group '{group}' reads other topics than {asked:?}: name the same ones, none, or change the group with PUT /v1/queue/{group}"
             )));
         }
         Ok(settings)
@@ -184,7 +181,7 @@ impl QueueService {
 
     /// Leases up to `batch_size` records (SPEC §14), waiting up to `wait` for one.
     pub async fn next(
-        &self,
+        self: &Arc<Self>,
         group: &str,
         topics: &[String],
         batch_size: usize,
@@ -199,7 +196,7 @@ impl QueueService {
         let settings = self.settings_for_next(group, topics).await?;
         let deadline = tokio::time::Instant::now() + wait;
         let leadership = self.replication.leadership();
-        let mut changes = leadership.changes();
+        let mut served = leadership.serving_version();
         loop {
             let readable = self.replication.readable().notified();
             let given_back = self.given_back.notified();
@@ -211,12 +208,21 @@ impl QueueService {
                 return Ok(batch);
             }
             let until = wake.map_or(deadline, |at| tokio::time::Instant::from_std(at).min(deadline));
+            // Wakes for new records, a record given back, a lease or delay that ends, and the
+            // partitions this broker serves changing; not for every Raft entry applied.
+            let mut changes = leadership.changes();
             tokio::select! {
                 _ = &mut readable => {}
                 _ = &mut given_back => {}
                 _ = tokio::time::sleep_until(until) => {}
                 _ = self.replication.drain_started() => return Ok(batch),
-                changed = changes.changed() => if changed.is_err() { return Ok(batch) },
+                _ = async {
+                    while leadership.serving_version() == served {
+                        if changes.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                } => served = leadership.serving_version(),
             }
         }
     }
@@ -224,7 +230,7 @@ impl QueueService {
     /// One pass over the partitions: what was leased, and when a lease ends or a delay runs
     /// out next (for a `next` with nothing to wait for it until then).
     async fn lease_once(
-        &self,
+        self: &Arc<Self>,
         group: &str,
         settings: &QueueSettings,
         limit: usize,
@@ -237,9 +243,8 @@ impl QueueService {
         let served = self.replication.leadership().served();
         let places: Vec<(&String, u32, u64)> =
             settings.topics.iter().flat_map(|t| served.iter().map(move |&(p, epoch)| (t, p, epoch))).collect();
-        let mut held = self.reads.reserve(2 * self.limits.max_bytes, MEMORY_WAIT).await?;
+        let mut held: Option<Reservation> = None;
         let mut records: Vec<LeasedRecord> = Vec::new();
-        let mut dead = Vec::new();
         let mut bytes = 0;
         let first = self.turn.fetch_add(1, Ordering::Relaxed);
         for i in 0..places.len() {
@@ -252,23 +257,42 @@ impl QueueService {
             let now = now();
             let wanted = {
                 let mut windows = self.lock_windows();
-                let window = self.window(&mut windows, &key, epoch, now);
+                let Some(window) = self.window(&mut windows, &key, epoch, now) else { continue };
                 window.skip_to(start);
                 window.wanted(now, end, limit - records.len())
             };
             if wanted.is_empty() {
                 continue;
             }
+            if held.is_none() {
+                // Charged only once there is something to read: an idle long-poll holds nothing.
+                held = Some(self.reads.reserve(2 * self.limits.max_bytes, MEMORY_WAIT).await?);
+            }
             let read = self.read_wanted(topic, partition, &wanted, self.limits.max_bytes - bytes).await?;
             let candidates: Vec<Candidate> = read.iter().map(|r| Candidate { offset: r.offset, key: None }).collect();
             let got = {
                 let mut windows = self.lock_windows();
-                let window = self.window(&mut windows, &key, epoch, now);
-                window.lease(now, &candidates, limit - records.len(), rules, || {
-                    self.lease_ids.fetch_add(1, Ordering::Relaxed)
-                })
+                // Leadership may have moved during the read: then nothing is leased here.
+                let Some(queue) = windows.get_mut(&key).filter(|q| q.epoch == epoch) else { continue };
+                let ids = || self.lease_ids.fetch_add(1, Ordering::Relaxed);
+                queue.window.lease(now, &candidates, limit - records.len(), rules, ids)
             };
             let value_of = |offset: u64| read.iter().find(|r| r.offset == offset).map(|r| r.value.clone());
+            let dead: Vec<DeadRecord> = got
+                .dead
+                .iter()
+                .map(|&(offset, deliveries)| DeadRecord {
+                    key: key.clone(),
+                    epoch,
+                    offset,
+                    deliveries,
+                    value: value_of(offset).unwrap_or_default(),
+                })
+                .collect();
+            if !dead.is_empty() {
+                // Its own task: a `next` cancelled meanwhile leaves no record settling for good.
+                tokio::spawn(Arc::clone(self).dead_letter(settings.dead_letter_topic.clone(), dead));
+            }
             for (offset, lease, delivery_count) in got.leased {
                 let value = value_of(offset).unwrap_or_default();
                 bytes += value.len();
@@ -285,14 +309,9 @@ impl QueueService {
                     value,
                 });
             }
-            for (offset, deliveries) in got.dead {
-                dead.push((key.clone(), epoch, offset, deliveries, value_of(offset).unwrap_or_default()));
-            }
         }
         self.metrics.leased(group).inc_by(records.len() as u64);
-        if !dead.is_empty() {
-            self.dead_letter(settings, dead).await;
-        }
+        let mut held = held.unwrap_or_else(Reservation::none);
         held.shrink_to(2 * records.iter().map(|r| r.value.len() + 128).sum::<usize>());
         let (info, wake) = self.info(group, settings);
         Ok((NextBatch { records, info, held }, wake))
@@ -334,28 +353,38 @@ impl QueueService {
         self.windows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The window of `key` under leader epoch `epoch`: kept if of that epoch, else rebuilt
-    /// from what Raft holds acknowledged. Raft applies entries in order, so once this broker
-    /// serves `epoch` every acknowledgement that will ever count from an earlier epoch is
-    /// applied here (later ones of those epochs are refused).
-    pub(super) fn window<'a>(
+    /// The window of `key` under leader epoch `epoch`, if this broker serves the partition in
+    /// that epoch: kept if of that epoch, else rebuilt from what Raft holds acknowledged.
+    /// Raft applies entries in order, so once this broker serves `epoch` every
+    /// acknowledgement that will ever count from an earlier epoch is applied here (later ones
+    /// of those epochs are refused). A caller with an older epoch gets nothing, and never
+    /// replaces a newer window.
+    fn window<'a>(
         &self,
         windows: &'a mut HashMap<WindowKey, PartitionQueue>,
         key: &WindowKey,
         epoch: u64,
         now: Instant,
-    ) -> &'a mut LeaseWindow {
+    ) -> Option<&'a mut LeaseWindow> {
+        if self.replication.leadership().serving_epoch(key.partition) != Some(epoch) {
+            return None;
+        }
         let stale = windows.get(key).is_none_or(|q| q.epoch != epoch);
         if stale {
-            let acked = self.raft.read(|s| s.queues.acked(&key.group, &key.topic, key.partition));
-            let window = LeaseWindow::restore(acked.floor, &acked.above, self.limits.max_in_flight, now);
+            let (floor, above) = self.raft.read(|s| {
+                s.queues
+                    .acked(&key.group, &key.topic, key.partition)
+                    .map_or((0, Default::default()), |a| (a.floor, a.above.clone()))
+            });
+            let window = LeaseWindow::restore(floor, &above, self.limits.max_in_flight, now);
             windows.insert(key.clone(), PartitionQueue { epoch, window });
         }
-        &mut windows.get_mut(key).unwrap_or_else(|| unreachable!("inserted above")).window
+        windows.get_mut(key).map(|q| &mut q.window)
     }
 
     /// The group's counts over the partitions this broker leads, and the next lease end or
-    /// delay end among them. Windows of partitions it no longer leads are dropped here.
+    /// delay end among them. Windows of partitions it no longer serves in their epoch are
+    /// dropped here.
     fn info(&self, group: &str, settings: &QueueSettings) -> (QueueInfo, Option<Instant>) {
         let served: HashMap<u32, u64> = self.replication.leadership().served().into_iter().collect();
         let now = now();
@@ -369,8 +398,10 @@ impl QueueService {
                 let key = WindowKey { group: group.to_string(), topic: topic.clone(), partition };
                 let Some(queue) = windows.get(&key) else {
                     // Not leased from yet: all but what Raft holds acknowledged is pending.
-                    let acked = self.raft.read(|s| s.queues.acked(group, topic, partition));
-                    info.num_pending += end.saturating_sub(acked.floor).saturating_sub(acked.above.len() as u64);
+                    let acked = self.raft.read(|s| {
+                        s.queues.acked(group, topic, partition).map_or(0, |a| a.floor + a.above.len() as u64)
+                    });
+                    info.num_pending += end.saturating_sub(acked);
                     continue;
                 };
                 let (waiting, leased) = queue.window.counts(now);

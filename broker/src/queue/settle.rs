@@ -2,8 +2,9 @@
 //! token's partition: this broker for its own, the others' through `peer_api`. An ack counts
 //! once Raft holds it; a token that names no current lease is answered per token.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,13 +51,25 @@ impl From<Check> for SettleResult {
     }
 }
 
-/// Records being acknowledged: per (topic, partition, leader epoch), the (token index, offset)
-/// of each.
-pub(super) type Acking = BTreeMap<(String, u32, u64), Vec<(usize, u64)>>;
+/// Records being acknowledged, per (topic, partition, leader epoch).
+pub(super) type Acking = BTreeMap<(String, u32, u64), Settling>;
+
+/// One partition's records being acknowledged.
+pub(super) struct Settling {
+    /// Its window's floor when the acknowledgement was made (Raft's floor follows it).
+    pub floor: u64,
+    /// (token index, offset) of each record; a token named twice appears twice.
+    pub entries: Vec<(usize, u64)>,
+}
 
 impl QueueService {
     /// Settles `tokens` (each on its partition's leader); one result per token, in order.
-    pub async fn settle(&self, group: &str, settle: Settle, tokens: &[String]) -> Result<Vec<SettleResult>, ApiError> {
+    pub async fn settle(
+        self: &Arc<Self>,
+        group: &str,
+        settle: Settle,
+        tokens: &[String],
+    ) -> Result<Vec<SettleResult>, ApiError> {
         let leadership = self.replication.leadership();
         let mut results = vec![SettleResult::Unknown; tokens.len()];
         let mut here: Vec<(usize, AckToken)> = Vec::new();
@@ -94,7 +107,7 @@ impl QueueService {
     /// Settles tokens of partitions this broker leads (or led: a token of another epoch
     /// names a lease that ended with it).
     pub(super) async fn settle_here(
-        &self,
+        self: &Arc<Self>,
         group: &str,
         settle: Settle,
         tokens: &[AckToken],
@@ -113,11 +126,12 @@ impl QueueService {
                 if !settings.topics.contains(&token.topic) {
                     continue;
                 }
+                let place = (token.topic.clone(), token.partition, token.epoch);
                 if let Some(&first) = first_of.get(token) {
                     results[i] = results[first];
-                    if let Some(entries) = acking.get_mut(&(token.topic.clone(), token.partition, token.epoch)) {
-                        if entries.iter().any(|&(j, _)| j == first) {
-                            entries.push((i, token.offset));
+                    if let Some(settling) = acking.get_mut(&place) {
+                        if settling.entries.iter().any(|&(j, _)| j == first) {
+                            settling.entries.push((i, token.offset));
                         }
                     }
                     continue;
@@ -139,7 +153,12 @@ impl QueueService {
                     Settle::Extend => queue.window.extend(offset, lease, now, ack_wait),
                 };
                 if check == Check::Current && settle == Settle::Ack {
-                    acking.entry((token.topic.clone(), token.partition, token.epoch)).or_default().push((i, offset));
+                    let floor = queue.window.floor();
+                    acking
+                        .entry(place)
+                        .or_insert_with(|| Settling { floor, entries: Vec::new() })
+                        .entries
+                        .push((i, offset));
                 } else {
                     results[i] = check.into();
                 }
@@ -160,35 +179,52 @@ impl QueueService {
         if acking.is_empty() {
             return Ok(results);
         }
-        let counted = self.acknowledge(group, &acking).await;
-        let counted = match counted {
-            Ok(counted) => counted,
-            Err(e) => {
-                self.release(group, &acking, &vec![false; acking.len()]);
-                return Err(e);
-            }
-        };
-        self.release(group, &acking, &counted);
+        let (acking, counted) = self.acknowledge_durably(group, acking).await?;
         let mut acked = 0;
-        for (entries, &counts) in acking.values().zip(&counted) {
-            for &(i, _) in entries {
+        for (settling, &counts) in acking.values().zip(&counted) {
+            for &(i, _) in &settling.entries {
                 results[i] = if counts { SettleResult::Ok } else { SettleResult::Expired };
-                acked += u64::from(counts);
             }
+            let distinct: BTreeSet<u64> = settling.entries.iter().map(|&(_, o)| o).collect();
+            acked += if counts { distinct.len() as u64 } else { 0 };
         }
         self.metrics.acked(group).inc_by(acked);
         Ok(results)
+    }
+
+    /// Proposes the acknowledgements and ends their settling, in a task of its own: a caller
+    /// that goes away meanwhile (a client that hung up) leaves no record settling for good.
+    async fn acknowledge_durably(
+        self: &Arc<Self>,
+        group: &str,
+        acking: Acking,
+    ) -> Result<(Acking, Vec<bool>), ApiError> {
+        let (this, group) = (Arc::clone(self), group.to_string());
+        let task = tokio::spawn(async move {
+            match this.acknowledge(&group, &acking).await {
+                Ok(counted) => {
+                    this.release(&group, &acking, &counted, now());
+                    Ok((acking, counted))
+                }
+                Err(e) => {
+                    this.release_unacknowledged(&group, &acking, now());
+                    Err(e)
+                }
+            }
+        });
+        task.await.map_err(|e| ApiError::Internal(format!("acknowledging stopped: {e}")))?
     }
 
     /// Proposes the acknowledgements (one Raft entry): per partition, whether it counted.
     pub(super) async fn acknowledge(&self, group: &str, acking: &Acking) -> Result<Vec<bool>, ApiError> {
         let acks = acking
             .iter()
-            .map(|((topic, partition, epoch), entries)| PartitionAcks {
+            .map(|((topic, partition, epoch), settling)| PartitionAcks {
                 topic: topic.clone(),
                 partition: *partition,
                 epoch: *epoch,
-                offsets: entries.iter().map(|&(_, o)| o).collect(),
+                floor: settling.floor,
+                offsets: settling.entries.iter().map(|&(_, o)| o).collect(),
             })
             .collect();
         match self.raft.propose(Command::QueueAck { group: group.to_string(), acks }).await? {
@@ -198,26 +234,36 @@ impl QueueService {
     }
 
     /// Ends the settling of `acking`'s records: acknowledged where it counted, else available
-    /// again at once (a failed proposal may still have counted: at worst a record comes twice).
-    pub(super) fn release(&self, group: &str, acking: &Acking, counted: &[bool]) {
-        let now = now();
+    /// again from `again_from` (a failed proposal may still have counted: at worst a record
+    /// comes twice).
+    pub(super) fn release(&self, group: &str, acking: &Acking, counted: &[bool], again_from: Instant) {
         let mut windows = self.lock_windows();
-        for (((topic, partition, epoch), entries), &counts) in acking.iter().zip(counted) {
+        for (((topic, partition, epoch), settling), &counts) in acking.iter().zip(counted) {
             let key = WindowKey { group: group.to_string(), topic: topic.clone(), partition: *partition };
             if let Some(queue) = windows.get_mut(&key).filter(|q| q.epoch == *epoch) {
-                for &(_, offset) in entries {
-                    queue.window.settle(offset, counts, now);
+                for &(_, offset) in &settling.entries {
+                    queue.window.settle(offset, counts, again_from);
                 }
             }
         }
         drop(windows);
-        if counted.iter().any(|c| !c) {
+        if counted.iter().any(|c| !c) && again_from <= now() {
             self.given_back.notify_waiters();
         }
     }
 
+    /// [`QueueService::release`] with nothing acknowledged.
+    pub(super) fn release_unacknowledged(&self, group: &str, acking: &Acking, again_from: Instant) {
+        self.release(group, acking, &vec![false; acking.len()], again_from);
+    }
+
+    /// The floor of `key`'s window in `epoch` (0 without one: Raft keeps its own then).
+    pub(super) fn floor_of(&self, key: &WindowKey, epoch: u64) -> u64 {
+        self.lock_windows().get(key).filter(|q| q.epoch == epoch).map_or(0, |q| q.window.floor())
+    }
+
     fn is_acked(&self, group: &str, token: &AckToken) -> bool {
-        let acked = self.raft.read(|s| s.queues.acked(group, &token.topic, token.partition));
-        token.offset < acked.floor || acked.above.contains(&token.offset)
+        self.raft
+            .read(|s| s.queues.acked(group, &token.topic, token.partition).is_some_and(|a| a.contains(token.offset)))
     }
 }

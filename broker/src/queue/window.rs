@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
-/// A lease's number: unique on this broker (see [`super::LeaseIds`]).
+/// A lease's number: unique on this broker (the queue service numbers them from a random start).
 pub type LeaseId = u64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -453,6 +453,10 @@ mod tests {
             Extend(usize),
             Wait(u64),
             Produce(u64),
+            /// A failover: a new leader's window from what is acknowledged.
+            Restore,
+            /// Retention removed the records below `floor + n`.
+            Retain(u64),
         }
 
         fn op() -> impl Strategy<Value = Op> {
@@ -463,6 +467,8 @@ mod tests {
                 any::<usize>().prop_map(Op::Extend),
                 (0u64..40).prop_map(Op::Wait),
                 (1u64..6).prop_map(Op::Produce),
+                Just(Op::Restore),
+                (0u64..4).prop_map(Op::Retain),
             ]
         }
 
@@ -484,6 +490,17 @@ mod tests {
                 for op in ops {
                     match op {
                         Op::Produce(n) => end += n,
+                        Op::Restore => {
+                            let floor = w.floor();
+                            let above: BTreeSet<u64> = acked.range(floor..).copied().collect();
+                            w = LeaseWindow::restore(floor, &above, 6, now);
+                            tokens.clear();
+                        }
+                        Op::Retain(n) => {
+                            let start = (w.floor() + n).min(end);
+                            acked.extend(0..start);
+                            w.skip_to(start);
+                        }
                         Op::Wait(s) => now += Duration::from_secs(s),
                         Op::Lease(n) => {
                             let candidates: Vec<Candidate> = w.wanted(now, end, n)
