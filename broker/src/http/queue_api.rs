@@ -36,9 +36,7 @@ pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/v1/queue/{group}", put(put_group).get(get_group))
         .route("/v1/queue/{group}/next", post(next))
-        .route("/v1/queue/{group}/ack", post(ack))
-        .route("/v1/queue/{group}/nack", post(nack))
-        .route("/v1/queue/{group}/extend", post(extend))
+        .route("/v1/queue/{group}/{settle}", post(settle))
 }
 
 /// Group names are free text, bounded and printable (as consumer groups').
@@ -137,45 +135,21 @@ struct TokenResult<'a> {
     result: SettleResult,
 }
 
-async fn ack(
-    state: State<SharedState>,
-    group: Path<String>,
-    access: Access,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    settle(state, group, access, headers, body, "queue_ack").await
-}
-
-async fn nack(
-    state: State<SharedState>,
-    group: Path<String>,
-    access: Access,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    settle(state, group, access, headers, body, "queue_nack").await
-}
-
-async fn extend(
-    state: State<SharedState>,
-    group: Path<String>,
-    access: Access,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    settle(state, group, access, headers, body, "queue_extend").await
-}
-
-#[tracing::instrument(name = "queue settle", skip_all, fields(%group, endpoint))]
+/// `ack`, `nack` or `extend`.
+#[tracing::instrument(name = "queue settle", skip_all, fields(%group, %op))]
 async fn settle(
     State(app): State<SharedState>,
-    Path(group): Path<String>,
+    Path((group, op)): Path<(String, String)>,
     access: Access,
     headers: HeaderMap,
     body: Body,
-    endpoint: &'static str,
 ) -> Response {
+    let endpoint = match op.as_str() {
+        "ack" => "queue_ack",
+        "nack" => "queue_nack",
+        "extend" => "queue_extend",
+        _ => return finish(&app, "queue_settle", Err(ApiError::NotFound(format!("/v1/queue/{group}/{op}")))),
+    };
     let result = async {
         check_group(&group)?;
         let rules = BodyRules { limit: SETTLE_BODY_LIMIT, ..app.produce_body };
