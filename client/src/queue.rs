@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::groups::encoded as encode;
+use crate::wire::{decimal, json};
 use crate::{Brokers, ClientError};
 
 /// A leased record.
@@ -21,15 +22,11 @@ pub struct QueueRecord {
     pub ack_token: String,
     pub topic: String,
     pub partition: u32,
-    #[serde(deserialize_with = "offset_text")]
+    #[serde(deserialize_with = "decimal")]
     pub offset: u64,
     #[serde(rename = "deliveryCount")]
     pub delivery_count: u32,
     pub value: serde_json::Value,
-}
-
-fn offset_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
 }
 
 /// What became of one token.
@@ -221,8 +218,7 @@ impl QueueConsumer {
             if !status.is_success() {
                 return Err(ClientError::Status { url, status, body: response.text().await.unwrap_or_default() });
             }
-            let answer: NextAnswer =
-                response.json().await.map_err(|e| ClientError::InvalidResponse { url, reason: e.to_string() })?;
+            let answer: NextAnswer = json(response, &url).await?;
             Ok(answer.data)
         })
     }
@@ -258,7 +254,7 @@ impl QueueConsumer {
         let path = format!("/v1/queue/{}/{op}", encode(&self.group));
         let http = self.brokers.access.http();
         let response = self.brokers.on_any(|url| http.post(url).json(&body), &path).await?;
-        let answer: SettleAnswer = json(response).await?;
+        let answer: SettleAnswer = json(response, &path).await?;
         Ok(answer.results.into_iter().map(|r| r.result).collect())
     }
 
@@ -267,14 +263,14 @@ impl QueueConsumer {
         let path = format!("/v1/queue/{}", encode(&self.group));
         let http = self.brokers.access.http();
         let response = self.brokers.on_any(|url| http.put(url).json(settings), &path).await?;
-        json(response).await
+        json(response, &path).await
     }
 
     /// The group's settings and, per partition, what is acknowledged.
     pub async fn describe(&self) -> Result<serde_json::Value, ClientError> {
         let path = format!("/v1/queue/{}", encode(&self.group));
         let http = self.brokers.access.http();
-        json(self.brokers.on_any(|url| http.get(url), &path).await?).await
+        json(self.brokers.on_any(|url| http.get(url), &path).await?, &path).await
     }
 
     /// The worker loop: leases batches of up to `batch_size` and calls `handle` on each record;
@@ -306,9 +302,4 @@ impl QueueConsumer {
             }
         }
     }
-}
-
-async fn json<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> Result<T, ClientError> {
-    let url = response.url().to_string();
-    response.json().await.map_err(|e| ClientError::InvalidResponse { url, reason: e.to_string() })
 }

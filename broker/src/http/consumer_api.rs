@@ -40,7 +40,7 @@ pub fn router(app: SharedState) -> Router {
 }
 
 /// Consumer ids and group names are free text, but bounded and printable.
-fn check_name(what: &str, value: &str) -> Result<(), ApiError> {
+pub(super) fn check_name(what: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() || value.len() > 249 || value.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(format!("{what} must be 1 to 249 printable characters")));
     }

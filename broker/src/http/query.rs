@@ -24,6 +24,15 @@ impl Params {
         self.0.iter().find(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.as_str())
     }
 
+    /// The first `name` as a whole number, if given.
+    pub fn number(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.first(&[name])
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("invalid {name} '{v}': a whole number")))
+            })
+            .transpose()
+    }
+
     /// Every value of `name`, in order.
     pub fn all(&self, name: &str) -> Vec<String> {
         self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()

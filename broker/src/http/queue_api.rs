@@ -39,21 +39,9 @@ pub fn routes() -> Router<SharedState> {
         .route("/v1/queue/{group}/{settle}", post(settle))
 }
 
-/// Group names are free text, bounded and printable (as consumer groups').
+/// Queue group names are free text, bounded and printable, as consumer groups'.
 fn check_group(group: &str) -> Result<(), ApiError> {
-    if group.is_empty() || group.len() > 249 || group.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest("a queue group's name must be 1 to 249 printable characters".into()));
-    }
-    Ok(())
-}
-
-fn number<T: std::str::FromStr>(params: &Params, name: &str, default: T) -> Result<T, ApiError> {
-    match params.first(&[name]) {
-        None => Ok(default),
-        Some(text) => {
-            text.parse().map_err(|_| ApiError::BadRequest(format!("invalid {name} '{text}': a whole number")))
-        }
-    }
+    super::consumer_api::check_name("a queue group's name", group)
 }
 
 #[tracing::instrument(name = "queue next", skip_all, fields(%group))]
@@ -72,8 +60,8 @@ async fn next(State(app): State<SharedState>, Path(group): Path<String>, access:
                 app.max_consumer_topics
             )));
         }
-        let batch_size = number(&params, "batch_size", 1usize)?;
-        let wait = Duration::from_millis(number(&params, "wait", 0u64)?);
+        let batch_size = params.number("batch_size")?.map_or(1, |n| n.min(usize::MAX as u64) as usize);
+        let wait = Duration::from_millis(params.number("wait")?.unwrap_or(0));
         let batch = app.queues.next(&group, &topics, batch_size, wait).await?;
         if batch.records.is_empty() {
             return Ok(StatusCode::NO_CONTENT.into_response());

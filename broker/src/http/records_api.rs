@@ -22,14 +22,7 @@ const DEFAULT_LIMIT: usize = 100;
 
 /// The request a records URL describes.
 pub fn read_request(topic: String, params: &Params) -> Result<ReadRequest, ApiError> {
-    let number = |name: &str| -> Result<Option<u64>, ApiError> {
-        params
-            .first(&[name])
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("invalid {name} '{v}': a whole number")))
-            })
-            .transpose()
-    };
+    let number = |name: &str| params.number(name);
     let partition =
         number("partition")?.ok_or_else(|| ApiError::BadRequest("the partition query parameter is required".into()))?;
     let partition = u32::try_from(partition).map_err(|_| ApiError::BadRequest(format!("no partition {partition}")))?;
