@@ -255,3 +255,129 @@ async fn when_a_partition_leader_is_killed_acked_records_stay_acked_and_leased_o
     assert!(first.ack(&tokens(&rest)).await.expect("ack").iter().all(|r| *r == SettleResult::Ok));
     assert_eq!(unacknowledged(&brokers, "shipping").await, 0);
 }
+
+/// A record as one worker held it: from the lease reaching it to its ack being sent.
+#[derive(Debug, Clone)]
+struct Held {
+    n: u64,
+    partition: u32,
+    offset: u64,
+    deliveries: u32,
+    received: Instant,
+    ack_sent: Instant,
+    result: SettleResult,
+}
+
+/// A worker task: leases batches of `batch` until `stop`, holds each 20 ms and 2 ms a record, acks.
+fn ordered_worker(
+    brokers: &Brokers,
+    batch: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Held>> {
+    let mut worker = QueueConsumer::new(brokers.clone(), "ordered", &[]);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let records = worker.next(batch, Duration::from_millis(500)).await.expect("next");
+            let received = Instant::now();
+            tokio::time::sleep(Duration::from_millis(20 + 2 * records.len() as u64)).await;
+            let tokens: Vec<String> = records.iter().map(|r| r.ack_token.clone()).collect();
+            let ack_sent = Instant::now();
+            let results = worker.ack(&tokens).await.expect("ack");
+            held.extend(records.iter().zip(results).map(|(r, result)| Held {
+                n: r.value["n"].as_u64().expect("n"),
+                partition: r.partition,
+                offset: r.offset,
+                deliveries: r.delivery_count,
+                received,
+                ack_sent,
+                result,
+            }));
+        }
+        held
+    })
+}
+
+#[tokio::test]
+async fn an_ordered_group_leases_a_key_s_records_one_at_a_time_in_offset_order_and_keys_in_parallel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, &[]);
+    let brokers = discover(&cluster[0]).await;
+    let settings = QueueSettings {
+        topics: vec!["tasks".into()],
+        ack_wait_ms: Some(2_000),
+        ordered: Some(true),
+        ..QueueSettings::default()
+    };
+    QueueConsumer::new(brokers.clone(), "ordered", &[]).configure(&settings).await.expect("create the group");
+    produce(&brokers, "tasks", 600).await;
+    let key_of = |n: u64| n % 50;
+
+    // A worker that takes a batch and never answers: its keys wait for its leases to end.
+    let mut stalled = QueueConsumer::new(brokers.clone(), "ordered", &[]);
+    let asked = Instant::now();
+    let mut stuck = Vec::new();
+    while stuck.is_empty() {
+        stuck = stalled.next(8, Duration::from_secs(2)).await.expect("next");
+    }
+    let stuck_keys: BTreeSet<u64> = stuck.iter().map(|r| key_of(r.value["n"].as_u64().expect("n"))).collect();
+    assert_eq!(stuck_keys.len(), stuck.len(), "one record of a key at a time, even in one batch");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..8).map(|i| ordered_worker(&brokers, 4 + i, stop.clone())).collect();
+    wait_until("every record acknowledged", Duration::from_secs(90), async || {
+        unacknowledged(&brokers, "ordered").await == 0
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut held: Vec<Held> = Vec::new();
+    let mut busy_workers = 0;
+    for worker in workers {
+        let mine = worker.await.expect("worker");
+        busy_workers += usize::from(!mine.is_empty());
+        held.extend(mine);
+    }
+    assert!(busy_workers >= 4, "the keys were spread over the workers ({busy_workers} of 8 got any)");
+
+    let mut acked: BTreeMap<u64, u32> = BTreeMap::new();
+    for h in held.iter().filter(|h| h.result == SettleResult::Ok) {
+        *acked.entry(h.n).or_default() += 1;
+    }
+    assert_eq!(acked.keys().copied().collect::<Vec<_>>(), (0..600).collect::<Vec<_>>(), "every record acked");
+    assert!(acked.values().all(|&times| times == 1), "and each once");
+
+    let mut by_key: BTreeMap<u64, Vec<&Held>> = BTreeMap::new();
+    for h in &held {
+        by_key.entry(key_of(h.n)).or_default().push(h);
+    }
+    for (key, records) in &mut by_key {
+        records.sort_by_key(|h| h.received);
+        assert!(records.windows(2).all(|w| w[0].partition == w[1].partition), "key {key} in one partition");
+        for pair in records.windows(2) {
+            assert!(
+                pair[0].ack_sent < pair[1].received,
+                "key {key}: offset {} reached a worker before offset {} was acked",
+                pair[1].offset,
+                pair[0].offset
+            );
+            assert!(pair[0].offset < pair[1].offset, "key {key}: acked out of offset order: {pair:?}");
+        }
+    }
+    for record in &stuck {
+        let n = record.value["n"].as_u64().expect("n");
+        let key = &by_key[&key_of(n)];
+        let again = key.iter().find(|h| h.n == n).expect("the stalled worker's record came again");
+        assert_eq!(again.deliveries, 2);
+        assert!(again.received >= asked + Duration::from_secs(2), "not before its lease ended");
+        assert!(key.iter().filter(|h| h.offset > record.offset).all(|h| h.received > again.ack_sent));
+    }
+    // Keys, not partitions, are what waits: records of one partition were held at once.
+    let overlapping = |a: &Held, b: &Held| a.received < b.ack_sent && b.received < a.ack_sent;
+    let same_partition_at_once = held
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| held[i + 1..].iter().map(move |b| (a, b)))
+        .filter(|(a, b)| a.partition == b.partition && overlapping(a, b))
+        .count();
+    assert!(same_partition_at_once > 0, "no two records of a partition were ever held at once");
+}

@@ -76,7 +76,7 @@ fn conditions(headers: &HeaderMap) -> Result<Conditions, ApiError> {
                 .map_err(|_| ApiError::BadRequest(format!("invalid Expected-Offset '{v}': an offset")))
         })
         .transpose()?;
-    Ok(Conditions { producer, expected_offset })
+    Ok(Conditions { producer, expected_offset, ..Conditions::default() })
 }
 
 #[tracing::instrument(name = "produce", skip_all, fields(topic = %topic))]

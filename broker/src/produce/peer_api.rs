@@ -1,7 +1,7 @@
 //! The forwarded-produce conversation of the peer port, both sides: a broker that received a
 //! produce for a partition another broker leads sends the records there (framed: u32 length,
-//! bytes), with an idempotent request's stamp (`x-runnel-producer: id:epoch:seq`) and a
-//! conditional one's `x-runnel-expected-offset`, and the leader appends them and answers the
+//! bytes), with an idempotent request's stamp (`x-runnel-producer: id:epoch:seq`), a
+//! conditional one's `x-runnel-expected-offset` and a keyed one's `x-runnel-key-token`, and the leader appends them and answers the
 //! [`Appended`] offsets, or a [`PeerError`] (`not_leader` when it does not lead the partition
 //! (yet): nothing was stored; `produce_refused` for a sequence gap, a fenced producer or
 //! another end than expected).
@@ -34,19 +34,31 @@ fn path(topic: &str, partition: u32) -> String {
 
 const PRODUCER_HEADER: &str = "x-runnel-producer";
 const EXPECTED_OFFSET_HEADER: &str = "x-runnel-expected-offset";
+const KEY_TOKEN_HEADER: &str = "x-runnel-key-token";
+
+/// A header's text, if it is there.
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, PeerError> {
+    headers.get(name).map(|v| v.to_str().map_err(|_| PeerError::BadRequest(format!("{name} is not text")))).transpose()
+}
+
+/// A header's number, if it is there.
+fn header_number<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Result<Option<T>, PeerError> {
+    header_text(headers, name)?
+        .map(|v| v.parse().map_err(|_| PeerError::BadRequest(format!("bad {name} '{v}'"))))
+        .transpose()
+}
 
 /// The conditions a forwarded produce's headers carry.
 fn conditions(headers: &HeaderMap) -> Result<Conditions, PeerError> {
-    let text = |name: &str| {
-        headers.get(name).map(|v| v.to_str().map_err(|_| PeerError::BadRequest(format!("{name} is not text"))))
-    };
-    let producer =
-        text(PRODUCER_HEADER).transpose()?.map(ProducerStamp::parse_text).transpose().map_err(PeerError::BadRequest)?;
-    let expected_offset = text(EXPECTED_OFFSET_HEADER)
-        .transpose()?
-        .map(|v| v.parse::<u64>().map_err(|_| PeerError::BadRequest(format!("bad {EXPECTED_OFFSET_HEADER} '{v}'"))))
-        .transpose()?;
-    Ok(Conditions { producer, expected_offset })
+    let producer = header_text(headers, PRODUCER_HEADER)?
+        .map(ProducerStamp::parse_text)
+        .transpose()
+        .map_err(PeerError::BadRequest)?;
+    Ok(Conditions {
+        key_token: header_number(headers, KEY_TOKEN_HEADER)?,
+        producer,
+        expected_offset: header_number(headers, EXPECTED_OFFSET_HEADER)?,
+    })
 }
 
 /// A produce forwarded by the broker that received it.
@@ -84,6 +96,9 @@ pub(super) async fn forward(
     }
     if let Some(offset) = conditions.expected_offset {
         request = request.header(EXPECTED_OFFSET_HEADER, offset.to_string());
+    }
+    if let Some(token) = conditions.key_token {
+        request = request.header(KEY_TOKEN_HEADER, token.to_string());
     }
     let response = match request.send().await {
         Ok(response) => response,

@@ -37,14 +37,16 @@ impl ProduceService {
     /// returns once a majority of the partition's copies hold them. An idempotent request
     /// without a key goes to the partition of its `Producer-Id`, so its retries, through any
     /// broker, meet the state they are checked against; a conditional one needs a key or an id
-    /// (a partition chosen round-robin could not be the one its offset was read from).
+    /// (a partition chosen round-robin could not be the one its offset was read from). The
+    /// key's token is stored with the records (the id's is not: they stay keyless).
     pub async fn produce(
         &self,
         topic: &str,
         key: Option<&[u8]>,
         records: Vec<Bytes>,
-        conditions: Conditions,
+        mut conditions: Conditions,
     ) -> Result<Stored, ApiError> {
+        conditions.key_token = key.map(runnel_discovery::token);
         let id = conditions.producer.as_ref().map(|p| p.id.clone());
         let key = key.or(id.as_deref().map(str::as_bytes));
         if key.is_none() && conditions.expected_offset.is_some() {

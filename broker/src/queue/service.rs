@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use super::ack_token::AckToken;
 use super::dead_letter::DeadRecord;
-use super::window::{Candidate, LeaseRules, LeaseWindow};
+use super::window::{Candidate, LeaseRules, LeaseWindow, RecordKey};
 use crate::cluster::Peers;
 use crate::consensus::cluster_state::{Command, CommandResult};
 use crate::consensus::queue_groups::{QueueSetOutcome, QueueSettings};
@@ -269,7 +269,9 @@ impl QueueService {
                 held = Some(self.reads.reserve(2 * self.limits.max_bytes, MEMORY_WAIT).await?);
             }
             let read = self.read_wanted(topic, partition, &wanted, self.limits.max_bytes - bytes).await?;
-            let candidates: Vec<Candidate> = read.iter().map(|r| Candidate { offset: r.offset, key: None }).collect();
+            let key_of = |r: &StoredRecord| r.key_token.map_or(RecordKey::Keyless, RecordKey::Token);
+            let candidates: Vec<Candidate> =
+                read.iter().map(|r| Candidate { offset: r.offset, key: key_of(r) }).collect();
             let got = {
                 let mut windows = self.lock_windows();
                 // Leadership may have moved during the read: then nothing is leased here.

@@ -247,7 +247,9 @@ impl QueueService {
             }
         }
         drop(windows);
-        if counted.iter().any(|c| !c) && again_from <= now() {
+        // Given back, a record may be leased again; acknowledged, one may free the window's
+        // in-flight bound or, in an ordered group, its key's next record: waiting nexts look.
+        if counted.iter().any(|&c| c) || again_from <= now() {
             self.given_back.notify_waiters();
         }
     }

@@ -8,7 +8,8 @@
 //! - a record in `[floor, cursor)` is acknowledged exactly when it is not in `open`;
 //! - `floor` is `open`'s first offset, or `cursor` when `open` is empty;
 //! - a record is leased to at most one worker at a time, and in an ordered group at most one
-//!   record of a key is leased or being acknowledged, the key's earliest open one.
+//!   record of a key is leased or being acknowledged, the key's earliest open one (keyless
+//!   records are ordered with nothing; a record not read yet may have anyone's key).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
@@ -21,8 +22,18 @@ pub struct Slot {
     /// Times it was leased.
     pub deliveries: u32,
     pub state: SlotState,
-    /// A hash of the record's key, once read (ordered groups).
-    pub key: Option<u64>,
+    pub key: RecordKey,
+}
+
+/// What is known of a record's key, for an ordered group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKey {
+    /// Not read yet (a window restored after a failover): it may share anyone's key.
+    Unknown,
+    /// Produced without a partition key: ordered with no other record.
+    Keyless,
+    /// The ring token of its partition key (two keys of one token are ordered as one).
+    Token(i64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +59,11 @@ pub enum Check {
     Unknown,
 }
 
-/// A record read for [`LeaseWindow::lease`]: its offset and key hash.
+/// A record read for [`LeaseWindow::lease`]: its offset and key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Candidate {
     pub offset: u64,
-    pub key: Option<u64>,
+    pub key: RecordKey,
 }
 
 /// What [`LeaseWindow::lease`] did with the candidates.
@@ -89,7 +100,7 @@ impl LeaseWindow {
         let cursor = acked.iter().next_back().map_or(floor, |last| (last + 1).max(floor));
         let open = (floor..cursor)
             .filter(|o| !acked.contains(o))
-            .map(|o| (o, Slot { deliveries: 0, state: SlotState::Waiting { from: now }, key: None }))
+            .map(|o| (o, Slot { deliveries: 0, state: SlotState::Waiting { from: now }, key: RecordKey::Unknown }))
             .collect();
         let mut window = LeaseWindow { floor, cursor, open, max_in_flight: max_in_flight.max(1) as u64 };
         window.advance_floor();
@@ -126,8 +137,9 @@ impl LeaseWindow {
     }
 
     /// Leases the candidates (read at offsets [`LeaseWindow::wanted`] gave) that may be leased
-    /// at `now`, at most `limit`, each until `now + ack_wait`. In an ordered group a record is
-    /// leased only if no earlier open record has its key (or an unknown one). Candidates past
+    /// at `now`, at most `limit`, each until `now + ack_wait`. In an ordered group a keyed record
+    /// is leased only if no earlier open record has its key, and no record while an earlier one's
+    /// key is unknown. Candidates past
     /// `cursor` become open (so their keys are known and they count as in flight) whether
     /// leased or not; they must start at `cursor` and follow each other.
     pub fn lease(
@@ -143,8 +155,8 @@ impl LeaseWindow {
                 let slot = Slot { deliveries: 0, state: SlotState::Waiting { from: now }, key: candidate.key };
                 self.open.insert(candidate.offset, slot);
                 self.cursor += 1;
-            } else if let Some(slot) = self.open.get_mut(&candidate.offset) {
-                slot.key = slot.key.or(candidate.key);
+            } else if let Some(slot) = self.open.get_mut(&candidate.offset).filter(|s| s.key == RecordKey::Unknown) {
+                slot.key = candidate.key;
             }
         }
         let offered: HashSet<u64> = candidates.iter().map(|c| c.offset).collect();
@@ -152,21 +164,27 @@ impl LeaseWindow {
         // Keys of earlier open records: in an ordered group they hold later records back. A
         // record of unknown key may share anyone's: it holds back all after it, and waits for
         // all before it.
-        let mut held_keys: HashSet<u64> = HashSet::new();
+        let mut held_keys: HashSet<i64> = HashSet::new();
         let (mut any_before, mut unknown_key_before) = (false, false);
         for (&offset, slot) in self.open.iter_mut() {
             if result.leased.len() >= limit {
                 break;
             }
-            let held_back =
-                rules.ordered && (unknown_key_before || slot.key.map_or(any_before, |k| held_keys.contains(&k)));
+            let held_back = rules.ordered
+                && (unknown_key_before
+                    || match slot.key {
+                        RecordKey::Unknown => any_before,
+                        RecordKey::Keyless => false,
+                        RecordKey::Token(token) => held_keys.contains(&token),
+                    });
             let may = offered.contains(&offset) && available(slot, now) && !held_back;
             any_before = true;
             match slot.key {
-                Some(key) => {
-                    held_keys.insert(key);
+                RecordKey::Token(token) => {
+                    held_keys.insert(token);
                 }
-                None => unknown_key_before = true,
+                RecordKey::Keyless => {}
+                RecordKey::Unknown => unknown_key_before = true,
             }
             if !may {
                 continue;
@@ -296,11 +314,11 @@ mod tests {
         LeaseRules { ack_wait: WAIT, max_deliver: None, ordered: false }
     }
 
-    fn new_records(window: &LeaseWindow, now: Instant, end: u64, keys: &[u64]) -> Vec<Candidate> {
+    fn new_records(window: &LeaseWindow, now: Instant, end: u64, keys: &[RecordKey]) -> Vec<Candidate> {
         window
             .wanted(now, end, 1000)
             .into_iter()
-            .map(|offset| Candidate { offset, key: keys.get(offset as usize).copied() })
+            .map(|offset| Candidate { offset, key: keys.get(offset as usize).copied().unwrap_or(RecordKey::Keyless) })
             .collect()
     }
 
@@ -340,7 +358,7 @@ mod tests {
         assert_eq!(w.next_change(t0), Some(t0 + WAIT));
         let later = t0 + WAIT;
         assert_eq!(w.check(0, 1, later), Check::Expired);
-        let again = w.lease(later, &[Candidate { offset: 0, key: None }], 10, rules(), &mut ids);
+        let again = w.lease(later, &[Candidate { offset: 0, key: RecordKey::Keyless }], 10, rules(), &mut ids);
         assert_eq!(again.leased, vec![(0, 2, 2)], "the second delivery");
         assert_eq!(w.begin_ack(0, 1, later), Check::Expired);
         assert_eq!(w.begin_ack(0, 2, later), Check::Current);
@@ -384,9 +402,12 @@ mod tests {
         let twice = LeaseRules { max_deliver: Some(2), ..rules() };
         w.lease(t0, &new_records(&w, t0, 1, &[]), 10, twice, &mut ids);
         w.nack(0, 1, t0, Duration::ZERO);
-        assert_eq!(w.lease(t0, &[Candidate { offset: 0, key: None }], 10, twice, &mut ids).leased, vec![(0, 2, 2)]);
+        assert_eq!(
+            w.lease(t0, &[Candidate { offset: 0, key: RecordKey::Keyless }], 10, twice, &mut ids).leased,
+            vec![(0, 2, 2)]
+        );
         w.nack(0, 2, t0, Duration::ZERO);
-        let third = w.lease(t0, &[Candidate { offset: 0, key: None }], 10, twice, &mut ids);
+        let third = w.lease(t0, &[Candidate { offset: 0, key: RecordKey::Keyless }], 10, twice, &mut ids);
         assert_eq!(third, Leased { leased: vec![], dead: vec![(0, 2)] });
         assert!(w.wanted(t0, 1, 10).is_empty(), "settling: not offered again");
         w.settle(0, true, t0);
@@ -399,32 +420,35 @@ mod tests {
         let mut w = LeaseWindow::restore(0, &BTreeSet::new(), 100, now);
         let mut ids = counter();
         let ordered = LeaseRules { ordered: true, ..rules() };
-        // Keys of offsets 0..6: a b a c b a.
-        let keys = [1, 2, 1, 3, 2, 1];
-        let got = w.lease(now, &new_records(&w, now, 6, &keys), 10, ordered, &mut ids);
-        assert_eq!(got.leased.iter().map(|l| l.0).collect::<Vec<_>>(), vec![0, 1, 3], "one per key");
-        let retry = w.lease(now, &new_records(&w, now, 6, &keys), 10, ordered, &mut ids);
+        // Keys of offsets 0..7: a b a c b a, then one without a key.
+        let keys = [1, 2, 1, 3, 2, 1].map(RecordKey::Token);
+        let got = w.lease(now, &new_records(&w, now, 7, &keys), 10, ordered, &mut ids);
+        assert_eq!(got.leased.iter().map(|l| l.0).collect::<Vec<_>>(), vec![0, 1, 3, 6], "one per key");
+        let retry = w.lease(now, &new_records(&w, now, 7, &keys), 10, ordered, &mut ids);
         assert!(retry.leased.is_empty(), "each key's next waits for its previous");
         assert_eq!(w.begin_ack(0, 1, now), Check::Current);
-        assert!(w.lease(now, &new_records(&w, now, 6, &keys), 10, ordered, &mut ids).leased.is_empty(), "settling");
+        assert!(w.lease(now, &new_records(&w, now, 7, &keys), 10, ordered, &mut ids).leased.is_empty(), "settling");
         w.settle(0, true, now);
-        let next = w.lease(now, &new_records(&w, now, 6, &keys), 10, ordered, &mut ids);
+        let next = w.lease(now, &new_records(&w, now, 7, &keys), 10, ordered, &mut ids);
         assert_eq!(next.leased.iter().map(|l| l.0).collect::<Vec<_>>(), vec![2], "a's second, after a's first");
     }
 
     #[test]
     fn in_an_ordered_group_a_record_of_unknown_key_waits_for_all_before_it_and_holds_back_all_after() {
         let now = Instant::now();
-        let mut w = LeaseWindow::restore(0, &BTreeSet::new(), 100, now);
         let mut ids = counter();
         let ordered = LeaseRules { ordered: true, ..rules() };
-        let unknown: Vec<Candidate> = (0..3).map(|offset| Candidate { offset, key: None }).collect();
-        let got = w.lease(now, &unknown, 10, ordered, &mut ids);
-        assert_eq!(got.leased.iter().map(|l| l.0).collect::<Vec<_>>(), vec![0], "one at a time");
+        // A new leader's window: offsets 0..3 open, acked 3; their keys not read yet.
+        let mut w = LeaseWindow::restore(0, &[3].into(), 100, now);
+        let first = [Candidate { offset: 0, key: RecordKey::Token(1) }];
+        let got = w.lease(now, &first, 10, ordered, &mut ids);
+        assert_eq!(got.leased.iter().map(|l| l.0).collect::<Vec<_>>(), vec![0]);
+        let rest = [1, 2].map(|offset| Candidate { offset, key: RecordKey::Unknown });
+        assert!(w.lease(now, &rest, 10, ordered, &mut ids).leased.is_empty(), "offset 0's key may be theirs");
         w.begin_ack(0, 1, now);
         w.settle(0, true, now);
-        let got = w.lease(now, &new_records(&w, now, 3, &[]), 10, ordered, &mut ids);
-        assert_eq!(got.leased.iter().map(|l| l.0).collect::<Vec<_>>(), vec![1]);
+        let got = w.lease(now, &rest, 10, ordered, &mut ids);
+        assert_eq!(got.leased.iter().map(|l| l.0).collect::<Vec<_>>(), vec![1], "one at a time while unknown");
     }
 
     #[test]
@@ -483,7 +507,8 @@ mod tests {
                 let rules = LeaseRules { ack_wait: Duration::from_secs(10), max_deliver: Some(4), ordered };
                 let mut w = LeaseWindow::restore(0, &BTreeSet::new(), 6, now);
                 let mut end = 0u64;
-                let key_of = |o: u64| o % 3;
+                // Every fourth record without a key, the others of three keys.
+                let key_of = |o: u64| if o % 4 == 3 { RecordKey::Keyless } else { RecordKey::Token((o % 3) as i64) };
                 let mut next = 0u64;
                 let mut tokens: Vec<(u64, LeaseId)> = Vec::new();
                 let mut acked: BTreeSet<u64> = BTreeSet::new();
@@ -504,7 +529,7 @@ mod tests {
                         Op::Wait(s) => now += Duration::from_secs(s),
                         Op::Lease(n) => {
                             let candidates: Vec<Candidate> = w.wanted(now, end, n)
-                                .into_iter().map(|offset| Candidate { offset, key: Some(key_of(offset)) }).collect();
+                                .into_iter().map(|offset| Candidate { offset, key: key_of(offset) }).collect();
                             let got = w.lease(now, &candidates, n, rules, || { next += 1; next });
                             for &(offset, lease, _) in &got.leased {
                                 prop_assert!(!acked.contains(&offset), "acked record {offset} leased again");
@@ -540,7 +565,7 @@ mod tests {
                     let distinct: BTreeSet<u64> = current.iter().copied().collect();
                     prop_assert_eq!(distinct.len(), current.len(), "a record leased twice at once");
                     if ordered {
-                        for &offset in &current {
+                        for &offset in current.iter().filter(|&&o| key_of(o) != RecordKey::Keyless) {
                             let earlier_same_key = w.open.range(..offset).any(|(&o, _)| key_of(o) == key_of(offset));
                             prop_assert!(!earlier_same_key, "record {} leased before an earlier one of its key", offset);
                         }

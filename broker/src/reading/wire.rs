@@ -41,7 +41,13 @@ pub fn decode(body: &Bytes) -> Result<RecordsRead, String> {
         if at + len > body.len() {
             return Err("a record runs past the answer".into());
         }
-        read.records.push(StoredRecord { offset, timestamp_ms, value: body.slice(at..at + len), producer: None });
+        read.records.push(StoredRecord {
+            offset,
+            timestamp_ms,
+            value: body.slice(at..at + len),
+            key_token: None,
+            producer: None,
+        });
         at += len;
     }
     Ok(read)
@@ -64,6 +70,7 @@ mod tests {
                 offset: base + i as u64,
                 timestamp_ms: 1_700_000_000_000 + i as i64,
                 value: Bytes::from(v.clone()),
+                key_token: None,
                 producer: None,
             }).collect();
             let read = RecordsRead { next_offset: base + records.len() as u64, start: 3, end: base + 50, records };

@@ -102,7 +102,8 @@ impl CopyLog for StoredCopy<'_> {
             return Ok((Vec::new(), Vec::new()));
         }
         let mut runs = Runs::bounded(MAX_TIME_RUNS);
-        let covered = read.records.iter().take_while(|r| runs.add(1, r.timestamp_ms, r.producer.clone())).count();
+        let covered =
+            read.records.iter().take_while(|r| runs.add(1, (r.timestamp_ms, r.key_token), r.producer.clone())).count();
         Ok((read.records.into_iter().take(covered).map(|r| r.value).collect(), runs.into_runs()))
     }
 }

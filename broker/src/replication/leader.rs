@@ -52,6 +52,7 @@ pub(super) struct PartitionCopies {
 struct TailBatch {
     records: Vec<Bytes>,
     time: i64,
+    key_token: Option<i64>,
     stamp: Option<Arc<ProducerWrite>>,
     _held: Reservation,
 }
@@ -78,11 +79,18 @@ impl Ends {
     }
 
     /// Keeps a batch for the followers, if the replication budget has room for it.
-    fn keep(&mut self, (base, time): (u64, i64), records: Vec<Bytes>, stamp: Option<ProducerWrite>, budget: &Budget) {
+    fn keep(
+        &mut self,
+        (base, time): (u64, i64),
+        batch: (Vec<Bytes>, Option<i64>, Option<ProducerWrite>),
+        budget: &Budget,
+    ) {
+        let (records, key_token, stamp) = batch;
         let bytes = records.iter().map(Bytes::len).sum::<usize>();
         if let Some(held) = budget.try_reserve(bytes) {
             self.tail_bytes += bytes;
-            self.tail.insert(base, TailBatch { records, time, stamp: stamp.map(Arc::new), _held: held });
+            let stamp = stamp.map(Arc::new);
+            self.tail.insert(base, TailBatch { records, time, key_token, stamp, _held: held });
         }
     }
 
@@ -151,12 +159,12 @@ impl PartitionCopies {
         }
         let mut out: Vec<Bytes> = first.records[skip..].to_vec();
         let mut runs = Runs::bounded(MAX_TIME_RUNS);
-        runs.add(out.len() as u32, first.time, first.stamp.clone());
+        runs.add(out.len() as u32, (first.time, first.key_token), first.stamp.clone());
         let mut bytes: usize = out.iter().map(Bytes::len).sum();
         let mut next = base + first.records.len() as u64;
         while bytes < SEND_BYTES {
             let Some(batch) = ends.tail.get(&next) else { break };
-            if !runs.add(batch.records.len() as u32, batch.time, batch.stamp.clone()) {
+            if !runs.add(batch.records.len() as u32, (batch.time, batch.key_token), batch.stamp.clone()) {
                 break;
             }
             bytes += batch.records.iter().map(Bytes::len).sum::<usize>();
@@ -250,7 +258,7 @@ impl Replication {
         let epoch = permit.epoch;
         let copies = self.copies(topic, partition, epoch);
         let sent = (!copies.followers.is_empty()).then(|| records.clone());
-        let producer = conditions.producer.clone();
+        let (producer, key_token) = (conditions.producer.clone(), conditions.key_token);
         let pipelined = match self.storage.append_pipelined(topic, partition, records, epoch, conditions).await {
             Err(StorageError::StaleEpoch { .. }) => return Err(ApiError::NotLeader(partition)),
             other => other?,
@@ -265,7 +273,7 @@ impl Replication {
         };
         if let Some(records) = sent {
             let stamp = producer.map(|stamp| ProducerWrite { stamp, first: base });
-            copies.update(|ends| ends.keep((base, time), records, stamp, &self.memory));
+            copies.update(|ends| ends.keep((base, time), (records, key_token, stamp), &self.memory));
             copies.appended.notify_waiters();
         }
         let appended = match durable.await.map_err(|_| StorageError::Closed).and_then(|r| r) {

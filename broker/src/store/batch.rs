@@ -3,17 +3,21 @@
 //!
 //! ```text
 //! 0  u32 crc32c of bytes 4.. (rest of header and body)
-//! 4  u8  magic (1, or 2: the body starts with a producer stamp)
+//! 4  u8  magic (1; 2: the body starts with a producer stamp; 3: with the key token; 4:
+//!    with the key token, then a producer stamp)
 //! 5  u32 record count (>= 1)
 //! 9  u64 base offset
 //! 17 i64 timestamp, ms since the Unix epoch
 //! 25 u32 body length
-//! 29 body: [magic 2: u8 id length, id, u64 epoch, u64 sequence, u64 the request's first
-//!    offset], then per record u32 length, then the bytes
+//! 29 body: [magic 3, 4: i64 key token], [magic 2, 4: u8 id length, id, u64 epoch, u64
+//!    sequence, u64 the request's first offset], then per record u32 length, then the bytes
 //! ```
 //!
 //! A stamp (an idempotent request's, see `producers`) is kept on the batch holding the
-//! request's last record.
+//! request's last record. The key token is the ring token of the request's partition key
+//! (`discovery::token`, 64-bit Murmur3): what an ordered queue group orders by. A 64-bit hash
+//! instead of the key keeps the batch and the copy protocol's header small and fixed; two keys
+//! of one token would only be leased one after the other, never out of order.
 //!
 //! The checksum covers the length fields, so a torn write (short body) or a flipped bit
 //! anywhere is detected before any length is trusted for more than a bounds check.
@@ -25,6 +29,8 @@ use super::producers::{ProducerStamp, ProducerWrite, MAX_ID_LEN};
 pub const HEADER_LEN: usize = 29;
 pub const MAGIC: u8 = 1;
 pub const MAGIC_STAMPED: u8 = 2;
+pub const MAGIC_KEYED: u8 = 3;
+pub const MAGIC_KEYED_STAMPED: u8 = 4;
 /// Upper bound on a batch body; anything larger on disk is garbage, not a batch.
 pub const MAX_BODY_LEN: usize = 64 * 1024 * 1024;
 
@@ -47,33 +53,50 @@ impl BatchHeader {
     }
 }
 
-fn stamp_len(stamp: Option<&ProducerWrite>) -> usize {
-    stamp.map_or(0, |s| 1 + s.stamp.id.len() + 24)
+/// What a batch holds beside its records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Marks<'a> {
+    /// The ring token of its request's partition key, if it had one.
+    pub key_token: Option<i64>,
+    /// On the batch that ends an idempotent request.
+    pub stamp: Option<&'a ProducerWrite>,
+}
+
+impl Marks<'_> {
+    pub fn magic(&self) -> u8 {
+        match (self.key_token.is_some(), self.stamp.is_some()) {
+            (false, false) => MAGIC,
+            (false, true) => MAGIC_STAMPED,
+            (true, false) => MAGIC_KEYED,
+            (true, true) => MAGIC_KEYED_STAMPED,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.key_token.map_or(0, |_| 8) + self.stamp.map_or(0, |s| 1 + s.stamp.id.len() + 24)
+    }
 }
 
 /// Size of the encoded batch of `records`.
-pub fn encoded_len(records: &[Bytes], stamp: Option<&ProducerWrite>) -> usize {
-    HEADER_LEN + stamp_len(stamp) + records.iter().map(|r| 4 + r.len()).sum::<usize>()
+pub fn encoded_len(records: &[Bytes], marks: Marks) -> usize {
+    HEADER_LEN + marks.len() + records.iter().map(|r| 4 + r.len()).sum::<usize>()
 }
 
 /// Appends the encoded batch to `out`.
-pub fn encode(
-    out: &mut Vec<u8>,
-    base_offset: u64,
-    timestamp_ms: i64,
-    records: &[Bytes],
-    stamp: Option<&ProducerWrite>,
-) {
+pub fn encode(out: &mut Vec<u8>, base_offset: u64, timestamp_ms: i64, records: &[Bytes], marks: Marks) {
     let start = out.len();
-    let body_len = encoded_len(records, stamp) - HEADER_LEN;
+    let body_len = encoded_len(records, marks) - HEADER_LEN;
     out.reserve(HEADER_LEN + body_len);
     out.put_u32_le(0);
-    out.put_u8(if stamp.is_some() { MAGIC_STAMPED } else { MAGIC });
+    out.put_u8(marks.magic());
     out.put_u32_le(records.len() as u32);
     out.put_u64_le(base_offset);
     out.put_i64_le(timestamp_ms);
     out.put_u32_le(body_len as u32);
-    if let Some(write) = stamp {
+    if let Some(token) = marks.key_token {
+        out.put_i64_le(token);
+    }
+    if let Some(write) = marks.stamp {
         out.put_u8(write.stamp.id.len() as u8);
         out.extend_from_slice(write.stamp.id.as_bytes());
         out.put_u64_le(write.stamp.epoch);
@@ -105,7 +128,7 @@ pub fn parse_header(b: &[u8]) -> Result<BatchHeader, String> {
     if b.len() < HEADER_LEN {
         return Err(format!("incomplete header ({} of {HEADER_LEN} bytes)", b.len()));
     }
-    if b[4] != MAGIC && b[4] != MAGIC_STAMPED {
+    if !(MAGIC..=MAGIC_KEYED_STAMPED).contains(&b[4]) {
         return Err(format!("bad magic byte {}", b[4]));
     }
     let header = BatchHeader {
@@ -134,26 +157,46 @@ pub fn verify(b: &[u8], header: &BatchHeader) -> Result<(), String> {
     Ok(())
 }
 
-/// The producer stamp of a verified batch, if it has one, and where its records start.
-pub fn stamp(batch: &[u8], header: &BatchHeader) -> Result<(Option<ProducerWrite>, usize), String> {
-    if header.magic != MAGIC_STAMPED {
-        return Ok((None, HEADER_LEN));
-    }
+/// What a verified batch holds beside its records: its key token and producer stamp, where it
+/// has them, and where its records start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadMarks {
+    pub key_token: Option<i64>,
+    pub stamp: Option<ProducerWrite>,
+    pub records_at: usize,
+}
+
+pub fn marks(batch: &[u8], header: &BatchHeader) -> Result<ReadMarks, String> {
     let end = header.total_len();
-    let id_len = *batch.get(HEADER_LEN).ok_or("producer stamp runs past the batch")? as usize;
-    let at = HEADER_LEN + 1 + id_len;
+    let mut at = HEADER_LEN;
+    let key_token = if matches!(header.magic, MAGIC_KEYED | MAGIC_KEYED_STAMPED) {
+        if at + 8 > end {
+            return Err("key token runs past the batch".into());
+        }
+        at += 8;
+        Some(u64_at(batch, HEADER_LEN) as i64)
+    } else {
+        None
+    };
+    if !matches!(header.magic, MAGIC_STAMPED | MAGIC_KEYED_STAMPED) {
+        return Ok(ReadMarks { key_token, stamp: None, records_at: at });
+    }
+    let id_len = *batch.get(at).ok_or("producer stamp runs past the batch")? as usize;
+    let id_at = at + 1;
+    at = id_at + id_len;
     if id_len == 0 || id_len > MAX_ID_LEN || at + 24 > end {
         return Err("producer stamp runs past the batch".into());
     }
-    let id = std::str::from_utf8(&batch[HEADER_LEN + 1..at]).map_err(|_| "producer id is not text")?;
+    let id = std::str::from_utf8(&batch[id_at..at]).map_err(|_| "producer id is not text")?;
     let stamp = ProducerStamp { id: id.into(), epoch: u64_at(batch, at), seq: u64_at(batch, at + 8) };
-    Ok((Some(ProducerWrite { stamp, first: u64_at(batch, at + 16) }), at + 24))
+    let stamp = Some(ProducerWrite { stamp, first: u64_at(batch, at + 16) });
+    Ok(ReadMarks { key_token, stamp, records_at: at + 24 })
 }
 
 /// The records of a verified batch, as slices of `batch` (which starts at the header).
 pub fn records(batch: &Bytes, header: &BatchHeader) -> Result<Vec<Bytes>, String> {
     let end = header.total_len();
-    let (_, mut at) = stamp(batch, header)?;
+    let mut at = marks(batch, header)?.records_at;
     let mut out = Vec::with_capacity(header.record_count as usize);
     for _ in 0..header.record_count {
         if at + 4 > end {
@@ -184,24 +227,30 @@ mod tests {
             42,
             1_700_000_000_000,
             &[Bytes::from_static(b"one"), Bytes::from_static(b""), Bytes::from_static(b"three")],
-            None,
+            Marks::default(),
         );
         out
     }
 
     #[test]
-    fn a_stamp_round_trips_before_the_records() {
+    fn a_key_token_and_a_stamp_round_trip_before_the_records() {
         let write = ProducerWrite { stamp: ProducerStamp { id: "p-1".into(), epoch: 7, seq: 9 }, first: 40 };
-        let mut out = Vec::new();
-        encode(&mut out, 42, 5, &[Bytes::from_static(b"x"), Bytes::from_static(b"yz")], Some(&write));
-        assert_eq!(out.len(), encoded_len(&[Bytes::from_static(b"x"), Bytes::from_static(b"yz")], Some(&write)));
-        let bytes = Bytes::from(out);
-        let header = parse_header(&bytes).expect("header");
-        verify(&bytes, &header).expect("valid");
-        assert_eq!(stamp(&bytes, &header).expect("stamp").0, Some(write));
-        assert_eq!(records(&bytes, &header).expect("records"), vec![&b"x"[..], b"yz"]);
-        let (plain, _) = stamp(&sample(), &parse_header(&sample()).expect("header")).expect("no stamp");
-        assert_eq!(plain, None);
+        let values = [Bytes::from_static(b"x"), Bytes::from_static(b"yz")];
+        for (key_token, stamp) in [(None, Some(&write)), (Some(-5), None), (Some(i64::MIN), Some(&write))] {
+            let written = Marks { key_token, stamp };
+            let mut out = Vec::new();
+            encode(&mut out, 42, 5, &values, written);
+            assert_eq!(out.len(), encoded_len(&values, written));
+            let bytes = Bytes::from(out);
+            let header = parse_header(&bytes).expect("header");
+            assert_eq!(header.magic, written.magic());
+            verify(&bytes, &header).expect("valid");
+            let read = marks(&bytes, &header).expect("marks");
+            assert_eq!((read.key_token, read.stamp.as_ref()), (key_token, stamp));
+            assert_eq!(records(&bytes, &header).expect("records"), vec![&b"x"[..], b"yz"]);
+        }
+        let plain = marks(&sample(), &parse_header(&sample()).expect("header")).expect("no marks");
+        assert_eq!((plain.key_token, plain.stamp, plain.records_at), (None, None, HEADER_LEN));
     }
 
     #[test]

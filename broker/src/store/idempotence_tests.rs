@@ -14,7 +14,7 @@ fn config(dir: &Path, segment_bytes: u64, max_producers: usize) -> StorageConfig
 }
 
 fn stamp(id: &str, epoch: u64, seq: u64) -> Conditions {
-    Conditions { producer: Some(ProducerStamp { id: id.into(), epoch, seq }), expected_offset: None }
+    Conditions { producer: Some(ProducerStamp { id: id.into(), epoch, seq }), ..Conditions::default() }
 }
 
 fn values(n: usize, tag: &str) -> Vec<Bytes> {
@@ -151,7 +151,7 @@ async fn a_conditional_append_stores_only_at_the_expected_offset() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (storage, _) = Storage::open(config(dir.path(), 1 << 20, 100)).expect("open");
     append(&storage, values(2, "start"), Conditions::default()).await.expect("start");
-    let at = |offset| Conditions { producer: None, expected_offset: Some(offset) };
+    let at = |offset| Conditions { expected_offset: Some(offset), ..Conditions::default() };
     let (one, two) = tokio::join!(append(&storage, values(1, "one"), at(2)), append(&storage, values(1, "two"), at(2)));
     let outcomes = [one, two];
     assert_eq!(outcomes.iter().filter(|o| o.as_ref().is_ok_and(|a| a.base_offset == 2)).count(), 1);

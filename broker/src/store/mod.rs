@@ -76,6 +76,8 @@ pub struct StoredRecord {
     pub offset: u64,
     pub timestamp_ms: i64,
     pub value: Bytes,
+    /// The ring token of the key of the request that stored it, if it had one.
+    pub key_token: Option<i64>,
     /// On the last record of an idempotent request: its stamp (copies write it with the record).
     pub producer: Option<Arc<ProducerWrite>>,
 }
@@ -112,9 +114,13 @@ pub enum Whole {
     Requests,
 }
 
-/// What a leader's append asks beyond being stored (SPEC §12).
+/// What a leader's append carries beside its records: the conditions it is stored under
+/// (SPEC §12), and its key's token, stored with the batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Conditions {
+    /// The ring token of the request's partition key (`discovery::token`), if it had one: what
+    /// an ordered queue group orders by.
+    pub key_token: Option<i64>,
     /// An idempotent producer's request: stored at most once.
     pub producer: Option<ProducerStamp>,
     /// Stored only if the partition's next offset is this.
@@ -134,6 +140,7 @@ struct Enqueued {
     records: Vec<Bytes>,
     epoch: EpochMark,
     timestamp: Option<i64>,
+    key_token: Option<i64>,
     producer: ProducerMark,
 }
 
@@ -283,7 +290,13 @@ impl Storage {
     ) -> Result<Pipelined, StorageError> {
         let (assigned, base) = oneshot::channel();
         let producer = conditions.producer.map_or(ProducerMark::None, ProducerMark::Leader);
-        let append = Enqueued { records, epoch: EpochMark::Leader(epoch), timestamp: None, producer };
+        let append = Enqueued {
+            records,
+            epoch: EpochMark::Leader(epoch),
+            timestamp: None,
+            key_token: conditions.key_token,
+            producer,
+        };
         let answer = self.enqueue(topic, partition, append, conditions.expected_offset, Some(assigned)).await?;
         match base.await {
             Ok((base, time)) => Ok(Pipelined::Promised { base, time, durable: answer }),
@@ -323,8 +336,13 @@ impl Storage {
             let mine: Vec<EpochStart> = epochs.drain(..later).collect();
             let timestamp = (!times.is_empty()).then_some(run.timestamp_ms);
             let producer = run.producer.map_or(ProducerMark::None, |p| ProducerMark::Copied(ProducerWrite::clone(&p)));
-            let append =
-                Enqueued { records: batch, epoch: EpochMark::Replica { base, epochs: mine }, timestamp, producer };
+            let append = Enqueued {
+                records: batch,
+                epoch: EpochMark::Replica { base, epochs: mine },
+                timestamp,
+                key_token: run.key_token,
+                producer,
+            };
             answers.push(self.enqueue(topic, partition, append, None, None).await?);
             base += count as u64;
         }
@@ -344,7 +362,7 @@ impl Storage {
         expected_offset: Option<u64>,
         assigned: Option<oneshot::Sender<(u64, i64)>>,
     ) -> Result<oneshot::Receiver<Result<Appended, StorageError>>, StorageError> {
-        let Enqueued { records, epoch, timestamp, producer } = append;
+        let Enqueued { records, epoch, timestamp, key_token, producer } = append;
         if records.is_empty() {
             return Err(StorageError::BatchSize { max: batch::MAX_BODY_LEN });
         }
@@ -353,10 +371,11 @@ impl Storage {
             space.count_refusal();
             return Err(StorageError::BelowReserve { free: space.free_bytes(), reserve: space.reserve_bytes() });
         }
-        space.set_aside(batch::encoded_len(&records, None) as u64);
+        space.set_aside(batch::encoded_len(&records, batch::Marks::default()) as u64);
         let sender = self.writer_queue(topic, partition).await?;
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest { records, epoch, timestamp, assigned, producer, expected_offset, reply };
+        let request =
+            AppendRequest { records, epoch, timestamp, key_token, assigned, producer, expected_offset, reply };
         sender.send(WriterRequest::Append(request)).await.map_err(|_| StorageError::Closed)?;
         Ok(answer)
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::batch::{self, BatchHeader, MAX_BODY_LEN};
+use super::batch::{self, BatchHeader, Marks, MAX_BODY_LEN};
 use super::error::IoContext;
 use super::leader_epochs::{write_file, EpochHistory, EpochStart, Epochs};
 use super::open_files::OpenFiles;
@@ -48,13 +48,14 @@ pub struct PartitionLog {
 }
 
 /// Whether `records` can be stored as one batch: at least one record, body within the bound
-/// (with room for a producer stamp).
+/// (with room for a key token and a producer stamp).
 pub fn fits_a_batch(records: &[Bytes]) -> bool {
-    !records.is_empty() && batch::encoded_len(records, None) - batch::HEADER_LEN + STAMP_ROOM <= MAX_BODY_LEN
+    !records.is_empty()
+        && batch::encoded_len(records, Marks::default()) - batch::HEADER_LEN + MARKS_ROOM <= MAX_BODY_LEN
 }
 
-/// The most bytes a producer stamp adds to a batch body.
-const STAMP_ROOM: usize = 1 + producers::MAX_ID_LEN + 24;
+/// The most bytes a key token and a producer stamp add to a batch body.
+const MARKS_ROOM: usize = 8 + 1 + producers::MAX_ID_LEN + 24;
 
 /// The stamps of batches written but not yet flushed, each with its request's end.
 type Stamped = Vec<(ProducerWrite, u64)>;
@@ -63,6 +64,8 @@ type Stamped = Vec<(ProducerWrite, u64)>;
 pub struct NewBatch {
     pub records: Vec<Bytes>,
     pub timestamp_ms: i64,
+    /// The ring token of its request's partition key, if it had one.
+    pub key_token: Option<i64>,
     /// Set on the batch that ends an idempotent request.
     pub stamp: Option<ProducerWrite>,
 }
@@ -382,14 +385,15 @@ impl PartitionLog {
         // The stamps of the batches in `buf`, each with its request's end, for the durable table.
         let mut stamped: Stamped = Vec::new();
         let mut unflushed: Vec<usize> = Vec::new();
-        for (i, NewBatch { records, timestamp_ms, stamp }) in requests.iter().enumerate() {
+        for (i, NewBatch { records, timestamp_ms, key_token, stamp }) in requests.iter().enumerate() {
             let timestamp_ms = *timestamp_ms;
+            let marks = Marks { key_token: *key_token, stamp: stamp.as_ref() };
             if !fits_a_batch(records) {
                 self.fail("a request that does not fit a batch reached the log");
                 round.results.extend(requests[i..].iter().map(|_| Err(StorageError::BatchSize { max: MAX_BODY_LEN })));
                 return self.fail_round(round, &unflushed, self.failed_error());
             }
-            let len = batch::encoded_len(records, stamp.as_ref());
+            let len = batch::encoded_len(records, marks);
             let used = active.len() + buf.len() as u64;
             let may_grow = used + len as u64 <= SEGMENT_HARD_END;
             if used > 0 && used + len as u64 > self.segment_bytes && !(roll_refused && may_grow) {
@@ -417,9 +421,9 @@ impl PartitionLog {
                 }
             }
             let position = active.len() + buf.len() as u64;
-            batch::encode(&mut buf, next, timestamp_ms, records, stamp.as_ref());
+            batch::encode(&mut buf, next, timestamp_ms, records, marks);
             let header = BatchHeader {
-                magic: if stamp.is_some() { batch::MAGIC_STAMPED } else { batch::MAGIC },
+                magic: marks.magic(),
                 record_count: records.len() as u32,
                 base_offset: next,
                 timestamp_ms,

@@ -344,8 +344,8 @@ impl Segment {
                 batch::verify(&whole, &header).map_err(|r| self.corrupt(batch_pos, r))?;
                 if header.next_offset() > offset {
                     let records = batch::records(&whole, &header).map_err(|r| self.corrupt(batch_pos, r))?;
-                    let (stamp, _) = batch::stamp(&whole, &header).map_err(|r| self.corrupt(batch_pos, r))?;
-                    let mut stamp = stamp.map(Arc::new);
+                    let marks = batch::marks(&whole, &header).map_err(|r| self.corrupt(batch_pos, r))?;
+                    let mut stamp = marks.stamp.map(Arc::new);
                     let last = records.len() - 1;
                     for (i, value) in records.into_iter().enumerate() {
                         let record_offset = header.base_offset + i as u64;
@@ -361,6 +361,7 @@ impl Segment {
                                 offset: record_offset,
                                 timestamp_ms: header.timestamp_ms,
                                 value,
+                                key_token: marks.key_token,
                                 producer,
                             });
                         }
@@ -447,10 +448,12 @@ impl Segment {
                 let whole = self.read_bytes(pos, header.total_len())?;
                 batch::verify(&whole, &header).map_err(|r| self.corrupt(pos, r))?;
                 let records = batch::records(&whole, &header).map_err(|r| self.corrupt(pos, r))?;
+                let key_token = batch::marks(&whole, &header).map_err(|r| self.corrupt(pos, r))?.key_token;
                 let keep = to.saturating_sub(header.base_offset) as usize;
                 // Cut before its last record, the batch keeps no stamp: the request is not stored whole.
                 if keep > 0 {
-                    batch::encode(&mut kept, header.base_offset, header.timestamp_ms, &records[..keep], None);
+                    let marks = batch::Marks { key_token, stamp: None };
+                    batch::encode(&mut kept, header.base_offset, header.timestamp_ms, &records[..keep], marks);
                 }
                 break;
             }
@@ -602,7 +605,7 @@ mod tests {
         for chunk in batches.chunks(7) {
             let timed: Vec<NewBatch> = chunk
                 .iter()
-                .map(|records| NewBatch { records: records.clone(), timestamp_ms: 1, stamp: None })
+                .map(|records| NewBatch { records: records.clone(), timestamp_ms: 1, key_token: None, stamp: None })
                 .collect();
             let round = log.append_batches(&timed);
             assert!(round.results.iter().all(Result::is_ok));
@@ -644,7 +647,7 @@ mod tests {
             for (count, step) in &batches {
                 time += step;
                 let records: Vec<Bytes> = (0..*count).map(|i| Bytes::from(vec![i as u8; 40])).collect();
-                let batch = NewBatch { records, timestamp_ms: time, stamp: None };
+                let batch = NewBatch { records, timestamp_ms: time, key_token: None, stamp: None };
                 prop_assert!(log.append_batches(&[batch]).results.iter().all(Result::is_ok));
                 firsts.push((time, offset));
                 offset += *count as u64;

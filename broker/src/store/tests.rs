@@ -242,6 +242,36 @@ async fn a_copy_keeps_the_append_times_it_is_given() {
     assert_eq!(storage.end("t", 0), 6, "times that do not cover the records store nothing");
 }
 
+/// A request's key token is stored with its batch, copied with it (a run per token), kept
+/// when a truncation cuts its batch, and read back after a restart: what an ordered queue
+/// group orders by on any copy that becomes leader.
+#[tokio::test]
+async fn key_tokens_are_stored_copied_cut_and_reopened_with_their_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(config(dir.path(), 64 * 1024)).expect("open");
+    let keyed = |token| Conditions { key_token: token, ..Conditions::default() };
+    for (i, token) in [Some(-7), None, Some(i64::MAX)].into_iter().enumerate() {
+        match storage.append_pipelined("t", 0, records(i * 2, 2, 8), 1, keyed(token)).await.expect("append") {
+            Pipelined::Promised { durable, .. } => durable.await.expect("answer").expect("durable"),
+            Pipelined::Stored(_) => panic!("not a repeat"),
+        };
+    }
+    let read = read_all(&storage, "t", 0).await;
+    let tokens: Vec<Option<i64>> = read.iter().map(|r| r.key_token).collect();
+    assert_eq!(tokens, [Some(-7), Some(-7), None, None, Some(i64::MAX), Some(i64::MAX)]);
+    let runs = TimeRun::of(&read);
+    assert_eq!(runs.len(), 3, "one run per batch: {runs:?}");
+    let copy_dir = tempfile::tempdir().expect("tempdir");
+    let (copy, _) = Storage::open(config(copy_dir.path(), 64 * 1024)).expect("open copy");
+    let values: Vec<Bytes> = read.iter().map(|r| r.value.clone()).collect();
+    copy.append_at("t", 0, 0, values, Vec::new(), &runs).await.expect("copy");
+    assert_eq!(copy.truncate("t", 0, 5).await.expect("truncate"), 5);
+    copy.close().await;
+    let (copy, _) = Storage::open(config(copy_dir.path(), 64 * 1024)).expect("reopen copy");
+    let copied: Vec<Option<i64>> = read_all(&copy, "t", 0).await.iter().map(|r| r.key_token).collect();
+    assert_eq!(copied, tokens[..5], "the cut batch keeps its token");
+}
+
 #[tokio::test]
 async fn retention_deletes_only_old_sealed_segments() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -366,6 +396,7 @@ async fn queue(sender: &tokio::sync::mpsc::Sender<writer::WriterRequest>, record
         records,
         epoch,
         timestamp: None,
+        key_token: None,
         assigned: Some(assigned_tx),
         producer: writer::ProducerMark::None,
         expected_offset: None,

@@ -45,6 +45,8 @@ pub struct AppendRequest {
     /// The append time the partition's leader gave these records (a copy's), if it said; the
     /// writer's clock otherwise. Either way no earlier than the log's newest record.
     pub timestamp: Option<i64>,
+    /// The ring token of the request's partition key, stored with the batch.
+    pub key_token: Option<i64>,
     /// Told the base offset and append time as soon as the request is accepted, before the
     /// write and fsync (a leader sends both to its followers meanwhile). Never told for a
     /// request answered without being written (a duplicate).
@@ -356,7 +358,8 @@ async fn write_round(
     let (batches, replies): (Vec<NewBatch>, Vec<_>) = accepted
         .into_iter()
         .map(|(r, stamp)| {
-            (NewBatch { records: r.records, timestamp_ms: r.timestamp.unwrap_or(now_ms), stamp }, r.reply)
+            let timestamp_ms = r.timestamp.unwrap_or(now_ms);
+            (NewBatch { records: r.records, timestamp_ms, key_token: r.key_token, stamp }, r.reply)
         })
         .unzip();
     let (results, unwritten) = write(log, Unwritten { epochs: new_epochs, batches, promised }, observer).await;
