@@ -242,7 +242,9 @@ async fn every_copy_keeps_the_leader_s_append_times_even_one_that_caught_up_late
                 .unwrap_or_default()
                 .split(',')
                 .filter_map(|run| run.split_once('@'))
-                .map(|(count, ms)| (count.parse().expect("count"), ms.parse().expect("ms")))
+                // `count@ms`, then `#token` for a keyed batch, `@stamp` for an idempotent one.
+                .map(|(count, rest)| (count.parse().expect("count"), rest.split(['#', '@']).next().unwrap_or(rest)))
+                .map(|(count, ms)| (count, ms.parse().expect("ms")))
                 .collect();
             let per_record: Vec<i64> =
                 runs.iter().flat_map(|&(count, ms)| std::iter::repeat_n(ms, count as usize)).collect();
