@@ -248,8 +248,9 @@ impl QueueService {
         }
         drop(windows);
         // Given back, a record may be leased again; acknowledged, one may free the window's
-        // in-flight bound or, in an ordered group, its key's next record: waiting nexts look.
-        if counted.iter().any(|&c| c) || again_from <= now() {
+        // in-flight bound or, in an ordered group, its key's next record: waiting nexts look
+        // (unless what was given back is available only later: a lease end wakes them then).
+        if again_from <= now() {
             self.given_back.notify_waiters();
         }
     }

@@ -126,11 +126,23 @@ impl LeaseWindow {
     }
 
     /// Offsets worth reading for a lease at `now`, in order: open records available now
-    /// (restored ones, expired leases, nacks whose delay ended), then new records from
-    /// `cursor` up to `end` and the in-flight bound; at most `limit` in all.
-    pub fn wanted(&self, now: Instant, end: u64, limit: usize) -> Vec<u64> {
-        let mut wanted: Vec<u64> =
-            self.open.iter().filter(|(_, slot)| available(slot, now)).map(|(&o, _)| o).take(limit).collect();
+    /// (restored ones, expired leases, nacks whose delay ended; in an ordered group only those
+    /// no earlier record holds back, and those of unknown key, since reading them makes their
+    /// key known), then new records from `cursor` up to `end` and the in-flight bound; at most
+    /// `limit` in all. So a busy key's waiting records do not crowd out other keys.
+    pub fn wanted(&self, now: Instant, end: u64, limit: usize, ordered: bool) -> Vec<u64> {
+        let mut held = HeldKeys::default();
+        let mut wanted = Vec::new();
+        for (&offset, slot) in &self.open {
+            if wanted.len() >= limit {
+                break;
+            }
+            let offered = !ordered || slot.key == RecordKey::Unknown || !held.hold(slot.key);
+            held.pass(slot.key);
+            if offered && available(slot, now) {
+                wanted.push(offset);
+            }
+        }
         let new_end = end.min(self.floor + self.max_in_flight);
         wanted.extend((self.cursor..new_end).take(limit - wanted.len()));
         wanted
@@ -139,9 +151,9 @@ impl LeaseWindow {
     /// Leases the candidates (read at offsets [`LeaseWindow::wanted`] gave) that may be leased
     /// at `now`, at most `limit`, each until `now + ack_wait`. In an ordered group a keyed record
     /// is leased only if no earlier open record has its key, and no record while an earlier one's
-    /// key is unknown. Candidates past
-    /// `cursor` become open (so their keys are known and they count as in flight) whether
-    /// leased or not; they must start at `cursor` and follow each other.
+    /// key is unknown. Candidates past `cursor` become open (so their keys are known and they
+    /// count as in flight) whether leased or not; they must start at `cursor` and follow each
+    /// other.
     pub fn lease(
         &mut self,
         now: Instant,
@@ -161,31 +173,14 @@ impl LeaseWindow {
         }
         let offered: HashSet<u64> = candidates.iter().map(|c| c.offset).collect();
         let mut result = Leased::default();
-        // Keys of earlier open records: in an ordered group they hold later records back. A
-        // record of unknown key may share anyone's: it holds back all after it, and waits for
-        // all before it.
-        let mut held_keys: HashSet<i64> = HashSet::new();
-        let (mut any_before, mut unknown_key_before) = (false, false);
+        let mut held = HeldKeys::default();
         for (&offset, slot) in self.open.iter_mut() {
             if result.leased.len() >= limit {
                 break;
             }
-            let held_back = rules.ordered
-                && (unknown_key_before
-                    || match slot.key {
-                        RecordKey::Unknown => any_before,
-                        RecordKey::Keyless => false,
-                        RecordKey::Token(token) => held_keys.contains(&token),
-                    });
+            let held_back = rules.ordered && held.hold(slot.key);
             let may = offered.contains(&offset) && available(slot, now) && !held_back;
-            any_before = true;
-            match slot.key {
-                RecordKey::Token(token) => {
-                    held_keys.insert(token);
-                }
-                RecordKey::Keyless => {}
-                RecordKey::Unknown => unknown_key_before = true,
-            }
+            held.pass(slot.key);
             if !may {
                 continue;
             }
@@ -296,6 +291,39 @@ impl LeaseWindow {
     }
 }
 
+/// The keys of the open records a pass over the window has met: in an ordered group they hold
+/// later records back. A record of unknown key may share anyone's: it holds back all after
+/// it, and waits for all before it.
+#[derive(Default)]
+struct HeldKeys {
+    tokens: HashSet<i64>,
+    any: bool,
+    unknown: bool,
+}
+
+impl HeldKeys {
+    /// Whether a record of `key` must wait for an earlier one.
+    fn hold(&self, key: RecordKey) -> bool {
+        self.unknown
+            || match key {
+                RecordKey::Unknown => self.any,
+                RecordKey::Keyless => false,
+                RecordKey::Token(token) => self.tokens.contains(&token),
+            }
+    }
+
+    fn pass(&mut self, key: RecordKey) {
+        self.any = true;
+        match key {
+            RecordKey::Token(token) => {
+                self.tokens.insert(token);
+            }
+            RecordKey::Keyless => {}
+            RecordKey::Unknown => self.unknown = true,
+        }
+    }
+}
+
 fn available(slot: &Slot, now: Instant) -> bool {
     match slot.state {
         SlotState::Waiting { from } => from <= now,
@@ -316,7 +344,7 @@ mod tests {
 
     fn new_records(window: &LeaseWindow, now: Instant, end: u64, keys: &[RecordKey]) -> Vec<Candidate> {
         window
-            .wanted(now, end, 1000)
+            .wanted(now, end, 1000, false)
             .into_iter()
             .map(|offset| Candidate { offset, key: keys.get(offset as usize).copied().unwrap_or(RecordKey::Keyless) })
             .collect()
@@ -354,7 +382,7 @@ mod tests {
         let mut w = LeaseWindow::restore(0, &BTreeSet::new(), 100, t0);
         let mut ids = counter();
         w.lease(t0, &new_records(&w, t0, 1, &[]), 10, rules(), &mut ids);
-        assert!(w.wanted(t0 + WAIT - Duration::from_millis(1), 1, 10).is_empty());
+        assert!(w.wanted(t0 + WAIT - Duration::from_millis(1), 1, 10, false).is_empty());
         assert_eq!(w.next_change(t0), Some(t0 + WAIT));
         let later = t0 + WAIT;
         assert_eq!(w.check(0, 1, later), Check::Expired);
@@ -371,8 +399,8 @@ mod tests {
         let mut ids = counter();
         w.lease(t0, &new_records(&w, t0, 2, &[]), 10, rules(), &mut ids);
         assert_eq!(w.nack(0, 1, t0, Duration::from_secs(5)), Check::Current);
-        assert!(w.wanted(t0 + Duration::from_secs(4), 2, 10).is_empty());
-        assert_eq!(w.wanted(t0 + Duration::from_secs(5), 2, 10), vec![0]);
+        assert!(w.wanted(t0 + Duration::from_secs(4), 2, 10, false).is_empty());
+        assert_eq!(w.wanted(t0 + Duration::from_secs(5), 2, 10, false), vec![0]);
         assert_eq!(w.extend(1, 2, t0 + WAIT - Duration::from_secs(1), WAIT), Check::Current);
         assert_eq!(w.check(1, 2, t0 + WAIT + Duration::from_secs(1)), Check::Current, "extended");
         assert_eq!(w.nack(0, 1, t0, Duration::ZERO), Check::Expired, "given back already");
@@ -385,13 +413,13 @@ mod tests {
         let mut ids = counter();
         let got = w.lease(now, &new_records(&w, now, 10, &[]), 10, rules(), &mut ids);
         assert_eq!(got.leased.len(), 3);
-        assert!(w.wanted(now, 10, 10).is_empty(), "the window is full");
+        assert!(w.wanted(now, 10, 10, false).is_empty(), "the window is full");
         assert_eq!(w.begin_ack(1, 2, now), Check::Current);
         w.settle(1, true, now);
-        assert!(w.wanted(now, 10, 10).is_empty(), "offset 0 still holds the floor");
+        assert!(w.wanted(now, 10, 10, false).is_empty(), "offset 0 still holds the floor");
         assert_eq!(w.begin_ack(0, 1, now), Check::Current);
         w.settle(0, true, now);
-        assert_eq!(w.wanted(now, 10, 10), vec![3, 4], "two places opened");
+        assert_eq!(w.wanted(now, 10, 10, false), vec![3, 4], "two places opened");
     }
 
     #[test]
@@ -409,7 +437,7 @@ mod tests {
         w.nack(0, 2, t0, Duration::ZERO);
         let third = w.lease(t0, &[Candidate { offset: 0, key: RecordKey::Keyless }], 10, twice, &mut ids);
         assert_eq!(third, Leased { leased: vec![], dead: vec![(0, 2)] });
-        assert!(w.wanted(t0, 1, 10).is_empty(), "settling: not offered again");
+        assert!(w.wanted(t0, 1, 10, false).is_empty(), "settling: not offered again");
         w.settle(0, true, t0);
         assert_eq!(w.floor(), 1);
     }
@@ -431,6 +459,22 @@ mod tests {
         w.settle(0, true, now);
         let next = w.lease(now, &new_records(&w, now, 7, &keys), 10, ordered, &mut ids);
         assert_eq!(next.leased.iter().map(|l| l.0).collect::<Vec<_>>(), vec![2], "a's second, after a's first");
+    }
+
+    #[test]
+    fn in_an_ordered_group_a_busy_key_s_waiting_records_do_not_crowd_out_other_keys() {
+        let now = Instant::now();
+        let mut w = LeaseWindow::restore(0, &BTreeSet::new(), 100, now);
+        let mut ids = counter();
+        let ordered = LeaseRules { ordered: true, ..rules() };
+        // Offsets 0..8 of key a, 8 and 9 of key b, all read once (so open with their keys).
+        let keys: Vec<RecordKey> = (0..10).map(|o| RecordKey::Token(if o < 8 { 1 } else { 2 })).collect();
+        let got = w.lease(now, &new_records(&w, now, 10, &keys), 1, ordered, &mut ids);
+        assert_eq!(got.leased.iter().map(|l| l.0).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(w.wanted(now, 10, 3, true), vec![8], "a's next ones wait: b's first is offered");
+        assert_eq!(w.wanted(now, 10, 3, false).len(), 3, "unordered, the first ones");
+        let unread = LeaseWindow::restore(0, &[5].into(), 100, now);
+        assert_eq!(unread.wanted(now, 6, 3, true), vec![0, 1, 2], "unknown keys are read to be known");
     }
 
     #[test]
@@ -457,11 +501,11 @@ mod tests {
         let acked: BTreeSet<u64> = [11, 13].into();
         let mut w = LeaseWindow::restore(10, &acked, 100, now);
         assert_eq!((w.floor(), w.cursor()), (10, 14));
-        assert_eq!(w.wanted(now, 16, 10), vec![10, 12, 14, 15]);
+        assert_eq!(w.wanted(now, 16, 10, false), vec![10, 12, 14, 15]);
         assert_eq!(w.check(11, 5, now), Check::Acked);
         w.skip_to(13);
         assert_eq!((w.floor(), w.cursor()), (14, 14));
-        assert_eq!(w.wanted(now, 16, 10), vec![14, 15]);
+        assert_eq!(w.wanted(now, 16, 10, false), vec![14, 15]);
     }
 
     mod property {
@@ -528,7 +572,7 @@ mod tests {
                         }
                         Op::Wait(s) => now += Duration::from_secs(s),
                         Op::Lease(n) => {
-                            let candidates: Vec<Candidate> = w.wanted(now, end, n)
+                            let candidates: Vec<Candidate> = w.wanted(now, end, n, ordered)
                                 .into_iter().map(|offset| Candidate { offset, key: key_of(offset) }).collect();
                             let got = w.lease(now, &candidates, n, rules, || { next += 1; next });
                             for &(offset, lease, _) in &got.leased {

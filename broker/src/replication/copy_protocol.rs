@@ -22,8 +22,9 @@ use crate::store::{EpochStart, StorageError, TimeRun};
 /// Most record bytes one replication or catch-up request carries.
 pub const SEND_BYTES: usize = 1024 * 1024;
 /// Most append-time runs one request carries: they travel in a header, which the peer port
-/// reads within its head buffer (a test checks they fit at their longest). Records of more
-/// distinct times go in the next request.
+/// reads within its head buffer. Plain runs fit at their longest (a test checks it); runs
+/// with key tokens or stamps are held to `MAX_RUNS_TEXT` by `Runs`. Records of more runs go in
+/// the next request.
 pub const MAX_TIME_RUNS: usize = 512;
 
 /// Where a follower's copy stands against the leader's log.
