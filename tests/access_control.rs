@@ -153,9 +153,22 @@ fn routes() -> Vec<Route> {
             body: Some(json!({"id": "never-issued"}).to_string()),
             ..route("revoke", Method::POST, 9250, "/v1/tokens/revoke", (true, true, false))
         },
+        route("topics", Method::GET, 9250, "/v1/topics", (false, false, false)),
+        route("topic", Method::GET, 9250, &format!("/v1/topics/{TOPIC}"), (true, false, false)),
+        Route {
+            // As the first produce created it: answered 200, identical.
+            body: Some("{}".into()),
+            ..route("create topic", Method::PUT, 9250, &format!("/v1/topics/{TOPIC}"), (true, true, false))
+        },
+        Route {
+            body: Some(json!({"retention": "2h"}).to_string()),
+            ..route("change topic", Method::PATCH, 9250, &format!("/v1/topics/{TOPIC}"), (true, true, false))
+        },
         route("metrics", Method::GET, 9253, "/metrics", (false, false, false)),
         // Last: it ends the registration the others use.
         route("goodbye", Method::POST, 9252, &format!("/v1/consumer/goodbye?{member}"), (true, true, true)),
+        // After every route that uses the topic.
+        route("delete topic", Method::DELETE, 9250, &format!("/v1/topics/{TOPIC}"), (true, true, false)),
     ]
 }
 
@@ -240,8 +253,8 @@ async fn every_client_route_answers_401_without_a_valid_token_403_outside_its_sc
         assert!(status.is_success(), "{} with a good token: {status} {body}", route.name);
         good_checked += 1;
     }
-    // 19 routes; the wrong-scope cases that apply to them, counted by hand from the table.
-    assert_eq!((unauthenticated_checked, forbidden_checked, good_checked), (19 * 5, 35, 19));
+    // 24 routes; the wrong-scope cases that apply to them, counted by hand from the table.
+    assert_eq!((unauthenticated_checked, forbidden_checked, good_checked), (24 * 5, 42, 24));
 
     // Only the health paths themselves are open: no spelling of another path gets past.
     for path in ["/status/", "/%73tatus", "/livez/..", "/status?x=/v1/topic/t/messages", "//status"] {

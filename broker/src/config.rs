@@ -157,6 +157,10 @@ pub struct Config {
     /// How often retention runs.
     #[arg(long, env = "RUNNEL_RETENTION_CHECK_MS", default_value_t = 60_000)]
     pub retention_check_ms: u64,
+    /// A produce to an unknown topic creates it with the defaults; false: 404 until it is
+    /// created (`PUT /v1/topics/{topic}`).
+    #[arg(long, env = "RUNNEL_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
 
     /// Memory the broker's buffers may hold in all (bytes, or with KiB/MiB/GiB): connections,
     /// produce bodies, reads and replication each get a share (docs/design.md). Beyond it

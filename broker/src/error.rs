@@ -81,6 +81,14 @@ pub enum ApiError {
     /// A queue group asked for other topics than it has, or a new one beyond the bound. 409.
     #[error("{0}")]
     QueueConflict(String),
+    /// A write to, or a change of, a topic whose deletion is under way. 409.
+    #[error("topic '{0}' is being deleted: try again once it is gone")]
+    TopicDeleting(String),
+    /// A create of a topic that exists with other settings: nothing changed. 409.
+    #[error("{0}")]
+    TopicConflict(String),
+    #[error("{0}")]
+    TopicNotFound(String),
     #[error("{0}: retry shortly")]
     Unavailable(String),
     /// This broker does not (or no longer) lead the partition; nothing was stored.
@@ -148,12 +156,14 @@ impl ApiError {
             | ApiError::GroupHasMembers { .. }
             | ApiError::SequenceGap { .. }
             | ApiError::RevocationsFull(_)
-            | ApiError::QueueConflict(_) => StatusCode::CONFLICT,
+            | ApiError::QueueConflict(_)
+            | ApiError::TopicDeleting(_)
+            | ApiError::TopicConflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::ProducerFenced { .. } | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UnexpectedOffset { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotFound(_) | ApiError::UnknownGroup(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::UnknownGroup(_) | ApiError::TopicNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::OutOfRange { offset, end, .. } if offset > end => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::OutOfRange { .. } => StatusCode::GONE,
             ApiError::Unavailable(_) | ApiError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -191,6 +201,9 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::RevocationsFull(_) => "revocations_full",
             ApiError::QueueConflict(_) => "queue_conflict",
+            ApiError::TopicDeleting(_) => "topic_deleting",
+            ApiError::TopicConflict(_) => "topic_conflict",
+            ApiError::TopicNotFound(_) => "topic_not_found",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotLeader(_) => NOT_LEADER,
             ApiError::InsufficientStorage(_) => "insufficient_storage",
@@ -307,6 +320,7 @@ impl From<StorageError> for ApiError {
             StorageError::SequenceGap { expected } => ApiError::SequenceGap { expected },
             StorageError::ProducerFenced { current } => ApiError::ProducerFenced { current },
             StorageError::UnexpectedOffset { end } => ApiError::UnexpectedOffset { end },
+            StorageError::TopicDeleting(topic) => ApiError::TopicDeleting(topic),
         }
     }
 }
@@ -360,6 +374,9 @@ impl From<ApiError> for PeerError {
             ApiError::UnexpectedOffset { end } => {
                 PeerError::ProduceRefused { details: serde_json::json!({"kind": "unexpected_offset", "end": end}) }
             }
+            ApiError::TopicDeleting(topic) => {
+                PeerError::ProduceRefused { details: serde_json::json!({"kind": "topic_deleting", "topic": topic}) }
+            }
             ApiError::BodyTooLarge { limit } => PeerError::BodyTooLarge { limit },
             ApiError::Unavailable(_) => PeerError::Unavailable(e.to_string()),
             ApiError::InsufficientStorage(reason) => PeerError::InsufficientStorage(reason),
@@ -384,6 +401,9 @@ impl From<PeerError> for ApiError {
                 match details["kind"].as_str() {
                     Some("sequence_gap") => ApiError::SequenceGap { expected: at("expected") },
                     Some("producer_fenced") => ApiError::ProducerFenced { current: at("current") },
+                    Some("topic_deleting") => {
+                        ApiError::TopicDeleting(details["topic"].as_str().unwrap_or_default().to_string())
+                    }
                     _ => ApiError::UnexpectedOffset { end: at("end") },
                 }
             }

@@ -31,3 +31,4 @@ pub mod store;
 pub mod supervisor;
 pub mod timing;
 pub mod tls;
+pub mod topics;

@@ -32,6 +32,7 @@ use crate::store::{Storage, StorageConfig};
 use crate::supervisor::Supervisor;
 use crate::timing::SHUTDOWN_DRAIN;
 use crate::tls::{peer_client_config, ServerTls};
+use crate::topics::TopicService;
 use tokio_rustls::TlsAcceptor;
 
 /// A running broker.
@@ -132,7 +133,9 @@ impl Broker {
         let bounds = Bounds::new(replication.clone(), storage.clone(), peers.clone());
         let groups = Arc::new(GroupOffsets::new(raft.clone(), replication.clone(), bounds.clone()));
         let (join_refusal, join_refused) = watch::channel(None);
-        let produce = Arc::new(ProduceService::new(replication.clone(), peers.clone()));
+        let topics = TopicService::new((raft.clone(), storage.clone(), peers.ordinal()), config.auto_create_topics);
+        topics.tell(replication.clone());
+        let produce = Arc::new(ProduceService::new(replication.clone(), peers.clone(), topics.clone()));
         let reads = Arc::new(PositionReads::new(
             storage.clone(),
             replication.clone(),
@@ -152,6 +155,7 @@ impl Broker {
             },
             metrics.queue.clone(),
         ));
+        topics.tell(queues.clone());
         let client_connections = ConnectionLimit::new(memory.client_connections, metrics.connections_refused.clone());
         let app = Arc::new(AppState {
             storage: storage.clone(),
@@ -161,6 +165,7 @@ impl Broker {
             produce: produce.clone(),
             reads: reads.clone(),
             queues: queues.clone(),
+            topics: topics.clone(),
             bounds: bounds.clone(),
             streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
             replication: replication.clone(),
@@ -233,6 +238,7 @@ impl Broker {
         tasks.spawn("sealing", replication.clone().run_sealing(stopped.clone()));
         tasks.spawn("departures", replication.clone().run_departures(stopped.clone()));
         tasks.spawn("controller", replication.run_controller(stopped.clone()));
+        tasks.spawn("topic upkeep", topics.run_upkeep(stopped.clone()));
         tasks.spawn("consumer housekeeping", consumers.run_background(config.auto_commit_interval(), stopped.clone()));
         tasks.spawn("retention", run_retention(storage, Duration::from_millis(config.retention_check_ms), stopped));
         tracing::info!(home = %config.home.display(), listen = %config.listen, producer = config.producer_port,

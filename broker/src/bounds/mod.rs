@@ -41,6 +41,8 @@ pub struct Offsets {
     pub end: u64,
     /// The first offset appended at or after the time asked for, in `[start, end]`.
     pub at_timestamp: Option<u64>,
+    /// Bytes of the leader's copy on its disk.
+    pub bytes: u64,
 }
 
 /// Gathers partition bounds from this broker and the others.
@@ -101,7 +103,12 @@ impl Bounds {
                         generation,
                         leader: broker,
                         epoch: led.epoch,
-                        offsets: Some(Offsets { start: led.start, end: led.end, at_timestamp: led.at_timestamp }),
+                        offsets: Some(Offsets {
+                            start: led.start,
+                            end: led.end,
+                            at_timestamp: led.at_timestamp,
+                            bytes: led.bytes,
+                        }),
                     },
                     None => PartitionBounds { partition, generation, leader, epoch, offsets: None },
                 })
@@ -130,7 +137,8 @@ impl Bounds {
                         }
                     },
                 };
-                led.push(LedBounds { topic: topic.clone(), partition, epoch, start, end, at_timestamp });
+                let bytes = self.storage.bytes_on_disk(topic, partition);
+                led.push(LedBounds { topic: topic.clone(), partition, epoch, start, end, at_timestamp, bytes });
             }
         }
         led

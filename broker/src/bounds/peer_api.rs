@@ -37,6 +37,9 @@ pub struct LedBounds {
     pub start: u64,
     pub end: u64,
     pub at_timestamp: Option<u64>,
+    /// Bytes of the leader's copy on its disk (absent from a broker of an earlier version).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 pub fn router(bounds: Arc<Bounds>) -> Router {

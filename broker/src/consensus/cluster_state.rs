@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub use super::cluster_shape::{BrokerEntry, BrokerState};
 use super::queue_groups::{PartitionAcks, QueueGroups, QueueSetOutcome, QueueSettings};
 use super::revocations::{Revocations, Revoked};
+use super::topics::{TopicOutcome, TopicPatch, TopicSettings, TopicState, Topics};
 use crate::partitioning::{Layout, Ring};
 
 /// Where a brand-new group starts reading (SPEC §4 `onNewGroup`, §11 `startFromTimestamp`).
@@ -160,6 +161,26 @@ pub enum Command {
         group: String,
         acks: Vec<PartitionAcks>,
     },
+    /// Creates `topic` with `settings` (kept as it is if it exists; see [`Topics::create`]).
+    CreateTopic {
+        topic: String,
+        settings: TopicSettings,
+        any_settings: bool,
+    },
+    ChangeTopic {
+        topic: String,
+        patch: TopicPatch,
+    },
+    /// Starts deleting `topic`: every broker the cluster knows must remove its files. Groups
+    /// lose their offsets of it and queue groups the topic.
+    DeleteTopic {
+        topic: String,
+    },
+    /// Broker `broker` removed the files of `topic`, which is being deleted.
+    TopicRemoved {
+        topic: String,
+        broker: u32,
+    },
 }
 
 /// What applying a [`Command`] did.
@@ -204,6 +225,7 @@ pub enum CommandResult {
     QueueSet(QueueSetOutcome),
     /// Per [`PartitionAcks`], whether it counted.
     QueueAcked(Vec<bool>),
+    Topic(TopicOutcome),
 }
 
 /// The applied state: what every broker agrees on.
@@ -244,6 +266,10 @@ pub struct ClusterState {
     /// Queue groups' settings and acknowledgements. A snapshot from before queues has none.
     #[serde(default)]
     pub queues: QueueGroups,
+    /// Topics created or written since topics were kept here, with their settings. A
+    /// snapshot from before has none: a topic is added by its next produce.
+    #[serde(default)]
+    pub topics: Topics,
 }
 
 impl ClusterState {
@@ -286,13 +312,28 @@ impl ClusterState {
             Command::MoveCopies { partition, copies, leader, epoch } => {
                 CommandResult::Applied(self.move_copies(partition, copies, leader, epoch))
             }
-            Command::RemoveBroker { ordinal } => CommandResult::Applied(self.remove_broker(ordinal)),
+            Command::RemoveBroker { ordinal } => {
+                let removed = self.remove_broker(ordinal);
+                if removed {
+                    self.topics.broker_left(ordinal);
+                }
+                CommandResult::Applied(removed)
+            }
             Command::ResetOffsets { group, topic, offsets, force } => self.reset_offsets(group, topic, offsets, force),
             Command::RevokeToken { id, until, now } => {
                 CommandResult::TokenRevoked(self.revoked_tokens.revoke(id, until, now))
             }
             Command::SetQueue { group, settings, only_create } => {
                 CommandResult::QueueSet(self.queues.set(group, settings, only_create))
+            }
+            Command::CreateTopic { topic, settings, any_settings } => {
+                CommandResult::Topic(self.topics.create(topic, settings, any_settings))
+            }
+            Command::ChangeTopic { topic, patch } => CommandResult::Topic(self.topics.change(&topic, patch)),
+            Command::DeleteTopic { topic } => CommandResult::Topic(self.delete_topic(&topic)),
+            Command::TopicRemoved { topic, broker } => {
+                self.topics.removed(&topic, broker);
+                CommandResult::Applied(true)
             }
             Command::QueueAck { group, acks } => {
                 let leaders = &self.leaders;
@@ -372,7 +413,9 @@ impl ClusterState {
     /// or ahead of it, which is what the reset meant to go back from).
     fn commit(&mut self, offsets: Vec<OffsetCommit>) {
         for c in offsets {
-            if c.reset != self.reset_count(&c.group, &c.topic, c.partition) {
+            // A position in a topic being deleted would outlive it into a new one of its name.
+            let deleting = self.topics.get(&c.topic).is_some_and(|t| t.state != TopicState::Live);
+            if deleting || c.reset != self.reset_count(&c.group, &c.topic, c.partition) {
                 continue;
             }
             self.idle_groups.remove(&c.group);
@@ -408,6 +451,23 @@ impl ClusterState {
 
     /// Which reset of its group last moved `partition`'s offset (0: none did). A position is
     /// committed only under the count it was read under.
+    /// [`Command::DeleteTopic`]: the brokers the cluster knows (not removed) hold its files;
+    /// what groups knew of it goes now, so a topic created again under the name starts afresh.
+    fn delete_topic(&mut self, topic: &str) -> TopicOutcome {
+        let holders = self.brokers.iter().filter(|(_, b)| b.state != BrokerState::Removable).map(|(&o, _)| o).collect();
+        let outcome = self.topics.delete(topic, holders);
+        if outcome == TopicOutcome::Deleting {
+            for topics in self.offsets.values_mut() {
+                topics.remove(topic);
+            }
+            for resets in self.resets.values_mut() {
+                resets.partitions.remove(topic);
+            }
+            self.queues.topic_deleted(topic);
+        }
+        outcome
+    }
+
     pub fn reset_count(&self, group: &str, topic: &str, partition: u32) -> u64 {
         self.resets.get(group).and_then(|r| r.partitions.get(topic)?.get(&partition)).copied().unwrap_or(0)
     }
@@ -683,5 +743,32 @@ mod tests {
             "a second controller proposing the same epoch loses"
         );
         assert_eq!(s.leader(3), PartitionLeader { broker: 2, epoch: 1 });
+    }
+
+    #[test]
+    fn a_deleted_topic_waits_for_every_broker_and_takes_what_groups_knew_of_it() {
+        let mut s = ClusterState::default();
+        s.apply(Command::AgreeRing { ring: Ring::new(3, 2), names: vec!["a".into(), "b".into(), "c".into()] });
+        let create =
+            Command::CreateTopic { topic: "t".into(), settings: TopicSettings::default(), any_settings: false };
+        assert_eq!(s.apply(create.clone()), CommandResult::Topic(TopicOutcome::Created));
+        s.apply(Command::Commit(vec![read_at(0, 5, 0)]));
+        s.apply(Command::SetQueue {
+            group: "q".into(),
+            settings: QueueSettings::defaults(vec!["t".into(), "u".into()]),
+            only_create: false,
+        });
+        assert_eq!(s.apply(Command::DeleteTopic { topic: "t".into() }), CommandResult::Topic(TopicOutcome::Deleting));
+        assert_eq!(s.committed("g", "t", 0), None, "the group's offsets of it are gone");
+        assert_eq!(s.queues.get("q").map(|q| q.settings.topics.clone()), Some(vec!["u".to_string()]));
+        s.apply(Command::Commit(vec![read_at(0, 9, 0)]));
+        assert_eq!(s.committed("g", "t", 0), None, "a late auto-commit does not bring it back");
+        assert_eq!(s.apply(create.clone()), CommandResult::Topic(TopicOutcome::Deleting));
+        for broker in 0..3 {
+            assert!(s.topics.get("t").is_some(), "broker {broker} has not removed its files yet");
+            s.apply(Command::TopicRemoved { topic: "t".into(), broker });
+        }
+        assert_eq!(s.topics.get("t"), None);
+        assert_eq!(s.apply(create), CommandResult::Topic(TopicOutcome::Created), "the name is free again");
     }
 }

@@ -11,6 +11,7 @@ mod peer_api;
 pub mod queue_groups;
 pub mod revocations;
 mod state_machine;
+pub mod topics;
 mod type_config;
 
 pub use node::{RaftChanges, RaftConfig, RaftError, RaftHealth, RaftNode};

@@ -143,6 +143,15 @@ impl QueueGroups {
             .collect()
     }
 
+    /// `topic` was deleted: no group reads it any more (a group left without topics stays,
+    /// for its settings).
+    pub fn topic_deleted(&mut self, topic: &str) {
+        for group in self.groups.values_mut() {
+            group.settings.topics.retain(|t| t != topic);
+            group.acked.remove(topic);
+        }
+    }
+
     /// What is acknowledged of `topic`'s `partition` in `group` (nothing for an unknown one).
     pub fn acked(&self, group: &str, topic: &str, partition: u32) -> Option<&AckedRange> {
         self.groups.get(group).and_then(|g| g.acked.get(topic)).and_then(|t| t.get(&partition))

@@ -98,7 +98,7 @@ pub struct PlannedOffset {
 /// the committed offset (the start when there is none) and kept within the partition's
 /// bounds; an explicit offset outside them is refused, as a read by position is.
 pub fn plan_offset(to: ResetTo, partition: u32, current: Option<u64>, bounds: Offsets) -> Result<u64, ApiError> {
-    let Offsets { start, end, at_timestamp } = bounds;
+    let Offsets { start, end, at_timestamp, .. } = bounds;
     match to {
         ResetTo::Earliest => Ok(start),
         ResetTo::Latest => Ok(end),
@@ -310,7 +310,7 @@ fn group_has_members(group: &str, members: Vec<String>) -> ApiError {
 mod tests {
     use super::*;
 
-    const BOUNDS: Offsets = Offsets { start: 10, end: 50, at_timestamp: Some(30) };
+    const BOUNDS: Offsets = Offsets { start: 10, end: 50, at_timestamp: Some(30), bytes: 0 };
 
     fn plan(to: ResetTo, current: Option<u64>) -> Result<u64, ApiError> {
         plan_offset(to, 3, current, BOUNDS)

@@ -22,7 +22,8 @@ pub fn router(app: SharedState) -> Router {
             .route("/v1/cluster/resize", post(resize))
             .route("/status", get(discovery_status))
             .route("/livez", get(livez))
-            .merge(tokens_api::routes()),
+            .merge(tokens_api::routes())
+            .merge(super::topics_api::routes()),
     )
     .with_state(app)
 }

@@ -12,6 +12,7 @@ mod request_limits;
 mod status;
 mod stream_api;
 mod tokens_api;
+mod topics_api;
 
 use std::sync::Arc;
 
@@ -49,6 +50,8 @@ pub struct AppState {
     pub reads: Arc<PositionReads>,
     /// Queue groups' leases (SPEC §14).
     pub queues: Arc<crate::queue::QueueService>,
+    /// Topics' settings and deletion (SPEC §15).
+    pub topics: Arc<crate::topics::TopicService>,
     /// Every partition's bounds, from their leaders.
     pub bounds: Arc<crate::bounds::Bounds>,
     /// A permit per live stream (`RUNNEL_MAX_STREAMS`).

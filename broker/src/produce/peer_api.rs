@@ -1,10 +1,11 @@
 //! The forwarded-produce conversation of the peer port, both sides: a broker that received a
 //! produce for a partition another broker leads sends the records there (framed: u32 length,
 //! bytes), with an idempotent request's stamp (`x-runnel-producer: id:epoch:seq`), a
-//! conditional one's `x-runnel-expected-offset` and a keyed one's `x-runnel-key-token`, and the leader appends them and answers the
-//! [`Appended`] offsets, or a [`PeerError`] (`not_leader` when it does not lead the partition
-//! (yet): nothing was stored; `produce_refused` for a sequence gap, a fenced producer or
-//! another end than expected).
+//! conditional one's `x-runnel-expected-offset` and a keyed one's `x-runnel-key-token`, and
+//! the leader appends them and answers the [`Appended`] offsets, or a [`PeerError`]
+//! (`not_leader` when it does not lead the partition (yet): nothing was stored;
+//! `produce_refused` for a sequence gap, a fenced producer, another end than expected or a
+//! topic being deleted).
 
 use std::sync::Arc;
 
@@ -118,5 +119,22 @@ pub(super) async fn forward(
         Ok(appended) => Ok(Ok(appended)),
         Err(PeerError::NotLeader(_)) => Err(Retry(format!("broker {leader} does not lead it (yet)"))),
         Err(refused) => Ok(Err(ApiError::from(refused))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_produce_s_headers_give_back_its_key_token_and_conditions() {
+        let mut headers = HeaderMap::new();
+        headers.insert(KEY_TOKEN_HEADER, "-42".parse().expect("header"));
+        headers.insert(EXPECTED_OFFSET_HEADER, "7".parse().expect("header"));
+        let read = conditions(&headers).expect("valid");
+        assert_eq!(read, Conditions { key_token: Some(-42), producer: None, expected_offset: Some(7) });
+        assert_eq!(conditions(&HeaderMap::new()).expect("none"), Conditions::default(), "a keyless request");
+        headers.insert(KEY_TOKEN_HEADER, "k".parse().expect("header"));
+        assert!(matches!(conditions(&headers), Err(PeerError::BadRequest(_))));
     }
 }

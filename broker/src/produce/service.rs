@@ -10,10 +10,12 @@ use crate::cluster::Peers;
 use crate::error::ApiError;
 use crate::replication::Replication;
 use crate::store::{Appended, Conditions};
+use crate::topics::TopicService;
 
 pub struct ProduceService {
     pub(super) replication: Arc<Replication>,
     pub(super) peers: Peers,
+    topics: Arc<TopicService>,
     /// Rotates the partition of requests without a key.
     turn: AtomicUsize,
 }
@@ -27,8 +29,8 @@ pub struct Stored {
 }
 
 impl ProduceService {
-    pub fn new(replication: Arc<Replication>, peers: Peers) -> ProduceService {
-        ProduceService { replication, peers, turn: AtomicUsize::new(0) }
+    pub fn new(replication: Arc<Replication>, peers: Peers, topics: Arc<TopicService>) -> ProduceService {
+        ProduceService { replication, peers, topics, turn: AtomicUsize::new(0) }
     }
 
     /// Stores `records` (one request's, never empty) in the current generation's partition of
@@ -38,7 +40,8 @@ impl ProduceService {
     /// without a key goes to the partition of its `Producer-Id`, so its retries, through any
     /// broker, meet the state they are checked against; a conditional one needs a key or an id
     /// (a partition chosen round-robin could not be the one its offset was read from). The
-    /// key's token is stored with the records (the id's is not: they stay keyless).
+    /// key's token is stored with the records (the id's is not: they stay keyless). The topic
+    /// must exist (or is created now, with auto-creation) and not be being deleted.
     pub async fn produce(
         &self,
         topic: &str,
@@ -46,6 +49,7 @@ impl ProduceService {
         records: Vec<Bytes>,
         mut conditions: Conditions,
     ) -> Result<Stored, ApiError> {
+        self.topics.writable(topic).await?;
         conditions.key_token = key.map(runnel_discovery::token);
         let id = conditions.producer.as_ref().map(|p| p.id.clone());
         let key = key.or(id.as_deref().map(str::as_bytes));

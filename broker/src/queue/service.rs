@@ -259,7 +259,7 @@ impl QueueService {
                 let mut windows = self.lock_windows();
                 let Some(window) = self.window(&mut windows, &key, epoch, now) else { continue };
                 window.skip_to(start);
-                window.wanted(now, end, limit - records.len())
+                window.wanted(now, end, limit - records.len(), settings.ordered)
             };
             if wanted.is_empty() {
                 continue;
@@ -430,4 +430,12 @@ fn groups_full() -> ApiError {
         "the cluster has {} queue groups, the most it keeps",
         crate::consensus::queue_groups::MAX_QUEUE_GROUPS
     ))
+}
+
+/// A deleted topic's windows go: a topic created again under the name starts from its Raft
+/// state (none), not from the old topic's floors.
+impl crate::topics::HoldsTopics for QueueService {
+    fn forget_topic(&self, topic: &str) {
+        self.lock_windows().retain(|key, _| key.topic != topic);
+    }
 }

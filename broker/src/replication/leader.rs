@@ -47,6 +47,8 @@ pub(super) struct PartitionCopies {
     pub(super) moved: Notify,
     /// The broker-wide wake-up of readers waiting for records (`Replication::readable`).
     readable: Arc<Notify>,
+    /// Set when the topic's files were removed here: its replicators stop.
+    dropped: std::sync::atomic::AtomicBool,
 }
 
 struct TailBatch {
@@ -64,7 +66,8 @@ struct Ends {
     /// Where the leader's fsync'd copy ends.
     leader: u64,
     /// Batches accepted by the leader's writer, by base offset, not yet held by every follower,
-    /// each with its append time and producer stamp and its memory from the replication budget.
+    /// each with its append time, key token and producer stamp and its memory from the
+    /// replication budget.
     /// A batch the budget had no room for is not kept: its followers read it from disk once it
     /// is durable.
     tail: BTreeMap<u64, TailBatch>,
@@ -384,6 +387,7 @@ impl Replication {
             appended: Notify::new(),
             moved: Notify::new(),
             readable: self.readable.clone(),
+            dropped: Default::default(),
         });
         for index in 0..copies.followers.len() {
             tokio::spawn(self.clone().replicate_to(copies.clone(), topic.to_string(), partition, index));
@@ -397,7 +401,7 @@ impl Replication {
         let epoch = copies.epoch;
         let mut known_end: Option<u64> = None;
         let mut changes = self.leadership.changes();
-        while self.leadership.leads(partition, epoch) {
+        while self.leadership.leads(partition, epoch) && !copies.dropped.load(std::sync::atomic::Ordering::Acquire) {
             let follower_end = match known_end {
                 Some(end) => end,
                 None => match self.agree_with(follower, &topic, partition, &copies).await {
@@ -537,5 +541,21 @@ async fn idle(changes: &mut RaftChanges, appended: std::pin::Pin<&mut tokio::syn
         _ = appended => {}
         _ = changes.changed(), if raft_running => {}
         _ = tokio::time::sleep(IDLE_WAIT) => {}
+    }
+}
+
+/// A deleted topic's copies stop being sent, and a topic created again under the name starts
+/// with new ones.
+impl crate::topics::HoldsTopics for Replication {
+    fn forget_topic(&self, topic: &str) {
+        let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        partitions.retain(|(t, _), copies| {
+            let keep = t != topic;
+            if !keep {
+                copies.dropped.store(true, std::sync::atomic::Ordering::Release);
+                copies.appended.notify_waiters();
+            }
+            keep
+        });
     }
 }

@@ -193,10 +193,12 @@ pub fn marks(batch: &[u8], header: &BatchHeader) -> Result<ReadMarks, String> {
     Ok(ReadMarks { key_token, stamp, records_at: at + 24 })
 }
 
-/// The records of a verified batch, as slices of `batch` (which starts at the header).
-pub fn records(batch: &Bytes, header: &BatchHeader) -> Result<Vec<Bytes>, String> {
+/// The records of a verified batch, as slices of `batch` (which starts at the header), with
+/// what [`marks`] read of it.
+pub fn records(batch: &Bytes, header: &BatchHeader) -> Result<(Vec<Bytes>, ReadMarks), String> {
     let end = header.total_len();
-    let mut at = marks(batch, header)?.records_at;
+    let marks = marks(batch, header)?;
+    let mut at = marks.records_at;
     let mut out = Vec::with_capacity(header.record_count as usize);
     for _ in 0..header.record_count {
         if at + 4 > end {
@@ -213,7 +215,7 @@ pub fn records(batch: &Bytes, header: &BatchHeader) -> Result<Vec<Bytes>, String
     if at != end {
         return Err("batch body has trailing bytes".into());
     }
-    Ok(out)
+    Ok((out, marks))
 }
 
 #[cfg(test)]
@@ -247,7 +249,7 @@ mod tests {
             verify(&bytes, &header).expect("valid");
             let read = marks(&bytes, &header).expect("marks");
             assert_eq!((read.key_token, read.stamp.as_ref()), (key_token, stamp));
-            assert_eq!(records(&bytes, &header).expect("records"), vec![&b"x"[..], b"yz"]);
+            assert_eq!(records(&bytes, &header).expect("records").0, vec![&b"x"[..], b"yz"]);
         }
         let plain = marks(&sample(), &parse_header(&sample()).expect("header")).expect("no marks");
         assert_eq!((plain.key_token, plain.stamp, plain.records_at), (None, None, HEADER_LEN));
@@ -260,7 +262,7 @@ mod tests {
         assert_eq!((header.base_offset, header.record_count, header.next_offset()), (42, 3, 45));
         assert_eq!(header.total_len(), bytes.len());
         verify(&bytes, &header).expect("valid");
-        assert_eq!(records(&bytes, &header).expect("records"), vec![&b"one"[..], b"", b"three"]);
+        assert_eq!(records(&bytes, &header).expect("records").0, vec![&b"one"[..], b"", b"three"]);
     }
 
     #[test]

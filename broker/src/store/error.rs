@@ -32,6 +32,8 @@ pub enum StorageError {
     InvalidConfig(String),
     #[error("storage is closed")]
     Closed,
+    #[error("topic '{0}' is being deleted: nothing was stored")]
+    TopicDeleting(String),
     #[error("the partition ends at offset {end}, not where this append expected")]
     OffsetMismatch { end: u64 },
     #[error("leader epoch {epoch} is older than the partition's epoch {current}: another broker leads it now")]

@@ -14,10 +14,11 @@ mod partition_log;
 mod producers;
 mod segment;
 mod time_runs;
+mod topic_files;
 mod topic_name;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -36,6 +37,7 @@ use open_files::OpenFiles;
 use partition_log::PartitionLog;
 pub use producers::{validate_id as validate_producer_id, ProducerStamp, ProducerWrite};
 pub use time_runs::{Runs, TimeRun, MAX_RUNS_TEXT};
+pub use topic_files::TopicLimits;
 pub use topic_name::validate_topic_name;
 
 /// Segment sizes a store accepts: index entries hold file positions as u32, so a segment (one
@@ -162,6 +164,10 @@ struct Inner {
     closed: AtomicBool,
     observer: RwLock<Option<FsyncObserver>>,
     space: DiskSpace,
+    /// Topics whose limits are not the defaults.
+    limits: RwLock<HashMap<String, TopicLimits>>,
+    /// Topics removed and not accepted again: none of their partitions is created.
+    refused: RwLock<HashSet<String>>,
 }
 
 /// Handle to the store; clones share it.
@@ -191,6 +197,8 @@ impl Storage {
                 creating: Mutex::new(()),
                 closed: AtomicBool::new(false),
                 observer: RwLock::new(None),
+                limits: RwLock::new(HashMap::new()),
+                refused: RwLock::new(HashSet::new()),
             }),
         };
         let inner = Arc::downgrade(&storage.inner);
@@ -235,6 +243,9 @@ impl Storage {
         if self.get(topic, partition).is_some() {
             return Ok(Vec::new());
         }
+        if self.is_refused(topic) {
+            return Err(StorageError::TopicDeleting(topic.to_string()));
+        }
         let config = &self.inner.config;
         let dir = self.partition_dir(topic, partition);
         let (log, truncated) = PartitionLog::open(
@@ -242,7 +253,7 @@ impl Storage {
             topic,
             partition,
             &dir,
-            config.segment_bytes,
+            self.limits_of(topic).segment_bytes,
             config.index_interval_bytes,
             config.max_producers,
         )?;
@@ -371,7 +382,7 @@ impl Storage {
             space.count_refusal();
             return Err(StorageError::BelowReserve { free: space.free_bytes(), reserve: space.reserve_bytes() });
         }
-        space.set_aside(batch::encoded_len(&records, batch::Marks::default()) as u64);
+        space.set_aside(batch::encoded_len(&records, batch::Marks { key_token, stamp: None }) as u64);
         let sender = self.writer_queue(topic, partition).await?;
         let (reply, answer) = oneshot::channel();
         let request =
@@ -522,16 +533,20 @@ impl Storage {
     }
 
     pub async fn enforce_retention(&self) -> Result<usize, StorageError> {
-        let logs: Vec<Arc<PartitionLog>> = {
-            let partitions = self.inner.partitions.read().unwrap_or_else(|p| p.into_inner());
-            partitions.values().map(|p| p.log.clone()).collect()
-        };
-        let config = &self.inner.config;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let min_timestamp = config.retention.map(|r| now_ms - r.as_millis() as i64);
-        let max_bytes = config.retention_bytes;
+        let logs: Vec<(Arc<PartitionLog>, Option<i64>, Option<u64>)> = {
+            let partitions = self.inner.partitions.read().unwrap_or_else(|p| p.into_inner());
+            partitions
+                .iter()
+                .map(|((topic, _), p)| {
+                    let limits = self.limits_of(topic);
+                    let min_timestamp = limits.retention.map(|r| now_ms - r.as_millis() as i64);
+                    (p.log.clone(), min_timestamp, limits.retention_bytes)
+                })
+                .collect()
+        };
         tokio::task::spawn_blocking(move || {
-            logs.iter().map(|log| log.enforce_retention(min_timestamp, max_bytes)).sum()
+            logs.iter().map(|(log, min_timestamp, max_bytes)| log.enforce_retention(*min_timestamp, *max_bytes)).sum()
         })
         .await
         .map_err(|e| StorageError::Io {
@@ -549,11 +564,18 @@ impl Storage {
             partitions.values().cloned().collect()
         };
         for partition in partitions {
-            partition.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
-            let writer = partition.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(writer) = writer {
-                let _ = writer.await;
-            }
+            partition.stop_writer().await;
+        }
+    }
+}
+
+impl Partition {
+    /// Refuses new appends and waits for the writer to finish those queued.
+    async fn stop_writer(&self) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(writer) = writer {
+            let _ = writer.await;
         }
     }
 }

@@ -21,7 +21,8 @@ pub struct PartitionLog {
     pub topic: String,
     pub partition: u32,
     dir: PathBuf,
-    segment_bytes: u64,
+    /// The topic's segment size; a change applies from the next roll.
+    segment_bytes: AtomicU64,
     index_interval: u64,
     files: Arc<OpenFiles>,
     segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
@@ -129,7 +130,7 @@ impl PartitionLog {
             topic: topic.to_string(),
             partition,
             dir: dir.to_path_buf(),
-            segment_bytes,
+            segment_bytes: AtomicU64::new(segment_bytes),
             index_interval,
             files: files.clone(),
             segments: RwLock::new(segments),
@@ -144,6 +145,28 @@ impl PartitionLog {
         log.refresh_bounds(&log.segments.read().unwrap_or_else(|p| p.into_inner()));
         log.rebuild_producers()?;
         Ok((log, truncated))
+    }
+
+    pub fn set_segment_bytes(&self, bytes: u64) {
+        self.segment_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes of its segment files (logs, not indexes).
+    pub fn bytes_on_disk(&self) -> u64 {
+        self.segments.read().unwrap_or_else(|p| p.into_inner()).values().map(|s| s.len()).sum()
+    }
+
+    /// Closes its files and removes its directory (its writer has stopped): the partition is
+    /// gone from this broker.
+    pub fn remove(&self) -> Result<(), StorageError> {
+        let segments = std::mem::take(&mut *self.segments.write().unwrap_or_else(|p| p.into_inner()));
+        for segment in segments.values() {
+            segment.forget_files();
+        }
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove", &self.dir),
+            _ => Ok(()),
+        }
     }
 
     /// The producer state (only the writer changes it).
@@ -396,7 +419,8 @@ impl PartitionLog {
             let len = batch::encoded_len(records, marks);
             let used = active.len() + buf.len() as u64;
             let may_grow = used + len as u64 <= SEGMENT_HARD_END;
-            if used > 0 && used + len as u64 > self.segment_bytes && !(roll_refused && may_grow) {
+            let segment_bytes = self.segment_bytes.load(Ordering::Relaxed);
+            if used > 0 && used + len as u64 > segment_bytes && !(roll_refused && may_grow) {
                 if let Err(e) = self.flush(&active, &mut buf, &mut written, &mut stamped, &mut round) {
                     return self.fail_round(round, &unflushed, e);
                 }

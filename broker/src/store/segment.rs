@@ -343,8 +343,7 @@ impl Segment {
                 let batch_pos = pos + at as u64;
                 batch::verify(&whole, &header).map_err(|r| self.corrupt(batch_pos, r))?;
                 if header.next_offset() > offset {
-                    let records = batch::records(&whole, &header).map_err(|r| self.corrupt(batch_pos, r))?;
-                    let marks = batch::marks(&whole, &header).map_err(|r| self.corrupt(batch_pos, r))?;
+                    let (records, marks) = batch::records(&whole, &header).map_err(|r| self.corrupt(batch_pos, r))?;
                     let mut stamp = marks.stamp.map(Arc::new);
                     let last = records.len() - 1;
                     for (i, value) in records.into_iter().enumerate() {
@@ -447,12 +446,11 @@ impl Segment {
             if header.next_offset() > to {
                 let whole = self.read_bytes(pos, header.total_len())?;
                 batch::verify(&whole, &header).map_err(|r| self.corrupt(pos, r))?;
-                let records = batch::records(&whole, &header).map_err(|r| self.corrupt(pos, r))?;
-                let key_token = batch::marks(&whole, &header).map_err(|r| self.corrupt(pos, r))?.key_token;
+                let (records, marks) = batch::records(&whole, &header).map_err(|r| self.corrupt(pos, r))?;
                 let keep = to.saturating_sub(header.base_offset) as usize;
                 // Cut before its last record, the batch keeps no stamp: the request is not stored whole.
                 if keep > 0 {
-                    let marks = batch::Marks { key_token, stamp: None };
+                    let marks = batch::Marks { key_token: marks.key_token, stamp: None };
                     batch::encode(&mut kept, header.base_offset, header.timestamp_ms, &records[..keep], marks);
                 }
                 break;
@@ -470,9 +468,14 @@ impl Segment {
     }
 
     /// Deletes both files (a read holding the log's handle finishes on it).
-    pub fn delete(&self) -> Result<(), StorageError> {
+    /// Drops its open files from the cache (its files are about to go).
+    pub fn forget_files(&self) {
         self.files.forget(&self.path);
         self.files.forget(&self.index_path);
+    }
+
+    pub fn delete(&self) -> Result<(), StorageError> {
+        self.forget_files();
         std::fs::remove_file(&self.path).ctx("delete", &self.path)?;
         std::fs::remove_file(&self.index_path).ctx("delete", &self.index_path)?;
         let snapshot = self.path.with_extension("producers");

@@ -16,6 +16,7 @@ mod queue;
 mod queue_bench;
 mod read;
 mod token;
+mod topics;
 
 use clap::{Parser, Subcommand};
 
@@ -58,6 +59,8 @@ enum Command {
     /// Work a queue group (`queue work G --topic T`): lease records, handle them, acknowledge
     /// them; or lease, settle, see and change the group by hand.
     Queue(queue::QueueArgs),
+    /// List, describe, create, change or delete topics (`topics create T --retention 24h`).
+    Topics(topics::TopicsArgs),
     /// Make a signing key pair (`token keygen`), sign a token (`token create`), or revoke one
     /// before its expiry (`token revoke`).
     Token(token::TokenArgs),
@@ -79,6 +82,7 @@ async fn main() {
         Command::Pressure(args) => pressure::run(args).await,
         Command::Token(args) => token::run(args).await,
         Command::Queue(args) => queue::run(args).await,
+        Command::Topics(args) => topics::run(args).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,90 @@
+//! What each broker does as topics change in Raft: it gives its store each topic's limits,
+//! and removes a deleted topic's files, then says so through Raft (the deletion is over once
+//! every broker has). A broker down meanwhile does it when it is back; a topic being deleted
+//! stays refused here even where this broker is done, so no copy request writes it again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::settings::limits;
+use super::TopicService;
+use crate::consensus::cluster_state::Command;
+use crate::consensus::topics::{TopicSettings, TopicState};
+
+/// Pause before a failed removal or report is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+impl TopicService {
+    pub async fn run_upkeep(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut changes = self.raft.changes();
+        let mut applied: BTreeMap<String, TopicSettings> = BTreeMap::new();
+        let mut deleting: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let failed = self.keep_up(&mut applied, &mut deleting).await;
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(RETRY), if failed => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// One pass; true if something failed and must be tried again.
+    async fn keep_up(&self, applied: &mut BTreeMap<String, TopicSettings>, deleting: &mut BTreeSet<String>) -> bool {
+        let topics = self.list();
+        let mut failed = false;
+        for (topic, entry) in &topics {
+            match &entry.state {
+                TopicState::Live => {
+                    if deleting.remove(topic) {
+                        self.storage.accept_topic(topic);
+                    }
+                    if applied.get(topic) != Some(&entry.settings) {
+                        self.storage.set_limits(topic, Some(limits(&entry.settings, self.defaults())));
+                        applied.insert(topic.clone(), entry.settings);
+                    }
+                }
+                TopicState::Deleting { pending } => {
+                    if !deleting.contains(topic) {
+                        if let Err(e) = self.remove_here(topic).await {
+                            tracing::warn!(%topic, "cannot remove the deleted topic's files yet: {e}");
+                            failed = true;
+                            continue;
+                        }
+                        deleting.insert(topic.clone());
+                        applied.remove(topic);
+                    }
+                    if pending.contains(&self.ordinal) {
+                        let done = Command::TopicRemoved { topic: topic.clone(), broker: self.ordinal };
+                        if let Err(e) = self.raft.propose(done).await {
+                            tracing::warn!(%topic, "cannot report the deleted topic's files removed yet: {e}");
+                            failed = true;
+                        }
+                    }
+                }
+            }
+        }
+        // Deletions that are over: the name may be created again.
+        let gone: Vec<String> =
+            deleting.iter().filter(|t| !topics.iter().any(|(name, _)| name == *t)).cloned().collect();
+        for topic in gone {
+            self.storage.accept_topic(&topic);
+            deleting.remove(&topic);
+        }
+        applied.retain(|t, _| topics.iter().any(|(name, _)| name == t));
+        failed
+    }
+
+    async fn remove_here(&self, topic: &str) -> Result<(), crate::store::StorageError> {
+        self.storage.remove_topic(topic).await?;
+        self.storage.set_limits(topic, None);
+        for holder in self.holders() {
+            holder.forget_topic(topic);
+        }
+        tracing::info!(%topic, "removed the deleted topic's files");
+        Ok(())
+    }
+}
