@@ -165,7 +165,7 @@ fn routes() -> Vec<Route> {
             ..route("change topic", Method::PATCH, 9250, &format!("/v1/topics/{TOPIC}"), (true, true, false))
         },
         route("metrics", Method::GET, 9253, "/metrics", (false, false, false)),
-        // Last: it ends the registration the others use.
+        // After every consumer route: it ends the registration they use.
         route("goodbye", Method::POST, 9252, &format!("/v1/consumer/goodbye?{member}"), (true, true, true)),
         // After every route that uses the topic.
         route("delete topic", Method::DELETE, 9250, &format!("/v1/topics/{TOPIC}"), (true, true, false)),

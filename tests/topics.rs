@@ -67,10 +67,17 @@ async fn topics_are_created_described_changed_and_deleted_on_every_copy_even_one
         client.produce_lines("orders", None, chunk).await;
     }
     client.produce_lines("auto", None, &["{}".to_string()]).await;
-    let (_, listed) = call(Method::GET, &cluster[1], "/v1/topics", None).await;
-    let names: Vec<&str> =
-        listed["topics"].as_array().expect("topics").iter().filter_map(|t| t["topic"].as_str()).collect();
-    assert_eq!(names, ["auto", "orders"], "a first produce creates its topic");
+    wait_until("a first produce created its topic, seen from another broker", Duration::from_secs(10), async || {
+        let (_, listed) = call(Method::GET, &cluster[1], "/v1/topics", None).await;
+        let names: Vec<String> = listed["topics"]
+            .as_array()
+            .expect("topics")
+            .iter()
+            .filter_map(|t| t["topic"].as_str().map(String::from))
+            .collect();
+        names == ["auto", "orders"]
+    })
+    .await;
     let (status, described) = call(Method::GET, &cluster[2], "/v1/topics/orders", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(described["partitions"].as_array().map(Vec::len), Some(12));
@@ -163,4 +170,32 @@ fn assert_dir_segments(topic: &Path, max: usize) {
             .count();
         assert!(logs <= max, "{} has {logs} segments", partition.path().display());
     }
+}
+
+/// A group that read a deleted topic reads a new topic of the name from its start: neither its
+/// committed offsets nor its consumer's cursor of the old topic carry over.
+#[tokio::test]
+async fn a_group_reads_a_topic_created_again_under_a_deleted_one_s_name_from_its_start() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("broker"), &[]);
+    let client = TestClient::new(&broker);
+    let old: Vec<String> = (0..5).map(|n| json!({"old": n}).to_string()).collect();
+    client.produce_lines("jobs", Some("k"), &old).await;
+    let (status, body) = client.register("c1", "workers", &["jobs"], Some("startFromEarliest")).await;
+    assert!(status.is_success(), "{body}");
+    assert_eq!(client.poll_until("c1", 5, 50).await.len(), 5);
+    assert_eq!(client.commit("c1").await, StatusCode::NO_CONTENT);
+
+    assert_eq!(call(Method::DELETE, &broker, "/v1/topics/jobs", None).await.0, StatusCode::ACCEPTED);
+    wait_until("the deletion is over", Duration::from_secs(10), async || {
+        call(Method::GET, &broker, "/v1/topics/jobs", None).await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
+    let new: Vec<String> = (0..2).map(|n| json!({"new": n}).to_string()).collect();
+    client.produce_lines("jobs", Some("k"), &new).await;
+    let got = client.poll_until("c1", 2, 50).await;
+    let values: Vec<Value> = got.iter().map(|r| r.3.clone()).collect();
+    assert_eq!(values, [json!({"new": 0}), json!({"new": 1})], "from the new topic's start: {got:?}");
+    assert_eq!(got.iter().map(|r| r.2).collect::<Vec<_>>(), [0, 1]);
 }

@@ -238,9 +238,11 @@ impl Broker {
         tasks.spawn("sealing", replication.clone().run_sealing(stopped.clone()));
         tasks.spawn("departures", replication.clone().run_departures(stopped.clone()));
         tasks.spawn("controller", replication.run_controller(stopped.clone()));
-        tasks.spawn("topic upkeep", topics.run_upkeep(stopped.clone()));
+        tasks.spawn("topic upkeep", topics.clone().run_upkeep(stopped.clone()));
         tasks.spawn("consumer housekeeping", consumers.run_background(config.auto_commit_interval(), stopped.clone()));
-        tasks.spawn("retention", run_retention(storage, Duration::from_millis(config.retention_check_ms), stopped));
+        let retention =
+            run_retention(storage, topics.clone(), Duration::from_millis(config.retention_check_ms), stopped);
+        tasks.spawn("retention", retention);
         tracing::info!(home = %config.home.display(), listen = %config.listen, producer = config.producer_port,
             consumer = config.consumer_port, tls = tls.is_some(), peer_tls = config.peer_tls_ca.is_some(),
             tokens = !auth.is_open(), "broker started");
@@ -272,7 +274,11 @@ impl Broker {
     }
 }
 
-async fn run_retention(storage: Storage, every: Duration, mut stop: watch::Receiver<bool>) {
+async fn run_retention(storage: Storage, topics: Arc<TopicService>, every: Duration, mut stop: watch::Receiver<bool>) {
+    tokio::select! {
+        _ = topics.limits_applied() => {}
+        _ = stop.changed() => return,
+    }
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::topics::TopicState;
+
 use super::cluster_state::{ClusterState, PartitionLeader};
 use crate::partitioning::{Layout, Ring};
 
@@ -72,11 +74,13 @@ impl ClusterState {
         true
     }
 
-    pub(super) fn seal(&mut self, partition: u32, epoch: u64, ends: BTreeMap<String, u64>) -> bool {
+    pub(super) fn seal(&mut self, partition: u32, epoch: u64, mut ends: BTreeMap<String, u64>) -> bool {
         let older = self.layout.generation_of(partition).is_some() && !self.layout.is_current(partition);
         if !older || self.sealed.contains_key(&partition) || self.leader(partition).epoch != epoch {
             return false;
         }
+        // A topic being deleted keeps no end: one created again under its name starts empty.
+        ends.retain(|topic, _| self.topics.get(topic).is_none_or(|t| t.state == TopicState::Live));
         self.sealed.insert(partition, ends);
         true
     }

@@ -449,25 +449,43 @@ impl ClusterState {
         CommandResult::OffsetsReset { count }
     }
 
-    /// Which reset of its group last moved `partition`'s offset (0: none did). A position is
-    /// committed only under the count it was read under.
     /// [`Command::DeleteTopic`]: the brokers the cluster knows (not removed) hold its files;
-    /// what groups knew of it goes now, so a topic created again under the name starts afresh.
+    /// what the cluster knew of it goes now, so a topic created again under the name starts
+    /// afresh. A group that read it or holds offsets of it counts a reset of each of its
+    /// partitions, as a reset to nothing: positions read before (a cursor, a pending
+    /// auto-commit) are never committed, and its pollers start again from no offset.
     fn delete_topic(&mut self, topic: &str) -> TopicOutcome {
         let holders = self.brokers.iter().filter(|(_, b)| b.state != BrokerState::Removable).map(|(&o, _)| o).collect();
         let outcome = self.topics.delete(topic, holders);
-        if outcome == TopicOutcome::Deleting {
-            for topics in self.offsets.values_mut() {
-                topics.remove(topic);
-            }
-            for resets in self.resets.values_mut() {
-                resets.partitions.remove(topic);
-            }
-            self.queues.topic_deleted(topic);
+        if outcome != TopicOutcome::Deleting {
+            return outcome;
         }
+        let readers: BTreeSet<String> = self
+            .consumers
+            .values()
+            .filter(|c| c.topics.iter().any(|t| t == topic))
+            .map(|c| c.group.clone())
+            .chain(self.offsets.iter().filter(|(_, t)| t.contains_key(topic)).map(|(g, _)| g.clone()))
+            .collect();
+        let partitions: Vec<u32> = self.layout.generations().flat_map(|(_, g)| g.partitions()).collect();
+        for group in readers {
+            let resets = self.resets.entry(group.clone()).or_default();
+            resets.count += 1;
+            let count = resets.count;
+            resets.partitions.insert(topic.to_string(), partitions.iter().map(|&p| (p, count)).collect());
+        }
+        for topics in self.offsets.values_mut() {
+            topics.remove(topic);
+        }
+        for ends in self.sealed.values_mut() {
+            ends.remove(topic);
+        }
+        self.queues.topic_deleted(topic);
         outcome
     }
 
+    /// Which reset of its group last moved `partition`'s offset (0: none did). A position is
+    /// committed only under the count it was read under.
     pub fn reset_count(&self, group: &str, topic: &str, partition: u32) -> u64 {
         self.resets.get(group).and_then(|r| r.partitions.get(topic)?.get(&partition)).copied().unwrap_or(0)
     }
@@ -770,5 +788,9 @@ mod tests {
         }
         assert_eq!(s.topics.get("t"), None);
         assert_eq!(s.apply(create), CommandResult::Topic(TopicOutcome::Created), "the name is free again");
+        s.apply(Command::Commit(vec![read_at(0, 9, 0)]));
+        assert_eq!(s.committed("g", "t", 0), None, "a position of the old topic is not the new one's");
+        s.apply(Command::Commit(vec![read_at(0, 2, s.reset_count("g", "t", 0))]));
+        assert_eq!(s.committed("g", "t", 0), Some(2), "one read since is");
     }
 }

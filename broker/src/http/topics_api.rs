@@ -67,7 +67,11 @@ async fn describe(State(app): State<SharedState>, Path(topic): Path<String>, acc
     let result = async {
         validate_topic_name(&topic)?;
         access.require(Need::AnyOn { topic: &topic })?;
-        let entry = app.topics.get(&topic).ok_or_else(|| not_found(&topic))?;
+        let entry = match app.topics.get(&topic) {
+            Some(entry) => entry,
+            // Created through another broker a moment ago, it may not be applied here yet.
+            None => app.topics.get_current(&topic).await?.ok_or_else(|| not_found(&topic))?,
+        };
         let partitions: Vec<Value> = app
             .bounds
             .partition_bounds(&topic, None)
@@ -106,7 +110,7 @@ async fn create(
         access.require(Need::On { op: Op::Admin, topic: &topic, group: None })?;
         let settings = settings_from_json(&body_json(&app, &headers, body).await?)?;
         let created = app.topics.create(&topic, settings).await?;
-        let entry = app.topics.get(&topic).ok_or_else(|| not_found(&topic))?;
+        let entry = TopicEntry { settings, state: TopicState::Live };
         let status = if created { StatusCode::CREATED } else { StatusCode::OK };
         Ok((status, Json(entry_json(&app, &topic, &entry))).into_response())
     };
@@ -137,7 +141,7 @@ async fn delete(State(app): State<SharedState>, Path(topic): Path<String>, acces
         validate_topic_name(&topic)?;
         access.require(Need::On { op: Op::Admin, topic: &topic, group: None })?;
         app.topics.delete(&topic).await?;
-        let view = match app.topics.get(&topic) {
+        let view = match app.topics.get_current(&topic).await? {
             Some(entry) => entry_json(&app, &topic, &entry),
             None => json!({ "topic": topic, "state": "deleted" }),
         };

@@ -61,6 +61,8 @@ impl Replication {
         }
         let mut topics: BTreeSet<String> = fenced.iter().flat_map(|(_, a)| a.topics.keys().cloned()).collect();
         topics.extend(self.storage.topics_with(partition));
+        // A topic being deleted here is not taken over: its files are going.
+        topics.retain(|topic| !self.storage.is_refused(topic));
         for topic in topics {
             let mine = self.local(&topic, partition);
             let states = fenced.iter().filter_map(|(broker, answer)| Some((*broker, *answer.topics.get(&topic)?)));

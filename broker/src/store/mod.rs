@@ -540,7 +540,8 @@ impl Storage {
                 .iter()
                 .map(|((topic, _), p)| {
                     let limits = self.limits_of(topic);
-                    let min_timestamp = limits.retention.map(|r| now_ms - r.as_millis() as i64);
+                    let age = |r: Duration| i64::try_from(r.as_millis()).unwrap_or(i64::MAX);
+                    let min_timestamp = limits.retention.map(|r| now_ms.saturating_sub(age(r)));
                     (p.log.clone(), min_timestamp, limits.retention_bytes)
                 })
                 .collect()

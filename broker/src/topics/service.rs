@@ -28,6 +28,9 @@ pub struct TopicService {
     auto_create: bool,
     /// Creations one at a time, so a burst of first produces to a topic makes one Raft entry.
     creating: tokio::sync::Mutex<()>,
+    /// True once the store has every topic's limits as Raft holds them (after start): retention
+    /// waits for it, so a topic kept longer than the defaults loses nothing at start.
+    pub(super) limits_applied: tokio::sync::watch::Sender<bool>,
 }
 
 impl TopicService {
@@ -39,7 +42,14 @@ impl TopicService {
             ordinal,
             auto_create,
             creating: Default::default(),
+            limits_applied: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Resolves once the store has every topic's limits (see `limits_applied`).
+    pub async fn limits_applied(&self) {
+        let mut applied = self.limits_applied.subscribe();
+        let _ = applied.wait_for(|&a| a).await;
     }
 
     /// Tells `holder` of every topic removed here from now on.
@@ -62,21 +72,29 @@ impl TopicService {
             Some(TopicState::Live) => return Ok(()),
             Some(TopicState::Deleting { .. }) => return Err(ApiError::TopicDeleting(topic.to_string())),
             None if !self.auto_create => {
+                // Created through another broker a moment ago, it may not be applied here yet.
+                self.raft.catch_up_with_leader().await?;
+                if self.state_of(topic).is_some() {
+                    return Box::pin(self.writable(topic)).await;
+                }
                 return Err(ApiError::TopicNotFound(format!(
                     "no topic '{topic}': create it first (PUT /v1/topics/{topic}); this cluster does not create topics on a first produce"
-                )))
+                )));
             }
             None => {}
         }
         let _one = self.creating.lock().await;
-        if self.state_of(topic).is_some() {
-            return Box::pin(self.writable(topic)).await;
+        match self.state_of(topic) {
+            Some(TopicState::Live) => return Ok(()),
+            Some(TopicState::Deleting { .. }) => return Err(ApiError::TopicDeleting(topic.to_string())),
+            None => {}
         }
         match self.propose_create(topic, TopicSettings::default(), true).await? {
-            TopicOutcome::Created | TopicOutcome::Exists(_) => {
+            TopicOutcome::Created => {
                 tracing::info!(%topic, "topic created by its first produce");
                 Ok(())
             }
+            TopicOutcome::Exists(_) => Ok(()),
             other => Err(self.refusal(topic, other)),
         }
     }
@@ -121,6 +139,13 @@ impl TopicService {
             TopicOutcome::Exists(_) => Ok(false),
             other => Err(self.refusal(topic, other)),
         }
+    }
+
+    /// `topic` as Raft has it once this broker applied everything committed so far: what
+    /// an answer after a change made through another broker must show.
+    pub async fn get_current(&self, topic: &str) -> Result<Option<TopicEntry>, ApiError> {
+        self.raft.catch_up_with_leader().await?;
+        Ok(self.get(topic))
     }
 
     pub async fn change(&self, topic: &str, patch: TopicPatch) -> Result<TopicSettings, ApiError> {

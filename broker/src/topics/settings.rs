@@ -11,6 +11,8 @@ use crate::error::ApiError;
 use crate::store::{TopicLimits, SEGMENT_BYTES};
 
 const FIELDS: [&str; 3] = ["retention", "retentionBytes", "segmentBytes"];
+/// The longest retention a topic may set (100 years; longer: "none").
+const MAX_RETENTION_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
 fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
     let object = body.as_object().ok_or_else(|| ApiError::BadRequest("the settings must be a JSON object".into()))?;
@@ -28,7 +30,7 @@ fn retention(value: &Value) -> Result<KeepFor, ApiError> {
     }
     let duration = humantime::parse_duration(text).map_err(|_| bad())?;
     match u64::try_from(duration.as_millis()) {
-        Ok(ms) if ms > 0 => Ok(KeepFor::Ms(ms)),
+        Ok(ms) if ms > 0 && ms <= MAX_RETENTION_MS => Ok(KeepFor::Ms(ms)),
         _ => Err(bad()),
     }
 }
@@ -153,6 +155,7 @@ mod tests {
             json!({"retention": 5}),
             json!({"retention": "soon"}),
             json!({"retention": "0s"}),
+            json!({"retention": "300000000y"}),
             json!({"retentionBytes": -1}),
             json!({"segmentBytes": 10}),
             json!({"partitions": 3}),

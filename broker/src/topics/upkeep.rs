@@ -24,6 +24,9 @@ impl TopicService {
         let mut deleting: BTreeSet<String> = BTreeSet::new();
         loop {
             let failed = self.keep_up(&mut applied, &mut deleting).await;
+            if self.raft.has_caught_up() {
+                self.limits_applied.send_replace(true);
+            }
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(RETRY), if failed => {}
@@ -71,6 +74,10 @@ impl TopicService {
         let gone: Vec<String> =
             deleting.iter().filter(|t| !topics.iter().any(|(name, _)| name == *t)).cloned().collect();
         for topic in gone {
+            // State made for it while it was being deleted (a produce's leader state) goes too.
+            for holder in self.holders() {
+                holder.forget_topic(&topic);
+            }
             self.storage.accept_topic(&topic);
             deleting.remove(&topic);
         }
