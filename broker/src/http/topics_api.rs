@@ -97,6 +97,19 @@ async fn describe(State(app): State<SharedState>, Path(topic): Path<String>, acc
     finish(&app, "topic_describe", result.await)
 }
 
+/// The settings a PUT or PATCH of `topic` sends, once the caller may administer it.
+async fn admin_body(
+    app: &SharedState,
+    topic: &str,
+    access: &Access,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, ApiError> {
+    validate_topic_name(topic)?;
+    access.require(Need::On { op: Op::Admin, topic, group: None })?;
+    body_json(app, headers, body).await
+}
+
 /// 201 created, 200 if it exists with these settings, 409 if with others.
 async fn create(
     State(app): State<SharedState>,
@@ -106,13 +119,11 @@ async fn create(
     body: Body,
 ) -> Response {
     let result = async {
-        validate_topic_name(&topic)?;
-        access.require(Need::On { op: Op::Admin, topic: &topic, group: None })?;
-        let settings = settings_from_json(&body_json(&app, &headers, body).await?)?;
+        let settings = settings_from_json(&admin_body(&app, &topic, &access, &headers, body).await?)?;
         let created = app.topics.create(&topic, settings).await?;
-        let entry = TopicEntry { settings, state: TopicState::Live };
+        let view = entry_json(&app, &topic, &TopicEntry { settings, state: TopicState::Live });
         let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-        Ok((status, Json(entry_json(&app, &topic, &entry))).into_response())
+        Ok((status, Json(view)).into_response())
     };
     finish(&app, "topic_create", result.await)
 }
@@ -125,12 +136,9 @@ async fn change(
     body: Body,
 ) -> Response {
     let result = async {
-        validate_topic_name(&topic)?;
-        access.require(Need::On { op: Op::Admin, topic: &topic, group: None })?;
-        let patch = patch_from_json(&body_json(&app, &headers, body).await?)?;
+        let patch = patch_from_json(&admin_body(&app, &topic, &access, &headers, body).await?)?;
         let settings = app.topics.change(&topic, patch).await?;
-        let entry = TopicEntry { settings, state: TopicState::Live };
-        Ok(Json(entry_json(&app, &topic, &entry)).into_response())
+        Ok(Json(entry_json(&app, &topic, &TopicEntry { settings, state: TopicState::Live })).into_response())
     };
     finish(&app, "topic_change", result.await)
 }
