@@ -166,7 +166,7 @@ pub struct ReadMarks {
     pub records_at: usize,
 }
 
-pub fn marks(batch: &[u8], header: &BatchHeader) -> Result<ReadMarks, String> {
+fn marks(batch: &[u8], header: &BatchHeader) -> Result<ReadMarks, String> {
     let end = header.total_len();
     let mut at = HEADER_LEN;
     let key_token = if matches!(header.magic, MAGIC_KEYED | MAGIC_KEYED_STAMPED) {

@@ -76,14 +76,18 @@ pub fn patch_from_json(body: &Value) -> Result<TopicPatch, ApiError> {
     })
 }
 
+/// How long records are kept (`None`: forever).
+fn kept_for(keep: KeepFor) -> Option<Duration> {
+    match keep {
+        KeepFor::Forever => None,
+        KeepFor::Ms(ms) => Some(Duration::from_millis(ms)),
+    }
+}
+
 /// The limits `settings` give, the broker's `defaults` where not set.
 pub fn limits(settings: &TopicSettings, defaults: TopicLimits) -> TopicLimits {
     TopicLimits {
-        retention: match settings.retention {
-            None => defaults.retention,
-            Some(KeepFor::Forever) => None,
-            Some(KeepFor::Ms(ms)) => Some(Duration::from_millis(ms)),
-        },
+        retention: settings.retention.map_or(defaults.retention, kept_for),
         retention_bytes: match settings.retention_bytes {
             None => defaults.retention_bytes,
             Some(0) => None,
@@ -102,11 +106,7 @@ pub fn settings_json(settings: &TopicSettings, defaults: TopicLimits) -> Value {
     };
     let mut set = Map::new();
     if let Some(keep) = settings.retention {
-        let keep = match keep {
-            KeepFor::Forever => None,
-            KeepFor::Ms(ms) => Some(Duration::from_millis(ms)),
-        };
-        set.insert("retention".into(), retention(keep));
+        set.insert("retention".into(), retention(kept_for(keep)));
     }
     if let Some(bytes) = settings.retention_bytes {
         set.insert("retentionBytes".into(), bytes.into());

@@ -3,7 +3,7 @@
 //! every broker has). A broker down meanwhile does it when it is back; a topic being deleted
 //! stays refused here even where this broker is done, so no copy request writes it again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::settings::limits;
 use super::TopicService;
 use crate::consensus::cluster_state::Command;
-use crate::consensus::topics::{TopicSettings, TopicState};
+use crate::consensus::topics::TopicState;
 
 /// Pause before a failed removal or report is tried again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -20,10 +20,9 @@ const RETRY: Duration = Duration::from_secs(1);
 impl TopicService {
     pub async fn run_upkeep(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut changes = self.raft.changes();
-        let mut applied: BTreeMap<String, TopicSettings> = BTreeMap::new();
         let mut deleting: BTreeSet<String> = BTreeSet::new();
         loop {
-            let failed = self.keep_up(&mut applied, &mut deleting).await;
+            let failed = self.keep_up(&mut deleting).await;
             if self.raft.has_caught_up() {
                 self.limits_applied.send_replace(true);
             }
@@ -35,8 +34,9 @@ impl TopicService {
         }
     }
 
-    /// One pass; true if something failed and must be tried again.
-    async fn keep_up(&self, applied: &mut BTreeMap<String, TopicSettings>, deleting: &mut BTreeSet<String>) -> bool {
+    /// One pass; true if something failed and must be tried again. `deleting`: the topics
+    /// whose files this broker removed and whose deletion is not over yet.
+    async fn keep_up(&self, deleting: &mut BTreeSet<String>) -> bool {
         let topics = self.list();
         let mut failed = false;
         for (topic, entry) in &topics {
@@ -45,9 +45,9 @@ impl TopicService {
                     if deleting.remove(topic) {
                         self.storage.accept_topic(topic);
                     }
-                    if applied.get(topic) != Some(&entry.settings) {
-                        self.storage.set_limits(topic, Some(limits(&entry.settings, self.defaults())));
-                        applied.insert(topic.clone(), entry.settings);
+                    let wanted = limits(&entry.settings, self.defaults());
+                    if self.storage.limits_of(topic) != wanted {
+                        self.storage.set_limits(topic, Some(wanted));
                     }
                 }
                 TopicState::Deleting { pending } => {
@@ -58,7 +58,6 @@ impl TopicService {
                             continue;
                         }
                         deleting.insert(topic.clone());
-                        applied.remove(topic);
                     }
                     if pending.contains(&self.ordinal) {
                         let done = Command::TopicRemoved { topic: topic.clone(), broker: self.ordinal };
@@ -81,7 +80,6 @@ impl TopicService {
             self.storage.accept_topic(&topic);
             deleting.remove(&topic);
         }
-        applied.retain(|t, _| topics.iter().any(|(name, _)| name == t));
         failed
     }
 
