@@ -127,8 +127,10 @@ pub struct Config {
     #[arg(long, env = "RUNNEL_QUEUE_MAX_IN_FLIGHT", default_value_t = 1_000)]
     pub queue_max_in_flight: usize,
 
-    /// Most `runnel_group_lag_records` series (one per group and partition this broker leads)
-    /// the metrics port exports; beyond it only each group's total is (0: totals only).
+    /// Most series of each per-partition kind the metrics port exports: lag
+    /// (`runnel_group_lag_records`, one per group and partition this broker leads; beyond it
+    /// only each group's total) and `runnel_partition_under_replicated` (beyond it only the
+    /// count); 0: totals only.
     #[arg(long, env = "RUNNEL_MAX_LAG_SERIES", default_value_t = 10_000)]
     pub max_lag_series: usize,
 

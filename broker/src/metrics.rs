@@ -50,6 +50,12 @@ pub struct Metrics {
     group_lag: Family<Labels, Gauge>,
     group_lag_total: Family<Labels, Gauge>,
     group_lag_omitted: Gauge,
+    raft_term: Gauge,
+    raft_has_leader: Gauge,
+    raft_is_leader: Gauge,
+    partitions_led: Gauge,
+    under_replicated: Family<Labels, Gauge>,
+    under_replicated_count: Gauge,
     /// One render at a time: the lag families are cleared and filled again on each.
     rendering: Mutex<()>,
 }
@@ -69,17 +75,9 @@ pub struct PartitionLag {
     pub lag: u64,
 }
 
-/// The groups' lag in the partitions this broker leads, and how many per-partition series
-/// it may export (`RUNNEL_MAX_LAG_SERIES`).
-#[derive(Default)]
-pub struct GroupLag {
-    /// Sorted by group, topic and partition: the series kept under the limit are the first.
-    pub partitions: Vec<PartitionLag>,
-    pub series_limit: usize,
-}
-
 /// The sizes [`Metrics::render`] reports as gauges (plain numbers, so metrics depend on no
 /// other module).
+#[derive(Default)]
 pub struct StateSizes {
     /// Consumers registered (replicated state).
     pub consumers: usize,
@@ -102,7 +100,20 @@ pub struct StateSizes {
     pub disk_free_bytes: u64,
     /// Free space below which produces are refused.
     pub disk_reserve_bytes: u64,
-    pub group_lag: GroupLag,
+    /// This broker's Raft term, and whether it knows a leader and is the leader.
+    pub raft_term: u64,
+    pub raft_has_leader: bool,
+    pub raft_is_leader: bool,
+    /// Partitions (of every generation) this broker leads and serves.
+    pub partitions_led: usize,
+    /// The groups' lag in the partitions this broker leads, sorted by group, topic and
+    /// partition: the series kept under the limit are the first.
+    pub group_lag: Vec<PartitionLag>,
+    /// Topic partitions led here with a follower that does not keep up, sorted.
+    pub under_replicated: Vec<(String, u32)>,
+    /// Most series of each per-partition kind (lag, under-replication) this broker exports
+    /// (`RUNNEL_MAX_LAG_SERIES`).
+    pub series_limit: usize,
 }
 
 /// Queue groups' series, labelled by group (at most `MAX_QUEUE_GROUPS` of them).
@@ -299,7 +310,46 @@ impl Metrics {
              (they still count in runnel_group_lag_records_total)",
             group_lag_omitted.clone(),
         );
+        let raft_term = Gauge::default();
+        registry.register("raft_term", "The Raft term this broker is in", raft_term.clone());
+        let raft_has_leader = Gauge::default();
+        registry.register(
+            "raft_has_leader",
+            "1 while this broker knows a Raft leader, 0 during an election or when cut off from a majority",
+            raft_has_leader.clone(),
+        );
+        let raft_is_leader = Gauge::default();
+        registry.register(
+            "raft_is_leader",
+            "1 on the Raft leader (the controller that moves partitions and orders resizes), else 0",
+            raft_is_leader.clone(),
+        );
+        let partitions_led = Gauge::default();
+        registry.register(
+            "partitions_led",
+            "Partitions this broker leads and serves, each across every topic (of every generation while a resize runs)",
+            partitions_led.clone(),
+        );
+        let under_replicated = Family::<Labels, Gauge>::default();
+        registry.register(
+            "partition_under_replicated",
+            "1 for each topic partition led here with a follower that has not caught up for 10 s (down, cut off \
+             or slower than the writes); only such partitions have a series, at most RUNNEL_MAX_LAG_SERIES",
+            under_replicated.clone(),
+        );
+        let under_replicated_count = Gauge::default();
+        registry.register(
+            "partitions_under_replicated",
+            "Topic partitions led here that are under-replicated (all of them, series or not)",
+            under_replicated_count.clone(),
+        );
         Metrics {
+            raft_term,
+            raft_has_leader,
+            raft_is_leader,
+            partitions_led,
+            under_replicated,
+            under_replicated_count,
             group_lag,
             group_lag_total,
             group_lag_omitted,
@@ -353,7 +403,17 @@ impl Metrics {
     /// Text exposition, with the gauges set to `sizes` first.
     pub fn render(&self, sizes: StateSizes) -> String {
         let _one_at_a_time = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
-        self.set_group_lag(&sizes.group_lag);
+        self.set_group_lag(&sizes.group_lag, sizes.series_limit);
+        self.under_replicated.clear();
+        for (topic, partition) in sizes.under_replicated.iter().take(sizes.series_limit) {
+            let labels = vec![("topic", topic.clone()), ("partition", partition.to_string())];
+            self.under_replicated.get_or_create(&labels).set(1);
+        }
+        self.under_replicated_count.set(sizes.under_replicated.len() as i64);
+        self.raft_term.set(i64::try_from(sizes.raft_term).unwrap_or(i64::MAX));
+        self.raft_has_leader.set(i64::from(sizes.raft_has_leader));
+        self.raft_is_leader.set(i64::from(sizes.raft_is_leader));
+        self.partitions_led.set(sizes.partitions_led as i64);
         self.consumers.set(sizes.consumers as i64);
         self.groups.set(sizes.groups as i64);
         self.consumers_tracked.set(sizes.consumers_tracked as i64);
@@ -381,13 +441,13 @@ impl Metrics {
     /// Replaces the lag series with `lag`'s, so a partition no longer led here, a group gone
     /// and a topic it stopped reading leave no series behind. Beyond the limit only the
     /// group totals have them.
-    fn set_group_lag(&self, lag: &GroupLag) {
+    fn set_group_lag(&self, lag: &[PartitionLag], series_limit: usize) {
         self.group_lag.clear();
         self.group_lag_total.clear();
         let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
-        for (i, p) in lag.partitions.iter().enumerate() {
+        for (i, p) in lag.iter().enumerate() {
             *totals.entry(&p.group).or_default() += p.lag;
-            if i < lag.series_limit {
+            if i < series_limit {
                 let labels = vec![
                     ("group", p.group.clone()),
                     ("topic", p.topic.clone()),
@@ -400,7 +460,7 @@ impl Metrics {
             let labels = vec![("group", group.to_string())];
             self.group_lag_total.get_or_create(&labels).set(i64::try_from(total).unwrap_or(i64::MAX));
         }
-        self.group_lag_omitted.set(lag.partitions.len().saturating_sub(lag.series_limit) as i64);
+        self.group_lag_omitted.set(lag.len().saturating_sub(series_limit) as i64);
     }
 }
 
@@ -440,7 +500,12 @@ mod tests {
             offset_groups: 3,
             disk_free_bytes: 5 << 30,
             disk_reserve_bytes: 256 << 20,
-            group_lag: GroupLag::default(),
+            raft_term: 4,
+            raft_has_leader: true,
+            partitions_led: 5,
+            under_replicated: vec![("t".into(), 2)],
+            series_limit: 10,
+            ..StateSizes::default()
         };
         let text = m.render(sizes);
         assert!(text.contains("runnel_memory_reserved_bytes{class=\"produce\"} 40"), "{text}");
@@ -453,6 +518,10 @@ mod tests {
         assert!(text.contains("runnel_disk_free_bytes 5368709120"), "{text}");
         assert!(text.contains("runnel_disk_reserve_bytes 268435456"));
         assert!(text.contains("runnel_fsync_latency_seconds_count 1"));
+        assert!(text.contains("runnel_raft_term 4") && text.contains("runnel_raft_has_leader 1"), "{text}");
+        assert!(text.contains("runnel_raft_is_leader 0") && text.contains("runnel_partitions_led 5"), "{text}");
+        assert!(text.contains(r#"runnel_partition_under_replicated{topic="t",partition="2"} 1"#), "{text}");
+        assert!(text.contains("runnel_partitions_under_replicated 1"), "{text}");
     }
 
     fn sizes_with(lag: Vec<(&str, &str, u32, u64)>, series_limit: usize) -> StateSizes {
@@ -465,20 +534,7 @@ mod tests {
                 lag,
             })
             .collect();
-        StateSizes {
-            consumers: 0,
-            groups: 0,
-            consumers_tracked: 0,
-            cursor_groups: 0,
-            replicated_partitions: 0,
-            connections_open: 0,
-            connections_limit: 0,
-            memory: Vec::new(),
-            offset_groups: 0,
-            disk_free_bytes: 0,
-            disk_reserve_bytes: 0,
-            group_lag: GroupLag { partitions, series_limit },
-        }
+        StateSizes { group_lag: partitions, series_limit, ..StateSizes::default() }
     }
 
     #[test]

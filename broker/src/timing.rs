@@ -21,6 +21,7 @@
 //! | [`PEER_POOL_IDLE`] | 4 s | < [`CLUSTER_MIN_HEADER_TIMEOUT`]: a pooled peer connection is closed by its client before the peer port closes it |
 //! | [`CLUSTER_MIN_HEADER_TIMEOUT`] | 5 s | the shortest `RUNNEL_HEADER_TIMEOUT_MS` of a cluster |
 //! | [`SHUTDOWN_CLOSE_GRACE`] | 5 s | < [`SHUTDOWN_HAND_OVER`]: responses still being written at shutdown get this long |
+//! | [`UNDER_REPLICATED_AFTER`] | 10 s | ≥ [`ACK_TIMEOUT`] > [`DEAD_AFTER`]: a copy counts as under-replicated only once it has not caught up for longer than a produce waits for it |
 
 use std::time::Duration;
 
@@ -76,6 +77,11 @@ pub const CLUSTER_MIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection asked to close (idle, or at shutdown) may finish writing a response this long.
 pub const SHUTDOWN_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// A partition whose leader has had a follower not caught up for this long is under-replicated
+/// (`runnel_partition_under_replicated`): the follower is down, cut off or cannot keep up.
+/// Shorter lapses (a busy moment, a failover) do not count.
+pub const UNDER_REPLICATED_AFTER: Duration = Duration::from_secs(10);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +103,6 @@ mod tests {
         assert!(PEER_POOL_IDLE < CLUSTER_MIN_HEADER_TIMEOUT, "the client closes an idle peer connection first");
         assert!(QUORUM_LOST_AFTER >= RAFT_HEARTBEAT * 5 && QUORUM_LOST_AFTER > RAFT_ELECTION_MAX);
         assert!(MEMORY_PRESSURE > MEMORY_WAIT);
+        assert!(UNDER_REPLICATED_AFTER >= ACK_TIMEOUT && UNDER_REPLICATED_AFTER > DEAD_AFTER);
     }
 }

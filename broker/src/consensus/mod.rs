@@ -14,7 +14,7 @@ mod state_machine;
 pub mod topics;
 mod type_config;
 
-pub use node::{RaftChanges, RaftConfig, RaftError, RaftHealth, RaftNode};
+pub use node::{RaftChanges, RaftConfig, RaftError, RaftHealth, RaftNode, RaftStanding};
 
 #[cfg(test)]
 mod tests;

@@ -80,6 +80,14 @@ impl From<PeerError> for RaftError {
 /// How long a join waits for the member already at the joiner's address to say it is alive.
 const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// See [`RaftNode::standing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftStanding {
+    pub term: u64,
+    pub has_leader: bool,
+    pub is_leader: bool,
+}
+
 /// What [`RaftNode::health`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RaftHealth {
@@ -392,6 +400,18 @@ impl RaftNode {
 
     pub fn node_id(&self) -> NodeId {
         self.node_id
+    }
+
+    /// This node's view of Raft for `/metrics`: its current term, whether it knows a leader,
+    /// and whether it is the leader.
+    pub fn standing(&self) -> RaftStanding {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        RaftStanding {
+            term: m.current_term,
+            has_leader: m.current_leader.is_some(),
+            is_leader: m.current_leader == Some(m.id),
+        }
     }
 
     /// Peer address of the current leader, if one is known.

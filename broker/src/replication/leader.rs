@@ -15,6 +15,7 @@ use tokio::sync::{watch, Notify};
 
 use super::copy_log::StoredCopy;
 use super::copy_protocol::{agree_on_end, Copied, CopySource, FollowerLink, SendError, MAX_TIME_RUNS, SEND_BYTES};
+use super::in_sync::InSync;
 use super::leadership::Leadership;
 use super::peer_client::RemoteCopy;
 use super::replica_set::others_needed;
@@ -49,6 +50,8 @@ pub(super) struct PartitionCopies {
     readable: Arc<Notify>,
     /// Set when the topic's files were removed here: its replicators stop.
     dropped: std::sync::atomic::AtomicBool,
+    /// Which followers keep up (for `runnel_partition_under_replicated`).
+    in_sync: Mutex<InSync>,
 }
 
 struct TailBatch {
@@ -143,6 +146,10 @@ impl PartitionCopies {
             }
         }
         self.moved.notify_waiters();
+    }
+
+    fn caught_up(&self, index: usize) {
+        self.in_sync.lock().unwrap_or_else(|p| p.into_inner()).caught_up(index);
     }
 
     /// Where follower `broker`'s copy is known to end.
@@ -338,6 +345,24 @@ impl Replication {
         self.partitions.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// The topic partitions this broker leads (among those with replication state: written or
+    /// read since it took them over) with a follower that has not caught up for
+    /// [`crate::timing::UNDER_REPLICATED_AFTER`], sorted.
+    pub fn under_replicated(&self) -> Vec<(String, u32)> {
+        let partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lagging: Vec<(String, u32)> = partitions
+            .iter()
+            .filter(|((_, p), copies)| {
+                self.leadership.leads(*p, copies.epoch)
+                    && !copies.dropped.load(std::sync::atomic::Ordering::Acquire)
+                    && copies.in_sync.lock().unwrap_or_else(|p| p.into_inner()).under_replicated()
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        lagging.sort_unstable();
+        lagging
+    }
+
     /// Offsets below this may be served to consumers: a majority of copies hold them. A topic
     /// partition this broker does not hold has none, and gets no replication state.
     pub fn readable_end(self: &Arc<Self>, topic: &str, partition: u32) -> u64 {
@@ -373,11 +398,12 @@ impl Replication {
         // Partitions whose epoch this broker no longer leads: their replicators have stopped.
         partitions.retain(|(_, p), copies| self.leadership.leads(*p, copies.epoch));
         let followers = self.leadership.others(partition);
+        let copies_of_others = followers.len();
         let leader = self.storage.end(topic, partition);
         let copies = Arc::new(PartitionCopies {
             epoch,
             ends: Mutex::new(Ends {
-                followers: vec![0; followers.len()],
+                followers: vec![0; copies_of_others],
                 leader,
                 tail_limit: self.memory.size() / TAIL_SHARE,
                 ..Ends::default()
@@ -388,6 +414,7 @@ impl Replication {
             moved: Notify::new(),
             readable: self.readable.clone(),
             dropped: Default::default(),
+            in_sync: Mutex::new(InSync::new(copies_of_others)),
         });
         for index in 0..copies.followers.len() {
             tokio::spawn(self.clone().replicate_to(copies.clone(), topic.to_string(), partition, index));
@@ -444,6 +471,7 @@ impl Replication {
             known_end = Some(follower_end);
             let local_end = durable_end.max(copies.ends().tail_end().unwrap_or(0));
             if follower_end >= local_end {
+                copies.caught_up(index);
                 idle(&mut changes, appended.as_mut()).await;
                 continue;
             }
@@ -460,6 +488,7 @@ impl Replication {
                 // The next batch is accepted but not in the tail (not handed to it yet, or no
                 // room there): sent from disk once durable here.
                 None if follower_end >= durable_end => {
+                    copies.caught_up(index);
                     idle(&mut changes, appended.as_mut()).await;
                     continue;
                 }
@@ -474,7 +503,12 @@ impl Replication {
             let Some((copied, _held)) = sent else { continue };
             let link = RemoteCopy { replication: &self, broker: follower, topic: &topic, partition };
             match link.replicate(follower_end, epoch, &copied.epochs, &copied.records, &copied.times).await {
-                Ok(end) => known_end = Some(end),
+                Ok(end) => {
+                    if end >= local_end {
+                        copies.caught_up(index);
+                    }
+                    known_end = Some(end);
+                }
                 Err(SendError::Mismatch) => known_end = None,
                 Err(SendError::Fenced) => {
                     tracing::info!(%topic, partition, follower, epoch, "a replica knows a newer leader; stepping back");

@@ -8,6 +8,7 @@ mod copy_log;
 mod copy_protocol;
 mod departure;
 mod growth;
+mod in_sync;
 mod leader;
 mod leadership;
 mod partition_tasks;
