@@ -263,14 +263,18 @@ async fn every_client_route_answers_401_without_a_valid_token_403_outside_its_sc
         assert_eq!(status, expected, "{path}");
     }
 
-    // Health stays open on every port, a listing shows only what the token covers, and the
-    // refusals are counted.
+    // Health stays open on every port, and so does the API description, a listing shows only
+    // what the token covers, and the refusals are counted.
     for port in [9250, 9251, 9252] {
         for path in ["/status", "/livez"] {
             let status = http.get(broker.url(port, path)).send().await.expect("health").status();
             assert!(status.is_success(), "{port}{path}: {status}");
         }
     }
+    let description = http.get(broker.url(9250, "/openapi.json")).send().await.expect("openapi");
+    assert_eq!(description.status(), StatusCode::OK);
+    let description: Value = description.json().await.expect("openapi JSON");
+    assert_eq!(description["openapi"], "3.1.0");
     let listed = |token: String| {
         let http = http.clone();
         let url = broker.url(9252, "/v1/groups");

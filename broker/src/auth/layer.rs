@@ -18,8 +18,9 @@ use crate::metrics::Metrics;
 /// Refused tokens are logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// Paths every port answers without a token: health, for probes and load balancers.
-const OPEN_PATHS: [&str; 2] = ["/status", "/livez"];
+/// Paths every port answers without a token: health, for probes and load balancers, and the
+/// API description, which holds no data and is what a client generator or fuzzer reads first.
+const OPEN_PATHS: [&str; 3] = ["/status", "/livez", "/openapi.json"];
 
 /// The token key (none: the ports are open), where revocations are looked up, and whether
 /// `/metrics` needs a token.

@@ -23,7 +23,8 @@ pub fn router(app: SharedState) -> Router {
             .route("/status", get(discovery_status))
             .route("/livez", get(livez))
             .merge(tokens_api::routes())
-            .merge(super::topics_api::routes()),
+            .merge(super::topics_api::routes())
+            .merge(super::openapi_api::routes()),
     )
     .with_state(app)
 }

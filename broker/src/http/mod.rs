@@ -4,6 +4,7 @@ mod consumer_api;
 mod discovery_api;
 mod groups_api;
 mod metrics_api;
+mod openapi_api;
 mod producer_api;
 mod query;
 mod queue_api;
