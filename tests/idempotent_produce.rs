@@ -90,6 +90,16 @@ async fn a_repeat_is_stored_once_a_gap_is_409_and_an_old_epoch_403() {
     let end = plain.offset().expect("offset");
     assert_eq!(end, first.offset().expect("offset") + 3, "only the first request, the new epoch's and this one stored");
 
+    // A producer new here may start at any sequence; one below it was never stored here, so it
+    // is out of order, not a repeat to answer 200 for (the records would be lost).
+    let started = send(&client, "orders", Some("k"), &producer("late", 0, 5), "{}").await;
+    assert_eq!((started.status, started.offset()), (StatusCode::OK, Some(end + 1)));
+    let below = send(&client, "orders", Some("k"), &producer("late", 0, 2), "{\"lost\":true}").await;
+    assert_eq!((below.status, below.duplicate), (StatusCode::CONFLICT, false), "{}", below.body);
+    assert_eq!(below.expected_seq.as_deref(), Some("6"));
+    let after = send(&client, "orders", Some("k"), &[], "{}").await;
+    assert_eq!(after.offset(), Some(end + 2), "the refused request stored nothing");
+
     for (headers, what) in [
         (vec![("producer-id", "a".to_string())], "one header alone"),
         (vec![("producer-id", "a".to_string()), ("producer-epoch", "1".to_string())], "two headers"),

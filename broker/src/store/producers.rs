@@ -13,8 +13,9 @@
 //! offsets), so a retry of any of them answers the offsets it was given; at most `cap`
 //! producers per partition, the one that wrote least recently evicted first.
 //!
-//! Invariants: within an epoch, the kept sequences of a producer are consecutive and grow
-//! with the offsets; a producer's entry only ever moves to a later epoch.
+//! Invariants: within an epoch, a producer's stored sequences are consecutive from the one it
+//! started at here (`first_seq`) and grow with the offsets, so a lower sequence was never
+//! stored; a producer's entry only ever moves to a later epoch.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -105,7 +106,8 @@ pub enum Verdict {
     Append,
     /// Stored before: these are its offsets (None when it is older than the [`RECENT`] kept).
     Duplicate(Option<Appended>),
-    /// Not the next in sequence: `expected` is.
+    /// Not the next in sequence and never stored (ahead of it, or below where the producer
+    /// started here): `expected` is next.
     Gap { expected: u64 },
     /// An older epoch than the producer's current one: a fenced (zombie) producer.
     Fenced { current: u64 },
@@ -121,6 +123,10 @@ struct Written {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Producer {
     epoch: u64,
+    /// The sequence of its first request stored here in this epoch. Snapshots written before
+    /// it was kept read as 0: every lower sequence counts as stored, as they were answered then.
+    #[serde(default)]
+    first_seq: u64,
     /// The producer's last requests in this epoch, oldest first, at most [`RECENT`].
     recent: VecDeque<Written>,
 }
@@ -158,7 +164,7 @@ impl ProducerTable {
         if Some(stamp.seq) == last.seq.checked_add(1) {
             return Verdict::Append;
         }
-        if stamp.seq > last.seq {
+        if stamp.seq > last.seq || stamp.seq < producer.first_seq {
             return Verdict::Gap { expected: last.seq.saturating_add(1) };
         }
         let stored = producer.recent.iter().find(|w| w.seq == stamp.seq);
@@ -184,10 +190,13 @@ impl ProducerTable {
             return;
         }
         if stamp.epoch > producer.epoch {
-            *producer = Producer { epoch: stamp.epoch, recent: VecDeque::new() };
+            *producer = Producer { epoch: stamp.epoch, ..Producer::default() };
         }
         if producer.recent.back().is_some_and(|last| last.seq >= stamp.seq) {
             return;
+        }
+        if producer.recent.is_empty() {
+            producer.first_seq = stamp.seq;
         }
         producer.recent.push_back(Written { seq: stamp.seq, first: write.first, end });
         while producer.recent.len() > RECENT {
@@ -201,7 +210,8 @@ impl ProducerTable {
             .iter()
             .filter_map(|(id, producer)| {
                 let recent: VecDeque<Written> = producer.recent.iter().filter(|w| w.end <= offset).cloned().collect();
-                (!recent.is_empty()).then(|| (id.clone(), Producer { epoch: producer.epoch, recent }))
+                (!recent.is_empty())
+                    .then(|| (id.clone(), Producer { epoch: producer.epoch, first_seq: producer.first_seq, recent }))
             })
             .collect()
     }
@@ -262,6 +272,11 @@ mod tests {
         let original = Appended { base_offset: 100, count: 3, duplicate: true };
         assert_eq!(table.check(&stamp("p", 1, 7)), Verdict::Duplicate(Some(original)));
         assert_eq!(table.check(&stamp("p", 1, 9)), Verdict::Gap { expected: 8 });
+        assert_eq!(
+            table.check(&stamp("p", 1, 3)),
+            Verdict::Gap { expected: 8 },
+            "below where it started: never stored"
+        );
         assert_eq!(table.check(&stamp("p", 0, 8)), Verdict::Fenced { current: 1 });
         assert_eq!(table.check(&stamp("p", 2, 3)), Verdict::Gap { expected: 0 });
         assert_eq!(table.check(&stamp("p", 2, 0)), Verdict::Append);
@@ -303,6 +318,10 @@ mod tests {
         assert_eq!(read.check(&stamp("a", 0, 2)), Verdict::Append);
         assert_eq!(read.check(&stamp("b", 0, 0)), Verdict::Append, "b's request ends after the snapshot's offset");
         assert!(read_snapshot(dir.path(), 10, 10).is_none());
+        table.apply(&write("c", 0, 4, 12), 13);
+        write_snapshot(dir.path(), 13, &table).expect("write");
+        let read = read_snapshot(dir.path(), 13, 10).expect("read");
+        assert_eq!(read.check(&stamp("c", 0, 2)), Verdict::Gap { expected: 5 }, "where c started is kept");
     }
 
     proptest! {
@@ -325,11 +344,12 @@ mod tests {
                         let first = stored.iter().find(|(s, _)| *s == seq).map(|(_, first)| *first);
                         prop_assert_eq!(Some(original.base_offset), first);
                     }
-                    // Older than the kept requests, or before the sequence the producer started at here.
-                    Verdict::Duplicate(None) => {
-                        prop_assert!(stored.iter().any(|(s, _)| *s == seq) || stored.first().is_some_and(|(s, _)| seq < *s))
+                    // Older than the kept requests: stored, with offsets no longer known.
+                    Verdict::Duplicate(None) => prop_assert!(stored.iter().any(|(s, _)| *s == seq)),
+                    Verdict::Gap { expected } => {
+                        prop_assert!(stored.iter().all(|(s, _)| *s != seq), "a stored request is a repeat");
+                        prop_assert_eq!(Some(expected), stored.last().map(|(s, _)| s + 1));
                     }
-                    Verdict::Gap { expected } => prop_assert_eq!(Some(expected), stored.last().map(|(s, _)| s + 1)),
                     Verdict::Fenced { .. } => prop_assert!(false, "one epoch only"),
                 }
             }
