@@ -443,3 +443,26 @@ async fn the_cli_lists_describes_and_resets_groups() {
     let (code, _, missing) = runnel(&["groups", "describe", "nobody"]);
     assert!(code == Some(1) && missing.contains("404"), "{missing}");
 }
+
+/// A group a consumer could not register as (SPEC §4's names) is refused by describe and by a
+/// reset, which then stores nothing in Raft.
+#[tokio::test]
+async fn a_group_name_no_consumer_could_register_is_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let client = TestClient::new(&broker);
+    produce(&client, "named", "k", json!({"n": 1})).await;
+    let long = "g".repeat(250);
+    for bad in ["%01", "tab%09name", long.as_str()] {
+        let (status, body) = describe(&client.http, &broker, bad).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{bad}: {body}");
+        let (status, body) = reset(&client.http, &broker, bad, "", json!({"topic": "named", "to": "earliest"})).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{bad}: {body}");
+    }
+    let listed: Value =
+        client.http.get(broker.url(9252, "/v1/groups")).send().await.expect("groups").json().await.expect("JSON");
+    assert_eq!(listed["groups"], json!([]), "no group was stored: {listed}");
+    let (status, _) =
+        reset(&client.http, &broker, &"g".repeat(249), "", json!({"topic": "named", "to": "earliest"})).await;
+    assert_eq!(status, StatusCode::OK, "249 characters is a name");
+}

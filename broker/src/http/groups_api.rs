@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::consumer_api::check_name;
 use super::query::Params;
 use super::{finish, read_small_body, SharedState};
 use crate::auth::{Access, Need, Op};
@@ -132,6 +133,7 @@ fn may_see_topic(access: &Access, group: &str, topic: &str) -> bool {
 
 async fn describe(State(app): State<SharedState>, Path(group): Path<String>, access: Access) -> Response {
     let result = async {
+        check_name("group", &group)?;
         if !may_see(&access, &group) {
             access.require(Need::Group { op: Op::Consume, group: &group })?;
         }
@@ -247,6 +249,7 @@ async fn reset(
     body: Body,
 ) -> Response {
     let result = async {
+        check_name("group", &group)?;
         let (dry_run, force) = (flag(&params, "dryRun")?, flag(&params, "force")?);
         // A reset names one topic and a few partitions.
         let held = read_small_body(&app, &headers, body).await?;
