@@ -65,6 +65,11 @@ async fn every_kind_of_bad_request_gets_a_clear_4xx_and_the_broker_keeps_serving
         assert!(error["error"].is_string() && error["message"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
         assert_eq!(error["retriable"], json!(false), "{method} {url}: a 4xx is not worth retrying: {text}");
     }
+    // A missing resource is named as such, not as a missing endpoint.
+    let missing: Value =
+        http.get(broker.url(9252, "/v1/queue/nobody")).send().await.expect("queue").json().await.expect("JSON");
+    assert_eq!(missing["error"], "not_found");
+    assert!(missing["message"].as_str().is_some_and(|m| m.starts_with("no queue group 'nobody'")), "{missing}");
 
     // Our limits on the request head answer JSON before hyper's bodiless ones are reached.
     let long_query = format!("{producer}/v1/topic/ok/messages?partitionKey={}", "k".repeat(9 * 1024));

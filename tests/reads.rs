@@ -88,6 +88,9 @@ async fn every_position_form_reads_what_was_produced_and_bad_positions_say_the_b
         assert_eq!(status, expected, "{query:?}: {body}");
         assert!(body["message"].is_string(), "a JSON error: {body}");
     }
+    let (_, missing) = read(&broker, "pos", &[("partition", "99")]).await;
+    assert_eq!(missing["error"], "not_found");
+    assert!(missing["message"].as_str().is_some_and(|m| m.starts_with("no partition 99")), "{missing}");
 
     // At the end, a read with `wait` answers once a record is appended.
     let waiting = {

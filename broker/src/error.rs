@@ -42,6 +42,9 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("no such endpoint: {0}")]
     NotFound(String),
+    /// A resource the route names that does not exist (a partition, a queue group). 404.
+    #[error("{0}")]
+    NoSuch(String),
     #[error("group '{0}' has no members and no committed offsets")]
     UnknownGroup(String),
     /// A poll or read asked to wait longer than the broker allows.
@@ -163,7 +166,9 @@ impl ApiError {
             ApiError::ProducerFenced { .. } | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UnexpectedOffset { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotFound(_) | ApiError::UnknownGroup(_) | ApiError::TopicNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NoSuch(_) | ApiError::UnknownGroup(_) | ApiError::TopicNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::OutOfRange { offset, end, .. } if offset > end => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::OutOfRange { .. } => StatusCode::GONE,
             ApiError::Unavailable(_) | ApiError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -188,7 +193,7 @@ impl ApiError {
             ApiError::ConsumerConflict(_) => "consumer_conflict",
             ApiError::ResizeRefused(_) => "resize_refused",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::NotFound(_) => "not_found",
+            ApiError::NotFound(_) | ApiError::NoSuch(_) => "not_found",
             ApiError::UnknownGroup(_) => "unknown_group",
             ApiError::OutOfRange { offset, end, .. } if offset > end => "offset_past_end",
             ApiError::OutOfRange { .. } => "offset_before_start",

@@ -257,8 +257,10 @@ async fn get_group(State(app): State<SharedState>, Path(group): Path<String>, ac
         if !super::groups_api::may_see(&access, &group) {
             access.require(Need::Group { op: Op::Consume, group: &group })?;
         }
-        let settings =
-            app.queues.settings(&group).ok_or_else(|| ApiError::NotFound(format!("queue group '{group}'")))?;
+        let settings = app
+            .queues
+            .settings(&group)
+            .ok_or_else(|| ApiError::NoSuch(format!("no queue group '{group}' (PUT /v1/queue/{group} creates it)")))?;
         let mut view = settings_view(&group, &settings);
         let mut partitions = Vec::new();
         let mut unacknowledged = 0u64;

@@ -81,8 +81,8 @@ impl PositionReads {
     pub fn check(&self, request: &ReadRequest) -> Result<(), ApiError> {
         crate::store::validate_topic_name(&request.topic)?;
         if !self.replication.leadership().layout(|l| l.all_partitions().contains(&request.partition)) {
-            return Err(ApiError::NotFound(format!(
-                "partition {} (the cluster's partitions: GET /v1/topic/{})",
+            return Err(ApiError::NoSuch(format!(
+                "no partition {} (the cluster's partitions: GET /v1/topic/{})",
                 request.partition, request.topic
             )));
         }
