@@ -65,6 +65,21 @@ async fn every_kind_of_bad_request_gets_a_clear_4xx_and_the_broker_keeps_serving
         assert!(error["error"].is_string() && error["message"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
         assert_eq!(error["retriable"], json!(false), "{method} {url}: a 4xx is not worth retrying: {text}");
     }
+    // An ack that no poll answered is refused by poll, commit and goodbye alike (one of 32
+    // bytes that are not hex digits once split a character and panicked the poll).
+    let registered = http.put(format!("{consumer}/register?consumerId=acker&group=ackers&topic=intact")).send().await;
+    assert_eq!(registered.expect("register").status(), StatusCode::OK);
+    let multibyte = format!("a{}b", "é".repeat(15));
+    for (path, ack) in [("poll", multibyte.as_str()), ("commit", "xyz"), ("commit", &multibyte), ("goodbye", "xyz")] {
+        let response = http.post(format!("{consumer}/{path}")).query(&[("consumerId", "acker"), ("ack", ack)]).send();
+        let response = response.await.expect("ack");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path} with ack {ack}");
+        let error: Value = response.json().await.expect("JSON");
+        assert!(error["message"].as_str().is_some_and(|m| m.starts_with("invalid ack")), "{error}");
+    }
+    let goodbye = http.post(format!("{consumer}/goodbye?consumerId=acker&ack=none")).send().await.expect("goodbye");
+    assert_eq!(goodbye.status(), StatusCode::OK, "still registered after the refused goodbye, and none is an ack");
+
     // A missing resource is named as such, not as a missing endpoint.
     let missing: Value =
         http.get(broker.url(9252, "/v1/queue/nobody")).send().await.expect("queue").json().await.expect("JSON");

@@ -26,6 +26,28 @@ use crate::error::ApiError;
 /// The `ack` of a client that uses tokens and has processed no response of this broker yet.
 pub const NONE: &str = "none";
 
+/// A token's incarnation and number, `none` as None, or 400 for what no poll answered (a
+/// commit or goodbye refuses such an `ack` too, rather than commit less than the client meant).
+pub fn parse(token: &str) -> Result<Option<(u64, u64)>, ApiError> {
+    if token == NONE {
+        return Ok(None);
+    }
+    let malformed =
+        || ApiError::BadRequest(format!("invalid ack '{token}': send the Poll-Token header of a poll response"));
+    // Hex digits only, so the split below falls between two of them.
+    if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(malformed());
+    }
+    let (incarnation, number) = token.split_at(16);
+    let hex = |digits: &str| u64::from_str_radix(digits, 16).map_err(|_| malformed());
+    Ok(Some((hex(incarnation)?, hex(number)?)))
+}
+
+/// Refuses a commit's or goodbye's `ack`s unless each is one [`parse`] takes.
+pub fn check(acks: &[String]) -> Result<(), ApiError> {
+    acks.iter().try_for_each(|ack| parse(ack).map(drop))
+}
+
 /// What a poll's `ack` asks of the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ack {
@@ -72,20 +94,12 @@ impl PollTokens {
     pub fn judge(&self, consumer: &str, token: Option<&str>) -> Result<(Ack, Option<u64>), ApiError> {
         let last = self.last();
         let Some(token) = token else { return Ok((Ack::Last, last.get(consumer).map(|l| l.token))) };
-        if token == NONE {
+        let Some((incarnation, seq)) = parse(token)? else {
             return Ok(match last.get(consumer) {
                 Some(l) => (Ack::Repeat { starts: l.starts.clone(), turn: l.turn }, None),
                 None => (Ack::Last, None),
             });
-        }
-        let malformed =
-            || ApiError::BadRequest(format!("invalid ack '{token}': send the Poll-Token header of a poll response"));
-        if token.len() != 32 {
-            return Err(malformed());
-        }
-        let (incarnation, seq) = token.split_at(16);
-        let incarnation = u64::from_str_radix(incarnation, 16).map_err(|_| malformed())?;
-        let seq = u64::from_str_radix(seq, 16).map_err(|_| malformed())?;
+        };
         if incarnation != self.incarnation {
             return Ok((Ack::Unknown, None));
         }
@@ -159,7 +173,8 @@ mod tests {
         assert_eq!(tokens.judge("other", Some(&again)).expect("known").0, Ack::Unknown, "another consumer's");
         let restarted = PollTokens::default();
         assert_eq!(restarted.judge("c", Some(&again)).expect("known").0, Ack::Unknown, "an earlier incarnation's");
-        for bad in ["", "xyz", &again[..31], &format!("{}g", &again[..31])] {
+        let multibyte = format!("a{}b", "é".repeat(15));
+        for bad in ["", "xyz", &again[..31], &format!("{}g", &again[..31]), &multibyte, &format!("+{}", &again[1..])] {
             assert!(tokens.judge("c", Some(bad)).is_err(), "{bad}");
         }
         assert_eq!(tokens.caps("c", &[]), None, "a v1 commit takes every position");

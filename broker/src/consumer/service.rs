@@ -10,7 +10,7 @@ use super::assignment::{assigned_to, TopicPartition};
 use super::cursors::{take_uncommitted, Cursor, Cursors, GroupCursors};
 use super::peer_api::{notify_registration, positions_elsewhere, report_activity, RegistrationNotice};
 use super::pending_commits::PendingCommits;
-use super::poll_tokens::{Ack, PollTokens};
+use super::poll_tokens::{self, Ack, PollTokens};
 use crate::cluster::Peers;
 use crate::consensus::cluster_state::{ClusterState, Command, CommandResult, Consumer, OffsetCommit, StartPolicy};
 use crate::consensus::RaftNode;
@@ -441,6 +441,7 @@ impl ConsumerService {
     /// Commits the positions this consumer reached (with `acks`, only what the responses they
     /// name reached), and waits for the Raft commit.
     pub async fn commit(&self, consumer_id: &str, acks: &[String]) -> Result<(), ApiError> {
+        poll_tokens::check(acks)?;
         let (consumer, _) = self.registered(consumer_id).await?;
         self.activity.touch(consumer_id);
         let offsets = self.cluster_positions(&consumer, acks).await;
@@ -488,6 +489,7 @@ impl ConsumerService {
 
     /// Commits (unless `commit` is false; with `acks` as [`ConsumerService::commit`]) and unregisters.
     pub async fn goodbye(&self, consumer_id: &str, commit: bool, acks: &[String]) -> Result<(), ApiError> {
+        poll_tokens::check(acks)?;
         let (consumer, _) = self.registered(consumer_id).await?;
         let offsets = if commit { self.cluster_positions(&consumer, acks).await } else { Vec::new() };
         let result = self.raft.propose(Command::Goodbye { consumer_id: consumer_id.to_string(), offsets }).await?;
