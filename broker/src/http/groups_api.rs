@@ -194,7 +194,13 @@ fn reset_request(body: &[u8]) -> Result<ResetRequest, ApiError> {
     })?;
     let value = match &body.value {
         None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        // JSON Schema's integers include 5401.0; beyond 2^53 a float is no exact offset.
+        Some(serde_json::Value::Number(n)) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => {
+                Some((f as i64).to_string())
+            }
+            _ => Some(n.to_string()),
+        },
         Some(serde_json::Value::String(s)) => Some(s.clone()),
         Some(other) => return Err(ApiError::BadRequest(format!("value must be an integer, not {other}"))),
     };
@@ -281,12 +287,15 @@ mod tests {
         let at = parsed(r#"{"topic":"t","to":"timestamp","value":1700000000000}"#).map(|r| r.to);
         assert_eq!(at, Ok(ResetTo::Timestamp(1_700_000_000_000)));
         assert_eq!(parsed(r#"{"topic":"t","to":"latest","value":null}"#).map(|r| r.to), Ok(ResetTo::Latest));
+        assert_eq!(parsed(r#"{"topic":"t","to":"offset","value":5401.0}"#).map(|r| r.to), Ok(ResetTo::Offset(5401)));
+        assert_eq!(parsed(r#"{"topic":"t","to":"shift","value":-2e1}"#).map(|r| r.to), Ok(ResetTo::Shift(-20)));
         for (body, says) in [
             (r#"{"topic":"t","to":"sometime"}"#, "invalid to"),
             (r#"{"topic":"t","to":"offset"}"#, "needs a value"),
             (r#"{"topic":"t","to":"latest","value":3}"#, "takes no value"),
             (r#"{"topic":"t","to":"offset","value":-1}"#, "invalid offset"),
             (r#"{"topic":"t","to":"offset","value":1.5}"#, "invalid offset"),
+            (r#"{"topic":"t","to":"offset","value":1e300}"#, "invalid offset"),
             (r#"{"topic":"t","to":"timestamp","value":-5}"#, "invalid timestamp"),
             (r#"{"topic":"t","to":"shift","value":[1]}"#, "must be an integer"),
             (r#"{"topic":"t","to":"earliest","partition":[1]}"#, "unknown field"),
