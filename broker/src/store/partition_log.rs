@@ -183,7 +183,12 @@ impl PartitionLog {
             .iter()
             .rev()
             .find_map(|base| producers::read_snapshot(&self.dir, *base, self.max_producers).map(|t| (t, *base)))
-            .unwrap_or_else(|| (ProducerTable::new(self.max_producers), start));
+            .unwrap_or_else(|| {
+                // A log that does not begin at 0 and has no snapshot was restarted at its
+                // leader's start (or written before snapshots): what came before is unknown.
+                let table = if start == 0 { ProducerTable::new } else { ProducerTable::without_history };
+                (table(self.max_producers), start)
+            });
         while at < end {
             let read = self.read(at, 1 << 20, Whole::Requests)?;
             let Some(last) = read.records.last() else { break };

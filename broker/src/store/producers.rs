@@ -142,11 +142,20 @@ impl Producer {
 pub struct ProducerTable {
     cap: usize,
     producers: HashMap<Arc<str>, Producer>,
+    /// The log's records before its start were never read into the table (a copy restarted
+    /// at its leader's retained start): a producer first met here may have stored lower
+    /// sequences before it, so it counts as started at 0.
+    partial: bool,
 }
 
 impl ProducerTable {
     pub fn new(cap: usize) -> ProducerTable {
-        ProducerTable { cap: cap.max(1), producers: HashMap::new() }
+        ProducerTable { cap: cap.max(1), producers: HashMap::new(), partial: false }
+    }
+
+    /// The table of a log whose earlier records it never saw.
+    pub fn without_history(cap: usize) -> ProducerTable {
+        ProducerTable { partial: true, ..ProducerTable::new(cap) }
     }
 
     /// What `stamp` asks for, given what the partition holds. A producer not known here (new,
@@ -196,7 +205,7 @@ impl ProducerTable {
             return;
         }
         if producer.recent.is_empty() {
-            producer.first_seq = stamp.seq;
+            producer.first_seq = if self.partial { 0 } else { stamp.seq };
         }
         producer.recent.push_back(Written { seq: stamp.seq, first: write.first, end });
         while producer.recent.len() > RECENT {
@@ -227,12 +236,15 @@ struct Snapshot {
     /// The state of the records before this offset.
     before: u64,
     producers: Vec<(Arc<str>, Producer)>,
+    #[serde(default)]
+    partial: bool,
 }
 
 /// Writes the state of the records before `base` next to the segment starting there, durably
 /// (a temporary file renamed; the caller syncs the directory with the new segment's).
 pub fn write_snapshot(dir: &Path, base: u64, table: &ProducerTable) -> std::io::Result<()> {
-    let snapshot = Snapshot { before: base, producers: table.before(base).into_iter().collect() };
+    let snapshot =
+        Snapshot { before: base, producers: table.before(base).into_iter().collect(), partial: table.partial };
     let path = snapshot_path(dir, base);
     let temporary = path.with_extension("producers.tmp");
     std::fs::write(&temporary, serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?)?;
@@ -244,7 +256,7 @@ pub fn write_snapshot(dir: &Path, base: u64, table: &ProducerTable) -> std::io::
 pub fn read_snapshot(dir: &Path, base: u64, cap: usize) -> Option<ProducerTable> {
     let bytes = std::fs::read(snapshot_path(dir, base)).ok()?;
     let snapshot: Snapshot = serde_json::from_slice(&bytes).ok().filter(|s: &Snapshot| s.before == base)?;
-    let mut table = ProducerTable::new(cap);
+    let mut table = ProducerTable { partial: snapshot.partial, ..ProducerTable::new(cap) };
     table.producers = snapshot.producers.into_iter().collect();
     Some(table)
 }
@@ -322,6 +334,15 @@ mod tests {
         write_snapshot(dir.path(), 13, &table).expect("write");
         let read = read_snapshot(dir.path(), 13, 10).expect("read");
         assert_eq!(read.check(&stamp("c", 0, 2)), Verdict::Gap { expected: 5 }, "where c started is kept");
+
+        // A log restarted at 20 without what came before: d's lower sequences may be stored.
+        let mut partial = ProducerTable::without_history(10);
+        partial.apply(&write("d", 0, 8, 20), 21);
+        assert_eq!(partial.check(&stamp("d", 0, 6)), Verdict::Duplicate(None));
+        write_snapshot(dir.path(), 21, &partial).expect("write");
+        let mut read = read_snapshot(dir.path(), 21, 10).expect("read");
+        read.apply(&write("e", 0, 3, 21), 22);
+        assert_eq!(read.check(&stamp("e", 0, 1)), Verdict::Duplicate(None), "still without the history");
     }
 
     proptest! {
