@@ -34,13 +34,24 @@ fn metrics_used() -> BTreeSet<String> {
     let dashboard: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("dashboard.json")).expect("dashboard.json"))
             .expect("the dashboard is JSON");
-    let mut expressions: Vec<String> = dashboard["panels"]
-        .as_array()
-        .expect("panels")
-        .iter()
-        .flat_map(|panel| panel["targets"].as_array().cloned().unwrap_or_default())
-        .map(|target| target["expr"].as_str().expect("a query").to_string())
-        .collect();
+    // Every query wherever it sits: panels, panels inside collapsed rows, template variables.
+    fn queries(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    match (key.as_str(), inner.as_str()) {
+                        ("expr" | "definition", Some(query)) => out.push(query.to_string()),
+                        _ => queries(inner, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|item| queries(item, out)),
+            _ => {}
+        }
+    }
+    let mut expressions = Vec::new();
+    queries(&dashboard, &mut expressions);
+    assert!(expressions.len() >= 10, "the dashboard's queries: {expressions:?}");
     let alerts = std::fs::read_to_string(dir.join("alerts.yaml")).expect("alerts.yaml");
     let mut lines = alerts.lines();
     while let Some(line) = lines.next() {
