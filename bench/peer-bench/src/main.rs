@@ -7,8 +7,13 @@
 //! acknowledged, as `runnel bench` sends B records per request and waits for the 200. The
 //! latency is that of a batch: from its first publish to its last acknowledgement.
 //!
+//! With `--streams S` (RabbitMQ, NATS) the records are spread over S streams, producer i
+//! writing to stream i mod S, so the leaders' work is spread over the nodes as a Runnel
+//! topic's partitions are.
+//!
 //! Consume, once producing is over: K consumers, each on its own connection, read all N back
-//! from the backlog in batches and acknowledge what they read.
+//! from the backlog in batches and acknowledge what they read (with S streams, max(1, K/S)
+//! readers per stream).
 //!
 //! Prints one line per phase, and with --json writes the same JSON shape for every system.
 
@@ -83,6 +88,10 @@ struct Workload {
     /// Consumers reading the backlog back (0: produce only).
     #[arg(long, default_value_t = 4)]
     consumers: usize,
+    /// Streams the records are spread over (RabbitMQ and NATS; Redis has one primary): producer
+    /// i writes to stream i mod S, as Runnel spreads a topic over its partitions' leaders.
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -104,6 +113,29 @@ impl Batches {
         let start = self.next.fetch_add(1, Ordering::Relaxed).saturating_mul(self.batch);
         (start < self.records).then(|| self.batch.min(self.records - start))
     }
+}
+
+/// Records acknowledged per stream, so each stream's readers know how many to read.
+struct Stored(Vec<AtomicU64>);
+
+impl Stored {
+    fn new(streams: usize) -> Arc<Stored> {
+        Arc::new(Stored((0..streams).map(|_| AtomicU64::new(0)).collect()))
+    }
+
+    fn add(&self, stream: usize, count: u64) {
+        self.0[stream].fetch_add(count, Ordering::Relaxed);
+    }
+
+    fn of(&self, stream: usize) -> u64 {
+        self.0[stream].load(Ordering::Relaxed)
+    }
+}
+
+/// How the readers split the backlog: every stream gets max(1, K / S) readers, each reading an
+/// equal share of its offsets.
+fn reader_shares(w: &Workload) -> usize {
+    (w.consumers / w.streams.max(1)).max(1)
 }
 
 type Worker = tokio::task::JoinHandle<anyhow::Result<Histogram<u64>>>;
@@ -202,10 +234,7 @@ async fn rabbitmq(host: &str, replicas: usize, w: &Workload) -> anyhow::Result<(
         .build()
         .await
         .context("connecting to RabbitMQ")?;
-    let stream = format!("bench{}", std::process::id());
-    let mut creator = env.stream_creator();
-    creator.options.insert("initial-cluster-size".to_string(), replicas.to_string());
-    creator.create(&stream).await.context("creating the stream")?;
+    let streams: Vec<String> = (0..w.streams.max(1)).map(|j| format!("bench{}-{j}", std::process::id())).collect();
     let options = rabbitmq_stream_client::ClientOptions::builder()
         .host(address)
         .port(port.parse()?)
@@ -213,29 +242,46 @@ async fn rabbitmq(host: &str, replicas: usize, w: &Workload) -> anyhow::Result<(
         .password("guest")
         .build();
     let client = rabbitmq_stream_client::Client::connect(options).await?;
-    let metadata = client.metadata(vec![stream.clone()]).await?;
-    let metadata = metadata.get(&stream).context("no metadata for the stream")?;
     let members = |b: &rabbitmq_stream_client::types::Broker| format!("{}:{}", b.host, b.port);
-    eprintln!(
-        "rabbitmq: stream {stream}, leader {}, replicas {}",
-        members(&metadata.leader),
-        metadata.replicas.iter().map(members).collect::<Vec<_>>().join(" ")
-    );
-    if metadata.replicas.len() + 1 != replicas {
-        bail!("the stream has {} members, not {replicas}", metadata.replicas.len() + 1);
+    let mut leaders = std::collections::BTreeMap::<String, usize>::new();
+    for stream in &streams {
+        let mut creator = env.stream_creator();
+        creator.options.insert("initial-cluster-size".to_string(), replicas.to_string());
+        // Spread the leaders over the nodes (the default puts each on the node asked).
+        creator.options.insert("queue-leader-locator".to_string(), "least-leaders".to_string());
+        creator.create(stream).await.with_context(|| format!("creating the stream {stream}"))?;
+        // The metadata names a replica once it runs, which a new stream's may not yet.
+        let mut waited = 0;
+        let metadata = loop {
+            let mut answer = client.metadata(vec![stream.clone()]).await?;
+            let metadata = answer.remove(stream).context("no metadata for the stream")?;
+            if metadata.replicas.len() + 1 == replicas {
+                break metadata;
+            }
+            if waited == 100 {
+                bail!("the stream {stream} has {} members after 10 s, not {replicas}", metadata.replicas.len() + 1);
+            }
+            waited += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        *leaders.entry(members(&metadata.leader)).or_default() += 1;
     }
+    eprintln!("rabbitmq: {} streams of {replicas} members, leaders per node {leaders:?}", streams.len());
     client.close().await?;
 
     let payload = vec![b'x'; w.size];
     let batches = Batches::new(w);
+    let stored = Stored::new(streams.len());
     let mut producers = Vec::new();
-    for _ in 0..w.concurrency {
-        producers.push(env.producer().batch_size(w.batch as usize).build(&stream).await.context("a producer")?);
+    for i in 0..w.concurrency {
+        let stream = i % streams.len();
+        let producer = env.producer().batch_size(w.batch as usize).build(&streams[stream]).await.context("a producer")?;
+        producers.push((stream, producer));
     }
     let started = Instant::now();
     let mut workers: Vec<Worker> = Vec::new();
-    for producer in producers {
-        let (batches, payload) = (batches.clone(), payload.clone());
+    for (stream, producer) in producers {
+        let (batches, payload, stored) = (batches.clone(), payload.clone(), stored.clone());
         workers.push(tokio::spawn(async move {
             let mut latency = Histogram::<u64>::new(3)?;
             let (confirmed, mut confirmations) = tokio::sync::mpsc::unbounded_channel::<Result<bool, String>>();
@@ -258,6 +304,7 @@ async fn rabbitmq(host: &str, replicas: usize, w: &Workload) -> anyhow::Result<(
                     }
                 }
                 latency.record(sent.elapsed().as_micros() as u64)?;
+                stored.add(stream, count);
             }
             producer.close().await?;
             Ok(latency)
@@ -265,55 +312,61 @@ async fn rabbitmq(host: &str, replicas: usize, w: &Workload) -> anyhow::Result<(
     }
     let (latency, produce_seconds) = join_producers(workers, started).await?;
 
-    // A stream is read by every consumer in full: the K consumers split the offsets 0..N (a
-    // new stream's offsets are the records') and each reads its share from its first offset.
+    // A stream is read by every consumer in full: a stream's readers split its offsets 0..n
+    // (a new stream's offsets are its records') and each reads its share from its first offset.
     let started = Instant::now();
     let mut readers = Vec::new();
-    let share = w.records.div_ceil(w.consumers.max(1) as u64);
-    for i in 0..w.consumers as u64 {
-        let (start, end) = (i * share, ((i + 1) * share).min(w.records));
-        if start >= end {
-            continue;
-        }
-        let (env, stream, batch) = (env.clone(), stream.clone(), w.batch);
-        readers.push(tokio::spawn(async move {
-            let mut consumer = env
-                .consumer()
-                .name(&format!("{stream}-reader{i}"))
-                .offset(OffsetSpecification::Offset(start))
-                .build(&stream)
-                .await
-                .context("a consumer")?;
-            let mut got = 0;
-            while got < end - start {
-                let delivery = tokio::time::timeout(GIVE_UP, consumer.next())
-                    .await
-                    .context("no record came for a minute")?
-                    .context("the consumer ended")??;
-                let offset = delivery.offset();
-                if offset < start {
-                    continue;
-                }
-                if offset >= end {
-                    bail!("reader {i} got offset {offset} past its share {start}..{end}");
-                }
-                got += 1;
-                if got % batch == 0 || got == end - start {
-                    consumer.store_offset(offset).await?;
-                }
+    let shares = reader_shares(w) as u64;
+    for (j, stream) in streams.iter().enumerate() {
+        let records = stored.of(j);
+        let share = records.div_ceil(shares);
+        for i in 0..shares {
+            let (start, end) = (i * share, ((i + 1) * share).min(records));
+            if start >= end {
+                continue;
             }
-            consumer.handle().close().await?;
-            Ok(got)
-        }));
+            let (env, stream, batch) = (env.clone(), stream.clone(), w.batch);
+            readers.push(tokio::spawn(async move {
+                let mut consumer = env
+                    .consumer()
+                    .name(&format!("{stream}-reader{i}"))
+                    .offset(OffsetSpecification::Offset(start))
+                    .build(&stream)
+                    .await
+                    .context("a consumer")?;
+                let mut got = 0;
+                while got < end - start {
+                    let delivery = tokio::time::timeout(GIVE_UP, consumer.next())
+                        .await
+                        .context("no record came for a minute")?
+                        .context("the consumer ended")??;
+                    let offset = delivery.offset();
+                    if offset < start {
+                        continue;
+                    }
+                    if offset >= end {
+                        bail!("a reader of {stream} got offset {offset} past its share {start}..{end}");
+                    }
+                    got += 1;
+                    if got % batch == 0 || got == end - start {
+                        consumer.store_offset(offset).await?;
+                    }
+                }
+                consumer.handle().close().await?;
+                Ok(got)
+            }));
+        }
     }
     let (consumed, consume_seconds) = join_consumers(readers, started).await?;
-    env.delete_stream(&stream).await.ok();
+    for stream in &streams {
+        env.delete_stream(stream).await.ok();
+    }
     report(
         w,
         Outcome {
             system: "rabbitmq".to_string(),
-            durability: "stream with initial-cluster-size 3; publisher confirms (sent once a quorum of the replicas has written the chunk; osiris does not fsync)",
-            consume: "K named stream consumers, each reading an equal range of offsets; store_offset every B records",
+            durability: "streams with initial-cluster-size 3; publisher confirms (sent once a quorum of the replicas has written the chunk; osiris does not fsync)",
+            consume: "named stream consumers, max(1, K/S) per stream, each reading an equal range of its offsets; store_offset every B records",
             latency,
             produce_seconds,
             consumed,
@@ -325,6 +378,10 @@ async fn rabbitmq(host: &str, replicas: usize, w: &Workload) -> anyhow::Result<(
 async fn redis_streams(primary: &str, wait_replicas: u64, w: &Workload) -> anyhow::Result<()> {
     use redis::streams::StreamReadReply;
     use redis::AsyncConnectionConfig;
+
+    if w.streams > 1 {
+        bail!("Redis Streams here have one primary: --streams does not apply");
+    }
 
     let client = redis::Client::open(format!("redis://{primary}/"))?;
     let config = AsyncConnectionConfig::new().set_response_timeout(None);
@@ -423,27 +480,36 @@ async fn nats(servers: &str, replicas: usize, w: &Workload) -> anyhow::Result<()
         .context("parsing --servers")?;
     let connect = move || async_nats::connect(servers.clone());
     let js = jetstream::new(connect().await.context("connecting to NATS")?);
-    let name = format!("bench{}", std::process::id());
-    js.create_stream(stream::Config {
-        name: name.clone(),
-        subjects: vec![format!("{name}.>")],
-        num_replicas: replicas,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .context("creating the stream")?;
-    let subject = format!("{name}.records");
+    let names: Vec<String> = (0..w.streams.max(1)).map(|j| format!("bench{}-{j}", std::process::id())).collect();
+    let mut leaders = std::collections::BTreeMap::<String, usize>::new();
+    for name in &names {
+        let mut created = js
+            .create_stream(stream::Config {
+                name: name.clone(),
+                subjects: vec![format!("{name}.>")],
+                num_replicas: replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating the stream {name}"))?;
+        let leader = created.info().await?.cluster.as_ref().and_then(|c| c.leader.clone()).unwrap_or_default();
+        *leaders.entry(leader).or_default() += 1;
+    }
+    eprintln!("nats: {} streams of {replicas} replicas, leaders per server {leaders:?}", names.len());
     let payload = Bytes::from(vec![b'x'; w.size]);
     let batches = Batches::new(w);
+    let stored = Stored::new(names.len());
     let mut clients = Vec::new();
     for _ in 0..w.concurrency {
         clients.push(jetstream::new(connect().await?));
     }
     let started = Instant::now();
     let mut workers: Vec<Worker> = Vec::new();
-    for producer in clients {
-        let (batches, payload, subject) = (batches.clone(), payload.clone(), subject.clone());
+    for (i, producer) in clients.into_iter().enumerate() {
+        let stream = i % names.len();
+        let subject = format!("{}.records", names[stream]);
+        let (batches, payload, stored) = (batches.clone(), payload.clone(), stored.clone());
         workers.push(tokio::spawn(async move {
             let mut latency = Histogram::<u64>::new(3)?;
             while let Some(count) = batches.claim() {
@@ -456,6 +522,7 @@ async fn nats(servers: &str, replicas: usize, w: &Workload) -> anyhow::Result<()
                     ack.await?;
                 }
                 latency.record(sent.elapsed().as_micros() as u64)?;
+                stored.add(stream, count);
             }
             Ok(latency)
         }));
@@ -463,58 +530,66 @@ async fn nats(servers: &str, replicas: usize, w: &Workload) -> anyhow::Result<()
     let (latency, produce_seconds) = join_producers(workers, started).await?;
 
     let started = Instant::now();
-    let stream = js.get_stream(&name).await?;
-    stream
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some("readers".to_string()),
-            ack_policy: consumer::AckPolicy::Explicit,
-            max_ack_pending: -1,
-            ..Default::default()
-        })
-        .await
-        .context("creating the consumer")?;
-    let consumed = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
-    for _ in 0..w.consumers {
-        let (connect, name, consumed, total, batch) = (connect.clone(), name.clone(), consumed.clone(), w.records, w.batch);
-        readers.push(tokio::spawn(async move {
-            let client = connect().await?;
-            let reader: consumer::PullConsumer =
-                jetstream::new(client.clone()).get_stream(&name).await?.get_consumer("readers")
+    for (j, name) in names.iter().enumerate() {
+        js.get_stream(name)
+            .await?
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some("readers".to_string()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                max_ack_pending: -1,
+                ..Default::default()
+            })
+            .await
+            .context("creating the consumer")?;
+        let consumed = Arc::new(AtomicU64::new(0));
+        let total = stored.of(j);
+        for _ in 0..reader_shares(w) {
+            let (connect, name, consumed, batch) = (connect.clone(), name.clone(), consumed.clone(), w.batch);
+            readers.push(tokio::spawn(async move {
+                let client = connect().await?;
+                let reader: consumer::PullConsumer = jetstream::new(client.clone())
+                    .get_stream(&name)
+                    .await?
+                    .get_consumer("readers")
                     .await
                     .map_err(|e| anyhow!("the consumer: {e}"))?;
-            let (mut got, mut last_progress) = (0u64, Instant::now());
-            // Fetches (no wait) of up to B messages, each acknowledged, until all N are read.
-            while consumed.load(Ordering::Acquire) < total {
-                let mut messages = reader.fetch().max_messages(batch as usize).messages().await?;
-                let mut fetched = 0;
-                while let Some(message) = messages.next().await {
-                    message.map_err(|e| anyhow!("fetching: {e}"))?.ack().await.map_err(|e| anyhow!("acking: {e}"))?;
-                    fetched += 1;
-                }
-                if fetched == 0 {
-                    if last_progress.elapsed() > GIVE_UP {
-                        bail!("no message came for a minute");
+                let (mut got, mut last_progress) = (0u64, Instant::now());
+                // Fetches (no wait) of up to B messages, each acknowledged, until the stream's
+                // records are all read.
+                while consumed.load(Ordering::Acquire) < total {
+                    let mut messages = reader.fetch().max_messages(batch as usize).messages().await?;
+                    let mut fetched = 0;
+                    while let Some(message) = messages.next().await {
+                        message.map_err(|e| anyhow!("fetching: {e}"))?.ack().await.map_err(|e| anyhow!("acking: {e}"))?;
+                        fetched += 1;
                     }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
+                    if fetched == 0 {
+                        if last_progress.elapsed() > GIVE_UP {
+                            bail!("no message came for a minute");
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    last_progress = Instant::now();
+                    got += fetched;
+                    consumed.fetch_add(fetched, Ordering::AcqRel);
                 }
-                last_progress = Instant::now();
-                got += fetched;
-                consumed.fetch_add(fetched, Ordering::AcqRel);
-            }
-            client.flush().await?;
-            Ok::<_, anyhow::Error>(got)
-        }));
+                client.flush().await?;
+                Ok::<_, anyhow::Error>(got)
+            }));
+        }
     }
     let (consumed, consume_seconds) = join_consumers(readers, started).await?;
-    js.delete_stream(&name).await.ok();
+    for name in &names {
+        js.delete_stream(name).await.ok();
+    }
     report(
         w,
         Outcome {
             system: "nats".to_string(),
             durability: "file storage, 3 replicas; acknowledged once a quorum of replicas has it (with sync_interval: always each fsyncs first)",
-            consume: "one durable pull consumer (explicit acks), K fetchers of up to B messages (no wait), each message acked",
+            consume: "a durable pull consumer (explicit acks) per stream, max(1, K/S) fetchers of up to B messages (no wait) on each, each message acked",
             latency,
             produce_seconds,
             consumed,
