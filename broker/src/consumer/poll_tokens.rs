@@ -34,8 +34,9 @@ pub fn parse(token: &str) -> Result<Option<(u64, u64)>, ApiError> {
     }
     let malformed =
         || ApiError::BadRequest(format!("invalid ack '{token}': send the Poll-Token header of a poll response"));
-    // Hex digits only, so the split below falls between two of them.
-    if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+    // Lowercase hex digits only, as issued: the split below falls between two of them, and a
+    // commit's acks compare as text.
+    if token.len() != 32 || !token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(malformed());
     }
     let (incarnation, number) = token.split_at(16);
@@ -174,7 +175,15 @@ mod tests {
         let restarted = PollTokens::default();
         assert_eq!(restarted.judge("c", Some(&again)).expect("known").0, Ack::Unknown, "an earlier incarnation's");
         let multibyte = format!("a{}b", "é".repeat(15));
-        for bad in ["", "xyz", &again[..31], &format!("{}g", &again[..31]), &multibyte, &format!("+{}", &again[1..])] {
+        for bad in [
+            "",
+            "xyz",
+            &again[..31],
+            &format!("{}g", &again[..31]),
+            &multibyte,
+            &format!("+{}", &again[1..]),
+            "ABCDEF0123456789ABCDEF0123456789",
+        ] {
             assert!(tokens.judge("c", Some(bad)).is_err(), "{bad}");
         }
         assert_eq!(tokens.caps("c", &[]), None, "a v1 commit takes every position");

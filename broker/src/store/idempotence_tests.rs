@@ -100,6 +100,27 @@ async fn producers_survive_a_restart_and_a_cut_forgets_what_it_drops() {
     assert!(!append(&storage, values(1, "q"), stamp("q", 0, 0)).await.expect("q").duplicate);
 }
 
+/// A cut to the start of a log that retention shortened keeps the producers of the records
+/// before it: their retries are repeats, not new records.
+#[tokio::test]
+async fn a_cut_to_a_retained_start_keeps_the_producers_before_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = StorageConfig { retention_bytes: Some(64 * 1024), ..config(dir.path(), 64 * 1024, 100) };
+    let (storage, _) = Storage::open(cfg).expect("open");
+    for seq in 0..200 {
+        append(&storage, values(4, "r"), stamp("p", 0, seq)).await.expect("append");
+    }
+    assert!(storage.enforce_retention().await.expect("retention") > 0);
+    let (start, _) = storage.bounds("t", 0).expect("bounds");
+    assert!(start > 0 && start % 4 == 0, "retention kept from {start}");
+    let last_before = start / 4 - 1;
+    storage.truncate("t", 0, start).await.expect("cut");
+    let retry = append(&storage, values(4, "r"), stamp("p", 0, last_before)).await.expect("retry");
+    assert!(retry.duplicate, "seq {last_before} was stored before {start}: {retry:?}");
+    let next = append(&storage, values(4, "r"), stamp("p", 0, last_before + 1)).await.expect("next");
+    assert_eq!((next.base_offset, next.duplicate), (start, false));
+}
+
 /// A copy writes the leader's stamps with the records, so as the next leader it refuses what
 /// the old one stored.
 #[tokio::test]

@@ -359,6 +359,9 @@ impl PartitionLog {
             return Ok(end_before);
         }
         self.change_epochs(|epochs| epochs.cut(to))?;
+        // A cut to the log's start deletes its first segment, and the snapshot beside it, which
+        // is still the state of everything before `to`: kept to be written again.
+        let before_start = (to == start).then(|| producers::read_snapshot(&self.dir, to, self.max_producers)).flatten();
         let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
         let doomed: Vec<u64> = segments.range(to.max(start)..).map(|(base, _)| *base).rev().collect();
         for base in doomed {
@@ -373,6 +376,10 @@ impl PartitionLog {
             }
             Some(_) => {}
             None => {
+                if let Some(table) = &before_start {
+                    let snapshot = producers::snapshot_path(&self.dir, to);
+                    producers::write_snapshot(&self.dir, to, table).ctx("write", &snapshot)?;
+                }
                 segments.insert(to, Arc::new(Segment::create(&self.files, &self.dir, to)?.0));
             }
         }
